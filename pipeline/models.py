@@ -1,0 +1,297 @@
+"""The corpus schema: SQLAlchemy 2.x typed models.
+
+A story is an `Article`; every place it appeared is an `Appearance` (one unique canonical
+key each); the raw bytes of every fetch are `Snapshot`s. Health and history live in
+`CrawlRun`/`SourceRun`; the digest's exactly-once sending rests on the unique
+(digest, recipient) of `Delivery`. The search index tables are created by the migration
+(dialect-specific) and maintained by `pipeline.search_index`.
+
+Must not import crawler spiders, feeds or archive.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware datetimes on both databases: stored as UTC, returned tz-aware (UTC).
+
+    SQLite has no time zone type; refusing naive datetimes here keeps every stored time honest.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime refused: pass a tz-aware datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[str]: JSON}
+
+
+class Unit(Base):
+    __tablename__ = "units"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    short_name: Mapped[str | None] = mapped_column(String(100))
+    aliases: Mapped[list[str]] = mapped_column(JSON, default=list)
+    sort_order: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Recipient(Base):
+    __tablename__ = "recipients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"))
+    name: Mapped[str] = mapped_column(String(100))
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    opted_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    unsubscribe_token: Mapped[str] = mapped_column(String(64), unique=True)
+
+    unit: Mapped[Unit] = relationship()
+
+
+class Source(Base):
+    __tablename__ = "sources"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(100), unique=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    url: Mapped[str] = mapped_column(Text)
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"))
+    column: Mapped[str | None] = mapped_column(String(200))
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # health
+    status: Mapped[str] = mapped_column(String(20), default="new")  # new | ok | error | blocked | paused
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    unit: Mapped[Unit | None] = relationship()
+
+
+class Article(Base):
+    """A story: one piece of writing, whatever number of places it appeared in."""
+
+    __tablename__ = "articles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    guid: Mapped[str] = mapped_column(String(64), unique=True)  # stable: feeds' GUID, URLs
+    title: Mapped[str] = mapped_column(Text)
+    author: Mapped[str | None] = mapped_column(String(100))
+    positions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), index=True)
+    column: Mapped[str | None] = mapped_column(String(200), index=True)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    summary: Mapped[str | None] = mapped_column(Text)
+    body_html: Mapped[str] = mapped_column(Text, default="")
+    body_text: Mapped[str] = mapped_column(Text, default="")
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    minhash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    minhash_scheme: Mapped[str | None] = mapped_column(String(80))
+    state: Mapped[str] = mapped_column(String(20), default="live")  # live | deleted | edited
+    first_appearance_id: Mapped[int | None] = mapped_column(
+        ForeignKey("appearances.id", use_alter=True, name="fk_articles_first_appearance")
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    unit: Mapped[Unit | None] = relationship()
+    appearances: Mapped[list[Appearance]] = relationship(
+        back_populates="article", foreign_keys="Appearance.article_id", order_by="Appearance.id"
+    )
+    tags: Mapped[list[ArticleTag]] = relationship(back_populates="article", cascade="all, delete-orphan")
+
+
+class Appearance(Base):
+    """One URL where a story appeared."""
+
+    __tablename__ = "appearances"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id"), index=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), index=True)
+    canonical_key: Mapped[str] = mapped_column(String(500), unique=True)
+    url: Mapped[str] = mapped_column(Text)
+    title: Mapped[str] = mapped_column(Text, default="")
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    http_status: Mapped[int] = mapped_column(Integer, default=200)
+    etag: Mapped[str | None] = mapped_column(String(200))
+    last_modified: Mapped[str | None] = mapped_column(String(100))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    is_original: Mapped[bool] = mapped_column(Boolean, default=False)  # 首发 (True) or 转载
+    state: Mapped[str] = mapped_column(String(20), default="ok")  # ok | deleted | violation | ...
+    in_column: Mapped[bool] = mapped_column(Boolean, default=True)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # account, byline, 来源, cover, ...
+    snapshot_id: Mapped[int | None] = mapped_column(
+        ForeignKey("snapshots.id", use_alter=True, name="fk_appearances_snapshot")
+    )
+
+    article: Mapped[Article] = relationship(back_populates="appearances", foreign_keys=[article_id])
+    source: Mapped[Source] = relationship()
+    snapshot: Mapped[Snapshot | None] = relationship(foreign_keys=[snapshot_id])
+
+
+class Snapshot(Base):
+    """Raw bytes as fetched (zlib-compressed); every version of an appearance is kept."""
+
+    __tablename__ = "snapshots"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    appearance_id: Mapped[int | None] = mapped_column(ForeignKey("appearances.id"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    url: Mapped[str] = mapped_column(Text)
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    http_status: Mapped[int] = mapped_column(Integer, default=200)
+    headers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    encoding: Mapped[str] = mapped_column(String(40), default="utf-8")
+    content: Mapped[bytes] = mapped_column(LargeBinary)  # zlib.compress(raw bytes)
+    size: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Tag(Base):
+    __tablename__ = "tags"
+    __table_args__ = (UniqueConstraint("kind", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))  # topic | keyword | column | position
+    name: Mapped[str] = mapped_column(String(200))
+
+
+class ArticleTag(Base):
+    __tablename__ = "article_tags"
+
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id"), primary_key=True)
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id"), primary_key=True, index=True)
+    origin: Mapped[str] = mapped_column(String(20), default="rule")  # rule | keyword | manual
+    weight: Mapped[float] = mapped_column(Float, default=1.0)
+
+    article: Mapped[Article] = relationship(back_populates="tags")
+    tag: Mapped[Tag] = relationship()
+
+
+class ListPage(Base):
+    """HTTP validators of a list page, for conditional GET on the next cycle."""
+
+    __tablename__ = "list_pages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), index=True)
+    url: Mapped[str] = mapped_column(String(1000), unique=True)
+    etag: Mapped[str | None] = mapped_column(String(200))
+    last_modified: Mapped[str | None] = mapped_column(String(100))
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CrawlRun(Base):
+    __tablename__ = "crawl_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(20), default="running")  # running | ok | partial | failed | killed
+    trigger: Mapped[str] = mapped_column(String(40), default="manual")
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    source_runs: Mapped[list[SourceRun]] = relationship(back_populates="crawl_run", order_by="SourceRun.id")
+
+
+class SourceRun(Base):
+    __tablename__ = "source_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    crawl_run_id: Mapped[int] = mapped_column(ForeignKey("crawl_runs.id"), index=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), index=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(20), default="running")  # running | ok | error | blocked
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    new_stories: Mapped[int] = mapped_column(Integer, default=0)
+    new_appearances: Mapped[int] = mapped_column(Integer, default=0)
+    reposts: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[int] = mapped_column(Integer, default=0)
+    problems: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    error_summary: Mapped[str | None] = mapped_column(Text)
+
+    crawl_run: Mapped[CrawlRun] = relationship(back_populates="source_runs")
+    source: Mapped[Source] = relationship()
+
+
+class Digest(Base):
+    __tablename__ = "digests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    week: Mapped[str] = mapped_column(String(10), unique=True)  # ISO week, e.g. 2026-W48
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    period_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    article_count: Mapped[int] = mapped_column(Integer, default=0)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Delivery(Base):
+    """One delivery per (digest, recipient): the row that makes sending exactly-once."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (UniqueConstraint("digest_id", "recipient_id", name="uq_delivery_digest_recipient"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    digest_id: Mapped[int] = mapped_column(ForeignKey("digests.id"), index=True)
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipients.id"), index=True)
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending | sending | sent | failed | skipped
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(String(300))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    digest: Mapped[Digest] = relationship()
+    recipient: Mapped[Recipient] = relationship()
+
+
+class FeedState(Base):
+    """What each published feed was last built from, so only changed feeds are rebuilt."""
+
+    __tablename__ = "feed_states"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(300), unique=True)  # e.g. all, column/<name>, unit/<id>, topic/<name>
+    content_hash: Mapped[str] = mapped_column(String(64))
+    built_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    item_count: Mapped[int] = mapped_column(Integer, default=0)

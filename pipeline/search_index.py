@@ -1,0 +1,50 @@
+"""Keeping the full-text index in step with the articles table.
+
+SQLite: an FTS5 table `article_fts(title, body)` whose rowid is the article id.
+PostgreSQL: `article_search(article_id, title_tsv, body_tsv)` with GIN indexes, built with the
+`'simple'` configuration over the same pre-split text. Both hold `textsplit.split_text` output.
+Callers run these inside the transaction that changes the article, so the index never drifts.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from pipeline.textsplit import split_text
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def index_article(session: Session, article_id: int, title: str, body: str) -> None:
+    """Insert or replace the index entry of one article."""
+    title_split, body_split = split_text(title), split_text(body)
+    if _dialect(session) == "postgresql":
+        session.execute(
+            text(
+                "INSERT INTO article_search (article_id, title_tsv, body_tsv) "
+                "VALUES (:id, to_tsvector('simple', :t), to_tsvector('simple', :b)) "
+                "ON CONFLICT (article_id) DO UPDATE SET title_tsv = EXCLUDED.title_tsv, body_tsv = EXCLUDED.body_tsv"
+            ),
+            {"id": article_id, "t": title_split, "b": body_split},
+        )
+    else:
+        session.execute(text("DELETE FROM article_fts WHERE rowid = :id"), {"id": article_id})
+        session.execute(
+            text("INSERT INTO article_fts (rowid, title, body) VALUES (:id, :t, :b)"),
+            {"id": article_id, "t": title_split, "b": body_split},
+        )
+
+
+def remove_article(session: Session, article_id: int) -> None:
+    if _dialect(session) == "postgresql":
+        session.execute(text("DELETE FROM article_search WHERE article_id = :id"), {"id": article_id})
+    else:
+        session.execute(text("DELETE FROM article_fts WHERE rowid = :id"), {"id": article_id})
+
+
+def indexed_count(session: Session) -> int:
+    table = "article_search" if _dialect(session) == "postgresql" else "article_fts"
+    return int(session.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
