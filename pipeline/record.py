@@ -1,0 +1,51 @@
+"""What flows between the item pipelines: the spider's item plus each stage's result.
+
+normalize → `Record` (sanitized HTML, normalized text, hashes, MinHash signature)
+deduplicate → `Record.decision` (what storing this record means)
+tag → `Record.tags`
+store → writes rows as the decision says, in one transaction per record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from crawler.items import ArticleItem
+
+# Decision kinds.
+NEW_STORY = "new_story"  # nothing like it stored: a new article and its first appearance
+NEW_APPEARANCE = "new_appearance"  # same story seen at a new place (repost or exact copy)
+EDIT = "edit"  # a known appearance whose content changed: keep the old snapshot as a version
+UNCHANGED = "unchanged"  # a known appearance, same content: refresh fetch time only
+STATE_CHANGE = "state_change"  # a known appearance now deleted / violation at the source
+
+
+@dataclass
+class Decision:
+    kind: str
+    article_id: int | None = None  # the existing story, for every kind but NEW_STORY
+    appearance_id: int | None = None  # the existing appearance, for EDIT / UNCHANGED / STATE_CHANGE
+    similarity: float | None = None  # the confirmed overlap for near-duplicate matches
+    reason: str = ""  # e.g. "same key", "same content hash", "near duplicate 0.83"
+
+
+@dataclass
+class Tags:
+    unit: str | None = None  # configured unit name
+    author: str | None = None
+    positions: list[str] = field(default_factory=list)
+    column: str | None = None
+    topics: dict[str, float] = field(default_factory=dict)  # topic -> score
+    keywords: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Record:
+    item: ArticleItem
+    title: str  # cleaned title
+    body_html: str  # sanitized HTML
+    body_text: str  # normalized plain text (what hashes, shingles and search see)
+    content_hash: str  # sha256 hex of body_text
+    minhash: bytes | None = None  # serialized signature (see pipeline.dedup)
+    decision: Decision | None = None
+    tags: Tags | None = None
