@@ -352,13 +352,25 @@ def _source(t: _Table, units: set[str]) -> SourceConf:
     return conf
 
 
+def _resolve_sqlite(url: str, base_dir: Path) -> str:
+    """A relative SQLite path is relative to the config file, not to the working directory."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix):
+        rest = url[len(prefix) :]
+        if rest and not rest.startswith("/") and not rest.startswith(":memory:"):
+            return prefix + str(base_dir / rest)
+    elif not re.match(r"^[a-z0-9+]+://", url):
+        raise ConfigError("database_url", f"expected a database URL such as sqlite:///data/zhuanlan.db, got {url!r}")
+    return url
+
+
 def parse_config(data: Mapping[str, Any], *, base_dir: Path, path: Path | None = None) -> Config:
     """Validate a parsed TOML document. Relative directories resolve against `base_dir`."""
     root = _Table(dict(data), "")
     db_default = "sqlite:///" + str((base_dir / root.string("data_dir", "data")) / "zhuanlan.db")
-    database_url = os.environ.get("ZHUANLAN_DATABASE_URL") or secret_from_env("ZHUANLAN_DATABASE_URL") or root.string(
-        "database_url", db_default
-    )
+    file_url = root.string("database_url", db_default)
+    database_url = secret_from_env("ZHUANLAN_DATABASE_URL") or file_url
+    database_url = _resolve_sqlite(database_url, base_dir)
     data_dir = base_dir / root.string("data_dir", "data")
     public_dir = base_dir / root.string("public_dir", "public")
 

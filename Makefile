@@ -1,0 +1,45 @@
+# zhuanlan — every target creates the virtualenv and installs the project first if needed.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+CORPUS ?= ../shared/corpus
+
+.PHONY: install demo test lint typecheck check eval bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required (set PYTHON=...)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## The main job: sample sources, embedded SQLite, one full cycle, then web app + scheduler until Ctrl-C.
+demo: $(STAMP)
+	$(BIN)/zhuanlan demo
+
+## The test suite (SQLite; set ZHUANLAN_TEST_DATABASE_URL to run it on PostgreSQL too).
+test: $(STAMP)
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+## Extraction quality on the real pages of ../shared/corpus (read-only; never copied here).
+eval: $(STAMP)
+	$(BIN)/zhuanlan eval --corpus $(CORPUS)
+
+## Benchmarks: results go to docs/benchmarks.md.
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache *.egg-info

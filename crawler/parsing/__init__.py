@@ -1,0 +1,1 @@
+"""Pure parsing functions over response bytes: no Scrapy, no I/O, no clock."""

@@ -1,0 +1,82 @@
+"""Running spiders for a set of sources in this process (the Twisted reactor runs once per process).
+
+`zhuanlan crawl` is that process: it asks the corpus what is known, then calls `run_jobs`.
+This module knows only spiders and Scrapy settings; it never touches the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from scrapy.crawler import CrawlerProcess
+from scrapy.settings import Settings
+from scrapy.utils.project import get_project_settings
+
+
+@dataclass(frozen=True)
+class SourceJob:
+    """One source to crawl and what the corpus already knows of it."""
+
+    source: Mapping[str, Any]  # key, kind, url, unit, column, options
+    known_keys: frozenset[str] = frozenset()
+    validators: Mapping[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    backfill: bool = False
+    refresh: bool = False
+    recheck_urls: tuple[str, ...] = ()
+
+
+def spider_class(kind: str) -> type[Any]:
+    """The spider for a source kind (imported here so importing this module stays cheap)."""
+    if kind == "wechat_album":
+        from crawler.spiders.wechat_album import WechatAlbumSpider
+
+        return WechatAlbumSpider
+    if kind == "site_column":
+        from crawler.spiders.site_column import SiteColumnSpider
+
+        return SiteColumnSpider
+    raise ValueError(f"no spider for source kind {kind!r}")
+
+
+def crawl_settings(
+    *,
+    database_url: str,
+    config_path: str,
+    run_id: int,
+    crawl: Mapping[str, Any],
+    log_level: str = "WARNING",
+) -> Settings:
+    settings = get_project_settings()
+    settings.setmodule("crawler.settings", priority="project")
+    settings.set("ZHUANLAN_DATABASE_URL", database_url, priority="cmdline")
+    settings.set("ZHUANLAN_CONFIG", config_path, priority="cmdline")
+    settings.set("ZHUANLAN_RUN_ID", run_id, priority="cmdline")
+    settings.set("USER_AGENT", crawl["user_agent"], priority="cmdline")
+    settings.set("DOWNLOAD_TIMEOUT", crawl["timeout_seconds"], priority="cmdline")
+    settings.set("DOWNLOAD_DELAY", crawl["download_delay_seconds"], priority="cmdline")
+    settings.set("DOWNLOAD_MAXSIZE", crawl["max_page_bytes"], priority="cmdline")
+    settings.set("ROBOTSTXT_OBEY", crawl["obey_robots"], priority="cmdline")
+    if float(crawl["download_delay_seconds"]) == 0:
+        settings.set("AUTOTHROTTLE_ENABLED", False, priority="cmdline")
+    settings.set("LOG_LEVEL", log_level, priority="cmdline")
+    return settings
+
+
+def run_jobs(jobs: Sequence[SourceJob], settings: Settings, crawl: Mapping[str, Any]) -> None:
+    """Crawl every job's source concurrently; returns when all spiders have closed."""
+    process = CrawlerProcess(settings, install_root_handler=True)
+    for job in jobs:
+        kwargs: dict[str, Any] = {
+            "source": dict(job.source),
+            "known_keys": job.known_keys,
+            "validators": dict(job.validators),
+            "backfill": job.backfill,
+            "refresh": job.refresh,
+            "crawl": dict(crawl),
+        }
+        if job.recheck_urls:
+            kwargs["recheck_urls"] = list(job.recheck_urls)
+        process.crawl(spider_class(str(job.source["kind"])), **kwargs)
+    process.start()

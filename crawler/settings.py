@@ -1,0 +1,45 @@
+"""Scrapy settings shared by every crawl. Per-run values (database URL, config path, run id)
+are added by `zhuanlan crawl` or read from the environment by `from_env`."""
+
+from __future__ import annotations
+
+import os
+
+BOT_NAME = "zhuanlan"
+SPIDER_MODULES = ["crawler.spiders"]
+NEWSPIDER_MODULE = "crawler.spiders"
+
+ROBOTSTXT_OBEY = True
+CONCURRENT_REQUESTS = 16
+CONCURRENT_REQUESTS_PER_DOMAIN = 1
+DOWNLOAD_DELAY = 1.0
+RANDOMIZE_DOWNLOAD_DELAY = True
+AUTOTHROTTLE_ENABLED = True
+AUTOTHROTTLE_START_DELAY = 1.0
+AUTOTHROTTLE_MAX_DELAY = 30.0
+AUTOTHROTTLE_TARGET_CONCURRENCY = 1.0
+DOWNLOAD_TIMEOUT = 30
+DOWNLOAD_MAXSIZE = 10 * 1024 * 1024
+DOWNLOAD_WARNSIZE = 0
+RETRY_ENABLED = True
+RETRY_TIMES = 2
+REDIRECT_MAX_TIMES = 10
+COOKIES_ENABLED = True
+TELNETCONSOLE_ENABLED = False
+LOG_LEVEL = "INFO"
+REQUEST_FINGERPRINTER_IMPLEMENTATION = "2.7"
+TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
+FEED_EXPORT_ENCODING = "utf-8"
+USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36 zhuanlan/0.1"
+
+ITEM_PIPELINES = {
+    "pipeline.normalize.NormalizePipeline": 100,
+    "pipeline.dedup.DeduplicatePipeline": 200,
+    "pipeline.tagging.TagPipeline": 300,
+    "pipeline.store.StorePipeline": 400,
+}
+
+# Per-run values; `zhuanlan crawl` sets them explicitly.
+ZHUANLAN_CONFIG = os.environ.get("ZHUANLAN_CONFIG", "zhuanlan.toml")
+ZHUANLAN_DATABASE_URL = os.environ.get("ZHUANLAN_DATABASE_URL", "")
+ZHUANLAN_RUN_ID = None

@@ -1,0 +1,1 @@
+"""Spiders: thin shells that schedule requests and hand responses to `crawler.parsing`."""

@@ -1,0 +1,157 @@
+"""End to end: sample sources on a free loopback port, a real crawl in a subprocess, then the
+stored rows, the feed files (parsed back) and the digest mails (received by a real SMTP server)."""
+
+from __future__ import annotations
+
+import email
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from email import policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import feedparser
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import func, select
+
+from crawler.samples.server import SampleSources, expected_truth, sample_config_toml
+from pipeline.db import make_engine, session_factory
+from pipeline.models import Appearance, Article, ArticleTag, Delivery, SourceRun, Tag, Unit
+from zhuanlan_config import load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        msg = email.message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)
+        assert isinstance(msg, EmailMessage)
+        self.messages.append(msg)
+        return "250 OK"
+
+
+@pytest.fixture
+def inbox() -> Iterator[tuple[Inbox, int]]:
+    handler = Inbox()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield handler, port
+    controller.stop()
+
+
+@pytest.fixture
+def samples() -> Iterator[SampleSources]:
+    server = SampleSources(port=0)
+    server.start()
+    yield server
+    server.stop()
+
+
+def run_cli(cfg: Path, db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ZHUANLAN_DATABASE_URL": db_url}
+    return subprocess.run(
+        [sys.executable, "-m", "zhuanlan_cli", "--config", str(cfg), *args],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=600, check=False,
+    )
+
+
+def test_full_cycle(tmp_path: Path, db_url: str, samples: SampleSources, inbox: tuple[Inbox, int]) -> None:
+    handler, smtp_port = inbox
+    cfg = tmp_path / "zhuanlan.toml"
+    cfg.write_text(sample_config_toml(samples.base_url, smtp_port=smtp_port, web_port=free_port()), encoding="utf-8")
+    truth = expected_truth()
+
+    init = run_cli(cfg, db_url, "init")
+    assert init.returncode == 0, init.stderr
+    crawl = run_cli(cfg, db_url, "crawl", "--json")
+    assert crawl.returncode == 0, crawl.stderr[-3000:]
+    summary = json.loads(crawl.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "ok", summary
+
+    engine = make_engine(db_url)
+    sessions = session_factory(engine)
+    with sessions() as s:
+        stories = s.scalars(select(Article)).all()
+        appearances = s.scalars(select(Appearance)).all()
+        # every story of the samples stored once; every appearance kept
+        assert len(stories) == truth["story_count"], sorted(a.title for a in stories)
+        assert len(appearances) == truth["appearance_count"]
+        by_title = {a.title: a for a in stories}
+        # reposts merged: stories that appear on several sites have several appearances, one original
+        for title, count in truth["appearances_by_title"].items():
+            story = by_title[title]
+            assert len(story.appearances) == count, title
+            assert sum(ap.is_original for ap in story.appearances) == 1, title
+        # units and authors from bylines
+        units = {u.id: u.name for u in s.scalars(select(Unit))}
+        for title, unit in truth["unit_by_title"].items():
+            assert units.get(by_title[title].unit_id or -1) == unit, title
+        for title, author in truth["author_by_title"].items():
+            assert by_title[title].author == author, title
+        # column membership and topics
+        column_titles = {a.title for a in stories if a.column}
+        assert column_titles == set(truth["column_titles"])
+        topic_count = s.scalar(
+            select(func.count()).select_from(ArticleTag).join(Tag).where(Tag.kind == "topic")
+        )
+        assert topic_count and topic_count >= len(truth["column_titles"]) // 2
+        runs = s.scalars(select(SourceRun)).all()
+        assert {r.status for r in runs} == {"ok"}, [(r.source_id, r.error_summary) for r in runs]
+
+    # a second crawl adds nothing
+    again = run_cli(cfg, db_url, "crawl", "--json")
+    assert again.returncode == 0, again.stderr[-3000:]
+    second = json.loads(again.stdout.strip().splitlines()[-1])
+    assert second["new_stories"] == 0 and second["reposts"] == 0
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Article)) == truth["story_count"]
+        assert s.scalar(select(func.count()).select_from(Appearance)) == truth["appearance_count"]
+
+    # feeds, parsed back
+    feeds = run_cli(cfg, db_url, "feeds")
+    assert feeds.returncode == 0, feeds.stderr
+    config = load_config(cfg)
+    feed_dir = config.public_dir / "feeds"
+    atom = feedparser.parse((feed_dir / "all.atom").read_bytes())
+    rss = feedparser.parse((feed_dir / "all.rss").read_bytes())
+    assert not atom.bozo and not rss.bozo
+    assert len(atom.entries) == min(truth["story_count"], config.feeds.items_per_feed)
+    assert {e.title for e in rss.entries} <= set(by_title)
+    assert (feed_dir / "index.opml").exists()
+
+    # the digest, received and parsed back; a second send sends nothing
+    week = truth["digest_week"]
+    sent = run_cli(cfg, db_url, "digest", "send", "--week", week)
+    assert sent.returncode == 0, sent.stderr
+    recipients = {r.email for r in config.recipients if r.active}
+    got = {str(m["To"].addresses[0].addr_spec) for m in handler.messages}
+    assert recipients <= got
+    one = handler.messages[0]
+    assert "周" in str(one["Subject"])
+    html = one.get_body(("html",))
+    text = one.get_body(("plain",))
+    assert html is not None and text is not None
+    assert any(title in html.get_content() for title in truth["digest_titles"])
+    count = len(handler.messages)
+    resend = run_cli(cfg, db_url, "digest", "send", "--week", week)
+    assert resend.returncode == 0
+    assert len(handler.messages) == count
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Delivery).where(Delivery.status == "sent")) == count
+    engine.dispose()

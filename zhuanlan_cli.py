@@ -1,0 +1,536 @@
+"""The `zhuanlan` command line: a thin shell over the stages.
+
+Owns argument parsing, reading the clock, opening the database and turning failures into
+one-line messages with exit codes (2: configuration, 1: anything else that stopped the
+command). The work itself lives in crawler/, pipeline/, feeds/, archive/ and scheduler.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from pipeline.db import DatabaseError, is_initialised, make_engine, session_factory, transaction, upgrade
+from zhuanlan_config import Config, ConfigError, SourceConf, load_config
+
+DEFAULT_CONFIG = "zhuanlan.toml"
+
+
+class UserError(RuntimeError):
+    """A failure the user can fix; the message says how."""
+
+
+@dataclass
+class App:
+    config: Config
+    config_path: Path
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def config_path(args: argparse.Namespace) -> Path:
+    return Path(args.config or os.environ.get("ZHUANLAN_CONFIG") or DEFAULT_CONFIG)
+
+
+def open_app(args: argparse.Namespace, *, initialise: bool = False) -> App:
+    """Load the config and open the database; with `initialise`, create or upgrade it."""
+    path = config_path(args)
+    config = load_config(path)
+    if initialise:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        config.public_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(config.database_url)
+    if initialise:
+        upgrade(engine)
+    elif not is_initialised(engine):
+        raise UserError(f"the database at {engine.url.render_as_string(hide_password=True)} is not initialised: run `zhuanlan init` first")
+    return App(config=config, config_path=path.resolve(), engine=engine, sessions=session_factory(engine))
+
+
+def source_dict(source: SourceConf) -> dict[str, Any]:
+    data = asdict(source)
+    data["options"] = dict(source.options)
+    return data
+
+
+# --- commands ---------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    app = open_app(args, initialise=True)
+    from pipeline.sync import sync_config
+
+    with transaction(app.sessions) as session:
+        sync_config(session, app.config, utcnow())
+    print(
+        f"database ready at {app.engine.url.render_as_string(hide_password=True)}: "
+        f"{len(app.config.units)} units, {len(app.config.sources)} sources, {len(app.config.recipients)} recipients"
+    )
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    path = config_path(args)
+    config = load_config(path)
+    print(
+        f"{path}: OK — {len(config.units)} units, {len(config.sources)} sources, "
+        f"{len(config.recipients)} recipients, {len(config.topics)} topics"
+    )
+    return 0
+
+
+def cmd_crawl(args: argparse.Namespace) -> int:
+    from crawler.process import SourceJob, crawl_settings, run_jobs
+    from pipeline.models import Source
+    from pipeline.runs import finish_crawl_run, known_state, mark_killed_runs, recent_wechat_urls, start_crawl_run
+    from pipeline.sync import sync_config
+
+    app = open_app(args)
+    now = utcnow()
+    selected = [s for s in app.config.sources if s.enabled and (not args.source or s.key in args.source)]
+    unknown = sorted(set(args.source or ()) - {s.key for s in app.config.sources})
+    if unknown:
+        raise UserError(f"no source named {', '.join(unknown)} in {app.config_path}")
+    if args.recheck:
+        selected = [s for s in selected if s.kind == "wechat_album"]
+    jobs: list[SourceJob] = []
+    skipped: list[str] = []
+    with transaction(app.sessions) as session:
+        sync_config(session, app.config, now)
+        mark_killed_runs(session, now)
+        run_id = start_crawl_run(session, args.trigger, now)
+        for source in selected:
+            row = session.query(Source).filter_by(key=source.key).one()
+            if row.paused_until is not None and row.paused_until > now and not args.force:
+                skipped.append(f"{source.key} (paused until {row.paused_until.astimezone(app.config.tz):%Y-%m-%d %H:%M})")
+                continue
+            keys, validators = known_state(session, source.key)
+            recheck: tuple[str, ...] = ()
+            if args.recheck:
+                recheck = tuple(recent_wechat_urls(session, now - timedelta(days=args.recheck_days), source_key=source.key))
+                if not recheck:
+                    continue
+            jobs.append(
+                SourceJob(
+                    source=source_dict(source), known_keys=keys, validators=validators,
+                    backfill=args.backfill, refresh=args.refresh, recheck_urls=recheck,
+                )
+            )
+    crawl = asdict(app.config.crawl)
+    if jobs:
+        settings = crawl_settings(
+            database_url=app.config.database_url, config_path=str(app.config_path), run_id=run_id, crawl=crawl,
+            log_level=args.log_level,
+        )
+        run_jobs(jobs, settings, crawl)
+    with transaction(app.sessions) as session:
+        summary = finish_crawl_run(session, run_id, utcnow())
+    if skipped:
+        summary["skipped"] = skipped
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False, default=str))
+    else:
+        print_crawl_summary(summary)
+    return 1 if summary.get("status") == "failed" else 0
+
+
+def print_crawl_summary(summary: dict[str, Any]) -> None:
+    print(
+        f"crawl run {summary.get('run_id')}: {summary.get('status')} — sources {summary.get('sources', 0)}, "
+        f"new stories {summary.get('new_stories', 0)}, reposts merged {summary.get('reposts', 0)}, "
+        f"problems {summary.get('problems', 0)}"
+    )
+    for line in summary.get("failures", []) or []:
+        print(f"  ! {line}")
+    for line in summary.get("skipped", []) or []:
+        print(f"  - skipped {line}")
+
+
+def cmd_feeds(args: argparse.Namespace) -> int:
+    from feeds.publish import publish_feeds
+
+    app = open_app(args)
+    result = publish_feeds(app.sessions, app.config, utcnow(), force=args.force)
+    print(f"feeds: {len(result.written)} written, {result.unchanged} unchanged, in {app.config.public_dir / 'feeds'}")
+    return 0
+
+
+def parse_week(value: str | None, now: datetime, config: Config) -> str:
+    from feeds.digest import previous_week
+
+    if value is None:
+        return previous_week(now.astimezone(config.tz))
+    try:
+        year, week = value.split("-W")
+        date.fromisocalendar(int(year), int(week), 1)
+    except ValueError as exc:
+        raise UserError(f"--week expects an ISO week such as 2026-W48, got {value!r}") from exc
+    return f"{int(year):04d}-W{int(week):02d}"
+
+
+def cmd_digest(args: argparse.Namespace) -> int:
+    from feeds.mail import preview_digest, send_digest
+
+    app = open_app(args)
+    now = utcnow()
+    week = parse_week(args.week, now, app.config)
+    if args.action == "preview":
+        with app.sessions() as session:
+            files = preview_digest(session, app.config, week, args.recipient, Path(args.out), now)
+        for f in files:
+            print(f)
+        return 0
+    result = send_digest(app.sessions, app.config, week, now, dry_run=args.dry_run)
+    print(
+        f"digest {week}: sent {result.sent}, failed {result.failed}, skipped {result.skipped}, "
+        f"already sent {result.already}" + (" (dry run: nothing sent)" if args.dry_run else "")
+    )
+    return 1 if result.failed else 0
+
+
+def cmd_retag(args: argparse.Namespace) -> int:
+    from pipeline.retag import retag_corpus
+    from pipeline.tagrules import Vocabulary
+
+    app = open_app(args)
+
+    def progress(done: int, total: int) -> None:
+        width = 30
+        filled = width * done // max(total, 1)
+        print(f"\rretag [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end="", file=sys.stderr, flush=True)
+
+    result = retag_corpus(
+        app.sessions, Vocabulary.from_config(app.config), batch_size=args.batch_size, progress=progress, now=utcnow()
+    )
+    print(file=sys.stderr)
+    print(f"retag: {result.articles} articles in {result.batches} batches, {result.changed} changed")
+    return 0
+
+
+def _filters(args: argparse.Namespace) -> Any:
+    from archive.search import Filters
+
+    return Filters(
+        unit=args.unit, author=args.author, topic=args.topic, column=args.column, source_kind=args.source_kind,
+        date_from=date.fromisoformat(args.date_from) if args.date_from else None,
+        date_to=date.fromisoformat(args.date_to) if args.date_to else None,
+        state=args.state,
+    )
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from archive.query import QueryError
+    from archive.search import search
+
+    app = open_app(args)
+    try:
+        with app.sessions() as session:
+            result = search(session, args.query, _filters(args), page=args.page, per_page=args.limit, tz=app.config.tz)
+    except QueryError as exc:
+        raise UserError(f"cannot search for that: {exc}") from exc
+    rows = [
+        {
+            "guid": h.guid, "title": h.title, "unit": h.unit, "author": h.author,
+            "published_at": h.published_at.astimezone(app.config.tz).isoformat() if h.published_at else None,
+            "score": round(h.score, 4),
+        }
+        for h in result.hits
+    ]
+    if args.format == "json":
+        print(json.dumps({"total": result.total, "hits": rows}, ensure_ascii=False, indent=2))
+    elif args.format == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=["guid", "title", "unit", "author", "published_at", "score"])
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        print(f"{result.total} results")
+        for r in rows:
+            day = (r["published_at"] or "")[:10]
+            print(f"{day:10}  {(r['unit'] or '-')[:12]:12}  {(r['author'] or '-')[:6]:6}  {r['title']}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from archive.export import export
+
+    app = open_app(args)
+    out = Path(args.out or f"zhuanlan-export.{ {'csv': 'csv', 'jsonl': 'jsonl', 'warc': 'warc.gz'}[args.format] }")
+    with app.sessions() as session:
+        result = export(session, args.format, _filters(args), out)
+    print(f"exported {result.count} stories to {', '.join(str(f) for f in result.files)}")
+    return 0
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from crawler.parsing.extract import extract_page
+
+    path = Path(args.file)
+    try:
+        body = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from exc
+    fields = extract_page(body, args.url, content_type=args.content_type)
+    print(json.dumps(fields, ensure_ascii=False, indent=2, default=str))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from archive.web import create_app, serve
+
+    app = open_app(args)
+    web = create_app(app.config, app.sessions, now=utcnow)
+    host = args.host or app.config.web.host
+    port = args.port or app.config.web.port
+    print(f"serving on http://{host}:{port}/ (Ctrl-C to stop)")
+    serve(web, host, port)
+    return 0
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    import scheduler
+
+    open_app(args)
+    return scheduler.main([str(config_path(args))])
+
+
+def cmd_run_once(args: argparse.Namespace) -> int:
+    import scheduler
+
+    app = open_app(args)
+    return scheduler.run_once(args.job, app.config, app.config_path, utcnow())
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import scheduler
+
+    app = open_app(args)
+    print(scheduler.status_report(app.config, app.engine, app.sessions, utcnow()))
+    return 0
+
+
+class _Outbox:
+    """aiosmtpd handler for the demo's local mail server: every message lands in an .eml file."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.count = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.count += 1
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        name = f"{stamp}-{self.count:04d}-{envelope.rcpt_tos[0].replace('@', '_at_')}.eml"
+        (self.directory / name).write_bytes(envelope.original_content or envelope.content)
+        return "250 Message accepted for delivery"
+
+
+def _start_outbox(directory: Path, port: int) -> Any:
+    from aiosmtpd.controller import Controller
+
+    directory.mkdir(parents=True, exist_ok=True)
+    controller = Controller(_Outbox(directory), hostname="127.0.0.1", port=port)
+    try:
+        controller.start()
+    except (OSError, RuntimeError) as exc:
+        raise UserError(f"cannot start the demo mail server on 127.0.0.1:{port} ({exc}): pass --smtp-port") from exc
+    return controller
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The main job on the bundled sample sources: one full production cycle, then web app + scheduler."""
+    import subprocess
+    import threading
+
+    from crawler.samples.server import SampleSources, sample_config_toml
+    from feeds.digest import previous_week
+    from feeds.mail import send_digest
+    from feeds.publish import publish_feeds
+
+    demo_dir = Path(args.dir).resolve()
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    samples = SampleSources(port=args.sample_port)
+    try:
+        base_url = samples.start()
+    except OSError as exc:
+        raise UserError(f"cannot serve the sample sources on 127.0.0.1:{args.sample_port} ({exc}): pass --sample-port") from exc
+    outbox_dir = demo_dir / "outbox"
+    smtp = None
+    try:
+        smtp = _start_outbox(outbox_dir, args.smtp_port)
+        cfg_path = demo_dir / "zhuanlan.toml"
+        cfg_path.write_text(
+            sample_config_toml(base_url, smtp_port=args.smtp_port, web_port=args.web_port), encoding="utf-8"
+        )
+        args.config = str(cfg_path)
+        print(f"sample sources on {base_url}; demo files in {demo_dir}")
+        cmd_init(args)
+        app = open_app(args)
+        # The crawl runs exactly as in production: a fresh `zhuanlan crawl` process.
+        proc = subprocess.run(
+            [sys.executable, "-m", "zhuanlan_cli", "--config", str(cfg_path), "crawl", "--trigger", "demo", "--json"],
+            capture_output=True, text=True, check=False,
+        )
+        if proc.returncode not in (0, 1) or not proc.stdout.strip():
+            sys.stderr.write(proc.stderr[-4000:])
+            raise UserError(f"the crawl failed (exit {proc.returncode}); see the messages above")
+        summary = json.loads(proc.stdout.strip().splitlines()[-1])
+        now = utcnow()
+        feeds = publish_feeds(app.sessions, app.config, now)
+        week = previous_week(now.astimezone(app.config.tz))
+        sent = send_digest(app.sessions, app.config, week, now)
+        print()
+        print("== zhuanlan demo: one full cycle done")
+        print(f"  sources crawled : {summary.get('sources', 0)} ({summary.get('ok', 0)} ok)")
+        print(f"  new stories     : {summary.get('new_stories', 0)}")
+        print(f"  reposts merged  : {summary.get('reposts', 0)}")
+        print(f"  problems        : {summary.get('problems', 0)}")
+        print(f"  feeds written   : {len(feeds.written)} ({feeds.unchanged} unchanged)")
+        print(f"  digest {week}: sent {sent.sent}, already sent {sent.already}, failed {sent.failed}")
+        print(f"  database        : {app.config.database_url}")
+        print(f"  feeds           : {app.config.public_dir / 'feeds'}")
+        print(f"  mail (.eml)     : {outbox_dir}")
+        if args.once:
+            return 0
+        from archive.web import create_app, serve
+
+        web = create_app(app.config, app.sessions, now=utcnow)
+        thread = threading.Thread(target=serve, args=(web, "127.0.0.1", args.web_port), daemon=True)
+        thread.start()
+        print(f"\nOpen http://127.0.0.1:{args.web_port}/ — the scheduler keeps running; Ctrl-C to stop.")
+        import scheduler
+
+        return scheduler.run(str(cfg_path))
+    finally:
+        if smtp is not None:
+            smtp.stop()
+        samples.stop()
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from crawler.parsing.evaluate import main as eval_main
+
+    return eval_main(Path(args.corpus), strict=args.strict)
+
+
+# --- parser -------------------------------------------------------------------------
+
+
+def _add_filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--unit", help="unit id or name")
+    p.add_argument("--author")
+    p.add_argument("--topic")
+    p.add_argument("--column")
+    p.add_argument("--source-kind", choices=["wechat_album", "site_column"])
+    p.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD")
+    p.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD")
+    p.add_argument("--state", choices=["live", "deleted", "edited", "any"], default="any")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zhuanlan", description="Column aggregation: crawl, deduplicate, tag, store, publish.")
+    parser.add_argument("--config", "-c", help=f"config file (default: $ZHUANLAN_CONFIG or ./{DEFAULT_CONFIG})")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    add("init", cmd_init, "create or upgrade the database and load units, sources and recipients from the config")
+    add("check-config", cmd_check_config, "validate the config file and exit")
+
+    p = add("crawl", cmd_crawl, "crawl the configured sources once (this process runs Scrapy)")
+    p.add_argument("--source", action="append", metavar="KEY", help="only this source (repeatable)")
+    p.add_argument("--backfill", action="store_true", help="page to the end of every list instead of stopping at known articles")
+    p.add_argument("--refresh", action="store_true", help="re-fetch stored articles too")
+    p.add_argument("--recheck", action="store_true", help="re-fetch recent WeChat articles to detect deletions and edits")
+    p.add_argument("--recheck-days", type=int, default=14)
+    p.add_argument("--force", action="store_true", help="crawl paused sources too")
+    p.add_argument("--trigger", default="manual", help=argparse.SUPPRESS)
+    p.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+    p = add("feeds", cmd_feeds, "rebuild the feeds whose content changed")
+    p.add_argument("--force", action="store_true", help="rewrite every feed")
+
+    p = add("digest", cmd_digest, "preview or send the weekly digest")
+    p.add_argument("action", choices=["preview", "send"])
+    p.add_argument("--week", help="ISO week, e.g. 2026-W48 (default: last week)")
+    p.add_argument("--recipient", metavar="EMAIL", help="preview: only this recipient")
+    p.add_argument("--out", default="digest-preview", help="preview: output directory")
+    p.add_argument("--dry-run", action="store_true", help="send: render and report, send nothing")
+
+    p = add("retag", cmd_retag, "recompute tags for the whole corpus (safe to interrupt and rerun)")
+    p.add_argument("--batch-size", type=int, default=200)
+
+    p = add("search", cmd_search, "full-text search of the stored corpus")
+    p.add_argument("query", nargs="?", default="")
+    _add_filters(p)
+    p.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--page", type=int, default=1)
+
+    p = add("export", cmd_export, "export stories (CSV, JSON Lines, or WARC with the original responses)")
+    p.add_argument("--format", choices=["csv", "jsonl", "warc"], required=True)
+    p.add_argument("--out", help="output file")
+    _add_filters(p)
+
+    p = add("extract", cmd_extract, "print the fields parsed from a saved page as JSON")
+    p.add_argument("file")
+    p.add_argument("--url", required=True, help="the URL the page was saved from")
+    p.add_argument("--content-type", help="the Content-Type header it was served with, if known")
+
+    p = add("serve", cmd_serve, "run the web app (search, stories, feeds, health)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+
+    add("schedule", cmd_schedule, "run the scheduler (crawl, feeds, digest, recheck, maintenance) until stopped")
+    p = add("run-once", cmd_run_once, "run one scheduled job now and exit")
+    p.add_argument("job", choices=["crawl", "feeds", "digest", "recheck", "maintenance"])
+    add("status", cmd_status, "next runs, last results and source health")
+
+    p = add("demo", cmd_demo, "the whole pipeline against the bundled sample sources, then web app + scheduler")
+    p.add_argument("--dir", default="demo", help="where the demo keeps its config, database, feeds and mail")
+    p.add_argument("--once", action="store_true", help="run one cycle, print the summary and exit")
+    p.add_argument("--sample-port", type=int, default=8750)
+    p.add_argument("--smtp-port", type=int, default=8025)
+    p.add_argument("--web-port", type=int, default=8080)
+
+    p = add("eval", cmd_eval, "measure extraction on the shared corpus of real pages")
+    p.add_argument("--corpus", default="../shared/corpus")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except ConfigError as exc:
+        print(f"zhuanlan: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except (UserError, DatabaseError) as exc:
+        print(f"zhuanlan: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("zhuanlan: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
