@@ -116,7 +116,9 @@ def crawl_job(config_path: str) -> None:
 
 def recheck_job(config_path: str) -> None:
     config = load_config(config_path)
-    code = _run_cli(config_path, ["crawl", "--recheck", "--trigger", "recheck"], config.crawl.subprocess_timeout_seconds)
+    code = _run_cli(
+        config_path, ["crawl", "--recheck", "--trigger", "recheck"], config.crawl.subprocess_timeout_seconds
+    )
     if code == -1:
         _record_overrun(config, _now())
     feeds_job(config_path)
@@ -191,13 +193,18 @@ def job_defs(config: Config) -> list[JobDef]:
     mh, mm = (int(x) for x in s.maintenance_time.split(":"))
     return [
         JobDef(
-            "crawl", "scheduler:crawl_job",
+            "crawl",
+            "scheduler:crawl_job",
             IntervalTrigger(minutes=s.crawl_interval_minutes, jitter=s.crawl_jitter_seconds or None, timezone=tz),
             min(grace, s.crawl_interval_minutes * 60),
         ),
         # Weekday names, never numbers: APScheduler counts Monday as 0, unlike cron.
-        JobDef("digest", "scheduler:digest_job", CronTrigger(day_of_week=s.digest_weekday, hour=dh, minute=dm, timezone=tz),
-               max(grace, config.digest.grace_days * 86400)),
+        JobDef(
+            "digest",
+            "scheduler:digest_job",
+            CronTrigger(day_of_week=s.digest_weekday, hour=dh, minute=dm, timezone=tz),
+            max(grace, config.digest.grace_days * 86400),
+        ),
         JobDef("recheck", "scheduler:recheck_job", CronTrigger(hour=rh, minute=rm, timezone=tz), grace),
         JobDef("maintenance", "scheduler:maintenance_job", CronTrigger(hour=mh, minute=mm, timezone=tz), grace),
     ]
@@ -228,8 +235,15 @@ def build_scheduler(config: Config, config_path: str, engine: Engine) -> Any:
         ):
             continue
         sched.add_job(
-            d.func, trigger=d.trigger, id=d.id, name=d.id, args=[config_path], replace_existing=True,
-            misfire_grace_time=d.grace_seconds, coalesce=True, max_instances=1,
+            d.func,
+            trigger=d.trigger,
+            id=d.id,
+            name=d.id,
+            args=[config_path],
+            replace_existing=True,
+            misfire_grace_time=d.grace_seconds,
+            coalesce=True,
+            max_instances=1,
         )
     return sched
 
@@ -301,7 +315,9 @@ def status_report(config: Config, engine: Engine, sessions: sessionmaker[Session
     for job_id in JOB_IDS:
         if job_id in runs:
             nxt = runs[job_id]
-            lines.append(f"  {job_id:12} next run {nxt.astimezone(tz):%Y-%m-%d %H:%M %Z}" if nxt else f"  {job_id:12} paused")
+            lines.append(
+                f"  {job_id:12} next run {nxt.astimezone(tz):%Y-%m-%d %H:%M %Z}" if nxt else f"  {job_id:12} paused"
+            )
     with sessions() as session:
         last = session.scalars(select(CrawlRun).order_by(CrawlRun.id.desc()).limit(1)).first()
         if last is not None:
@@ -346,9 +362,15 @@ def run(config_path: str, *, stop: threading.Event | None = None) -> int:
         signal.signal(signal.SIGINT, on_signal)
     sched = build_scheduler(config, str(Path(config_path).resolve()), engine)
     sched.resume()
-    print(f"scheduler running ({config.schedule.timezone}); jobs: " + ", ".join(
-        f"{j.id} next {j.next_run_time.astimezone(config.tz):%m-%d %H:%M}" for j in sched.get_jobs() if j.next_run_time
-    ), flush=True)
+    print(
+        f"scheduler running ({config.schedule.timezone}); jobs: "
+        + ", ".join(
+            f"{j.id} next {j.next_run_time.astimezone(config.tz):%m-%d %H:%M}"
+            for j in sched.get_jobs()
+            if j.next_run_time
+        ),
+        flush=True,
+    )
     try:
         stop_event.wait()
     finally:
@@ -371,4 +393,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

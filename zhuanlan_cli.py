@@ -58,7 +58,9 @@ def open_app(args: argparse.Namespace, *, initialise: bool = False) -> App:
     if initialise:
         upgrade(engine)
     elif not is_initialised(engine):
-        raise UserError(f"the database at {engine.url.render_as_string(hide_password=True)} is not initialised: run `zhuanlan init` first")
+        raise UserError(
+            f"the database at {engine.url.render_as_string(hide_password=True)} is not initialised: run `zhuanlan init` first"
+        )
     return App(config=config, config_path=path.resolve(), engine=engine, sessions=session_factory(engine))
 
 
@@ -117,24 +119,35 @@ def cmd_crawl(args: argparse.Namespace) -> int:
         for source in selected:
             row = session.query(Source).filter_by(key=source.key).one()
             if row.paused_until is not None and row.paused_until > now and not args.force:
-                skipped.append(f"{source.key} (paused until {row.paused_until.astimezone(app.config.tz):%Y-%m-%d %H:%M})")
+                skipped.append(
+                    f"{source.key} (paused until {row.paused_until.astimezone(app.config.tz):%Y-%m-%d %H:%M})"
+                )
                 continue
             keys, validators = known_state(session, source.key)
             recheck: tuple[str, ...] = ()
             if args.recheck:
-                recheck = tuple(recent_wechat_urls(session, now - timedelta(days=args.recheck_days), source_key=source.key))
+                recheck = tuple(
+                    recent_wechat_urls(session, now - timedelta(days=args.recheck_days), source_key=source.key)
+                )
                 if not recheck:
                     continue
             jobs.append(
                 SourceJob(
-                    source=source_dict(source), known_keys=keys, validators=validators,
-                    backfill=args.backfill, refresh=args.refresh, recheck_urls=recheck,
+                    source=source_dict(source),
+                    known_keys=keys,
+                    validators=validators,
+                    backfill=args.backfill,
+                    refresh=args.refresh,
+                    recheck_urls=recheck,
                 )
             )
     crawl = asdict(app.config.crawl)
     if jobs:
         settings = crawl_settings(
-            database_url=app.config.database_url, config_path=str(app.config_path), run_id=run_id, crawl=crawl,
+            database_url=app.config.database_url,
+            config_path=str(app.config_path),
+            run_id=run_id,
+            crawl=crawl,
             log_level=args.log_level,
         )
         run_jobs(jobs, settings, crawl)
@@ -226,7 +239,11 @@ def _filters(args: argparse.Namespace) -> Any:
     from archive.search import Filters
 
     return Filters(
-        unit=args.unit, author=args.author, topic=args.topic, column=args.column, source_kind=args.source_kind,
+        unit=args.unit,
+        author=args.author,
+        topic=args.topic,
+        column=args.column,
+        source_kind=args.source_kind,
         date_from=date.fromisoformat(args.date_from) if args.date_from else None,
         date_to=date.fromisoformat(args.date_to) if args.date_to else None,
         state=args.state,
@@ -245,7 +262,10 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise UserError(f"cannot search for that: {exc}") from exc
     rows = [
         {
-            "guid": h.guid, "title": h.title, "unit": h.unit, "author": h.author,
+            "guid": h.guid,
+            "title": h.title,
+            "unit": h.unit,
+            "author": h.author,
             "published_at": h.published_at.astimezone(app.config.tz).isoformat() if h.published_at else None,
             "score": round(h.score, 4),
         }
@@ -366,7 +386,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         base_url = samples.start()
     except OSError as exc:
-        raise UserError(f"cannot serve the sample sources on 127.0.0.1:{args.sample_port} ({exc}): pass --sample-port") from exc
+        raise UserError(
+            f"cannot serve the sample sources on 127.0.0.1:{args.sample_port} ({exc}): pass --sample-port"
+        ) from exc
     outbox_dir = demo_dir / "outbox"
     smtp = None
     try:
@@ -382,7 +404,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         # The crawl runs exactly as in production: a fresh `zhuanlan crawl` process.
         proc = subprocess.run(
             [sys.executable, "-m", "zhuanlan_cli", "--config", str(cfg_path), "crawl", "--trigger", "demo", "--json"],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if proc.returncode not in (0, 1) or not proc.stdout.strip():
             sys.stderr.write(proc.stderr[-4000:])
@@ -441,7 +465,9 @@ def _add_filters(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="zhuanlan", description="Column aggregation: crawl, deduplicate, tag, store, publish.")
+    parser = argparse.ArgumentParser(
+        prog="zhuanlan", description="Column aggregation: crawl, deduplicate, tag, store, publish."
+    )
     parser.add_argument("--config", "-c", help=f"config file (default: $ZHUANLAN_CONFIG or ./{DEFAULT_CONFIG})")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -455,9 +481,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("crawl", cmd_crawl, "crawl the configured sources once (this process runs Scrapy)")
     p.add_argument("--source", action="append", metavar="KEY", help="only this source (repeatable)")
-    p.add_argument("--backfill", action="store_true", help="page to the end of every list instead of stopping at known articles")
+    p.add_argument(
+        "--backfill", action="store_true", help="page to the end of every list instead of stopping at known articles"
+    )
     p.add_argument("--refresh", action="store_true", help="re-fetch stored articles too")
-    p.add_argument("--recheck", action="store_true", help="re-fetch recent WeChat articles to detect deletions and edits")
+    p.add_argument(
+        "--recheck", action="store_true", help="re-fetch recent WeChat articles to detect deletions and edits"
+    )
     p.add_argument("--recheck-days", type=int, default=14)
     p.add_argument("--force", action="store_true", help="crawl paused sources too")
     p.add_argument("--trigger", default="manual", help=argparse.SUPPRESS)

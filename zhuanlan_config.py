@@ -177,9 +177,14 @@ def secret_from_env(name: str) -> str | None:
 
 
 def _type_name(value: object) -> str:
-    return {str: "a string", int: "an integer", float: "a number", bool: "true/false", list: "a list", dict: "a table"}.get(
-        type(value), type(value).__name__
-    )
+    return {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "true/false",
+        list: "a list",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
 
 
 class _Table:
@@ -283,11 +288,27 @@ class _Table:
 _SOURCE_OPTION_KEYS = frozenset(
     {
         # wechat_album
-        "album_title", "delay_seconds", "page_size", "max_pages", "verification_backoff_minutes",
+        "album_title",
+        "delay_seconds",
+        "page_size",
+        "max_pages",
+        "verification_backoff_minutes",
         "verification_max_retries",
         # site_column
-        "list_type", "link_selector", "next_page", "include", "exclude", "title_include", "title_exclude",
-        "page_limit", "selectors", "encoding", "column_id", "unit_id", "dataproxy_url", "per_page",
+        "list_type",
+        "link_selector",
+        "next_page",
+        "include",
+        "exclude",
+        "title_include",
+        "title_exclude",
+        "page_limit",
+        "selectors",
+        "encoding",
+        "column_id",
+        "unit_id",
+        "dataproxy_url",
+        "per_page",
     }
 )
 _SELECTOR_KEYS = frozenset({"title", "date", "source", "author", "body"})
@@ -327,7 +348,10 @@ def _source(t: _Table, units: set[str]) -> SourceConf:
                 raise ConfigError(opt_path, "expected a table of CSS selectors (title, date, source, author, body)")
             bad = set(value) - _SELECTOR_KEYS
             if bad:
-                raise ConfigError(f"{opt_path}.{sorted(bad)[0]}", f"unknown selector; expected one of: {', '.join(sorted(_SELECTOR_KEYS))}")
+                raise ConfigError(
+                    f"{opt_path}.{sorted(bad)[0]}",
+                    f"unknown selector; expected one of: {', '.join(sorted(_SELECTOR_KEYS))}",
+                )
         if name in {"include", "exclude", "title_include", "title_exclude"}:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(opt_path, "expected a list of strings (regular expressions)")
@@ -338,14 +362,24 @@ def _source(t: _Table, units: set[str]) -> SourceConf:
                     raise ConfigError(opt_path, f"invalid regular expression {pattern!r}: {exc}") from exc
         if name in {"delay_seconds"} and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
             raise ConfigError(opt_path, "expected a number >= 0")
-        if name in {"page_size", "max_pages", "page_limit", "verification_backoff_minutes", "verification_max_retries", "per_page"} and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 0
-        ):
+        if name in {
+            "page_size",
+            "max_pages",
+            "page_limit",
+            "verification_backoff_minutes",
+            "verification_max_retries",
+            "per_page",
+        } and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             raise ConfigError(opt_path, "expected an integer >= 0")
     if kind == "site_column" and "list_type" not in options:
         options = {**options, "list_type": "html"}
     conf = SourceConf(
-        key=key, kind=kind, url=url, unit=unit, column=t.opt_string("column"), enabled=t.boolean("enabled", True),
+        key=key,
+        kind=kind,
+        url=url,
+        unit=unit,
+        column=t.opt_string("column"),
+        enabled=t.boolean("enabled", True),
         options=options,
     )
     t.done()
@@ -376,7 +410,9 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, path: Path | None =
 
     units: list[UnitConf] = []
     for t in root.tables("units"):
-        unit = UnitConf(name=t.string("name", required=True), short_name=t.opt_string("short_name"), aliases=t.strings("aliases"))
+        unit = UnitConf(
+            name=t.string("name", required=True), short_name=t.opt_string("short_name"), aliases=t.strings("aliases")
+        )
         t.done()
         units.append(unit)
     unit_names = {u.name for u in units}
@@ -386,8 +422,10 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, path: Path | None =
     recipients: list[RecipientConf] = []
     for t in root.tables("recipients"):
         r = RecipientConf(
-            unit=t.string("unit", required=True), name=t.string("name", required=True),
-            email=t.string("email", required=True), active=t.boolean("active", True),
+            unit=t.string("unit", required=True),
+            name=t.string("name", required=True),
+            email=t.string("email", required=True),
+            active=t.boolean("active", True),
         )
         if r.unit not in unit_names:
             raise ConfigError(t._key("unit"), f"expected the name of a configured unit, got {r.unit!r}")
@@ -413,7 +451,9 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, path: Path | None =
             raise ConfigError(t._key("keywords"), "expected a list of phrases or a table phrase = weight")
         if not keywords:
             raise ConfigError(t._key("keywords"), "expected at least one phrase")
-        topics.append(TopicConf(name=t.string("name", required=True), keywords=keywords, min_score=t.number("min_score", 1.0)))
+        topics.append(
+            TopicConf(name=t.string("name", required=True), keywords=keywords, min_score=t.number("min_score", 1.0))
+        )
         t.done()
 
     columns: list[ColumnConf] = []
@@ -429,7 +469,9 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, path: Path | None =
         wechat_delay_seconds=c.number("wechat_delay_seconds", CrawlConf.wechat_delay_seconds),
         max_page_bytes=c.integer("max_page_bytes", CrawlConf.max_page_bytes, minimum=1024),
         obey_robots=c.boolean("obey_robots", True),
-        subprocess_timeout_seconds=c.integer("subprocess_timeout_seconds", CrawlConf.subprocess_timeout_seconds, minimum=1),
+        subprocess_timeout_seconds=c.integer(
+            "subprocess_timeout_seconds", CrawlConf.subprocess_timeout_seconds, minimum=1
+        ),
     )
     c.done()
 
@@ -438,7 +480,9 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, path: Path | None =
     try:
         ZoneInfo(tz_name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ConfigError("schedule.timezone", f"expected an IANA time zone such as Asia/Shanghai, got {tz_name!r}") from exc
+        raise ConfigError(
+            "schedule.timezone", f"expected an IANA time zone such as Asia/Shanghai, got {tz_name!r}"
+        ) from exc
     schedule = ScheduleConf(
         timezone=tz_name,
         crawl_interval_minutes=s.integer("crawl_interval_minutes", ScheduleConf.crawl_interval_minutes, minimum=1),
@@ -490,9 +534,21 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, path: Path | None =
     d.done()
     root.done()
     return Config(
-        database_url=database_url, data_dir=data_dir, public_dir=public_dir, units=tuple(units),
-        recipients=tuple(recipients), sources=tuple(sources), topics=tuple(topics), columns=tuple(columns),
-        crawl=crawl, schedule=schedule, smtp=smtp, web=web, feeds=feeds, digest=digest, path=path,
+        database_url=database_url,
+        data_dir=data_dir,
+        public_dir=public_dir,
+        units=tuple(units),
+        recipients=tuple(recipients),
+        sources=tuple(sources),
+        topics=tuple(topics),
+        columns=tuple(columns),
+        crawl=crawl,
+        schedule=schedule,
+        smtp=smtp,
+        web=web,
+        feeds=feeds,
+        digest=digest,
+        path=path,
     )
 
 

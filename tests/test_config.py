@@ -45,9 +45,21 @@ def test_example_config_loads_every_section(tmp_path: Path) -> None:
         (lambda d: d["smtp"].update(security="tls"), "smtp.security", "expected one of starttls, ssl, none"),
         (lambda d: d["sources"][1].update(kind="rss"), "sources[1].kind", "expected one of"),
         (lambda d: d["sources"][0].pop("url"), "sources[0].url", "missing"),
-        (lambda d: d["sources"][0]["options"].update(dealy_seconds=1), "sources[0].options.dealy_seconds", "unknown option"),
-        (lambda d: d["sources"][1]["options"].update(list_type="js"), "sources[1].options.list_type", "expected one of"),
-        (lambda d: d["sources"][1]["options"].update(include=["("]), "sources[1].options.include", "invalid regular expression"),
+        (
+            lambda d: d["sources"][0]["options"].update(dealy_seconds=1),
+            "sources[0].options.dealy_seconds",
+            "unknown option",
+        ),
+        (
+            lambda d: d["sources"][1]["options"].update(list_type="js"),
+            "sources[1].options.list_type",
+            "expected one of",
+        ),
+        (
+            lambda d: d["sources"][1]["options"].update(include=["("]),
+            "sources[1].options.include",
+            "invalid regular expression",
+        ),
         (lambda d: d["recipients"][0].update(unit="不存在的局"), "recipients[0].unit", "configured unit"),
         (lambda d: d["recipients"][0].update(email="nobody"), "recipients[0].email", "email address"),
         (lambda d: d["schedule"].update(digest_weekday=1), "schedule.digest_weekday", "expected a non-empty string"),
@@ -83,7 +95,10 @@ def test_cli_exits_2_and_writes_nothing(tmp_path: Path) -> None:
     cfg.write_text(data, encoding="utf-8")
     proc = subprocess.run(
         [sys.executable, "-m", "zhuanlan_cli", "--config", str(cfg), "init"],
-        capture_output=True, text=True, cwd=tmp_path, check=False,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
     )
     assert proc.returncode == 2
     assert "smtp.security" in proc.stderr and "expected one of" in proc.stderr

@@ -67,7 +67,12 @@ def run_cli(cfg: Path, db_url: str, *args: str) -> subprocess.CompletedProcess[s
     env = {**os.environ, "ZHUANLAN_DATABASE_URL": db_url}
     return subprocess.run(
         [sys.executable, "-m", "zhuanlan_cli", "--config", str(cfg), *args],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=600, check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=600,
+        check=False,
     )
 
 
@@ -107,9 +112,7 @@ def test_full_cycle(tmp_path: Path, db_url: str, samples: SampleSources, inbox: 
         # column membership and topics
         column_titles = {a.title for a in stories if a.column}
         assert column_titles == set(truth["column_titles"])
-        topic_count = s.scalar(
-            select(func.count()).select_from(ArticleTag).join(Tag).where(Tag.kind == "topic")
-        )
+        topic_count = s.scalar(select(func.count()).select_from(ArticleTag).join(Tag).where(Tag.kind == "topic"))
         assert topic_count and topic_count >= len(truth["column_titles"]) // 2
         runs = s.scalars(select(SourceRun)).all()
         assert {r.status for r in runs} == {"ok"}, [(r.source_id, r.error_summary) for r in runs]

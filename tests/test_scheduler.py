@@ -52,9 +52,7 @@ def test_next_run_times_survive_a_restart(tmp_path: Path, db_url: str, engine: E
     first.shutdown(wait=False)
     assert set(stored) == {"crawl", "digest", "recheck", "maintenance"}
     runs = scheduler.next_runs(engine)
-    assert {k: v.timestamp() if v else None for k, v in runs.items()} == {
-        k: v.timestamp() for k, v in stored.items()
-    }
+    assert {k: v.timestamp() if v else None for k, v in runs.items()} == {k: v.timestamp() for k, v in stored.items()}
     again = scheduler.build_scheduler(config, str(cfg), engine)
     assert {j.id: j.next_run_time for j in again.get_jobs()} == stored
     again.shutdown(wait=False)
@@ -103,7 +101,12 @@ def test_second_scheduler_refuses(tmp_path: Path, db_url: str, engine: Engine) -
         env.pop("ZHUANLAN_DATABASE_URL", None)
         proc = subprocess.run(
             [sys.executable, str(ROOT / "scheduler.py"), str(cfg)],
-            capture_output=True, text=True, timeout=60, cwd=ROOT, env=env, check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+            env=env,
+            check=False,
         )
         assert proc.returncode == 1
         assert "already running" in proc.stderr and "refusing" in proc.stderr

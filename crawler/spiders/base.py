@@ -86,7 +86,9 @@ class SourceSpider(scrapy.Spider):
         return meta
 
     def problem(self, url: str, kind: str, reason: str, status: int | None = None, fatal: bool = False) -> ProblemItem:
-        return ProblemItem(source_key=self.source_key, url=url, kind=kind, reason=reason, http_status=status, fatal=fatal)
+        return ProblemItem(
+            source_key=self.source_key, url=url, kind=kind, reason=reason, http_status=status, fatal=fatal
+        )
 
     def on_error(self, failure: Failure) -> Iterator[ProblemItem]:
         """Errback: a request that never produced a response (timeout, refused, too large, redirect loop)."""
@@ -130,10 +132,7 @@ def validators_of(response: Response) -> tuple[str | None, str | None]:
 
 
 def headers_of(response: Response) -> dict[str, str]:
-    return {
-        k.decode("latin-1"): b", ".join(v).decode("latin-1")
-        for k, v in response.headers.items()
-    }
+    return {k.decode("latin-1"): b", ".join(v).decode("latin-1") for k, v in response.headers.items()}
 
 
 def _truthy(value: bool | str) -> bool:
