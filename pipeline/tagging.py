@@ -1,0 +1,64 @@
+"""The tag stage of the item pipelines: a thin Scrapy shell around `pipeline.tagrules`.
+
+Owns reading the vocabulary from the config named by the `ZHUANLAN_CONFIG` setting and
+setting `Record.tags` on every record whose page state is ok. Other items pass through
+untouched. Writes no rows: the store stage writes `Record.tags` with `tagstore.apply_tags`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from crawler.items import STATE_OK
+from pipeline.record import Record
+from pipeline.tagrules import Vocabulary, tag_record, warm_up_keywords
+from zhuanlan_config import load_config
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+
+logger = logging.getLogger(__name__)
+
+
+def vocabulary_from_path(path: str | Path | None) -> Vocabulary:
+    """The vocabulary of the config at `path`; empty when no path is set or the file is missing.
+
+    An empty vocabulary still tags author, positions and keywords. A config that exists but is
+    invalid raises `ConfigError`: tagging everything with no units would hide the mistake.
+    """
+    if not path or not Path(path).is_file():
+        if path:
+            logger.warning("config %s not found: tagging without units, topics or columns", path)
+        return Vocabulary.empty()
+    return Vocabulary.from_config(load_config(path))
+
+
+class TagPipeline:
+    """Sets `Record.tags`. The owning unit is the crawled source's (`spider.source["unit"]`)."""
+
+    def __init__(self, vocab: Vocabulary, crawler: Crawler | None = None) -> None:
+        self.vocab = vocab
+        self.crawler = crawler
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> TagPipeline:
+        return cls(vocabulary_from_path(crawler.settings.get("ZHUANLAN_CONFIG")), crawler)
+
+    def open_spider(self, spider: Any = None) -> None:
+        # Load jieba's dictionary before the first page rather than in the middle of the crawl.
+        warm_up_keywords()
+
+    def _owning_unit(self, spider: Any) -> str | None:
+        if spider is None and self.crawler is not None:
+            spider = self.crawler.spider
+        source = getattr(spider, "source", None)
+        unit = source.get("unit") if isinstance(source, dict) else None
+        return unit if isinstance(unit, str) and unit else None
+
+    # `spider` is optional: Scrapy ≥ 2.14 no longer passes it to components that do not require it.
+    def process_item(self, item: Any, spider: Any = None) -> Any:
+        if isinstance(item, Record) and item.item.state == STATE_OK:
+            item.tags = tag_record(item, self.vocab, self._owning_unit(spider))
+        return item

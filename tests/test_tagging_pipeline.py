@@ -1,0 +1,119 @@
+"""TagPipeline: the Scrapy shell sets Record.tags from the configured vocabulary."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
+
+import pytest
+from scrapy.utils.test import get_crawler
+
+from crawler.items import STATE_DELETED, ArticleItem, ProblemItem
+from pipeline.record import Record
+from pipeline.tagging import TagPipeline
+from zhuanlan_config import ConfigError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+CONFIG = """
+[[units]]
+name = "张掖市科学技术局"
+aliases = ["市科学技术局", "市科技局"]
+
+[[units]]
+name = "张掖市教育局"
+aliases = ["市教育局"]
+
+[[topics]]
+name = "科技创新"
+keywords = { "科技创新" = 1.0, "成果转化" = 2.0 }
+min_score = 2.0
+
+[[columns]]
+name = "学习贯彻党的二十届四中全会精神"
+title_keywords = ["四中全会"]
+"""
+
+BODY = """学习贯彻党的二十届四中全会精神
+市科学技术局党组书记、局长 叶其炎
+我们将深入学习领会全会精神，聚焦科技创新，打通成果转化堵点，推动科技成果就地转化。
+"""
+
+
+def _record(state: str = "ok") -> Record:
+    item = ArticleItem(
+        source_key="kjj-site",
+        source_kind="site_column",
+        url="https://kjj.example.cn/art/2.html",
+        canonical_key="https://kjj.example.cn/art/2.html",
+        fetched_at=datetime(2026, 11, 26, 2, 0, tzinfo=UTC),
+        state=state,
+        title="以四中全会精神引领科技创新",
+        body_text=BODY,
+    )
+    return Record(item=item, title=item.title, body_html="", body_text=BODY, content_hash="1" * 64)
+
+
+def _pipeline(config_path: str) -> TagPipeline:
+    crawler = get_crawler(settings_dict={"ZHUANLAN_CONFIG": config_path})
+    return TagPipeline.from_crawler(crawler)
+
+
+def _spider(unit: str | None) -> SimpleNamespace:
+    return SimpleNamespace(source={"key": "kjj-site", "unit": unit})
+
+
+def test_tags_a_record_with_the_configured_vocabulary(tmp_path: Path) -> None:
+    path = tmp_path / "zhuanlan.toml"
+    path.write_text(CONFIG, encoding="utf-8")
+    pipeline = _pipeline(str(path))
+    pipeline.open_spider(_spider("张掖市教育局"))
+    record = _record()
+    assert pipeline.process_item(record, _spider("张掖市教育局")) is record
+    assert record.tags is not None
+    assert record.tags.unit == "张掖市科学技术局"  # the byline beats the source's unit
+    assert (record.tags.author, record.tags.positions) == ("叶其炎", ["党组书记", "局长"])
+    assert record.tags.column == "学习贯彻党的二十届四中全会精神"
+    assert record.tags.topics == {"科技创新": 1.0 * 1 + 3.0 * 1 + 2.0 * 1}
+    assert record.tags.keywords
+
+
+def test_owning_unit_when_nothing_else_names_one(tmp_path: Path) -> None:
+    path = tmp_path / "zhuanlan.toml"
+    path.write_text(CONFIG, encoding="utf-8")
+    record = _record()
+    record = replace(record, body_text="全会精神内涵丰富，我们将认真学习领会。")
+    tags = _pipeline(str(path)).process_item(record, _spider("张掖市教育局")).tags
+    assert (tags.unit, tags.author) == ("张掖市教育局", None)
+
+
+def test_missing_config_tags_with_an_empty_vocabulary(tmp_path: Path) -> None:
+    for setting in ("", str(tmp_path / "absent.toml")):
+        record = _pipeline(setting).process_item(_record(), _spider(None))
+        assert record.tags is not None
+        assert (record.tags.unit, record.tags.author, record.tags.positions) == (None, "叶其炎", ["党组书记", "局长"])
+        assert record.tags.topics == {} and record.tags.column is None
+        assert record.tags.keywords
+
+
+def test_invalid_config_fails_loudly(tmp_path: Path) -> None:
+    path = tmp_path / "zhuanlan.toml"
+    path.write_text("[[units]]\nnmae = 1\n", encoding="utf-8")
+    with pytest.raises(ConfigError):
+        _pipeline(str(path))
+
+
+def test_other_items_pass_through_untouched() -> None:
+    pipeline = _pipeline("")
+    gone = _record(STATE_DELETED)
+    assert pipeline.process_item(gone, _spider(None)).tags is None
+    problem = ProblemItem(source_key="kjj-site", url="https://kjj.example.cn/", kind="http", reason="HTTP 500")
+    assert pipeline.process_item(problem, _spider(None)) is problem
+    # Scrapy ≥ 2.14 calls process_item without the spider: the crawler's spider is used.
+    pipeline.crawler.spider = _spider("张掖市教育局")  # type: ignore[union-attr]
+    record = replace(_record(), body_text="全会精神内涵丰富，我们将认真学习领会。")
+    tags = pipeline.process_item(record).tags
+    assert tags is not None and tags.unit == "张掖市教育局"
