@@ -309,6 +309,7 @@ _SOURCE_OPTION_KEYS = frozenset(
         "unit_id",
         "dataproxy_url",
         "per_page",
+        "keep_non_column",
     }
 )
 _SELECTOR_KEYS = frozenset({"title", "date", "source", "author", "body"})
@@ -360,6 +361,8 @@ def _source(t: _Table, units: set[str]) -> SourceConf:
                     re.compile(pattern)
                 except re.error as exc:
                     raise ConfigError(opt_path, f"invalid regular expression {pattern!r}: {exc}") from exc
+        if name == "keep_non_column" and not isinstance(value, bool):
+            raise ConfigError(opt_path, "expected true or false")
         if name in {"delay_seconds"} and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
             raise ConfigError(opt_path, "expected a number >= 0")
         if name in {
