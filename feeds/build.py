@@ -1,0 +1,258 @@
+"""Feed documents from plain data: RSS 2.0 and Atom 1.0 (feedgen) and JSON Feed 1.1 (json).
+
+Pure: no database, no files, no clock (the caller passes `now`). Owns the feed item's
+identity (`urn:zhuanlan:article:<guid>`, never derived from a URL, so it survives new
+appearances and rebuilds), the build-time defence (re-sanitising bodies with nh3, removing
+XML-illegal characters), the WeChat image rewrite and the content hash that decides whether
+a feed must be rewritten. Must not query the database or write files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from html import escape
+from html.parser import HTMLParser
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
+
+import nh3
+from feedgen.feed import FeedGenerator
+
+if TYPE_CHECKING:
+    from zhuanlan_config import Config
+
+# Bump when the rendered output changes for the same data, so every feed is rewritten once.
+FORMAT_VERSION = "1"
+FEED_EXTENSIONS = ("rss", "atom", "json")
+SUMMARY_CHARS = 120
+WECHAT_IMAGE_HOSTS = frozenset({"mmbiz.qpic.cn", "mmbiz.qlogo.cn"})
+CATEGORY_SCHEME = "urn:zhuanlan:"  # + unit | column | topic
+JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
+
+# XML 1.0 allows only TAB, LF, CR below 0x20; surrogates and U+FFFE/U+FFFF are never allowed.
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_WHITESPACE = re.compile(r"\s+")
+# An <img> start tag; quoted attribute values may contain ">".
+_IMG_TAG = re.compile(r"""<img\b(?:[^>"']|"[^"]*"|'[^']*')*>""", re.IGNORECASE)
+# WeChat pages lazy-load their images from data-src; sections carry its paragraphs' structure.
+_ALLOWED_TAGS = nh3.ALLOWED_TAGS | {"section"}
+
+
+@dataclass(frozen=True)
+class FeedSpec:
+    """One feed to publish. `key` is the file-safe stem (`all`, `unit-3`, `column-<hash>`, ...)."""
+
+    key: str
+    title: str
+    kind: str  # all | column | unit | topic
+    filter: str | int | None  # column name, unit id, topic name; None for "all"
+
+
+@dataclass(frozen=True)
+class FeedItem:
+    """One story as a feed shows it (plain data, produced by `feeds.queries`)."""
+
+    guid: str  # Article.guid
+    title: str
+    link: str  # URL of the first-published appearance
+    published: datetime  # tz-aware
+    author: str | None
+    unit: str | None
+    categories: tuple[tuple[str, str], ...]  # (kind, name): kind is unit | column | topic
+    text: str  # plain text, for the summary
+    body_html: str  # the stored (already sanitized) HTML
+    content_hash: str  # Article.content_hash
+
+
+def clean_xml_text(value: str) -> str:
+    """`value` without the characters XML 1.0 cannot carry (lxml refuses them outright)."""
+    return _XML_ILLEGAL.sub("", value)
+
+
+def feed_key(kind: str, value: str | int | None = None) -> str:
+    """The file-safe, stable key of a feed: `all`, `unit-<id>`, `column-<h>`, `topic-<h>`.
+
+    Column and topic names are Chinese; a short hash of the name keeps file names and URLs
+    ASCII and stays the same across rebuilds and databases (Tag ids would not).
+    """
+    if kind == "all":
+        return "all"
+    if kind == "unit":
+        return f"unit-{int(value or 0)}"
+    if kind in ("column", "topic"):
+        digest = hashlib.sha256(str(value).encode("utf-8")).hexdigest()[:12]
+        return f"{kind}-{digest}"
+    raise ValueError(f"unknown feed kind {kind!r}")
+
+
+def feed_url(base_url: str, key: str, ext: str) -> str:
+    return f"{base_url}/feeds/{key}.{ext}"
+
+
+def item_id(guid: str) -> str:
+    return f"urn:zhuanlan:article:{guid}"
+
+
+def make_summary(text: str, limit: int = SUMMARY_CHARS) -> str:
+    """The first `limit` characters of `text` with whitespace collapsed, '…' when cut."""
+    flat = _WHITESPACE.sub(" ", clean_xml_text(text)).strip()
+    return flat if len(flat) <= limit else flat[:limit].rstrip() + "…"
+
+
+def _proxied(src: str, base_url: str) -> str | None:
+    url = "https:" + src if src.startswith("//") else src
+    host = (urlsplit(url).hostname or "").lower()
+    if host not in WECHAT_IMAGE_HOSTS:
+        return None
+    return f"{base_url}/img?u={quote(url, safe='')}"
+
+
+class _StartTag(HTMLParser):
+    """Reads the attributes of one start tag (values unescaped, as the browser would see them)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.attrs: list[tuple[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.attrs = attrs
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.attrs = attrs
+
+
+def _rewrite_img_tag(match: re.Match[str], base_url: str) -> str:
+    parser = _StartTag()
+    parser.feed(match.group(0))
+    parser.close()
+    attrs = dict(parser.attrs)
+    src = (attrs.get("src") or "").strip()
+    lazy = (attrs.get("data-src") or "").strip()
+    if (not src or src.startswith("data:")) and lazy:
+        src = lazy  # WeChat lazy-loads: the real URL is in data-src, src is a placeholder
+    proxied = _proxied(src, base_url) if src else None
+    if proxied is None and src == (attrs.get("src") or "").strip():
+        return match.group(0)  # nothing to change: keep the tag byte for byte
+    attrs["src"] = proxied or src
+    attrs.pop("data-src", None)
+    rendered = "".join(f' {name}="{escape(value or "", quote=True)}"' for name, value in attrs.items())
+    return f"<img{rendered}>"
+
+
+def rewrite_images(html: str, base_url: str) -> str:
+    """Point WeChat images at the web app's proxy: mmbiz.qpic.cn refuses hot-linked requests.
+
+    `src` on hosts mmbiz.qpic.cn / mmbiz.qlogo.cn becomes `<base_url>/img?u=<urlencoded URL>`;
+    a lazy `data-src` is promoted when `src` is missing or a data: placeholder. Other images
+    and everything outside <img> tags are left exactly as they were.
+    """
+    if "<img" not in html.lower():
+        return html
+    return _IMG_TAG.sub(lambda m: _rewrite_img_tag(m, base_url), html)
+
+
+def sanitize_body(html: str, base_url: str) -> str:
+    """Build-time defence in depth: rewrite images, then sanitize again with nh3."""
+    return clean_xml_text(nh3.clean(rewrite_images(clean_xml_text(html), base_url), tags=_ALLOWED_TAGS))
+
+
+def feed_hash(spec: FeedSpec, items: list[FeedItem], base_url: str) -> str:
+    """What a feed's output depends on; equal hashes mean the written files need no rewrite."""
+    payload: list[Any] = [FORMAT_VERSION, base_url, spec.key, spec.title]
+    for it in items:
+        payload.append(
+            [
+                it.guid,
+                it.content_hash,
+                it.title,
+                it.link,
+                it.published.isoformat(),
+                it.author,
+                it.unit,
+                [list(c) for c in it.categories],
+                hashlib.sha256(it.body_html.encode("utf-8")).hexdigest(),
+            ]
+        )
+    return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def _generator(spec: FeedSpec, items: list[FeedItem], config: Config, now: datetime, self_url: str) -> FeedGenerator:
+    tz = config.tz
+    base = config.web.base_url
+    fg = FeedGenerator()
+    fg.load_extension("dc", atom=False, rss=True)  # RSS <author> needs an email; dc:creator takes a name
+    fg.id(f"urn:zhuanlan:feed:{spec.key}")
+    fg.title(clean_xml_text(spec.title))
+    fg.subtitle(clean_xml_text(f"{spec.title}：文章全文订阅"))
+    fg.author({"name": clean_xml_text(config.feeds.title_prefix)})
+    fg.link(href=self_url, rel="self")
+    fg.link(href=f"{base}/", rel="alternate")  # last: feedgen uses the last link as the RSS <link>
+    fg.language("zh-CN")
+    fg.updated(now.astimezone(tz))
+    for it in items:
+        # order="append" plus the caller's newest-first order; feedgen prepends by default.
+        fe = fg.add_entry(order="append")
+        fe.guid(item_id(it.guid), permalink=False)  # sets the Atom id too (id() and guid() share it)
+        fe.title(clean_xml_text(it.title) or "（无标题）")
+        fe.link(href=it.link, rel="alternate")
+        published = it.published.astimezone(tz)
+        fe.published(published)
+        fe.updated(published)
+        name = it.author or it.unit
+        if name:
+            fe.author({"name": clean_xml_text(name)})
+            fe.dc.dc_creator(clean_xml_text(name))
+        for kind, term in it.categories:
+            # No label: feedgen writes the label, not the term, as the RSS category text.
+            fe.category(term=clean_xml_text(term), scheme=CATEGORY_SCHEME + kind)
+        # Both are needed: description alone gives no content:encoded in RSS.
+        fe.summary(make_summary(it.text))
+        fe.content(sanitize_body(it.body_html, base), type="html")
+    return fg
+
+
+def _json_feed(spec: FeedSpec, items: list[FeedItem], config: Config) -> bytes:
+    tz = config.tz
+    base = config.web.base_url
+    doc: dict[str, Any] = {
+        "version": JSON_FEED_VERSION,
+        "title": clean_xml_text(spec.title),
+        "home_page_url": f"{base}/",
+        "feed_url": feed_url(base, spec.key, "json"),
+        "language": "zh-CN",
+        "items": [],
+    }
+    for it in items:
+        entry: dict[str, Any] = {
+            "id": item_id(it.guid),
+            "url": it.link,
+            "title": clean_xml_text(it.title) or "（无标题）",
+            "content_html": sanitize_body(it.body_html, base),
+            "summary": make_summary(it.text),
+            "date_published": it.published.astimezone(tz).isoformat(),
+        }
+        name = it.author or it.unit
+        if name:
+            entry["authors"] = [{"name": clean_xml_text(name)}]
+        if it.categories:
+            entry["tags"] = [clean_xml_text(term) for _, term in it.categories]
+        doc["items"].append(entry)
+    return json.dumps(doc, ensure_ascii=False, indent=2).encode("utf-8")
+
+
+def build_feed_documents(spec: FeedSpec, items: list[FeedItem], config: Config, now: datetime) -> dict[str, bytes]:
+    """The three documents of one feed, keyed by file extension (`rss`, `atom`, `json`).
+
+    `items` must already be newest first and cut to the feed's length; `now` is the build time
+    (the feed-level updated / lastBuildDate) and must be tz-aware.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be tz-aware")
+    base = config.web.base_url
+    rss = _generator(spec, items, config, now, feed_url(base, spec.key, "rss")).rss_str(pretty=True)
+    atom = _generator(spec, items, config, now, feed_url(base, spec.key, "atom")).atom_str(pretty=True)
+    return {"rss": bytes(rss), "atom": bytes(atom), "json": _json_feed(spec, items, config)}

@@ -1,0 +1,107 @@
+"""Publishing: write the feeds whose content changed into `<public_dir>/feeds/`, atomically.
+
+Owns the files under `<public_dir>/feeds/` and the `feed_states` rows. A feed is rewritten
+only when the hash of what it shows differs from its FeedState (or a file is missing, or
+`force`); every file is written to a temporary file in the same directory and moved into
+place with os.replace, so a reader never sees half a feed. One publisher at a time per
+public directory (a file lock), since the feeds job and a manual run may overlap.
+Feeds that are no longer planned (a unit removed) are left in place: subscribers keep a
+valid, if frozen, feed rather than a 404.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from filelock import FileLock
+from sqlalchemy import select
+
+from feeds.build import FEED_EXTENSIONS, build_feed_documents, feed_hash
+from feeds.opml import build_index_html, build_opml
+from feeds.queries import load_feed_items, plan_feeds
+from pipeline.models import FeedState
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from zhuanlan_config import Config
+
+LOCK_TIMEOUT_SECONDS = 600
+
+
+@dataclass
+class PublishResult:
+    written: list[str] = field(default_factory=list)  # keys of the feeds (re)written
+    unchanged: int = 0
+    directory_written: bool = False  # index.opml / index.html changed
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` via a temporary file in the same directory and os.replace."""
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.chmod(0o644)  # mkstemp creates 0600; the web server must be able to read the feed
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_if_changed(path: Path, data: bytes) -> bool:
+    if path.exists() and path.read_bytes() == data:
+        return False
+    atomic_write(path, data)
+    return True
+
+
+def publish_feeds(
+    session_factory: sessionmaker[Session], config: Config, now: datetime, *, force: bool = False
+) -> PublishResult:
+    """Rebuild every feed whose content changed; also keep index.opml and index.html current."""
+    out_dir = config.public_dir / "feeds"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base = config.web.base_url
+    result = PublishResult()
+    with FileLock(str(out_dir / ".publish.lock"), timeout=LOCK_TIMEOUT_SECONDS), session_factory() as session:
+        specs = plan_feeds(session, config)
+        states = {s.key: s for s in session.scalars(select(FeedState))}
+        for spec in specs:
+            items = load_feed_items(session, spec, config)
+            content_hash = feed_hash(spec, items, base)
+            paths = {ext: out_dir / f"{spec.key}.{ext}" for ext in FEED_EXTENSIONS}
+            state = states.get(spec.key)
+            if (
+                not force
+                and state is not None
+                and state.content_hash == content_hash
+                and all(p.exists() for p in paths.values())
+            ):
+                result.unchanged += 1
+                continue
+            for ext, data in build_feed_documents(spec, items, config, now).items():
+                atomic_write(paths[ext], data)
+            if state is None:
+                state = FeedState(key=spec.key)
+                session.add(state)
+                states[spec.key] = state
+            state.content_hash = content_hash
+            state.built_at = now
+            state.item_count = len(items)
+            # Commit per feed: the state never claims a file that a later failure left unwritten.
+            session.commit()
+            result.written.append(spec.key)
+        title = f"{config.feeds.title_prefix}订阅源"
+        opml_changed = write_if_changed(out_dir / "index.opml", build_opml(specs, base, title))
+        html_changed = write_if_changed(out_dir / "index.html", build_index_html(specs, base, title))
+        result.directory_written = opml_changed or html_changed
+    return result

@@ -1,0 +1,239 @@
+"""Read queries over `pipeline.models` for feeds and the digest.
+
+Owns which stories a feed or a digest shows and turns rows into the plain data that
+`feeds.build` and `feeds.digest` render. Reads only; never writes rows.
+
+"A story's date" is its published_at, or the time we first stored it when the source gave
+no date, so an undated story is still shown rather than lost.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, datetime, time
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy.orm import selectinload
+
+from feeds.build import FeedItem, FeedSpec, feed_key, make_summary
+from feeds.digest import DigestArticle, DigestData, FailedSource, UnitSummary, iso_week_bounds
+from pipeline.models import Article, ArticleTag, Source, SourceRun, Tag, Unit, UTCDateTime
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from zhuanlan_config import Config
+
+DIGEST_EXCERPT_CHARS = 80
+
+
+def _story_date() -> ColumnElement[datetime]:
+    return func.coalesce(Article.published_at, Article.created_at, type_=UTCDateTime)
+
+
+def _tagged(kind: str, name: str) -> ColumnElement[bool]:
+    return Article.id.in_(select(ArticleTag.article_id).join(Tag).where(Tag.kind == kind, Tag.name == name))
+
+
+def _in_column(name: str | None = None) -> ColumnElement[bool]:
+    """Column membership: the story's column, or a column tag (the tagger may set either)."""
+    if name is None:
+        tagged = Article.id.in_(select(ArticleTag.article_id).join(Tag).where(Tag.kind == "column"))
+        return or_(Article.column.is_not(None), tagged)
+    return or_(Article.column == name, _tagged("column", name))
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for n in names:
+        if n and n not in seen:
+            seen[n] = None
+    return list(seen)
+
+
+def plan_feeds(session: Session, config: Config) -> list[FeedSpec]:
+    """Every feed to publish: all, each column, each unit, each topic (configured or seen)."""
+    prefix = config.feeds.title_prefix
+    specs = [FeedSpec(feed_key("all"), f"{prefix}·全部文章", "all", None)]
+    stored_columns = session.scalars(select(Article.column).where(Article.column.is_not(None)).distinct()).all()
+    column_tags = session.scalars(select(Tag.name).where(Tag.kind == "column")).all()
+    columns = _unique([c.name for c in config.columns] + sorted({c for c in stored_columns if c} | set(column_tags)))
+    specs += [FeedSpec(feed_key("column", c), f"{prefix}·{c}", "column", c) for c in columns]
+    for unit in session.scalars(select(Unit).order_by(Unit.sort_order, Unit.id)):
+        specs.append(FeedSpec(feed_key("unit", unit.id), f"{prefix}·{unit.name}", "unit", unit.id))
+    topic_tags = session.scalars(select(Tag.name).where(Tag.kind == "topic")).all()
+    topics = _unique([t.name for t in config.topics] + sorted(topic_tags))
+    specs += [FeedSpec(feed_key("topic", t), f"{prefix}·主题：{t}", "topic", t) for t in topics]
+    return specs
+
+
+def _link(article: Article, base_url: str) -> str:
+    """The first-published appearance's URL; the earliest appearance if that is unset."""
+    for app in article.appearances:
+        if app.id == article.first_appearance_id:
+            return app.url
+    if article.appearances:
+        epoch = datetime.min.replace(tzinfo=article.created_at.tzinfo)
+        first = min(article.appearances, key=lambda a: (not a.is_original, a.published_at or epoch, a.id))
+        return first.url
+    # No appearance at all should not happen; the archive's own page is the only honest link.
+    return f"{base_url}/articles/{article.guid}"
+
+
+def _categories(article: Article) -> tuple[tuple[str, str], ...]:
+    cats: list[tuple[str, str]] = []
+    if article.unit is not None:
+        cats.append(("unit", article.unit.name))
+    if article.column:
+        cats.append(("column", article.column))
+    for at in sorted(article.tags, key=lambda t: (t.tag.kind, t.tag.name)):
+        if at.tag.kind in ("column", "topic"):
+            cats.append((at.tag.kind, at.tag.name))
+    return tuple(_unique_pairs(cats))
+
+
+def _unique_pairs(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return list(dict.fromkeys(pairs))
+
+
+def _spec_filter(spec: FeedSpec) -> ColumnElement[bool] | None:
+    if spec.kind == "all":
+        return None
+    if spec.kind == "unit":
+        return Article.unit_id == int(spec.filter or 0)
+    if spec.kind == "column":
+        return _in_column(str(spec.filter))
+    if spec.kind == "topic":
+        return _tagged("topic", str(spec.filter))
+    raise ValueError(f"unknown feed kind {spec.kind!r}")
+
+
+def load_feed_items(session: Session, spec: FeedSpec, config: Config) -> list[FeedItem]:
+    """The newest `feeds.items_per_feed` stories of a feed, newest first."""
+    stmt = (
+        select(Article)
+        .options(
+            selectinload(Article.unit),
+            selectinload(Article.appearances),
+            selectinload(Article.tags).selectinload(ArticleTag.tag),
+        )
+        .order_by(_story_date().desc(), Article.id.desc())
+        .limit(config.feeds.items_per_feed)
+    )
+    where = _spec_filter(spec)
+    if where is not None:
+        stmt = stmt.where(where)
+    items = []
+    for a in session.scalars(stmt):
+        items.append(
+            FeedItem(
+                guid=a.guid,
+                title=a.title,
+                link=_link(a, config.web.base_url),
+                published=a.published_at or a.created_at,
+                author=a.author,
+                unit=a.unit.name if a.unit is not None else None,
+                categories=_categories(a),
+                text=a.body_text or a.summary or "",
+                body_html=a.body_html or "",
+                content_hash=a.content_hash,
+            )
+        )
+    return items
+
+
+# --- digest ----------------------------------------------------------------------------
+
+
+def _column_start(config: Config) -> date | None:
+    if not config.digest.column_start:
+        return None
+    return date.fromisoformat(config.digest.column_start)
+
+
+def _failed_sources(session: Session, start: datetime, end: datetime, config: Config) -> tuple[FailedSource, ...]:
+    runs = session.execute(
+        select(SourceRun, Source)
+        .join(Source, SourceRun.source_id == Source.id)
+        .options(selectinload(Source.unit))
+        .where(SourceRun.started_at >= start, SourceRun.started_at < end, SourceRun.status != "ok")
+        .order_by(SourceRun.started_at, SourceRun.id)
+    ).all()
+    by_source: dict[int, list[tuple[SourceRun, Source]]] = defaultdict(list)
+    for run, source in runs:
+        by_source[source.id].append((run, source))
+    out = []
+    for rows in by_source.values():
+        last, source = rows[-1]
+        out.append(
+            FailedSource(
+                key=source.key,
+                unit=source.unit.name if source.unit is not None else None,
+                failures=len(rows),
+                last_status=last.status,
+                last_error=last.error_summary or source.last_error,
+                last_at=last.started_at.astimezone(config.tz),
+            )
+        )
+    return tuple(sorted(out, key=lambda f: f.key))
+
+
+def load_digest_data(session: Session, week: str, config: Config, now: datetime) -> DigestData:
+    """The digest's content for an ISO week: the week's column stories grouped by unit,
+    per-unit counts (this week, since the column started), participation, failed sources."""
+    tz = config.tz
+    start, end = iso_week_bounds(week, tz)
+    column_start = _column_start(config)
+    when = _story_date()
+
+    week_articles = session.scalars(
+        select(Article)
+        .options(selectinload(Article.unit), selectinload(Article.appearances))
+        .where(_in_column(), when >= start, when < end)
+        .order_by(when, Article.id)
+    ).all()
+
+    totals_stmt: Any = select(Article.unit_id, func.count()).where(_in_column(), when < end).group_by(Article.unit_id)
+    if column_start is not None:
+        totals_stmt = totals_stmt.where(when >= datetime.combine(column_start, time(0), tzinfo=tz))
+    totals: dict[int | None, int] = {unit_id: n for unit_id, n in session.execute(totals_stmt).all()}
+
+    by_unit: dict[int | None, list[DigestArticle]] = defaultdict(list)
+    for a in week_articles:
+        by_unit[a.unit_id].append(
+            DigestArticle(
+                title=a.title,
+                unit=a.unit.name if a.unit is not None else None,
+                author=a.author,
+                published=(a.published_at or a.created_at).astimezone(tz),
+                excerpt=make_summary(a.body_text or a.summary or "", DIGEST_EXCERPT_CHARS),
+                link=_link(a, config.web.base_url),
+            )
+        )
+
+    units = [
+        UnitSummary(
+            unit_id=u.id,
+            name=u.name,
+            week_count=len(by_unit.get(u.id, [])),
+            total_count=totals.get(u.id, 0),
+            articles=tuple(by_unit.get(u.id, [])),
+        )
+        for u in session.scalars(select(Unit).order_by(Unit.sort_order, Unit.id))
+    ]
+    if by_unit.get(None) or totals.get(None):
+        unattributed = by_unit.get(None, [])
+        units.append(UnitSummary(None, "未识别单位", len(unattributed), totals.get(None, 0), tuple(unattributed)))
+
+    return DigestData(
+        week=week,
+        period_start=start,
+        period_end=end,
+        units=tuple(units),
+        failed_sources=_failed_sources(session, start, end, config),
+        total_week=len(week_articles),
+        total_so_far=sum(totals.values()),
+        generated_at=now,
+        column_start=column_start,
+    )
