@@ -1,0 +1,199 @@
+"""Second item stage: decide what storing a `Record` means (`Record.decision`).
+
+Owns the decision order: (a) the same canonical key is already stored → UNCHANGED / EDIT /
+STATE_CHANGE; (b) an article with the same content hash → NEW_APPEARANCE; (c) a near duplicate
+(MinHash LSH candidates, each confirmed by `similarity.overlap`) → NEW_APPEARANCE; (d) NEW_STORY.
+Reads the database, never writes content: the store writes rows. The only write here is the
+one-time upgrade of signatures stored under another scheme.
+
+The LSH index lives in memory per crawl process. It is built from the *stored signatures*
+(`articles.minhash`), never from text, and caught up before each decision with the articles
+stored since (by this crawl's store or by a concurrent crawl), so a story stored a moment ago
+is found by the next item.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from scrapy.exceptions import DropItem
+from sqlalchemy import select, update
+
+from crawler.items import STATE_OK
+from pipeline.models import Appearance, Article
+from pipeline.record import (
+    EDIT,
+    NEW_APPEARANCE,
+    NEW_STORY,
+    STATE_CHANGE,
+    UNCHANGED,
+    Decision,
+    Record,
+)
+from pipeline.settings_access import open_sessions
+from pipeline.similarity import SIGNATURE_SCHEME, SignatureIndex, overlap, signature
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
+
+
+class StoryIndex:
+    """The in-memory LSH over stored signatures plus the high-water mark of articles loaded."""
+
+    def __init__(self) -> None:
+        self.signatures = SignatureIndex()
+        self.last_article_id = 0
+        self.recomputed = 0  # signatures rebuilt from text because their scheme was outdated
+
+    def catch_up(self, session: Session) -> int:
+        """Load signatures of articles stored since the last call; returns how many were added."""
+        rows = session.execute(
+            select(Article.id, Article.minhash, Article.minhash_scheme)
+            .where(Article.id > self.last_article_id)
+            .order_by(Article.id)
+        ).all()
+        stale: list[int] = []
+        for article_id, data, scheme in rows:
+            self.last_article_id = max(self.last_article_id, article_id)
+            if data is None or scheme != SIGNATURE_SCHEME:
+                stale.append(article_id)
+                continue
+            self.signatures.add(article_id, data)
+        if stale:
+            self._upgrade(session, stale)
+        return len(rows)
+
+    def _upgrade(self, session: Session, article_ids: list[int]) -> None:
+        # Signatures of another scheme cannot be compared with ours (datasketch 2.0 changed its
+        # hashing): recompute them once from the stored text and store them under our scheme.
+        for article_id, text in session.execute(
+            select(Article.id, Article.body_text).where(Article.id.in_(article_ids))
+        ).all():
+            data = signature(text)
+            session.execute(
+                update(Article).where(Article.id == article_id).values(minhash=data, minhash_scheme=SIGNATURE_SCHEME)
+            )
+            self.signatures.add(article_id, data)
+            self.recomputed += 1
+        session.commit()
+
+    def remember(self, article_id: int, data: bytes) -> None:
+        """Index one more variant of a known story (an edit or a repost) for the rest of this crawl."""
+        self.signatures.add(article_id, data)
+
+
+def _known_appearance(session: Session, record: Record) -> Decision | None:
+    appearance = session.scalar(select(Appearance).where(Appearance.canonical_key == record.item.canonical_key))
+    if appearance is None:
+        return None
+    ids = {"article_id": appearance.article_id, "appearance_id": appearance.id}
+    if record.item.state != STATE_OK:
+        return Decision(STATE_CHANGE, **ids, reason=f"same key, page now {record.item.state}")
+    if appearance.content_hash == record.content_hash:
+        return Decision(UNCHANGED, **ids, reason="same key, same content")
+    return Decision(EDIT, **ids, reason="same key, content changed")
+
+
+def _same_content(session: Session, record: Record) -> Decision | None:
+    article_id = session.scalar(
+        select(Article.id).where(Article.content_hash == record.content_hash).order_by(Article.id).limit(1)
+    )
+    if article_id is None:
+        # an article whose text was replaced (an edit, a fuller original) still owns its old copies
+        article_id = session.scalar(
+            select(Appearance.article_id)
+            .where(Appearance.content_hash == record.content_hash)
+            .order_by(Appearance.id)
+            .limit(1)
+        )
+    if article_id is None:
+        return None
+    return Decision(NEW_APPEARANCE, article_id=article_id, similarity=1.0, reason="same content hash")
+
+
+def _near_duplicate(session: Session, record: Record, index: StoryIndex) -> Decision | None:
+    if record.minhash is None:
+        return None
+    best: tuple[float, int] | None = None
+    for article_id in index.signatures.candidates(record.minhash):
+        text = session.scalar(select(Article.body_text).where(Article.id == article_id))
+        if text is None:
+            continue
+        found = overlap(record.body_text, text)
+        if found is None or not found.is_duplicate:
+            continue
+        if best is None or found.containment > best[0]:
+            best = (found.containment, article_id)
+    if best is None:
+        return None
+    similarity, article_id = best
+    return Decision(
+        NEW_APPEARANCE,
+        article_id=article_id,
+        similarity=round(similarity, 4),
+        reason=f"near duplicate {similarity:.2f}",
+    )
+
+
+def decide(session: Session, record: Record, index: StoryIndex) -> Decision | None:
+    """What storing `record` means; None for a state page (deleted, …) of an article never stored."""
+    known = _known_appearance(session, record)
+    if known is not None:
+        return known
+    if record.item.state != STATE_OK:
+        return None
+    return (
+        _same_content(session, record)
+        or _near_duplicate(session, record, index)
+        or Decision(NEW_STORY, reason="nothing similar stored")
+    )
+
+
+class DeduplicatePipeline:
+    """Sets `Record.decision` (and `Record.minhash`); other items pass through untouched."""
+
+    def __init__(self, sessions: sessionmaker[Session], *, owns_engine: bool = False) -> None:
+        self.sessions = sessions
+        self.owns_engine = owns_engine
+        self.index: StoryIndex | None = None
+
+    @classmethod
+    def from_crawler(cls, crawler: Any) -> DeduplicatePipeline:
+        return cls(open_sessions(crawler.settings), owns_engine=True)
+
+    def open_spider(self, spider: Any = None) -> None:
+        self._ensure_index()
+
+    def close_spider(self, spider: Any = None) -> None:
+        self.index = None
+        if self.owns_engine:
+            self.sessions.kw["bind"].dispose()
+
+    def _ensure_index(self) -> StoryIndex:
+        if self.index is None:
+            index = StoryIndex()
+            with self.sessions() as session:
+                loaded = index.catch_up(session)
+            log.info("near-duplicate index built from %d stored signatures", loaded)
+            self.index = index
+        return self.index
+
+    def process_item(self, item: Any, spider: Any = None) -> Any:
+        if not isinstance(item, Record):
+            return item
+        index = self._ensure_index()
+        if item.item.state == STATE_OK and item.minhash is None:
+            item.minhash = signature(item.body_text)
+        with self.sessions() as session:
+            index.catch_up(session)
+            decision = decide(session, item, index)
+        if decision is None:
+            raise DropItem(f"page {item.item.state} at the source, but the article was never stored: {item.item.url}")
+        variant = decision.kind == EDIT or (decision.kind == NEW_APPEARANCE and decision.similarity != 1.0)
+        if variant and decision.article_id is not None and item.minhash is not None:
+            index.remember(decision.article_id, item.minhash)
+        item.decision = decision
+        return item

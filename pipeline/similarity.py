@@ -1,0 +1,173 @@
+"""Near-duplicate arithmetic: shingles, MinHash signatures and the exact confirmation check.
+
+Pure functions over text and bytes. Owns the signature *scheme* (what is hashed and how the
+bytes are laid out) and the merge thresholds. Must not touch the database or Scrapy: the
+deduplicate pipeline (`pipeline.dedup`) calls these.
+
+Why two signatures per text: MinHash estimates Jaccard similarity, and a repost truncated to
+the first half of the original has a Jaccard of only ~0.5 with it, where LSH at threshold 0.5
+finds a pair about half of the time (25 bands x 5 rows: P(0.5) = 0.55). So besides the signature of
+the whole text we keep one of its first half ("head"); the index holds both and a query uses
+both, so a truncated copy meets the other's head at a Jaccard near 1.0 in either direction.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+
+import numpy as np
+from datasketch import MinHash, MinHashLSH
+
+NUM_PERM = 128
+SHINGLE = 3
+SEED = 1
+HASH_SCHEME = "affine64"  # datasketch >= 2.0: 64-bit affine permutations, numpy uint64 values
+# Stored next to every signature (articles.minhash_scheme): datasketch 2.0 changed its hashing, so a
+# signature is only comparable with others of the same scheme; a different value means "recompute".
+SIGNATURE_SCHEME = f"datasketch-2:{HASH_SCHEME}:mh{NUM_PERM}:char{SHINGLE}:seed{SEED}:full+head"
+LSH_THRESHOLD = 0.5  # DESIGN.md, Known traps: 99.85 % of reposts found at 0.5, 0 false pairs after confirming
+
+# Confirmation thresholds, measured on tests/fixtures/pipeline (tests/test_pipeline_dedup.py):
+#   reposts with another header/footer, formatting changes, small edits, first-half truncations:
+#     containment 0.97-1.0, interior containment 0.97-1.0, common runs of 200+ shingles;
+#   two notices sharing ~80 % template: containment 0.81 and Jaccard 0.68 (both pass!) but their
+#     distinctive middle (dates, people, programme) leaves an interior containment of 0.83;
+#   two articles by one unit on one topic: containment 0.11.
+# So the containment floor alone would merge the template trap; the interior check decides.
+MIN_CONTAINMENT = 0.8
+# Share of the smaller text's interior (everything between its first and last shared shingle, i.e.
+# without a header or footer of its own) that must be shared with the other text.
+MIN_INTERIOR_CONTAINMENT = 0.92
+MIN_JACCARD = 0.5
+MIN_COMMON_RUN = 200  # shingles in one unbroken shared run: a real passage, not scattered phrases
+MIN_SHINGLES = 20  # shorter texts only merge by exact content hash
+
+_EDITOR_NOTE_PREFIXES = ("编者按",)
+
+
+def compact(text: str) -> str:
+    """The text shingles are made of: NFKC, lower case, no whitespace, punctuation, symbols or controls.
+
+    A line starting with 编者按 (an editor's note shared by every article of a column) is left out:
+    it is not part of the article and would make every column article look alike.
+    """
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith(_EDITOR_NOTE_PREFIXES)]
+    normalized = unicodedata.normalize("NFKC", "\n".join(lines)).lower()
+    return "".join(ch for ch in normalized if unicodedata.category(ch)[0] not in "PSZC")
+
+
+def shingle_list(text: str, k: int = SHINGLE) -> list[str]:
+    """Character k-shingles of the compact text, in order (a text shorter than k is one shingle)."""
+    c = compact(text)
+    if not c:
+        return []
+    if len(c) <= k:
+        return [c]
+    return [c[i : i + k] for i in range(len(c) - k + 1)]
+
+
+def shingles(text: str, k: int = SHINGLE) -> frozenset[str]:
+    return frozenset(shingle_list(text, k))
+
+
+def _minhash(items: list[str]) -> MinHash:
+    m = MinHash(num_perm=NUM_PERM, seed=SEED, scheme=HASH_SCHEME)
+    if items:
+        m.update_batch([s.encode("utf-8") for s in items])
+    return m
+
+
+def signature(text: str) -> bytes:
+    """Serialized signature of a text: the whole text's MinHash, then its first half's (uint64 little-endian)."""
+    seq = shingle_list(text)
+    head = seq[: max(1, len(seq) // 2)] if seq else []
+    full_values = _minhash(sorted(set(seq))).hashvalues
+    head_values = _minhash(sorted(set(head))).hashvalues
+    return np.concatenate([full_values, head_values]).astype("<u8").tobytes()
+
+
+def signature_parts(data: bytes) -> tuple[MinHash, MinHash]:
+    """(whole, head) MinHashes of a stored signature; ValueError when the bytes have the wrong size."""
+    values = np.frombuffer(data, dtype="<u8")
+    if values.size != 2 * NUM_PERM:
+        raise ValueError(f"signature has {values.size} values, expected {2 * NUM_PERM}")
+    full = MinHash(num_perm=NUM_PERM, seed=SEED, hashvalues=values[:NUM_PERM].astype(np.uint64), scheme=HASH_SCHEME)
+    head = MinHash(num_perm=NUM_PERM, seed=SEED, hashvalues=values[NUM_PERM:].astype(np.uint64), scheme=HASH_SCHEME)
+    return full, head
+
+
+class SignatureIndex:
+    """In-memory LSH over stored signatures; keys are article ids (each indexed by whole and head)."""
+
+    def __init__(self) -> None:
+        self._lsh = MinHashLSH(threshold=LSH_THRESHOLD, num_perm=NUM_PERM)
+        self._keys: dict[int, list[str]] = {}
+        self._serial = 0
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, article_id: object) -> bool:
+        return article_id in self._keys
+
+    def add(self, article_id: int, data: bytes) -> None:
+        """Index one more signature of an article (an article may keep several: original, edits, reposts)."""
+        full, head = signature_parts(data)
+        keys = self._keys.setdefault(article_id, [])
+        for part in (full, head):
+            self._serial += 1
+            key = f"{article_id}:{self._serial}"
+            self._lsh.insert(key, part)
+            keys.append(key)
+
+    def candidates(self, data: bytes) -> list[int]:
+        """Article ids whose signatures collide with `data` in some LSH band (unconfirmed)."""
+        found: set[int] = set()
+        for part in signature_parts(data):
+            for key in self._lsh.query(part):
+                found.add(int(str(key).split(":", 1)[0]))
+        return sorted(found)
+
+
+@dataclass(frozen=True)
+class Overlap:
+    containment: float  # |A ∩ B| / min(|A|, |B|)
+    interior_containment: float  # shared share of the smaller text between its first and last shared shingle
+    jaccard: float
+    common_run: int  # longest unbroken run of shared shingles in the smaller text
+
+    @property
+    def is_duplicate(self) -> bool:
+        return (
+            self.containment >= MIN_CONTAINMENT
+            and self.interior_containment >= MIN_INTERIOR_CONTAINMENT
+            and (self.jaccard >= MIN_JACCARD or self.common_run >= MIN_COMMON_RUN)
+        )
+
+
+def overlap(a_text: str, b_text: str) -> Overlap | None:
+    """Exact overlap of two texts' shingles; None when either is too short to judge."""
+    seq_a, seq_b = shingle_list(a_text), shingle_list(b_text)
+    set_a, set_b = frozenset(seq_a), frozenset(seq_b)
+    if len(set_a) < MIN_SHINGLES or len(set_b) < MIN_SHINGLES:
+        return None
+    common = set_a & set_b
+    small_seq, large_set = (seq_a, set_b) if len(set_a) <= len(set_b) else (seq_b, set_a)
+    shared = [s in large_set for s in small_seq]
+    try:
+        first = shared.index(True)
+    except ValueError:
+        return Overlap(0.0, 0.0, 0.0, 0)
+    last = len(shared) - 1 - shared[::-1].index(True)
+    interior = shared[first : last + 1]
+    longest = run = 0
+    for flag in shared:
+        run = run + 1 if flag else 0
+        longest = max(longest, run)
+    return Overlap(
+        containment=len(common) / min(len(set_a), len(set_b)),
+        interior_containment=sum(interior) / len(interior),
+        jaccard=len(common) / len(set_a | set_b),
+        common_run=longest,
+    )
