@@ -114,7 +114,10 @@ def cmd_crawl(args: argparse.Namespace) -> int:
     skipped: list[str] = []
     with transaction(app.sessions) as session:
         sync_config(session, app.config, now)
-        mark_killed_runs(session, now)
+        # A run still 'running' after the subprocess time limit belongs to a killed process.
+        mark_killed_runs(
+            session, now, started_before=now - timedelta(seconds=app.config.crawl.subprocess_timeout_seconds)
+        )
         run_id = start_crawl_run(session, args.trigger, now)
         for source in selected:
             row = session.query(Source).filter_by(key=source.key).one()
@@ -260,14 +263,14 @@ def cmd_search(args: argparse.Namespace) -> int:
             result = search(session, args.query, _filters(args), page=args.page, per_page=args.limit, tz=app.config.tz)
     except QueryError as exc:
         raise UserError(f"cannot search for that: {exc}") from exc
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "guid": h.guid,
             "title": h.title,
             "unit": h.unit,
             "author": h.author,
             "published_at": h.published_at.astimezone(app.config.tz).isoformat() if h.published_at else None,
-            "score": round(h.score, 4),
+            "score": round(h.score, 4) if h.score is not None else None,
         }
         for h in result.hits
     ]
