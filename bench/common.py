@@ -34,7 +34,9 @@ class Timing:
     runs: int
 
     def fmt(self, unit: str = "ms", scale: float = 1000.0) -> str:
-        return f"{self.median * scale:.2f} {unit} (min {self.low * scale:.2f}, max {self.high * scale:.2f}, n={self.runs})"
+        return (
+            f"{self.median * scale:.2f} {unit} (min {self.low * scale:.2f}, max {self.high * scale:.2f}, n={self.runs})"
+        )
 
 
 def measure(func: Callable[[], object], repeat: int = 5) -> Timing:

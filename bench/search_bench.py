@@ -34,8 +34,14 @@ def run(n_articles: int = 5000, seed: int = 7) -> list[str]:
             for i in range(n_articles):
                 body = make_text(rng, 1200)
                 art = Article(
-                    guid=f"g{i}", title=make_text(rng, 20)[:20], body_text=body, body_html="", content_hash=f"h{i}",
-                    positions=[], created_at=now, updated_at=now,
+                    guid=f"g{i}",
+                    title=make_text(rng, 20)[:20],
+                    body_text=body,
+                    body_html="",
+                    content_hash=f"h{i}",
+                    positions=[],
+                    created_at=now,
+                    updated_at=now,
                 )
                 session.add(art)
                 session.flush()
@@ -51,12 +57,18 @@ def run(n_articles: int = 5000, seed: int = 7) -> list[str]:
 
                 def fts(q: str = q, out: set[int] = fts_ids) -> None:
                     out.clear()
-                    out.update(r[0] for r in conn.execute(text("SELECT rowid FROM article_fts WHERE article_fts MATCH :m"), {"m": fts_match(q)}))
+                    out.update(
+                        r[0]
+                        for r in conn.execute(
+                            text("SELECT rowid FROM article_fts WHERE article_fts MATCH :m"), {"m": fts_match(q)}
+                        )
+                    )
 
                 def like(q: str = q, out: set[int] = like_ids) -> None:
                     out.clear()
                     out.update(
-                        r[0] for r in conn.execute(
+                        r[0]
+                        for r in conn.execute(
                             text("SELECT id FROM articles WHERE title LIKE :p OR body_text LIKE :p"), {"p": f"%{q}%"}
                         )
                     )
