@@ -66,6 +66,7 @@ def page_truth(text: str) -> dict[str, str | None]:
         [
             r'<meta property="og:title" content="([^"]*)"',
             r"var msg_title = '([^']*)'",
+            r'var msg_title = "([^"]*)"',
             r"title: JsDecode\('([^']*)'\)",
         ],
         text,

@@ -68,8 +68,6 @@ class SourceSpider(scrapy.Spider):
         self.allowed_domains = [host] if host else []
         if "user_agent" in self.crawl_options:
             self.user_agent = str(self.crawl_options["user_agent"])
-        if "download_delay_seconds" in self.crawl_options:
-            self.download_delay = float(self.crawl_options["download_delay_seconds"])
 
     def now(self) -> datetime:
         """Fetch time of a response: the shell's clock, the only place the spiders read it."""
