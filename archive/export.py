@@ -1,0 +1,311 @@
+"""Exports of the corpus for archivists: CSV, JSON Lines and WARC (with a checksum manifest).
+
+Owns the export formats. The selection is the same as search's filters (oldest first, so
+an export reads like a ledger). Files are written next to their final name and moved into
+place only when complete, so a half-written export never looks finished. Must not write to
+the database.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import zlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+from warcio.statusandheaders import StatusAndHeaders
+from warcio.warcwriter import WARCWriter
+
+from archive.search import Filters, filter_conditions
+from pipeline.models import Appearance, Article, ArticleTag, Snapshot
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+Format = Literal["csv", "jsonl", "warc"]
+FORMATS: tuple[Format, ...] = ("csv", "jsonl", "warc")
+CSV_FIELDS = (
+    "guid", "title", "unit", "author", "positions", "column", "published_at", "state",
+    "topics", "keywords", "first_url", "urls", "content_hash",
+)  # fmt: skip
+DEFAULT_USER_AGENT = "zhuanlan/0.1"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+# Headers that describe the transfer, not the bytes we store (which are decoded and whole).
+_TRANSFER_HEADERS = {"content-encoding", "transfer-encoding", "content-length", "connection"}
+_REASONS = {200: "OK", 203: "Non-Authoritative Information", 301: "Moved Permanently", 302: "Found", 304: "Not Modified",
+            403: "Forbidden", 404: "Not Found", 410: "Gone", 412: "Precondition Failed", 500: "Internal Server Error",
+            521: "Web Server Is Down"}  # fmt: skip
+
+
+class ExportError(ValueError):
+    """An export cannot be made (unknown format, unwritable place)."""
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    count: int  # articles exported
+    files: list[Path] = field(default_factory=list)
+    records: int = 0  # WARC records written (0 for CSV / JSON Lines)
+
+
+def _iso(value: datetime | None, tz: tzinfo) -> str:
+    return value.astimezone(tz).isoformat() if value else ""
+
+
+def _articles(session: Session, filters: Filters, tz: tzinfo) -> Iterator[Article]:
+    stmt = (
+        select(Article)
+        .where(*filter_conditions(session, filters, tz))
+        .options(
+            selectinload(Article.unit),
+            selectinload(Article.tags).selectinload(ArticleTag.tag),
+            selectinload(Article.appearances).selectinload(Appearance.source),
+            selectinload(Article.appearances).selectinload(Appearance.snapshot),
+        )
+        .order_by(Article.published_at.asc().nulls_last(), Article.id.asc())
+    )
+    yield from session.scalars(stmt.execution_options(yield_per=200))
+
+
+def _tag_names(article: Article, kind: str) -> list[str]:
+    return sorted(t.tag.name for t in article.tags if t.tag.kind == kind)
+
+
+def _first_url(article: Article) -> str:
+    for appearance in article.appearances:
+        if appearance.id == article.first_appearance_id:
+            return appearance.url
+    return article.appearances[0].url if article.appearances else ""
+
+
+def article_record(article: Article, tz: tzinfo) -> dict[str, Any]:
+    """The metadata every export carries (CSV flattens the lists)."""
+    return {
+        "guid": article.guid,
+        "title": article.title,
+        "unit": article.unit.name if article.unit else "",
+        "author": article.author or "",
+        "positions": list(article.positions or []),
+        "column": article.column or "",
+        "published_at": _iso(article.published_at, tz),
+        "state": article.state,
+        "topics": _tag_names(article, "topic"),
+        "keywords": _tag_names(article, "keyword"),
+        "first_url": _first_url(article),
+        "urls": [a.url for a in article.appearances],
+        "content_hash": article.content_hash,
+    }
+
+
+def _csv_row(record: dict[str, Any]) -> dict[str, str]:
+    row = {}
+    for key in CSV_FIELDS:
+        value = record[key]
+        row[key] = (
+            ("、" if key == "positions" else "；" if key in ("topics", "keywords") else " ").join(value)
+            if isinstance(value, list)
+            else str(value)
+        )
+    return row
+
+
+def _partial(out: Path) -> Path:
+    return out.with_name(f".{out.name}.partial")
+
+
+def _write_csv(session: Session, filters: Filters, out: Path, tz: tzinfo) -> int:
+    count = 0
+    # utf-8-sig: the BOM makes Excel read the file as UTF-8 rather than the local code page.
+    with _partial(out).open("w", encoding="utf-8-sig", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        for article in _articles(session, filters, tz):
+            writer.writerow(_csv_row(article_record(article, tz)))
+            count += 1
+    os.replace(_partial(out), out)
+    return count
+
+
+def _write_jsonl(session: Session, filters: Filters, out: Path, tz: tzinfo) -> int:
+    count = 0
+    with _partial(out).open("w", encoding="utf-8", newline="\n") as fh:
+        for article in _articles(session, filters, tz):
+            record = article_record(article, tz)
+            record["body_text"] = article.body_text
+            record["appearances"] = [
+                {
+                    "url": a.url,
+                    "source": a.source.key,
+                    "source_kind": a.source.kind,
+                    "fetched_at": _iso(a.fetched_at, tz),
+                    "http_status": a.http_status,
+                    "snapshot_sha256": a.snapshot.sha256 if a.snapshot else None,
+                    "is_original": a.is_original,
+                    "state": a.state,
+                }
+                for a in article.appearances
+            ]
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
+    os.replace(_partial(out), out)
+    return count
+
+
+# --- WARC -------------------------------------------------------------------------------
+
+
+def _header_pairs(headers: dict[str, Any]) -> list[tuple[str, str]]:
+    pairs = []
+    for name, value in headers.items():
+        if str(name).lower() in _TRANSFER_HEADERS:
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            # Stored headers are data from the wire: keep them on one line each.
+            pairs.append((str(name), " ".join(str(item).split())))
+    return pairs
+
+
+def _snapshots(session: Session, article: Article) -> list[tuple[Appearance, Snapshot]]:
+    """Every stored version of every appearance, oldest first (current and earlier snapshots)."""
+    by_id = {a.id: a for a in article.appearances}
+    found: dict[int, tuple[Appearance, Snapshot]] = {}
+    if by_id:
+        for snap in session.scalars(select(Snapshot).where(Snapshot.appearance_id.in_(by_id))):
+            if snap.appearance_id is not None:
+                found[snap.id] = (by_id[snap.appearance_id], snap)
+    for appearance in article.appearances:
+        if appearance.snapshot is not None and appearance.snapshot.id not in found:
+            found[appearance.snapshot.id] = (appearance, appearance.snapshot)
+    return sorted(found.values(), key=lambda pair: (pair[1].fetched_at, pair[1].id))
+
+
+class _HashingWriter(io.RawIOBase):
+    """A file wrapper that hashes what passes through, for the manifest's checksum of the WARC."""
+
+    def __init__(self, fh: IO[bytes]) -> None:
+        self.fh = fh
+        self.digest = hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        chunk = bytes(data)
+        self.digest.update(chunk)
+        self.fh.write(chunk)
+        return len(chunk)
+
+
+def _warc_date(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _write_warc(
+    session: Session, filters: Filters, out: Path, tz: tzinfo, user_agent: str
+) -> tuple[int, int, list[tuple[str, int, str, str]]]:
+    manifest: list[tuple[str, int, str, str]] = []  # sha256, size, kind, name
+    count = records = 0
+    with _partial(out).open("wb") as raw_fh:
+        hashing = _HashingWriter(raw_fh)
+        writer = WARCWriter(hashing, gzip=out.name.endswith(".gz"))
+        for article in _articles(session, filters, tz):
+            count += 1
+            for appearance, snap in _snapshots(session, article):
+                payload = zlib.decompress(snap.content)
+                digest = hashlib.sha256(payload).hexdigest()
+                manifest.append((digest, len(payload), "payload", snap.url))
+                date = _warc_date(snap.fetched_at)
+                status = f"{snap.http_status} {_REASONS.get(snap.http_status, 'Unknown')}"
+                headers = [*_header_pairs(snap.headers or {}), ("Content-Length", str(len(payload)))]
+                response = writer.create_warc_record(
+                    snap.url,
+                    "response",
+                    payload=io.BytesIO(payload),
+                    length=len(payload),
+                    http_headers=StatusAndHeaders(status, headers, protocol="HTTP/1.1"),
+                    warc_headers_dict={"WARC-Date": date},
+                )
+                response_id = response.rec_headers.get_header("WARC-Record-ID")
+                parts = urlsplit(snap.url)
+                path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+                request = writer.create_warc_record(
+                    snap.url,
+                    "request",
+                    payload=io.BytesIO(b""),
+                    length=0,
+                    http_headers=StatusAndHeaders(
+                        f"GET {path} HTTP/1.1",
+                        [("Host", parts.netloc), ("User-Agent", user_agent)],
+                        is_http_request=True,
+                    ),
+                    warc_headers_dict={"WARC-Date": date, "WARC-Concurrent-To": response_id},
+                )
+                fields = (
+                    f"article-guid: {article.guid}\r\narticle-title: {' '.join(article.title.split())}\r\n"
+                    f"snapshot-sha256: {snap.sha256}\r\nappearance-original: {'yes' if appearance.is_original else 'no'}\r\n"
+                    f"source: {appearance.source.key}\r\n"
+                ).encode()
+                metadata = writer.create_warc_record(
+                    snap.url,
+                    "metadata",
+                    payload=io.BytesIO(fields),
+                    length=len(fields),
+                    warc_content_type="application/warc-fields",
+                    warc_headers_dict={"WARC-Date": date, "WARC-Refers-To": response_id},
+                )
+                for record in (response, request, metadata):
+                    writer.write_record(record)
+                records += 3
+        raw_fh.flush()
+        manifest.append((hashing.digest.hexdigest(), raw_fh.tell(), "warc", out.name))
+    os.replace(_partial(out), out)
+    return count, records, manifest
+
+
+def _write_manifest(path: Path, rows: list[tuple[str, int, str, str]]) -> None:
+    with _partial(path).open("w", encoding="utf-8", newline="\n") as fh:
+        fh.write("sha256\tsize\tkind\tname\n")
+        for digest, size, kind, name in rows:
+            fh.write(f"{digest}\t{size}\t{kind}\t{' '.join(name.split())}\n")
+    os.replace(_partial(path), path)
+
+
+def manifest_path(out: Path) -> Path:
+    return out.with_name(f"{out.name}.manifest.tsv")
+
+
+def export(
+    session: Session,
+    fmt: str,
+    filters: Filters,
+    out: Path,
+    *,
+    tz: tzinfo = SHANGHAI,
+    user_agent: str = DEFAULT_USER_AGENT,
+) -> ExportResult:
+    """Write the filtered articles to `out` as CSV, JSON Lines or WARC (`.warc.gz` compresses).
+
+    WARC also writes `<out>.manifest.tsv` with the sha256 of every payload and of the WARC file.
+    `user_agent` is what the request records say was sent (pass the crawler's configured one).
+    """
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if not out.parent.is_dir():
+        raise ExportError(f"cannot write {out}: directory {out.parent} does not exist")
+    if fmt == "csv":
+        return ExportResult(count=_write_csv(session, filters, out, tz), files=[out])
+    if fmt == "jsonl":
+        return ExportResult(count=_write_jsonl(session, filters, out, tz), files=[out])
+    count, records, manifest = _write_warc(session, filters, out, tz, user_agent)
+    _write_manifest(manifest_path(out), manifest)
+    return ExportResult(count=count, files=[out, manifest_path(out)], records=records)

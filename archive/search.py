@@ -1,0 +1,327 @@
+"""Searching the corpus on SQLite (FTS5) and PostgreSQL (tsvector), with filters.
+
+Owns turning a parsed query plus filters into SQL and the results into hits with snippets and
+highlights made in Python over the original text (the index holds only bigrams). User text
+reaches the database only as bound parameters and as tokens re-quoted by `archive.query`.
+Must not write anything.
+
+SQLite: when FTS5 can express the whole query it is one MATCH ranked by
+`bm25(article_fts, 10.0, 1.0)` (title weighs ten times the body). Otherwise (a lone Han
+character, which exists in the index only inside bigrams) every term becomes its own
+condition: an `id IN (MATCH …)` subquery, or a LIKE scan for lone characters, composed with
+AND/OR/NOT in SQL and ranked by the positive terms. PostgreSQL always composes per term
+(`title_tsv @@ q OR body_tsv @@ q`, so an AND may be satisfied across title and body, as in
+FTS5) and ranks with `ts_rank_cd`, title weighted ten times.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from typing import TYPE_CHECKING, Any
+
+from markupsafe import Markup
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Integer,
+    Select,
+    TextClause,
+    and_,
+    cast,
+    column,
+    false,
+    func,
+    literal_column,
+    not_,
+    null,
+    or_,
+    select,
+    table,
+    text,
+)
+from sqlalchemy.orm import Session, selectinload
+
+from archive.query import (
+    And,
+    Node,
+    Not,
+    Query,
+    QueryError,
+    Term,
+    fts5_phrase,
+    highlight_pattern,
+    parse_query,
+    to_fts5,
+    tsquery_phrase,
+)
+from pipeline.models import Appearance, Article, ArticleTag, Source, Tag, Unit
+
+if TYPE_CHECKING:
+    import re
+
+    from sqlalchemy.sql.selectable import Subquery
+
+STATES = ("any", "live", "deleted", "edited")
+MAX_PER_PAGE = 100
+MAX_PAGE = 10_000
+SNIPPET_CHARS = 160
+_MIN_DAY, _MAX_DAY = date(1900, 1, 1), date(9998, 12, 31)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What narrows a search or an export. `unit` is a unit id or a name, short name or alias;
+    dates are calendar days in the given time zone, both ends inclusive."""
+
+    unit: str | None = None
+    author: str | None = None
+    topic: str | None = None
+    column: str | None = None
+    source_kind: str | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+    state: str = "any"
+
+
+@dataclass(frozen=True)
+class Hit:
+    article_id: int
+    guid: str
+    title: str
+    title_html: Markup
+    snippet_html: Markup
+    unit: str | None
+    author: str | None
+    published_at: datetime | None
+    score: float | None
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    total: int
+    hits: list[Hit]
+    page: int = 1
+    per_page: int = 20
+    query: Query = field(default_factory=lambda: Query(text="", root=None))
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+# --- filters ------------------------------------------------------------------------------
+
+
+def _day_start(day: date, tz: tzinfo) -> datetime:
+    # Clamped: the first and last representable days overflow once shifted to UTC.
+    day = min(max(day, _MIN_DAY), _MAX_DAY)
+    return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
+
+
+def resolve_units(session: Session, value: str) -> list[int]:
+    """Unit ids matching an id, a name, a short name or an alias."""
+    value = value.strip()
+    if value.isascii() and value.isdigit() and len(value) <= 9:  # longer would overflow INTEGER
+        return [int(value)]
+    ids = []
+    for unit in session.scalars(select(Unit)):
+        if value in (unit.name, unit.short_name) or value in (unit.aliases or []):
+            ids.append(unit.id)
+    return ids
+
+
+def filter_conditions(session: Session, filters: Filters, tz: tzinfo) -> list[ColumnElement[bool]]:
+    """SQL conditions on `Article` for the filters; raises QueryError for an unknown state."""
+    conds: list[ColumnElement[bool]] = []
+    if filters.state not in STATES:
+        raise QueryError(f"未知的状态 {filters.state!r}，可选：{'、'.join(STATES)} / unknown state")
+    if filters.state != "any":
+        conds.append(Article.state == filters.state)
+    if filters.unit:
+        ids = resolve_units(session, filters.unit)
+        conds.append(Article.unit_id.in_(ids) if ids else false())
+    if filters.author:
+        conds.append(Article.author == filters.author.strip())
+    if filters.column:
+        conds.append(Article.column == filters.column.strip())
+    if filters.topic:
+        topic_ids = select(ArticleTag.article_id).join(Tag, Tag.id == ArticleTag.tag_id)
+        conds.append(Article.id.in_(topic_ids.where(Tag.kind == "topic", Tag.name == filters.topic.strip())))
+    if filters.source_kind:
+        kind_ids = select(Appearance.article_id).join(Source, Source.id == Appearance.source_id)
+        conds.append(Article.id.in_(kind_ids.where(Source.kind == filters.source_kind.strip())))
+    if filters.date_from:
+        conds.append(Article.published_at >= _day_start(filters.date_from, tz))
+    if filters.date_to:
+        conds.append(Article.published_at < _day_start(min(filters.date_to, _MAX_DAY) + timedelta(days=1), tz))
+    return conds
+
+
+# --- query → SQL --------------------------------------------------------------------------
+
+
+# The PostgreSQL index table (created by the migration, not mapped): conditions and ranks are
+# written against one row of it, so a whole query is a single pass with GIN bitmap scans.
+_PG_INDEX = table("article_search", column("article_id", Integer), column("title_tsv"), column("body_tsv"))
+_SIMPLE: ColumnElement[Any] = literal_column("'simple'::regconfig")
+_NO_SCORE = cast(null(), Float).label("score")
+
+
+class _Compiler:
+    """Per-term SQL conditions for the general path."""
+
+    def __init__(self, dialect: str) -> None:
+        self.dialect = dialect
+        self.counter = itertools.count()
+
+    def _fts5_ids(self, term: Term) -> TextClause:
+        name = f"m{next(self.counter)}"  # numbered: several MATCH subqueries in one statement
+        sql = f"SELECT rowid AS id FROM article_fts WHERE article_fts MATCH :{name}"
+        return text(sql).bindparams(**{name: fts5_phrase(term)})
+
+    def condition(self, node: Node) -> ColumnElement[bool]:
+        if isinstance(node, Term):
+            if node.needs_scan:
+                # Run texts hold only Han characters, letters and digits: nothing to escape for LIKE.
+                pattern = f"%{node.like_text()}%"
+                return or_(Article.title.ilike(pattern), Article.body_text.ilike(pattern))
+            if self.dialect == "postgresql":
+                tsquery = func.to_tsquery(_SIMPLE, tsquery_phrase(node))
+                return or_(_PG_INDEX.c.title_tsv.bool_op("@@")(tsquery), _PG_INDEX.c.body_tsv.bool_op("@@")(tsquery))
+            return Article.id.in_(self._fts5_ids(node).columns(id=Integer))
+        if isinstance(node, Not):
+            return not_(self.condition(node.child))
+        parts = [self.condition(child) for child in node.children]
+        return and_(*parts) if isinstance(node, And) else or_(*parts)
+
+    def pg_score(self, positives: list[Term]) -> ColumnElement[Any]:
+        """ts_rank_cd over the positive indexed terms, the title counting ten times the body."""
+        indexed = [t for t in positives if not t.needs_scan]
+        if not indexed:
+            return _NO_SCORE
+        tsquery = func.to_tsquery(_SIMPLE, " | ".join(tsquery_phrase(t) for t in indexed))
+        score = func.ts_rank_cd(_PG_INDEX.c.title_tsv, tsquery) * 10 + func.ts_rank_cd(_PG_INDEX.c.body_tsv, tsquery)
+        return cast(score, Float).label("score")
+
+    def fts5_rank(self, expr: str) -> Subquery:
+        """(rid, score) of the documents an FTS5 expression matches; higher score is better."""
+        name = f"m{next(self.counter)}"
+        sql = f"SELECT rowid AS rid, -bm25(article_fts, 10.0, 1.0) AS score FROM article_fts WHERE article_fts MATCH :{name}"
+        return text(sql).bindparams(**{name: expr}).columns(rid=Integer, score=Float).subquery("rank")
+
+
+def _statement(session: Session, query: Query, conds: list[ColumnElement[bool]]) -> Select[Any]:
+    """SELECT article id, published_at, score over the matching, filtered articles (not yet ordered)."""
+    if query.root is None:
+        return select(Article.id, Article.published_at, _NO_SCORE).where(*conds)
+    compiler = _Compiler(session.get_bind().dialect.name)
+    positives = query.terms(positive=True)
+    if compiler.dialect == "postgresql":
+        stmt = select(Article.id, Article.published_at, compiler.pg_score(positives))
+        stmt = stmt.join(_PG_INDEX, _PG_INDEX.c.article_id == Article.id)
+        return stmt.where(compiler.condition(query.root), *conds)
+    expr = to_fts5(query.root)
+    if expr is None:  # a lone Han character, or a NOT FTS5 cannot place: compose per term, rank the positives
+        indexed = [t for t in positives if not t.needs_scan]
+        condition = compiler.condition(query.root)
+        if not indexed:
+            return select(Article.id, Article.published_at, _NO_SCORE).where(condition, *conds)
+        expr, outer = "(" + " OR ".join(fts5_phrase(t) for t in indexed) + ")", True
+    else:
+        condition, outer = None, False
+    rank = compiler.fts5_rank(expr)
+    stmt = select(Article.id, Article.published_at, rank.c.score.label("score"))
+    stmt = stmt.outerjoin(rank, rank.c.rid == Article.id) if outer else stmt.join(rank, rank.c.rid == Article.id)
+    return stmt.where(*([condition] if condition is not None else []), *conds)
+
+
+# --- highlighting ---------------------------------------------------------------------------
+
+
+def _spans(value: str, patterns: list[re.Pattern[str]]) -> list[tuple[int, int]]:
+    found = sorted((m.start(), m.end()) for p in patterns for m in p.finditer(value) if m.end() > m.start())
+    merged: list[tuple[int, int]] = []
+    for start, end in found:
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def highlight_html(value: str, patterns: list[re.Pattern[str]]) -> Markup:
+    """`value` HTML-escaped, with `<mark>` around every match of any pattern."""
+    out, pos = [], 0
+    for start, end in _spans(value, patterns):
+        out.append(html.escape(value[pos:start]))
+        out.append(f"<mark>{html.escape(value[start:end])}</mark>")
+        pos = end
+    out.append(html.escape(value[pos:]))
+    return Markup("".join(out))
+
+
+def snippet_html(value: str, patterns: list[re.Pattern[str]], width: int = SNIPPET_CHARS) -> Markup:
+    """A window of the text around the first match (or its start), escaped and highlighted."""
+    value = " ".join(value.split())
+    spans = _spans(value, patterns)
+    start = max(0, spans[0][0] - width // 4) if spans else 0
+    end = min(len(value), start + width)
+    piece = highlight_html(value[start:end], patterns)
+    prefix = "…" if start > 0 else ""
+    suffix = "…" if end < len(value) else ""
+    return Markup(prefix) + piece + Markup(suffix)
+
+
+def patterns_for(query: Query) -> list[re.Pattern[str]]:
+    return [highlight_pattern(term) for term in query.terms(positive=True)]
+
+
+# --- the entry point ------------------------------------------------------------------------
+
+
+def search(
+    session: Session, query: str, filters: Filters, *, page: int = 1, per_page: int = 20, tz: tzinfo
+) -> SearchResult:
+    """One page of matching articles, best first (newest first for an empty query).
+
+    Raises `QueryError` with a message for the user when the query or a filter is unusable.
+    """
+    parsed = parse_query(query)
+    page = min(max(1, page), MAX_PAGE)
+    per_page = min(max(1, per_page), MAX_PER_PAGE)
+    stmt = _statement(session, parsed, filter_conditions(session, filters, tz))
+    sub = stmt.subquery()
+    # The total rides along as a window count: the match is evaluated once, not once more for counting.
+    rows = session.execute(
+        select(sub.c.id, sub.c.score, func.count().over().label("total"))
+        .order_by(sub.c.score.desc().nulls_last(), sub.c.published_at.desc().nulls_last(), sub.c.id.desc())
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    ).all()
+    # Past the last page (or nothing found) there is no row to carry the total: count separately.
+    total = int(rows[0].total) if rows else int(session.scalar(select(func.count()).select_from(sub)) or 0)
+    ids = [row.id for row in rows]
+    articles = {
+        a.id: a for a in session.scalars(select(Article).options(selectinload(Article.unit)).where(Article.id.in_(ids)))
+    }
+    patterns = patterns_for(parsed)
+    hits = []
+    for row in rows:
+        article = articles[row.id]
+        hits.append(
+            Hit(
+                article_id=article.id,
+                guid=article.guid,
+                title=article.title,
+                title_html=highlight_html(article.title, patterns),
+                snippet_html=snippet_html(article.body_text, patterns),
+                unit=article.unit.name if article.unit else None,
+                author=article.author,
+                published_at=article.published_at.astimezone(tz) if article.published_at else None,
+                score=float(row.score) if row.score is not None else None,
+            )
+        )
+    return SearchResult(total=total, hits=hits, page=page, per_page=per_page, query=parsed)
