@@ -294,7 +294,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     app = open_app(args)
     out = Path(args.out or f"zhuanlan-export.{ {'csv': 'csv', 'jsonl': 'jsonl', 'warc': 'warc.gz'}[args.format] }")
     with app.sessions() as session:
-        result = export(session, args.format, _filters(args), out)
+        result = export(
+            session, args.format, _filters(args), out, tz=app.config.tz, user_agent=app.config.crawl.user_agent
+        )
     print(f"exported {result.count} stories to {', '.join(str(f) for f in result.files)}")
     return 0
 

@@ -76,9 +76,17 @@ def upgrade(engine: Engine) -> None:
         with engine.connect() as conn:
             conn.close()
     except OperationalError as exc:
-        raise DatabaseError(f"cannot connect to the database: {exc.orig}") from exc
+        raise DatabaseError(f"cannot connect to the database: {one_line(exc.orig)}") from exc
     command.upgrade(alembic_config(engine), "head")
 
 
+def one_line(error: object) -> str:
+    """Driver messages span lines; the CLI promises one."""
+    return " ".join(str(error).split())
+
+
 def is_initialised(engine: Engine) -> bool:
-    return "alembic_version" in inspect(engine).get_table_names()
+    try:
+        return "alembic_version" in inspect(engine).get_table_names()
+    except OperationalError as exc:
+        raise DatabaseError(f"cannot connect to the database: {one_line(exc.orig)}") from exc

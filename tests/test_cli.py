@@ -1,0 +1,94 @@
+"""The command line as a user meets it: extract on saved pages, and one-line errors with exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+
+
+def zhuanlan(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if k != "ZHUANLAN_DATABASE_URL"}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "zhuanlan_cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=full_env,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_extract_wechat_page_prints_fields_with_shanghai_time() -> None:
+    case = FIXTURES / "wechat" / "article_type0_current"
+    meta = json.loads((case / "meta.json").read_text(encoding="utf-8"))
+    expected = json.loads((case / "expected.json").read_text(encoding="utf-8"))
+    proc = zhuanlan("extract", str(case / "page.html"), "--url", meta["url"])
+    assert proc.returncode == 0, proc.stderr
+    fields = json.loads(proc.stdout)
+    assert fields["state"] == "ok"
+    assert fields["title"] == expected["title"]
+    assert fields["author"] == expected["author"]
+    assert fields["published_at"] == expected["published_at"]
+    assert fields["published_at"].endswith("+08:00")
+    assert len(fields["body_text"]) > 200
+
+
+def test_extract_gbk_site_page_has_no_mojibake() -> None:
+    case = FIXTURES / "sites" / "art_gbk_no_charset"
+    meta = json.loads((case / "meta.json").read_text(encoding="utf-8"))
+    expected = json.loads((case / "expected.json").read_text(encoding="utf-8"))
+    proc = zhuanlan("extract", str(case / "page.html"), "--url", meta["url"], "--content-type", "text/html")
+    assert proc.returncode == 0, proc.stderr
+    fields = json.loads(proc.stdout)
+    assert fields["title"] == expected["title"]
+    assert fields["published_at"].startswith(expected["published_at"][:10])
+    for phrase in expected["body_contains"]:
+        assert phrase in fields["body_text"]
+    assert "\ufffd" not in fields["body_text"]
+
+
+def test_extract_missing_file_is_one_line_exit_1(tmp_path: Path) -> None:
+    proc = zhuanlan("extract", str(tmp_path / "nope.html"), "--url", "https://example.org/")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().startswith("zhuanlan: cannot read")
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def _minimal_config(tmp_path: Path, db_line: str) -> Path:
+    cfg = tmp_path / "zhuanlan.toml"
+    cfg.write_text(f'{db_line}\ndata_dir = "data"\n', encoding="utf-8")
+    return cfg
+
+
+def test_commands_before_init_say_what_to_do(tmp_path: Path) -> None:
+    cfg = _minimal_config(tmp_path, "")
+    (tmp_path / "data").mkdir()
+    proc = zhuanlan("--config", str(cfg), "crawl", cwd=tmp_path, env={})
+    assert proc.returncode == 1
+    assert "not initialised" in proc.stderr and "zhuanlan init" in proc.stderr
+
+
+def test_database_that_cannot_be_opened(tmp_path: Path) -> None:
+    cfg = _minimal_config(tmp_path, 'database_url = "postgresql://nobody@127.0.0.1:1/none"')
+    proc = zhuanlan("--config", str(cfg), "init", cwd=tmp_path, env={})
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("zhuanlan: cannot connect to the database")
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_init_then_status(tmp_path: Path) -> None:
+    cfg = _minimal_config(tmp_path, "")
+    proc = zhuanlan("--config", str(cfg), "init", cwd=tmp_path, env={})
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "data" / "zhuanlan.db").exists()
+    status = zhuanlan("--config", str(cfg), "status", cwd=tmp_path, env={})
+    assert status.returncode == 0, status.stderr
+    assert "Last crawl: none yet" in status.stdout
