@@ -20,7 +20,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import func, select
 
-from crawler.samples.server import SampleSources, expected_truth, sample_config_toml
+from crawler.samples.server import SampleSources, sample_config_toml
 from pipeline.db import make_engine, session_factory
 from pipeline.models import Appearance, Article, ArticleTag, Delivery, SourceRun, Tag, Unit
 from zhuanlan_config import load_config
@@ -80,7 +80,7 @@ def test_full_cycle(tmp_path: Path, db_url: str, samples: SampleSources, inbox: 
     handler, smtp_port = inbox
     cfg = tmp_path / "zhuanlan.toml"
     cfg.write_text(sample_config_toml(samples.base_url, smtp_port=smtp_port, web_port=free_port()), encoding="utf-8")
-    truth = expected_truth()
+    truth = samples.truth()
 
     init = run_cli(cfg, db_url, "init")
     assert init.returncode == 0, init.stderr
@@ -114,6 +114,19 @@ def test_full_cycle(tmp_path: Path, db_url: str, samples: SampleSources, inbox: 
         assert column_titles == set(truth["column_titles"])
         topic_count = s.scalar(select(func.count()).select_from(ArticleTag).join(Tag).where(Tag.kind == "topic"))
         assert topic_count and topic_count >= len(truth["column_titles"]) // 2
+        # every appearance sits on the story the ground truth says, and 首发 is the earliest place
+        story_of = {ap.canonical_key: ap.article_id for ap in appearances}
+        for story in truth.stored_stories():
+            fetched = [a for a in story.appearances if a.passes_column_rules]
+            ids = {story_of[a.canonical_key] for a in fetched}
+            assert len(ids) == 1, (story.key, ids)
+            originals = [ap.canonical_key for ap in appearances if ap.article_id in ids and ap.is_original]
+            assert originals == [fetched[0].canonical_key], story.key
+        first, second = truth.near_template_pair
+        assert (
+            story_of[truth.story(first).appearances[0].canonical_key]
+            != story_of[truth.story(second).appearances[0].canonical_key]
+        )
         runs = s.scalars(select(SourceRun)).all()
         assert {r.status for r in runs} == {"ok"}, [(r.source_id, r.error_summary) for r in runs]
 
@@ -155,6 +168,8 @@ def test_full_cycle(tmp_path: Path, db_url: str, samples: SampleSources, inbox: 
     resend = run_cli(cfg, db_url, "digest", "send", "--week", week)
     assert resend.returncode == 0
     assert len(handler.messages) == count
+    # one delivery row per recipient; the operator's copy (with failed sources) is recorded on the digest
+    assert count == len(recipients) + (1 if config.digest.operator_email else 0)
     with sessions() as s:
-        assert s.scalar(select(func.count()).select_from(Delivery).where(Delivery.status == "sent")) == count
+        assert s.scalar(select(func.count()).select_from(Delivery).where(Delivery.status == "sent")) == len(recipients)
     engine.dispose()

@@ -142,7 +142,13 @@ class SiteColumnSpider(SourceSpider):
                 fatal=True,
             )
             return
-        fresh = [link for link in listing.links if site_key(link.url) not in self._seen_links]
+        # Links the column rules dropped still tell whether this page repeats an earlier one.
+        page_keys = [site_key(link.url) for link in listing.links] + [site_key(url) for url in listing.skipped]
+        fresh = [key for key in page_keys if key not in self._seen_links]
+        self._seen_links.update(site_key(url) for url in listing.skipped)
+        # Incremental stop: a page that lists stored articles and nothing new. A page of only
+        # non-column links (a mixed list) says nothing about what lies further on.
+        reached_known = any(site_key(link.url) in self.known_keys for link in listing.links)
         for link in listing.links:
             key = site_key(link.url)
             if key in self._seen_links:
@@ -153,7 +159,7 @@ class SiteColumnSpider(SourceSpider):
                 continue
             yield self._article_request(link, known)
         # Stop when the page brought nothing new (incremental), repeats itself, or the limit is hit.
-        if not fresh or (not new_links and not self.backfill) or page >= self.page_limit:
+        if not fresh or (not new_links and reached_known and not self.backfill) or page >= self.page_limit:
             return
         for next_url in listing.next_urls:
             if site_key(next_url) not in self._visited_lists:
