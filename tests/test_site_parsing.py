@@ -223,7 +223,9 @@ def test_datastore_source_follows_dataproxy_pages() -> None:
     first = meta["url"].replace("startrecord=4&endrecord=6", "startrecord=1&endrecord=3")
     page = parse_list(body.decode(), first, "hanweb_datastore", {})
     assert page.next_urls == [meta["url"]]
-    by_page = parse_list(body.decode(), "http://a.example/module/web/jpage/dataproxy.jsp?page=1&columnid=9", "hanweb_datastore", {})
+    by_page = parse_list(
+        body.decode(), "http://a.example/module/web/jpage/dataproxy.jsp?page=1&columnid=9", "hanweb_datastore", {}
+    )
     assert by_page.next_urls == ["http://a.example/module/web/jpage/dataproxy.jsp?page=2&columnid=9"]
 
 
