@@ -321,8 +321,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     web = create_app(app.config, app.sessions, now=utcnow)
     host = args.host or app.config.web.host
     port = args.port or app.config.web.port
+    if host in {"127.0.0.1", "localhost"}:
+        ensure_port_free(port, "--port")
     print(f"serving on http://{host}:{port}/ (Ctrl-C to stop)")
-    serve(web, host, port)
+    try:
+        serve(web, host, port)
+    except OSError as exc:
+        raise UserError(f"cannot serve on {host}:{port}: {exc.strerror}; pass --port") from exc
     return 0
 
 
@@ -375,6 +380,19 @@ def _start_outbox(directory: Path, port: int) -> Any:
     return controller
 
 
+def ensure_port_free(port: int, flag: str) -> None:
+    """Fail before anything is written when a port the command needs is taken."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise UserError(
+                f"port {port} on 127.0.0.1 is in use ({exc.strerror}): stop what uses it or pass {flag}"
+            ) from exc
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on the bundled sample sources: one full production cycle, then web app + scheduler."""
     import subprocess
@@ -385,6 +403,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from feeds.mail import send_digest
     from feeds.publish import publish_feeds
 
+    ports = [("--sample-port", args.sample_port), ("--smtp-port", args.smtp_port)]
+    if not args.once:
+        ports.append(("--web-port", args.web_port))
+    for flag, port in ports:
+        ensure_port_free(port, flag)
     demo_dir = Path(args.dir).resolve()
     demo_dir.mkdir(parents=True, exist_ok=True)
     samples = SampleSources(port=args.sample_port)

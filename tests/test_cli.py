@@ -92,3 +92,17 @@ def test_init_then_status(tmp_path: Path) -> None:
     status = zhuanlan("--config", str(cfg), "status", cwd=tmp_path, env={})
     assert status.returncode == 0, status.stderr
     assert "Last crawl: none yet" in status.stdout
+
+
+def test_demo_refuses_a_port_in_use_before_writing_anything(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = zhuanlan("demo", "--once", "--dir", str(tmp_path / "demo"), "--sample-port", str(port), cwd=tmp_path)
+    assert proc.returncode == 1
+    assert f"port {port} on 127.0.0.1 is in use" in proc.stderr and "--sample-port" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "demo").exists()

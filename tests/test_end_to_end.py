@@ -173,3 +173,32 @@ def test_full_cycle(tmp_path: Path, db_url: str, samples: SampleSources, inbox: 
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(Delivery).where(Delivery.status == "sent")) == len(recipients)
     engine.dispose()
+
+
+def test_a_broken_source_is_recorded_and_the_others_still_run(
+    tmp_path: Path, db_url: str, samples: SampleSources
+) -> None:
+    dead_port = free_port()  # nothing listens here
+    cfg = tmp_path / "zhuanlan.toml"
+    cfg.write_text(
+        sample_config_toml(samples.base_url, smtp_port=free_port(), web_port=free_port())
+        + f'\n[[sources]]\nkey = "dead-site"\nkind = "site_column"\nurl = "http://127.0.0.1:{dead_port}/col/index.html"\n'
+        + '[sources.options]\nlist_type = "html"\n',
+        encoding="utf-8",
+    )
+    assert run_cli(cfg, db_url, "init").returncode == 0
+    crawl = run_cli(cfg, db_url, "crawl", "--json", "--source", "dead-site", "--source", "kjj-site")
+    assert crawl.returncode == 0, crawl.stderr[-3000:]
+    summary = json.loads(crawl.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "partial"
+    engine = make_engine(db_url)
+    with session_factory(engine)() as s:
+        runs = {r.source.key: r for r in s.scalars(select(SourceRun))}
+        assert runs["kjj-site"].status == "ok" and runs["kjj-site"].new_stories > 0
+        dead = runs["dead-site"]
+        assert dead.status == "error"
+        assert dead.error_summary and "refused" in dead.error_summary
+        assert dead.source.consecutive_failures == 1 and dead.source.last_error
+        # nothing was stored for the dead source
+        assert s.scalar(select(func.count()).select_from(Appearance).where(Appearance.source_id == dead.source_id)) == 0
+    engine.dispose()
