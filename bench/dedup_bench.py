@@ -9,6 +9,8 @@ import time
 from bench.common import make_text
 from pipeline.similarity import SignatureIndex, overlap, shingles, signature
 
+TITLE = "Near-duplicates: MinHash LSH vs brute-force Jaccard"
+
 
 def run(n_stored: int = 2000, n_reposts: int = 100, seed: int = 11) -> list[str]:
     rng = random.Random(seed)

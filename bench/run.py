@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import platform
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,13 +39,17 @@ def commit() -> str:
     return proc.stdout.strip() or "unknown"
 
 
-def main() -> int:
-    from bench import dedup_bench, search_bench
+def discover() -> list[tuple[str, Callable[[], list[str]]]]:
+    """Every `bench/*_bench.py` module with a `TITLE` and a `run() -> list[str]` (markdown lines)."""
+    found: list[tuple[str, Callable[[], list[str]]]] = []
+    for path in sorted(Path(__file__).parent.glob("*_bench.py")):
+        module = importlib.import_module(f"bench.{path.stem}")
+        found.append((str(module.TITLE), module.run))
+    return found
 
-    sections = [
-        ("Search: bigram FTS index vs LIKE scan", search_bench.run),
-        ("Near-duplicates: MinHash LSH vs brute-force Jaccard", dedup_bench.run),
-    ]
+
+def main() -> int:
+    sections = discover()
     out = [
         "# Benchmarks",
         "",

@@ -15,6 +15,7 @@ from pipeline.models import Article
 from pipeline.search_index import index_article
 from pipeline.textsplit import split_runs
 
+TITLE = "Search: bigram FTS index vs LIKE scan"
 QUERIES = ("党建", "乡村振兴", "科技创新", "营商环境")
 
 
