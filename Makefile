@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CORPUS ?= ../shared/corpus
 
-.PHONY: install demo test lint typecheck check eval bench clean
+.PHONY: install browser demo test lint typecheck check eval bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required (set PYTHON=...)")'
@@ -16,12 +16,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+## Headless Chromium for the browser tests (Debian's package; needs root or sudo).
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk; \
+	elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk; \
+	else echo "the browser tests need Debian's chromium: apt-get install chromium fonts-noto-cjk" >&2; exit 1; fi
+
 ## The main job: sample sources, embedded SQLite, one full cycle, then web app + scheduler until Ctrl-C.
 demo: $(STAMP)
 	$(BIN)/zhuanlan demo
 
 ## The test suite (SQLite; set ZHUANLAN_TEST_DATABASE_URL to run it on PostgreSQL too).
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/pytest
 
 lint: $(STAMP)
