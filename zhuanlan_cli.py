@@ -156,6 +156,7 @@ def cmd_crawl(args: argparse.Namespace) -> int:
         run_jobs(jobs, settings, crawl)
     with transaction(app.sessions) as session:
         summary = finish_crawl_run(session, run_id, utcnow())
+    summary.setdefault("run_id", run_id)
     if skipped:
         summary["skipped"] = skipped
     if args.json:
@@ -247,10 +248,19 @@ def _filters(args: argparse.Namespace) -> Any:
         topic=args.topic,
         column=args.column,
         source_kind=args.source_kind,
-        date_from=date.fromisoformat(args.date_from) if args.date_from else None,
-        date_to=date.fromisoformat(args.date_to) if args.date_to else None,
+        date_from=_date_arg(args.date_from, "--from"),
+        date_to=_date_arg(args.date_to, "--to"),
         state=args.state,
     )
+
+
+def _date_arg(value: str | None, flag: str) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise UserError(f"{flag} expects a date YYYY-MM-DD, got {value!r}") from exc
 
 
 def cmd_search(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -31,12 +32,13 @@ def now() -> datetime:
     return datetime(2026, 11, 26, 10, 0, tzinfo=SHANGHAI)
 
 
-@pytest.fixture
-def db_url(tmp_path: Path) -> Iterator[str]:
-    """URL of an empty database for one test."""
+@contextmanager
+def fresh_database(directory: Path) -> Iterator[str]:
+    """URL of an empty database: a SQLite file in `directory`, or a private schema on the
+    PostgreSQL server named by ZHUANLAN_TEST_DATABASE_URL (dropped afterwards)."""
     server = os.environ.get("ZHUANLAN_TEST_DATABASE_URL")
     if not server:
-        yield f"sqlite:///{tmp_path / 'test.db'}"
+        yield f"sqlite:///{directory / 'test.db'}"
         return
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = make_engine(server)
@@ -49,6 +51,20 @@ def db_url(tmp_path: Path) -> Iterator[str]:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> Iterator[str]:
+    """URL of an empty database for one test."""
+    with fresh_database(tmp_path) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def module_db_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of an empty database shared by the tests of one module (for expensive set-ups)."""
+    with fresh_database(tmp_path_factory.mktemp("db")) as url:
+        yield url
 
 
 @pytest.fixture
