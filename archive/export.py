@@ -107,15 +107,25 @@ def article_record(article: Article, tz: tzinfo) -> dict[str, Any]:
     }
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralize_formula(cell: str) -> str:
+    """Crawled text opened in Excel or WPS must stay text: a leading quote keeps it from running."""
+    return "'" + cell if cell.startswith(_FORMULA_STARTS) else cell
+
+
 def _csv_row(record: dict[str, Any]) -> dict[str, str]:
     row = {}
     for key in CSV_FIELDS:
         value = record[key]
-        row[key] = (
+        text = (
             ("、" if key == "positions" else "；" if key in ("topics", "keywords") else " ").join(value)
             if isinstance(value, list)
             else str(value)
         )
+        row[key] = neutralize_formula(text)
     return row
 
 

@@ -102,3 +102,12 @@ def test_export_refuses_unknown_format_and_missing_directory(db: Session, tmp_pa
         export(db, "xlsx", Filters(), tmp_path / "x.xlsx")
     with pytest.raises(ExportError):
         export(db, "csv", Filters(), tmp_path / "missing" / "x.csv")
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_stay_text() -> None:
+    from archive.export import neutralize_formula
+
+    assert neutralize_formula('=HYPERLINK("http://x","点")') == '\'=HYPERLINK("http://x","点")'
+    assert neutralize_formula("@SUM(1+1)") == "'@SUM(1+1)"
+    assert neutralize_formula("+1") == "'+1" and neutralize_formula("-1") == "'-1"
+    assert neutralize_formula("学习贯彻 = 落实") == "学习贯彻 = 落实"
