@@ -19,14 +19,14 @@ import subprocess
 import sys
 import threading
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -35,11 +35,22 @@ from zhuanlan_config import Config, load_config
 
 log = logging.getLogger("zhuanlan.scheduler")
 
-JOB_IDS = ("crawl", "digest", "recheck", "maintenance")
+JOB_IDS = ("crawl", "digest", "digest-catchup", "recheck", "maintenance")
 
-# The crawl subprocess currently running, so a shutdown can stop it cleanly.
+# Triggers of the crawl runs a scheduler starts; at start, under its lock, a run of these left
+# "running" belongs to a scheduler that died (its crawl child dies with it, see _die_with_parent).
+SCHEDULER_TRIGGERS = ("schedule", "recheck")
+STALE_RUN_REASON = "the scheduler process ended during this crawl (killed or crashed); marked at the next start"
+
+# The crawl subprocess currently running, so a shutdown can stop it cleanly. `_stopping` is set
+# once a shutdown begins: no new child is spawned after that, and a child the shutdown stopped
+# is recorded as stopped (pids in `_stopped_by_shutdown`).
 _current_child: subprocess.Popen[bytes] | None = None
 _child_lock = threading.Lock()
+# The Monday digest and the hourly catch-up run in one process: never both at once.
+_digest_lock = threading.Lock()
+_stopping = threading.Event()
+_stopped_by_shutdown: set[int] = set()
 
 
 class SchedulerLocked(RuntimeError):
@@ -53,22 +64,64 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _run_cli(config_path: str, args: list[str], timeout: float) -> int:
-    """Run `zhuanlan <args>` in a child process; stop it (SIGTERM, then SIGKILL) on timeout."""
+def _die_with_parent() -> None:
+    """In the crawl child before exec (Linux): SIGKILL it when the scheduler dies.
+
+    Without this a SIGKILLed scheduler leaves an orphan crawl that races the next scheduler's
+    crawl and overwrites the "killed" mark of its run. SIGKILL, not SIGTERM: the store commits
+    one transaction per item, so a killed crawl leaves no half-written story, and the restarted
+    scheduler must not find an orphan still shutting down.
+    """
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+
+
+def _spawn(cmd: list[str]) -> subprocess.Popen[bytes]:
+    if sys.platform.startswith("linux"):
+        return subprocess.Popen(cmd, preexec_fn=_die_with_parent)  # only prctl runs there, see above
+    return subprocess.Popen(cmd)
+
+
+def _run_crawl(config_path: str, config: Config, args: list[str], trigger: str) -> int | None:
+    """Run `zhuanlan crawl <args> --trigger T` in a child process with the configured time limit.
+
+    An overrunning child is stopped (SIGTERM, then SIGKILL) and its run recorded as killed with the
+    reason; so is a child stopped by a shutdown. Returns the child's exit code, or None when it was
+    stopped or not started (shutdown under way).
+    """
     global _current_child
-    cmd = [sys.executable, "-m", "zhuanlan_cli", "--config", config_path, *args]
+    timeout = config.crawl.subprocess_timeout_seconds
+    cmd = [sys.executable, "-m", "zhuanlan_cli", "--config", config_path, "crawl", *args, "--trigger", trigger]
+    spawned_at = _now()
     with _child_lock:
-        child = subprocess.Popen(cmd)
+        if _stopping.is_set():
+            log.info("shutting down: crawl not started")
+            return None
+        child = _spawn(cmd)
         _current_child = child
+    reason: str | None = None
+    code: int | None = None
     try:
-        return child.wait(timeout=timeout)
+        code = child.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         log.error("crawl overran its %s s limit: stopping it", timeout)
         stop_child(child)
-        return -1
+        reason = f"overran its {timeout} s limit (crawl.subprocess_timeout_seconds) and was stopped"
+        code = None
     finally:
         with _child_lock:
             _current_child = None
+            stopped = child.pid in _stopped_by_shutdown
+            _stopped_by_shutdown.discard(child.pid)
+    if reason is None and stopped:
+        reason = "stopped: the scheduler shut down during this crawl"
+        code = None
+    if reason is not None:
+        record_stopped_run(config, trigger, spawned_at, _now(), reason)
+    return code
 
 
 def stop_child(child: subprocess.Popen[bytes], grace: float = 30.0) -> None:
@@ -83,15 +136,77 @@ def stop_child(child: subprocess.Popen[bytes], grace: float = 30.0) -> None:
         child.wait()
 
 
-def _record_overrun(config: Config, now: datetime) -> None:
-    from pipeline.runs import mark_killed_runs
+def _close_run(session: Session, run: Any, now: datetime, reason: str) -> None:
+    """Mark a crawl run that did not finish as killed, with its unfinished source runs.
+
+    Also forgets the list-page validators of its sources: a list page stored by an interrupted
+    crawl would answer 304 next time, and the articles it listed that were not stored yet would
+    never be fetched (measured: a SIGKILL mid-crawl lost 16 of 19 articles of a site).
+    """
+    from pipeline.models import ListPage, SourceRun
+    from pipeline.runs import UNFINISHED_SOURCE_RUN
+
+    source_ids: set[int] = set()
+    for source_run in session.scalars(select(SourceRun).where(SourceRun.crawl_run_id == run.id)):
+        source_ids.add(source_run.source_id)
+        if source_run.status == "running":
+            source_run.status = "error"
+            source_run.finished_at = now
+            source_run.error_summary = source_run.error_summary or UNFINISHED_SOURCE_RUN
+    if source_ids:
+        session.execute(
+            update(ListPage).where(ListPage.source_id.in_(sorted(source_ids))).values(etag=None, last_modified=None)
+        )
+    run.status = "killed"
+    run.finished_at = run.finished_at or now
+    run.summary = {**(run.summary or {}), "status": "killed", "reason": reason}
+
+
+def record_stopped_run(config: Config, trigger: str, spawned_at: datetime, now: datetime, reason: str) -> list[int]:
+    """Mark the crawl run(s) of a child spawned at `spawned_at` with `trigger` as killed, with `reason`.
+
+    The child may have finished its run cleanly (a graceful stop), left it "running" (killed), or
+    died before it recorded one: then a run row is created, so the overrun is visible in
+    `zhuanlan status` and the health view either way. Returns the run ids.
+    """
+    from pipeline.models import CrawlRun
 
     engine = make_engine(config.database_url)
     try:
         with transaction(session_factory(engine)) as session:
-            mark_killed_runs(session, now)
+            runs = list(
+                session.scalars(
+                    select(CrawlRun).where(
+                        CrawlRun.trigger == trigger, CrawlRun.started_at >= spawned_at - timedelta(seconds=1)
+                    )
+                )
+            )
+            if not runs:
+                run = CrawlRun(started_at=spawned_at, status="running", trigger=trigger, summary={})
+                session.add(run)
+                session.flush()
+                runs = [run]
+            for run in runs:
+                _close_run(session, run, now, reason)
+            log.warning("crawl run(s) %s %s", ", ".join(str(r.id) for r in runs), reason)
+            return [r.id for r in runs]
     finally:
         engine.dispose()
+
+
+def mark_stale_runs(sessions: sessionmaker[Session], now: datetime) -> list[int]:
+    """At scheduler start, under the lock: runs a dead scheduler left "running" become killed."""
+    from pipeline.models import CrawlRun
+
+    with transaction(sessions) as session:
+        runs = list(
+            session.scalars(
+                select(CrawlRun).where(CrawlRun.status == "running", CrawlRun.trigger.in_(SCHEDULER_TRIGGERS))
+            )
+        )
+        for run in runs:
+            _close_run(session, run, now, STALE_RUN_REASON)
+        return [r.id for r in runs]
 
 
 def feeds_job(config_path: str) -> None:
@@ -106,35 +221,45 @@ def feeds_job(config_path: str) -> None:
         engine.dispose()
 
 
-def crawl_job(config_path: str) -> None:
+def crawl_job(config_path: str, trigger: str = "schedule") -> None:
     config = load_config(config_path)
-    code = _run_cli(config_path, ["crawl", "--trigger", "schedule"], config.crawl.subprocess_timeout_seconds)
-    if code == -1:
-        _record_overrun(config, _now())
-    feeds_job(config_path)
+    _run_crawl(config_path, config, [], trigger)
+    if not _stopping.is_set():
+        feeds_job(config_path)
 
 
-def recheck_job(config_path: str) -> None:
+def recheck_job(config_path: str, trigger: str = "recheck") -> None:
     config = load_config(config_path)
-    code = _run_cli(
-        config_path, ["crawl", "--recheck", "--trigger", "recheck"], config.crawl.subprocess_timeout_seconds
-    )
-    if code == -1:
-        _record_overrun(config, _now())
-    feeds_job(config_path)
+    _run_crawl(config_path, config, ["--recheck"], trigger)
+    if not _stopping.is_set():
+        feeds_job(config_path)
 
 
 def digest_job(config_path: str) -> None:
-    from feeds.digest import previous_week
-    from feeds.mail import send_digest
+    """Send every digest owed now: the last week's on time, and after downtime each week whose
+    send time passed within the grace (`feeds.digest.owed_weeks`). Weeks already sent are
+    skipped, so a rerun, a restart or an extra trigger sends nothing twice. An unusable SMTP
+    server stops the run with the rest left pending for the next run (the error propagates so
+    APScheduler logs the job as failed)."""
+    from feeds.mail import send_owed_digests
 
+    with _digest_lock:
+        _send_owed(config_path, send_owed_digests)
+
+
+def _send_owed(config_path: str, send_owed_digests: Any) -> None:
     config = load_config(config_path)
     engine = make_engine(config.database_url)
     now = _now()
     try:
-        week = previous_week(now.astimezone(config.tz))
-        result = send_digest(session_factory(engine), config, week, now)
-        log.info("digest %s: sent %d, failed %d, already %d", week, result.sent, result.failed, result.already)
+        results = send_owed_digests(session_factory(engine), config, now)
+        if not results:
+            log.info("digest: nothing owed at %s", now.astimezone(config.tz).isoformat(timespec="minutes"))
+        for week, result in results.items():
+            if result is None:
+                log.info("digest %s: already sent", week)
+            else:
+                log.info("digest %s: sent %d, failed %d, already %d", week, result.sent, result.failed, result.already)
     finally:
         engine.dispose()
 
@@ -155,7 +280,7 @@ def maintenance_job(config_path: str) -> None:
         engine.dispose()
 
 
-JOBS = {
+JOBS: dict[str, Callable[..., None]] = {
     "crawl": crawl_job,
     "feeds": feeds_job,
     "digest": digest_job,
@@ -165,8 +290,13 @@ JOBS = {
 
 
 def run_once(job: str, config: Config, config_path: Path, now: datetime) -> int:
-    """Run one job now, in this process (for cron users and tests)."""
-    JOBS[job](str(config_path))
+    """Run one job now, in this process (for cron users and tests).
+
+    Crawls run with trigger "run-once" so a scheduler starting meanwhile leaves their run alone."""
+    if job in ("crawl", "recheck"):
+        JOBS[job](str(config_path), "run-once")
+    else:
+        JOBS[job](str(config_path))
     return 0
 
 
@@ -181,7 +311,8 @@ class JobDef:
     grace_seconds: int
 
 
-def job_defs(config: Config) -> list[JobDef]:
+def job_defs(config: Config, *, crawl_interval_seconds: int | None = None) -> list[JobDef]:
+    """The jobs; `crawl_interval_seconds` overrides schedule.crawl_interval_minutes (tests, demos)."""
     from apscheduler.triggers.cron import CronTrigger
     from apscheduler.triggers.interval import IntervalTrigger
 
@@ -191,12 +322,13 @@ def job_defs(config: Config) -> list[JobDef]:
     dh, dm = (int(x) for x in s.digest_time.split(":"))
     rh, rm = (int(x) for x in s.recheck_time.split(":"))
     mh, mm = (int(x) for x in s.maintenance_time.split(":"))
+    crawl_every = crawl_interval_seconds or s.crawl_interval_minutes * 60
     return [
         JobDef(
             "crawl",
             "scheduler:crawl_job",
-            IntervalTrigger(minutes=s.crawl_interval_minutes, jitter=s.crawl_jitter_seconds or None, timezone=tz),
-            min(grace, s.crawl_interval_minutes * 60),
+            IntervalTrigger(seconds=crawl_every, jitter=s.crawl_jitter_seconds or None, timezone=tz),
+            min(grace, crawl_every),
         ),
         # Weekday names, never numbers: APScheduler counts Monday as 0, unlike cron.
         JobDef(
@@ -205,12 +337,18 @@ def job_defs(config: Config) -> list[JobDef]:
             CronTrigger(day_of_week=s.digest_weekday, hour=dh, minute=dm, timezone=tz),
             max(grace, config.digest.grace_days * 86400),
         ),
+        # Hourly catch-up: a digest left pending (mail server down on Monday, a restart after the
+        # grace of the Monday slot) goes out within the hour once it can. send_owed_digests sends
+        # nothing twice, and _digest_lock keeps it from overlapping the Monday run.
+        JobDef("digest-catchup", "scheduler:digest_job", IntervalTrigger(hours=1, timezone=tz), 3600),
         JobDef("recheck", "scheduler:recheck_job", CronTrigger(hour=rh, minute=rm, timezone=tz), grace),
         JobDef("maintenance", "scheduler:maintenance_job", CronTrigger(hour=mh, minute=mm, timezone=tz), grace),
     ]
 
 
-def build_scheduler(config: Config, config_path: str, engine: Engine) -> Any:
+def build_scheduler(
+    config: Config, config_path: str, engine: Engine, *, crawl_interval_seconds: int | None = None
+) -> Any:
     """A started-but-paused BackgroundScheduler with the jobs installed; `resume()` lets it run.
 
     A job already in the store keeps its stored next-run time (so a run missed during downtime
@@ -218,14 +356,25 @@ def build_scheduler(config: Config, config_path: str, engine: Engine) -> Any:
     """
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
     from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.schedulers.base import STATE_RUNNING
 
-    sched = BackgroundScheduler(
+    class Scheduler(BackgroundScheduler):  # type: ignore[misc]  # apscheduler is untyped
+        # APScheduler 3.x wakes the loop once more after shutdown() and, as it only skips the
+        # paused state, tries to submit a job that is due to the closed executor (a logged
+        # RuntimeError on every shutdown with a due job). Process jobs only while running.
+        def _process_jobs(self) -> float | None:
+            if self.state != STATE_RUNNING:
+                return None
+            wait: float | None = super()._process_jobs()
+            return wait
+
+    sched = Scheduler(
         jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename="apscheduler_jobs")},
         job_defaults={"coalesce": True, "max_instances": 1},
         timezone=config.tz,
     )
     sched.start(paused=True)
-    for d in job_defs(config):
+    for d in job_defs(config, crawl_interval_seconds=crawl_interval_seconds):
         existing = sched.get_job(d.id)
         if (
             existing is not None
@@ -326,6 +475,8 @@ def status_report(config: Config, engine: Engine, sessions: sessionmaker[Session
                 f"Last crawl: #{last.id} {last.status} at {last.started_at.astimezone(tz):%Y-%m-%d %H:%M} — "
                 f"new stories {s.get('new_stories', 0)}, reposts {s.get('reposts', 0)}, problems {s.get('problems', 0)}"
             )
+            if s.get("reason"):
+                lines.append(f"  reason: {s['reason']}")
         else:
             lines.append("Last crawl: none yet")
         lines.append("Sources:")
@@ -341,8 +492,13 @@ def status_report(config: Config, engine: Engine, sessions: sessionmaker[Session
 # --- main ----------------------------------------------------------------------------------
 
 
-def run(config_path: str, *, stop: threading.Event | None = None) -> int:
-    """Run the scheduler until SIGTERM/SIGINT (or `stop` is set)."""
+def run(config_path: str, *, stop: threading.Event | None = None, crawl_interval_seconds: int | None = None) -> int:
+    """Run the scheduler until SIGTERM/SIGINT (or `stop` is set).
+
+    Shutdown: no new job starts, a running crawl child is stopped (Scrapy's graceful first
+    SIGTERM; SIGKILL after the grace) and its run recorded as stopped, running jobs are waited
+    for, then the lock is released.
+    """
     config = load_config(config_path)
     engine = make_engine(config.database_url)
     lock = SchedulerLock(config, engine)
@@ -350,8 +506,10 @@ def run(config_path: str, *, stop: threading.Event | None = None) -> int:
         lock.acquire()
     except SchedulerLocked as exc:
         print(f"zhuanlan: {exc}; refusing to start a second one", file=sys.stderr)
+        engine.dispose()
         return 1
     stop_event = stop or threading.Event()
+    _stopping.clear()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: shutting down", signum)
@@ -360,12 +518,22 @@ def run(config_path: str, *, stop: threading.Event | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-    sched = build_scheduler(config, str(Path(config_path).resolve()), engine)
+    try:
+        stale = mark_stale_runs(session_factory(engine), _now())
+        if stale:
+            log.warning("crawl run(s) %s were left running by a scheduler that died: marked killed", stale)
+        sched = build_scheduler(
+            config, str(Path(config_path).resolve()), engine, crawl_interval_seconds=crawl_interval_seconds
+        )
+    except BaseException:
+        lock.release()
+        engine.dispose()
+        raise
     sched.resume()
     print(
         f"scheduler running ({config.schedule.timezone}); jobs: "
         + ", ".join(
-            f"{j.id} next {j.next_run_time.astimezone(config.tz):%m-%d %H:%M}"
+            f"{j.id} next {j.next_run_time.astimezone(config.tz):%m-%d %H:%M:%S}"
             for j in sched.get_jobs()
             if j.next_run_time
         ),
@@ -374,22 +542,46 @@ def run(config_path: str, *, stop: threading.Event | None = None) -> int:
     try:
         stop_event.wait()
     finally:
+        sched.pause()  # no new job from here on
         with _child_lock:
+            _stopping.set()
             child = _current_child
+            if child is not None and child.poll() is None:
+                _stopped_by_shutdown.add(child.pid)
         if child is not None:
+            log.info("stopping the running crawl (pid %d)", child.pid)
             stop_child(child)
         sched.shutdown(wait=True)
         lock.release()
         engine.dispose()
+    log.info("scheduler stopped")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python scheduler.py", description="Run the zhuanlan scheduler until stopped."
+    )
+    parser.add_argument("config", nargs="?", default=os.environ.get("ZHUANLAN_CONFIG", "zhuanlan.toml"))
+    parser.add_argument(
+        "--crawl-interval-seconds",
+        type=int,
+        default=None,
+        help="crawl every N seconds instead of schedule.crawl_interval_minutes (tests and demos)",
+    )
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.crawl_interval_seconds is not None and args.crawl_interval_seconds < 1:
+        parser.error("--crawl-interval-seconds must be at least 1")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    config_path = args[0] if args else os.environ.get("ZHUANLAN_CONFIG", "zhuanlan.toml")
-    return run(config_path)
+    return run(args.config, crawl_interval_seconds=args.crawl_interval_seconds)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python scheduler.py` runs this file as __main__, but the job store imports the jobs from
+    # the module `scheduler`: run that module's main so the signal handling and the jobs share
+    # one `_current_child` and `_stopping`.
+    import scheduler as _scheduler
+
+    sys.exit(_scheduler.main())

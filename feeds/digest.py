@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
 
     from pipeline.models import Recipient
+    from zhuanlan_config import Config
 
 _WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
 
@@ -44,6 +45,45 @@ def previous_week(now: datetime) -> str:
     if now.tzinfo is None:
         raise ValueError("now must be tz-aware")
     return week_of(now - timedelta(days=7))
+
+
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def send_time(week: str, config: Config) -> datetime:
+    """When `week`'s digest is due: the configured weekday and time after the week ended (config.tz)."""
+    _, end = iso_week_bounds(week, config.tz)
+    hour, minute = (int(x) for x in config.schedule.digest_time.split(":"))
+    day = end.date() + timedelta(days=_WEEKDAYS.index(config.schedule.digest_weekday))
+    return datetime.combine(day, time(hour, minute), tzinfo=config.tz)
+
+
+def owed_grace(config: Config) -> timedelta:
+    """How late a digest may still go out: `digest.grace_days`, but never less than the
+    scheduler's misfire grace, so a run APScheduler still fires is never a run that sends nothing
+    (it fires the digest job up to the larger of the two after its slot, see `scheduler.job_defs`)."""
+    return max(timedelta(days=config.digest.grace_days), timedelta(hours=config.schedule.misfire_grace_hours))
+
+
+def owed_weeks(now: datetime, config: Config) -> list[str]:
+    """Every ISO week whose digest is due (send time <= now) and not stale (send time >=
+    now - grace, see `owed_grace`), oldest first. After downtime this is what must still go
+    out; a week due longer ago than the grace is not sent any more (old news)."""
+    if now.tzinfo is None:
+        raise ValueError("now must be tz-aware")
+    local = now.astimezone(config.tz)
+    oldest = local - owed_grace(config)
+    # A week's send time falls 7 to 14 days after its Monday: start two weeks before the oldest
+    # moment that may still be owed and walk forward week by week to the week `now` falls in.
+    monday = (oldest - timedelta(days=14)).date()
+    monday -= timedelta(days=monday.weekday())
+    owed = []
+    while monday <= local.date():
+        week = week_of(datetime.combine(monday, time(12), tzinfo=config.tz))
+        if oldest <= send_time(week, config) <= local:
+            owed.append(week)
+        monday += timedelta(days=7)
+    return owed
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ must not appear in recipient lists), so its delivery state is recorded in
 from __future__ import annotations
 
 import logging
+import os
 import smtplib
 import ssl
 import time
@@ -38,7 +39,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from feeds.digest import DigestRecipient, RenderedDigest, iso_week_bounds, render_digest
+from feeds.digest import DigestRecipient, RenderedDigest, iso_week_bounds, owed_weeks, render_digest
 from feeds.queries import load_digest_data
 from pipeline.db import transaction
 from pipeline.models import Delivery, Digest, Recipient
@@ -60,6 +61,7 @@ BACKOFF_MAX_SECONDS = 300.0
 OPERATOR_KEY = "operator_delivery"
 RESUMED_NOTE = "re-sent after an interrupted attempt, same Message-ID"
 MAIL_POLICY = policy.default.clone(cte_type="7bit")
+CA_FILE_ENV = "ZHUANLAN_SMTP_CA_FILE"
 
 
 class MailTransportError(RuntimeError):
@@ -97,25 +99,47 @@ def build_message(
     if rendered.unsubscribe_url:
         msg["List-Unsubscribe"] = f"<{rendered.unsubscribe_url}>"
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    msg.set_content(rendered.text)
-    msg.add_alternative(rendered.html, subtype="html")
+    # base64 for Chinese bodies, chosen up front: left to choose, the email package trial-encodes
+    # the (long-lined) HTML as quoted-printable in pure Python first, which dominated the time to
+    # build a digest (bench/digest_bench.py); QP would also be about twice the size for Chinese.
+    msg.set_content(rendered.text, cte=None if rendered.text.isascii() else "base64")
+    msg.add_alternative(rendered.html, subtype="html", cte=None if rendered.html.isascii() else "base64")
     return msg
+
+
+def tls_context() -> ssl.SSLContext:
+    """Certificate and host name checks always on; the trusted CAs are the system's, or the PEM
+    file named by `ZHUANLAN_SMTP_CA_FILE` (a private CA or a self-signed relay certificate)."""
+    ca_file = os.environ.get(CA_FILE_ENV) or None
+    return ssl.create_default_context(cafile=ca_file)
 
 
 def connect_smtp(conf: SmtpConf) -> smtplib.SMTP:
     """A connected (and, when configured, encrypted and logged-in) SMTP client."""
     smtp: smtplib.SMTP
     if conf.security == "ssl":
-        smtp = smtplib.SMTP_SSL(
-            conf.host, conf.port, timeout=conf.timeout_seconds, context=ssl.create_default_context()
-        )
+        smtp = smtplib.SMTP_SSL(conf.host, conf.port, timeout=conf.timeout_seconds, context=tls_context())
     else:
         smtp = smtplib.SMTP(conf.host, conf.port, timeout=conf.timeout_seconds)
         if conf.security == "starttls":
-            smtp.starttls(context=ssl.create_default_context())
+            try:
+                smtp.starttls(context=tls_context())
+            except BaseException:
+                smtp.close()
+                raise
     password = conf.password()
     if conf.user and password:
-        smtp.login(conf.user, password)
+        try:
+            smtp.login(conf.user, password)
+        except UnicodeEncodeError as exc:
+            smtp.close()
+            # smtplib encodes AUTH PLAIN/LOGIN as ASCII; say so instead of crashing with a traceback.
+            raise MailTransportError(
+                f"SMTP {conf.host}:{conf.port}: the user name and password must be ASCII for SMTP AUTH"
+            ) from exc
+        except BaseException:
+            smtp.close()
+            raise
     return smtp
 
 
@@ -156,6 +180,12 @@ class _Sender:
                 self.conn = self.factory()
             except (smtplib.SMTPAuthenticationError, smtplib.SMTPNotSupportedError) as exc:
                 raise MailTransportError(f"SMTP {self.conf.host}:{self.conf.port}: {exc}") from exc
+            except ssl.SSLCertVerificationError as exc:
+                # A configuration problem, not a passing one: retrying cannot help.
+                raise MailTransportError(
+                    f"SMTP {self.conf.host}:{self.conf.port}: certificate not trusted ({exc.verify_message});"
+                    f" set {CA_FILE_ENV} to the CA's PEM file if the relay uses a private CA"
+                ) from exc
             except (smtplib.SMTPException, OSError) as exc:
                 raise _Transient(
                     f"cannot connect to {self.conf.host}:{self.conf.port}: {exc}", connection=True
@@ -531,6 +561,34 @@ def send_digest(
         sender.close()
     log.info("digest %s: %s", week, result)
     return result
+
+
+def digest_done(session_factory: sessionmaker[Session], config: Config, week: str) -> bool:
+    """Whether `week`'s digest exists and nothing of it is left to send (sent, skipped or failed)."""
+    with session_factory() as session:
+        if session.scalar(select(Digest.id).where(Digest.week == week)) is None:
+            return False
+    return _dry_run(session_factory, config, week).sent == 0
+
+
+def send_owed_digests(
+    session_factory: sessionmaker[Session],
+    config: Config,
+    now: datetime,
+    *,
+    smtp_factory: SmtpFactory | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, SendResult | None]:
+    """Send every digest that is owed at `now` (`owed_weeks`: due and within the grace), oldest
+    first; a week already fully sent is left alone (None in the result) without writing anything.
+    `MailTransportError` stops the run: what was not sent stays pending for the next run."""
+    results: dict[str, SendResult | None] = {}
+    for week in owed_weeks(now, config):
+        if digest_done(session_factory, config, week):
+            results[week] = None
+            continue
+        results[week] = send_digest(session_factory, config, week, now, smtp_factory=smtp_factory, sleep=sleep)
+    return results
 
 
 def preview_digest(

@@ -50,7 +50,7 @@ def test_next_run_times_survive_a_restart(tmp_path: Path, db_url: str, engine: E
     first = scheduler.build_scheduler(config, str(cfg), engine)
     stored = {j.id: j.next_run_time for j in first.get_jobs()}
     first.shutdown(wait=False)
-    assert set(stored) == {"crawl", "digest", "recheck", "maintenance"}
+    assert set(stored) == {"crawl", "digest", "digest-catchup", "recheck", "maintenance"}
     runs = scheduler.next_runs(engine)
     assert {k: v.timestamp() if v else None for k, v in runs.items()} == {k: v.timestamp() for k, v in stored.items()}
     again = scheduler.build_scheduler(config, str(cfg), engine)

@@ -1,0 +1,363 @@
+"""The scheduler as a process: `python scheduler.py CONFIG` against the sample sources on a free
+loopback port, with crawls every few seconds. Jobs fire in order and feeds follow each crawl; a
+SIGKILLed scheduler restarts, marks its dead run and loses or duplicates nothing; SIGTERM stops a
+running crawl cleanly; an overrunning crawl is stopped and recorded; `zhuanlan status` reports it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+import scheduler
+from crawler.samples.server import SampleSources
+from pipeline.models import Appearance, Article, CrawlRun, FeedState
+from pipeline.search_index import indexed_count
+from zhuanlan_config import load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+ALL_SOURCES = ("wechat-album", "jgdj-site", "kjj-site", "czj-site", "jyj-site", "wjw-site")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def child_env() -> dict[str, str]:
+    env = {**os.environ}
+    env.pop("ZHUANLAN_DATABASE_URL", None)  # the config file names the test database
+    env.pop("ZHUANLAN_CONFIG", None)
+    return env
+
+
+def write_config(
+    path: Path,
+    db_url: str,
+    samples: SampleSources,
+    *,
+    sources: tuple[str, ...],
+    wechat_delay: float = 0,
+    subprocess_timeout: int = 600,
+) -> Path:
+    """The samples' config with only `sources` enabled, a WeChat delay and a crawl time limit."""
+    text = samples.config_toml(
+        smtp_port=free_port(),
+        web_port=free_port(),
+        data_dir=str(path.parent / "data"),
+        public_dir=str(path.parent / "public"),
+    )
+
+    def replace(old: str, new: str) -> None:
+        nonlocal text
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+
+    for key in ALL_SOURCES:
+        if key not in sources:
+            replace(f'key = "{key}"\n', f'key = "{key}"\nenabled = false\n')
+    replace("{ delay_seconds = 0,", f"{{ delay_seconds = {wechat_delay},")
+    replace("subprocess_timeout_seconds = 600", f"subprocess_timeout_seconds = {subprocess_timeout}")
+    path.write_text(f"database_url = {json.dumps(db_url)}\n{text}", encoding="utf-8")
+    return path
+
+
+class Schedulers:
+    """Starts `python scheduler.py` processes; kills whatever is left at teardown."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, cfg: Path, interval: int) -> subprocess.Popen[bytes]:
+        log = (self.tmp_path / f"scheduler-{len(self.procs)}.log").open("wb")
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "scheduler.py"), str(cfg), "--crawl-interval-seconds", str(interval)],
+            cwd=ROOT,
+            env=child_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        self.procs.append(proc)
+        return proc
+
+    def log(self, index: int = -1) -> str:
+        n = index if index >= 0 else len(self.procs) + index
+        return (self.tmp_path / f"scheduler-{n}.log").read_text(encoding="utf-8", errors="replace")
+
+    def stop(self, proc: subprocess.Popen[bytes], timeout: float = 40) -> int:
+        proc.send_signal(signal.SIGTERM)
+        return proc.wait(timeout=timeout)
+
+    def cleanup(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def schedulers(tmp_path: Path) -> Iterator[Schedulers]:
+    s = Schedulers(tmp_path)
+    yield s
+    s.cleanup()
+
+
+@pytest.fixture
+def samples() -> Iterator[SampleSources]:
+    server = SampleSources(port=0)
+    server.start()
+    yield server
+    server.stop()
+
+
+def wait_for(
+    what: str, predicate: Callable[[], Any], timeout: float, proc: subprocess.Popen[bytes] | None = None
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the scheduler exited ({proc.returncode}) while waiting for {what}")
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def runs(sessions: sessionmaker[Session]) -> list[CrawlRun]:
+    with sessions() as s:
+        return list(s.scalars(select(CrawlRun).order_by(CrawlRun.id)))
+
+
+def count(sessions: sessionmaker[Session], model: Any) -> int:
+    with sessions() as s:
+        return int(s.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def expected(samples: SampleSources, sources: tuple[str, ...]) -> tuple[int, set[str]]:
+    """Stories and appearance keys an uninterrupted crawl of `sources` stores (from the ground truth)."""
+    truth = samples.truth()
+    keys: set[str] = set()
+    stories = 0
+    for story in truth.stories:
+        fetched = {a.canonical_key for a in story.appearances if a.source_key in sources and a.passes_column_rules}
+        stories += bool(fetched)
+        keys |= fetched
+    return stories, keys
+
+
+def assert_consistent(sessions: sessionmaker[Session]) -> None:
+    """No half-written state: every article has an appearance and a search-index row."""
+    with sessions() as s:
+        articles = int(s.scalar(select(func.count()).select_from(Article)) or 0)
+        with_appearance = s.scalar(select(func.count(func.distinct(Appearance.article_id))))
+        assert with_appearance == articles
+        assert indexed_count(s) == articles
+
+
+def zhuanlan(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "zhuanlan_cli", "--config", str(cfg), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=child_env(),
+        timeout=120,
+        check=False,
+    )
+
+
+def test_crawls_fire_in_order_feeds_follow_each_and_sigterm_exits_clean(
+    tmp_path: Path,
+    db_url: str,
+    sessions: sessionmaker[Session],
+    engine: Engine,
+    samples: SampleSources,
+    schedulers: Schedulers,
+) -> None:
+    sources = ("wjw-site",)
+    cfg = write_config(tmp_path / "zhuanlan.toml", db_url, samples, sources=sources)
+    samples.set_hidden("wjw-3")  # appears only after the first crawl
+    proc = schedulers.start(cfg, interval=3)
+    feed = tmp_path / "public" / "feeds" / "all.json"
+
+    def feed_titles() -> set[str]:
+        try:
+            return {str(item["title"]) for item in json.loads(feed.read_text(encoding="utf-8"))["items"]}
+        except (OSError, ValueError):
+            return set()
+
+    first = wait_for("the first crawl", lambda: [r for r in runs(sessions) if r.finished_at], 60, proc)[0]
+    assert first.status == "ok" and first.trigger == "schedule", first.summary
+    stories, _ = expected(samples, sources)
+    assert first.summary["new_stories"] == stories
+    wait_for("the feeds after the first crawl", lambda: len(feed_titles()) == stories, 20, proc)
+    samples.set_hidden("wjw-3", False)
+    new_title = samples.truth().story("wjw-3").title
+    assert new_title not in feed_titles()
+
+    done = wait_for("a second crawl", lambda: [r for r in runs(sessions) if r.finished_at][1:], 60, proc)
+    second = done[0]
+    assert second.status == "ok" and second.summary["new_stories"] == 1, second.summary
+    # in order, never overlapping (max_instances=1), one interval apart at least
+    assert first.finished_at is not None and second.started_at >= first.finished_at
+    wait_for("the feeds after the second crawl", lambda: new_title in feed_titles(), 20, proc)
+    with sessions() as s:
+        state = s.scalars(select(FeedState).where(FeedState.key == "all")).one()
+        assert second.finished_at is not None and state.built_at >= second.finished_at
+        assert state.item_count == stories + 1
+
+    assert schedulers.stop(proc) == 0, schedulers.log()
+    assert all(r.status != "running" for r in runs(sessions))
+    assert "scheduler stopped" in schedulers.log()
+    config = load_config(cfg)
+    lock = scheduler.SchedulerLock(config, engine)  # released: another scheduler may start
+    lock.acquire()
+    lock.release()
+
+    # `zhuanlan status` on this database: next runs, the last result, the source health table
+    status = zhuanlan(cfg, "status")
+    assert status.returncode == 0, status.stderr
+    out = status.stdout
+    for job in scheduler.JOB_IDS:
+        assert any(line.split()[:3] == [job, "next", "run"] for line in out.splitlines()), out
+    last = max(r.id for r in runs(sessions))
+    assert f"Last crawl: #{last} ok" in out, out
+    health = {line.split()[0]: line.split() for line in out.split("Sources:", 1)[1].splitlines()[2:]}
+    assert set(health) == set(ALL_SOURCES), out
+    assert health["wjw-site"][1] == "ok" and health["wjw-site"][2] != "never", out
+    assert health["kjj-site"][1] == "(disabled)", out
+
+
+def test_sigkill_during_a_crawl_then_restart_loses_and_duplicates_nothing(
+    tmp_path: Path, db_url: str, sessions: sessionmaker[Session], samples: SampleSources, schedulers: Schedulers
+) -> None:
+    sources = ("wechat-album", "jgdj-site")  # jgdj reposts WeChat stories: merges across the kill
+    cfg = tmp_path / "zhuanlan.toml"
+    write_config(cfg, db_url, samples, sources=sources, wechat_delay=0.3)
+    proc = schedulers.start(cfg, interval=1)
+    wait_for(
+        "a crawl that stored something",
+        lambda: any(r.status == "running" for r in runs(sessions)) and count(sessions, Article) > 0,
+        60,
+        proc,
+    )
+    crawlers = children_of(proc.pid)
+    assert crawlers, "no crawl subprocess"
+    proc.kill()
+    proc.wait()
+    wait_for("the crawl subprocess to die with the scheduler", lambda: not any(alive(p) for p in crawlers), 10)
+    [killed] = [r for r in runs(sessions) if r.status == "running"]
+    stories, keys = expected(samples, sources)
+    assert count(sessions, Article) < stories  # really interrupted
+    assert_consistent(sessions)
+
+    write_config(cfg, db_url, samples, sources=sources)  # no delay now: the restart finishes fast
+    again = schedulers.start(cfg, interval=2)  # the dead scheduler's lock is gone: no refusal
+    after = wait_for(
+        "a crawl after the restart",
+        lambda: [r for r in runs(sessions) if r.id > killed.id and r.finished_at],
+        60,
+        again,
+    )
+    assert after[0].status == "ok", after[0].summary
+    assert schedulers.stop(again) == 0, schedulers.log()
+    assert "refusing" not in schedulers.log()
+
+    with sessions() as s:
+        run = s.get(CrawlRun, killed.id)
+        assert run is not None and run.status == "killed"
+        assert run.summary["reason"] == scheduler.STALE_RUN_REASON
+        stored_keys = list(s.scalars(select(Appearance.canonical_key)))
+    assert len(stored_keys) == len(set(stored_keys)) == len(keys)
+    assert set(stored_keys) == keys
+    assert count(sessions, Article) == stories
+    assert all(r.status != "running" for r in runs(sessions))
+    assert_consistent(sessions)
+
+
+def test_sigterm_during_a_crawl_stops_it_cleanly(
+    tmp_path: Path, db_url: str, sessions: sessionmaker[Session], samples: SampleSources, schedulers: Schedulers
+) -> None:
+    cfg = write_config(tmp_path / "zhuanlan.toml", db_url, samples, sources=("wechat-album",), wechat_delay=0.5)
+    proc = schedulers.start(cfg, interval=1)
+    wait_for(
+        "a crawl that stored something",
+        lambda: any(r.status == "running" for r in runs(sessions)) and count(sessions, Article) > 0,
+        60,
+        proc,
+    )
+    crawlers = children_of(proc.pid)
+    started = time.monotonic()
+    assert schedulers.stop(proc, timeout=30) == 0, schedulers.log()
+    assert time.monotonic() - started < 30
+    assert not any(alive(p) for p in crawlers)
+    all_runs = runs(sessions)
+    assert all(r.status != "running" for r in all_runs)
+    stopped = [r for r in all_runs if r.status == "killed"]
+    assert stopped and stopped[-1].summary["reason"].startswith("stopped: the scheduler shut down"), [
+        r.summary for r in all_runs
+    ]
+    assert 0 < count(sessions, Article) < expected(samples, ("wechat-album",))[0]
+    assert_consistent(sessions)
+
+
+def test_overrunning_crawl_is_stopped_and_reported(
+    tmp_path: Path, db_url: str, sessions: sessionmaker[Session], samples: SampleSources, schedulers: Schedulers
+) -> None:
+    cfg = write_config(
+        tmp_path / "zhuanlan.toml", db_url, samples, sources=("wechat-album",), wechat_delay=2, subprocess_timeout=1
+    )
+    proc = schedulers.start(cfg, interval=2)
+    wait_for("an overrun recorded", lambda: [r for r in runs(sessions) if r.status == "killed"], 60, proc)
+    assert schedulers.stop(proc) == 0, schedulers.log()
+    all_runs = runs(sessions)
+    assert all(r.status != "running" for r in all_runs)
+    first = all_runs[0]
+    assert first.status == "killed" and first.trigger == "schedule" and first.finished_at is not None
+    assert "overran its 1 s limit" in first.summary["reason"]
+    assert "overran" in schedulers.log()
+    assert_consistent(sessions)
+    status = zhuanlan(cfg, "status")
+    assert status.returncode == 0, status.stderr
+    if len(all_runs) == 1:
+        assert f"Last crawl: #{first.id} killed" in status.stdout, status.stdout
+        assert "reason: overran its 1 s limit (crawl.subprocess_timeout_seconds)" in status.stdout, status.stdout
+    else:  # a second crawl had started: the shutdown stopped it
+        assert "reason: stopped: the scheduler shut down" in status.stdout, status.stdout
+    assert "crawl        next run" in status.stdout, status.stdout
