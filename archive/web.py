@@ -77,6 +77,7 @@ PAGE_CSP = (
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 SNAPSHOT_CSP = "sandbox; script-src 'none'"
+FEED_PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; script-src 'none'; base-uri 'none'"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _STATE_NAMES = {"any": "全部", "live": "在线", "deleted": "源站已删除", "edited": "源站已修改"}
 
@@ -403,8 +404,20 @@ def create_app(
 
     # --- files ------------------------------------------------------------------------------
 
+    @app.get("/feeds/")
+    def feed_directory() -> Response:
+        """The feed directory page that `zhuanlan feeds` writes beside the feeds."""
+        if not (feeds_dir / "index.html").is_file():
+            abort(404, description="还没有生成订阅源：请先运行 zhuanlan feeds。")
+        response = send_from_directory(feeds_dir, "index.html", mimetype="text/html", max_age=300)
+        # The page carries its own inline <style>; scripts stay forbidden.
+        response.headers["Content-Security-Policy"] = FEED_PAGE_CSP
+        return response
+
     @app.get("/feeds/<path:name>")
     def feed(name: str) -> Response:
+        if name == "index.html":
+            return feed_directory()
         mimetype = FEED_TYPES.get(Path(name).suffix)
         if mimetype is None:
             abort(404)

@@ -3,17 +3,19 @@
 Pure: no database, no files, no clock (the caller passes `now`). Owns the feed item's
 identity (`urn:zhuanlan:article:<guid>`, never derived from a URL, so it survives new
 appearances and rebuilds), the build-time defence (re-sanitising bodies with nh3, removing
-XML-illegal characters), the WeChat image rewrite and the content hash that decides whether
-a feed must be rewritten. Must not query the database or write files.
+XML-illegal and control characters, plain-text fields that stay inert when a reader renders
+them as HTML, http(s)-only links), the WeChat image rewrite and the content hash that decides
+whether a feed must be rewritten. Must not query the database or write files.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from html import escape
 from html.parser import HTMLParser
 from typing import TYPE_CHECKING, Any
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
     from zhuanlan_config import Config
 
 # Bump when the rendered output changes for the same data, so every feed is rewritten once.
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
 FEED_EXTENSIONS = ("rss", "atom", "json")
 SUMMARY_CHARS = 120
 WECHAT_IMAGE_HOSTS = frozenset({"mmbiz.qpic.cn", "mmbiz.qlogo.cn"})
@@ -34,7 +36,10 @@ CATEGORY_SCHEME = "urn:zhuanlan:"  # + unit | column | topic
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 
 # XML 1.0 allows only TAB, LF, CR below 0x20; surrogates and U+FFFE/U+FFFF are never allowed.
-_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# DEL and the C1 controls are allowed but are never text anyone meant to write: removed too.
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+# What would open a tag, comment or declaration if a reader took the text for HTML.
+_TAG_OPEN = re.compile(r"<(?=[A-Za-z/!?])")
 _WHITESPACE = re.compile(r"\s+")
 # An <img> start tag; quoted attribute values may contain ">".
 _IMG_TAG = re.compile(r"""<img\b(?:[^>"']|"[^"]*"|'[^']*')*>""", re.IGNORECASE)
@@ -69,8 +74,28 @@ class FeedItem:
 
 
 def clean_xml_text(value: str) -> str:
-    """`value` without the characters XML 1.0 cannot carry (lxml refuses them outright)."""
+    """`value` without the characters XML 1.0 cannot carry (lxml refuses them outright)
+    and without DEL / C1 control characters."""
     return _XML_ILLEGAL.sub("", value)
+
+
+def plain_text(value: str) -> str:
+    """A plain-text field (title, name, category, summary) that is inert under either reading.
+
+    Readers disagree on whether RSS <title> and <description> are text or HTML (feedparser
+    guesses from the content), so a `<` that would open a tag becomes the fullwidth `＜`:
+    read as HTML the value then has no element, no event handler and no link. Chinese text
+    does not use ASCII angle brackets as punctuation, so nothing a person wrote is lost.
+    """
+    return _TAG_OPEN.sub("＜", clean_xml_text(value))
+
+
+def safe_link(url: str, fallback: str) -> str:
+    """`url` when it is an http(s) URL, else `fallback` (no javascript: or data: links)."""
+    url = clean_xml_text(url).strip()
+    if url.lower().startswith(("http://", "https://")) and not any(ch.isspace() for ch in url):
+        return url
+    return fallback
 
 
 def feed_key(kind: str, value: str | int | None = None) -> str:
@@ -95,6 +120,25 @@ def feed_url(base_url: str, key: str, ext: str) -> str:
 
 def item_id(guid: str) -> str:
     return f"urn:zhuanlan:article:{guid}"
+
+
+def item_link(item: FeedItem, base_url: str) -> str:
+    """The item's link: its first-published appearance, or the archive's page of the story."""
+    return safe_link(item.link, f"{base_url}/story/{quote(item.guid, safe='')}")
+
+
+def _title(item: FeedItem) -> str:
+    return plain_text(item.title).strip() or "（无标题）"
+
+
+def _summary(item: FeedItem) -> str:
+    """Never empty: with an empty summary feedgen would put the HTML body in RSS <description>."""
+    return plain_text(make_summary(item.text)) or _title(item)
+
+
+def _byline(item: FeedItem) -> str:
+    """The item's author, or its unit when no person is named; empty when neither is usable."""
+    return plain_text(item.author or "").strip() or plain_text(item.unit or "").strip()
 
 
 def make_summary(text: str, limit: int = SUMMARY_CHARS) -> str:
@@ -174,21 +218,52 @@ def feed_hash(spec: FeedSpec, items: list[FeedItem], base_url: str) -> str:
                 it.author,
                 it.unit,
                 [list(c) for c in it.categories],
-                hashlib.sha256(it.body_html.encode("utf-8")).hexdigest(),
+                hashlib.sha256(it.body_html.encode("utf-8", "surrogatepass")).hexdigest(),
             ]
         )
-    return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode("utf-8")).hexdigest()
+    # ensure_ascii: a lone surrogate (which the build removes) must not make hashing fail.
+    return hashlib.sha256(json.dumps(payload).encode("ascii")).hexdigest()
 
 
-def _generator(spec: FeedSpec, items: list[FeedItem], config: Config, now: datetime, self_url: str) -> FeedGenerator:
+@dataclass(frozen=True)
+class _Rendered:
+    """An item's fields as every format writes them: cleaned, inert, sanitized, in local time."""
+
+    id: str
+    title: str
+    link: str
+    published: datetime
+    byline: str
+    categories: tuple[tuple[str, str], ...]
+    summary: str
+    content_html: str
+
+
+# A story shows in several feeds (all, its column, unit and topics) and each feed has three
+# formats: render it once. Pure, so caching by value is safe; bounded to a few MB.
+@functools.lru_cache(maxsize=1024)
+def _render(item: FeedItem, base_url: str, tz: tzinfo) -> _Rendered:
+    return _Rendered(
+        id=item_id(item.guid),
+        title=_title(item),
+        link=item_link(item, base_url),
+        published=item.published.astimezone(tz),
+        byline=_byline(item),
+        categories=tuple((kind, plain_text(term)) for kind, term in item.categories),
+        summary=_summary(item),
+        content_html=sanitize_body(item.body_html, base_url),
+    )
+
+
+def _generator(spec: FeedSpec, items: list[_Rendered], config: Config, now: datetime, self_url: str) -> FeedGenerator:
     tz = config.tz
     base = config.web.base_url
     fg = FeedGenerator()
     fg.load_extension("dc", atom=False, rss=True)  # RSS <author> needs an email; dc:creator takes a name
     fg.id(f"urn:zhuanlan:feed:{spec.key}")
-    fg.title(clean_xml_text(spec.title))
-    fg.subtitle(clean_xml_text(f"{spec.title}：文章全文订阅"))
-    fg.author({"name": clean_xml_text(config.feeds.title_prefix)})
+    fg.title(plain_text(spec.title))
+    fg.subtitle(plain_text(f"{spec.title}：文章全文订阅"))
+    fg.author({"name": plain_text(config.feeds.title_prefix)})
     fg.link(href=self_url, rel="self")
     fg.link(href=f"{base}/", rel="alternate")  # last: feedgen uses the last link as the RSS <link>
     fg.language("zh-CN")
@@ -196,31 +271,28 @@ def _generator(spec: FeedSpec, items: list[FeedItem], config: Config, now: datet
     for it in items:
         # order="append" plus the caller's newest-first order; feedgen prepends by default.
         fe = fg.add_entry(order="append")
-        fe.guid(item_id(it.guid), permalink=False)  # sets the Atom id too (id() and guid() share it)
-        fe.title(clean_xml_text(it.title) or "（无标题）")
+        fe.guid(it.id, permalink=False)  # sets the Atom id too (id() and guid() share it)
+        fe.title(it.title)
         fe.link(href=it.link, rel="alternate")
-        published = it.published.astimezone(tz)
-        fe.published(published)
-        fe.updated(published)
-        name = it.author or it.unit
-        if name:
-            fe.author({"name": clean_xml_text(name)})
-            fe.dc.dc_creator(clean_xml_text(name))
+        fe.published(it.published)
+        fe.updated(it.published)
+        if it.byline:
+            fe.author({"name": it.byline})
+            fe.dc.dc_creator(it.byline)
         for kind, term in it.categories:
             # No label: feedgen writes the label, not the term, as the RSS category text.
-            fe.category(term=clean_xml_text(term), scheme=CATEGORY_SCHEME + kind)
+            fe.category(term=term, scheme=CATEGORY_SCHEME + kind)
         # Both are needed: description alone gives no content:encoded in RSS.
-        fe.summary(make_summary(it.text))
-        fe.content(sanitize_body(it.body_html, base), type="html")
+        fe.summary(it.summary)
+        fe.content(it.content_html, type="html")
     return fg
 
 
-def _json_feed(spec: FeedSpec, items: list[FeedItem], config: Config) -> bytes:
-    tz = config.tz
+def _json_feed(spec: FeedSpec, items: list[_Rendered], config: Config) -> bytes:
     base = config.web.base_url
     doc: dict[str, Any] = {
         "version": JSON_FEED_VERSION,
-        "title": clean_xml_text(spec.title),
+        "title": plain_text(spec.title),
         "home_page_url": f"{base}/",
         "feed_url": feed_url(base, spec.key, "json"),
         "language": "zh-CN",
@@ -228,18 +300,17 @@ def _json_feed(spec: FeedSpec, items: list[FeedItem], config: Config) -> bytes:
     }
     for it in items:
         entry: dict[str, Any] = {
-            "id": item_id(it.guid),
+            "id": it.id,
             "url": it.link,
-            "title": clean_xml_text(it.title) or "（无标题）",
-            "content_html": sanitize_body(it.body_html, base),
-            "summary": make_summary(it.text),
-            "date_published": it.published.astimezone(tz).isoformat(),
+            "title": it.title,
+            "content_html": it.content_html,
+            "summary": it.summary,
+            "date_published": it.published.isoformat(),
         }
-        name = it.author or it.unit
-        if name:
-            entry["authors"] = [{"name": clean_xml_text(name)}]
+        if it.byline:
+            entry["authors"] = [{"name": it.byline}]
         if it.categories:
-            entry["tags"] = [clean_xml_text(term) for _, term in it.categories]
+            entry["tags"] = [term for _, term in it.categories]
         doc["items"].append(entry)
     return json.dumps(doc, ensure_ascii=False, indent=2).encode("utf-8")
 
@@ -253,6 +324,7 @@ def build_feed_documents(spec: FeedSpec, items: list[FeedItem], config: Config, 
     if now.tzinfo is None:
         raise ValueError("now must be tz-aware")
     base = config.web.base_url
-    rss = _generator(spec, items, config, now, feed_url(base, spec.key, "rss")).rss_str(pretty=True)
-    atom = _generator(spec, items, config, now, feed_url(base, spec.key, "atom")).atom_str(pretty=True)
-    return {"rss": bytes(rss), "atom": bytes(atom), "json": _json_feed(spec, items, config)}
+    rendered = [_render(it, base, config.tz) for it in items]
+    rss = _generator(spec, rendered, config, now, feed_url(base, spec.key, "rss")).rss_str(pretty=True)
+    atom = _generator(spec, rendered, config, now, feed_url(base, spec.key, "atom")).atom_str(pretty=True)
+    return {"rss": bytes(rss), "atom": bytes(atom), "json": _json_feed(spec, rendered, config)}

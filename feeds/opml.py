@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 from html import escape
 from typing import TYPE_CHECKING
 
-from feeds.build import clean_xml_text, feed_url
+from feeds.build import clean_xml_text, feed_url, plain_text
 
 if TYPE_CHECKING:
     from feeds.build import FeedSpec
@@ -22,7 +22,7 @@ def build_opml(specs: list[FeedSpec], base_url: str, title: str) -> bytes:
     """OPML grouped by kind (all, columns, units, topics); each outline points at the RSS file."""
     opml = ET.Element("opml", version="2.0")
     head = ET.SubElement(opml, "head")
-    ET.SubElement(head, "title").text = clean_xml_text(title)
+    ET.SubElement(head, "title").text = plain_text(title)
     body = ET.SubElement(opml, "body")
     for kind, label in GROUPS:
         members = [s for s in specs if s.kind == kind]
@@ -30,7 +30,7 @@ def build_opml(specs: list[FeedSpec], base_url: str, title: str) -> bytes:
             continue
         group = ET.SubElement(body, "outline", text=label, title=label)
         for s in members:
-            name = clean_xml_text(s.title)
+            name = plain_text(s.title)
             ET.SubElement(
                 group,
                 "outline",
@@ -49,10 +49,10 @@ def build_index_html(specs: list[FeedSpec], base_url: str, title: str) -> bytes:
     parts = [
         '<!DOCTYPE html>\n<html lang="zh-CN"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width,initial-scale=1">',
-        f"<title>{escape(title)}</title>",
+        f"<title>{escape(clean_xml_text(title))}</title>",
         "<style>body{font-family:sans-serif;max-width:720px;margin:1em auto;padding:0 1em;line-height:1.6}"
         "li{margin:.3em 0}a{color:#0b5394}</style></head><body>",
-        f"<h1>{escape(title)}</h1>",
+        f"<h1>{escape(clean_xml_text(title))}</h1>",
         "<p>可将下列订阅源地址添加到 RSS 阅读器中，及时获取专栏文章全文。"
         f'也可下载 <a href="{escape(base_url)}/feeds/index.opml">OPML 订阅列表</a> 一次导入全部订阅源。</p>',
     ]
@@ -66,7 +66,7 @@ def build_index_html(specs: list[FeedSpec], base_url: str, title: str) -> bytes:
                 f'<a href="{escape(feed_url(base_url, s.key, ext))}">{name}</a>'
                 for ext, name in (("rss", "RSS"), ("atom", "Atom"), ("json", "JSON"))
             )
-            parts.append(f"<li>{escape(s.title)}　{links}</li>")
+            parts.append(f"<li>{escape(clean_xml_text(s.title))}　{links}</li>")
         parts.append("</ul>")
     parts.append("</body></html>\n")
     return "".join(parts).encode("utf-8")

@@ -78,7 +78,7 @@ def _link(article: Article, base_url: str) -> str:
         first = min(article.appearances, key=lambda a: (not a.is_original, a.published_at or epoch, a.id))
         return first.url
     # No appearance at all should not happen; the archive's own page is the only honest link.
-    return f"{base_url}/articles/{article.guid}"
+    return f"{base_url}/story/{article.guid}"
 
 
 def _categories(article: Article) -> tuple[tuple[str, str], ...]:

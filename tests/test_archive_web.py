@@ -327,3 +327,19 @@ def test_fetch_image_sends_referer_and_enforces_type_size_and_redirects(image_se
         web.fetch_image(f"{image_server}/away")
     with pytest.raises(web.ImageFetchError):
         web.fetch_image(f"{image_server}/missing.png")
+
+
+def test_feed_directory_page_is_served_with_its_own_policy(
+    tmp_path: Path, seeded: sessionmaker[Session], now: datetime
+) -> None:
+    app = make_app(tmp_path, seeded, now, FakeFetcher())
+    client = app.test_client()
+    assert client.get("/feeds/").status_code == 404  # not published yet
+    page = "<!DOCTYPE html><html><head><style>body{margin:0}</style></head><body>订阅源目录</body></html>"
+    (tmp_path / "public" / "feeds" / "index.html").write_text(page, encoding="utf-8")
+    for url in ("/feeds/", "/feeds/index.html"):
+        response = client.get(url)
+        assert response.status_code == 200 and response.mimetype == "text/html"
+        assert "订阅源目录" in response.get_data(as_text=True)
+        csp = response.headers["Content-Security-Policy"]
+        assert "script-src 'none'" in csp and "style-src 'unsafe-inline'" in csp
