@@ -9,7 +9,9 @@ transaction; "now" is always passed in.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, or_, select
 
@@ -22,6 +24,68 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 UNFINISHED_SOURCE_RUN = "the crawl process ended before this source finished (killed or crashed)"
+DEFAULT_VERIFICATION_MAX_RETRIES = 3
+# A blocked source is skipped by every crawl until an operator crawls it with --force (a success
+# clears the pause); "paused until" this far away is how `zhuanlan crawl` knows to skip it.
+BLOCKED_FOR = timedelta(days=3650)
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def _has_verification(source_run: SourceRun) -> bool:
+    return any(p.get("kind") == "verification" for p in source_run.problems or [])
+
+
+def consecutive_verification_runs(session: Session, source_id: int) -> int:
+    """How many of the source's latest finished runs, in a row, met WeChat's verification page."""
+    count = 0
+    runs = session.scalars(
+        select(SourceRun)
+        .where(SourceRun.source_id == source_id, SourceRun.status != "running")
+        .order_by(SourceRun.id.desc())
+        .limit(100)
+    )
+    for source_run in runs:
+        if not _has_verification(source_run):
+            break
+        count += 1
+    return count
+
+
+def apply_verification_limit(source: Source, failures: int, now: datetime, tz: ZoneInfo = SHANGHAI) -> None:
+    """Source health after `failures` runs in a row met WeChat's verification page.
+
+    Below the source option `verification_max_retries` (default 3) the source stays paused with the
+    store's back-off and says until when; at the limit it becomes "blocked" and stays so until an
+    operator acts: `zhuanlan crawl --source KEY --force` (a successful crawl clears it)."""
+    limit = int((source.options or {}).get("verification_max_retries") or DEFAULT_VERIFICATION_MAX_RETRIES)
+    if failures >= limit:
+        source.status = "blocked"
+        source.paused_until = now + BLOCKED_FOR
+        source.last_error = (
+            f"blocked after {failures} WeChat verification pages in a row (环境异常 / 完成验证后即可继续访问): "
+            f"no more crawls until an operator acts — open the album in a browser and pass the check, then run "
+            f"`zhuanlan crawl --source {source.key} --force`"
+        )
+        return
+    if source.paused_until is None:
+        source.paused_until = now
+    until = source.paused_until.astimezone(tz)
+    minutes = max(0, round((source.paused_until - now).total_seconds() / 60))
+    source.status = "paused"
+    source.last_error = (
+        f"paused until {until:%Y-%m-%d %H:%M} ({minutes} min): WeChat answered with its verification page "
+        f"(环境异常), try {failures} of {limit}; blocked at {limit} in a row"
+    )
+
+
+def _verification_health(session: Session, run_id: int, now: datetime, tz: ZoneInfo) -> None:
+    for source_run in session.scalars(select(SourceRun).where(SourceRun.crawl_run_id == run_id)):
+        if not _has_verification(source_run):
+            continue
+        source = session.get(Source, source_run.source_id)
+        if source is None or not source.kind.startswith("wechat"):
+            continue
+        apply_verification_limit(source, consecutive_verification_runs(session, source.id), now, tz)
 
 
 def start_crawl_run(session: Session, trigger: str, now: datetime) -> int:
@@ -42,17 +106,19 @@ def _close_unfinished_source_runs(session: Session, run_id: int, now: datetime) 
         source_run.error_summary = source_run.error_summary or UNFINISHED_SOURCE_RUN
 
 
-def finish_crawl_run(session: Session, run_id: int, now: datetime) -> dict[str, Any]:
+def finish_crawl_run(session: Session, run_id: int, now: datetime, tz: ZoneInfo = SHANGHAI) -> dict[str, Any]:
     """Close a crawl run and return its summary.
 
     Status: "ok" when every source run is ok (also when no source ran), "failed" when none is,
-    "partial" otherwise. The summary is also stored on the row.
+    "partial" otherwise. The summary is also stored on the row. WeChat sources that met the
+    verification page in this run get their pause explained, or are blocked at their retry limit.
     """
     run = session.get(CrawlRun, run_id)
     if run is None:
         raise LookupError(f"no crawl run with id {run_id}")
     _close_unfinished_source_runs(session, run_id, now)
     session.flush()
+    _verification_health(session, run_id, now, tz)
     source_runs = list(session.scalars(select(SourceRun).where(SourceRun.crawl_run_id == run_id)))
     ok = sum(1 for r in source_runs if r.status == "ok")
     failed = len(source_runs) - ok

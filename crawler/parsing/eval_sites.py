@@ -22,7 +22,7 @@ from typing import Any
 
 import trafilatura
 
-from crawler.parsing.encoding import decode_html
+from crawler.parsing.encoding import decode_html, looks_mojibake
 from crawler.parsing.site_article import extract_article, parse_datetime
 
 DEFAULT_CORPUS = "../shared/corpus/sites"
@@ -160,26 +160,109 @@ def _cell(value: bool | float | None) -> str:
     return f"{value:.3f}"
 
 
-def main(corpus_dir: str | Path = DEFAULT_CORPUS) -> int:
-    corpus = Path(corpus_dir)
-    pages = sorted((corpus / "pages").glob("*.html"))
-    if not pages:
-        print(f"no pages under {corpus / 'pages'}", file=sys.stderr)
-        return 2
+# Targets of issue 4 (unit websites).
+TARGET_BODY_F1 = 0.95
+TARGET_DATES = 0.95
+TARGET_MOJIBAKE = 0
+MEAN_NAMES = ("title", "day", "author", "body_f1")
+MEAN_LABELS = {"title": "title exact", "day": "date (day)", "author": "author", "body_f1": "body bigram F1"}
+
+
+def means(scores: list[Scores]) -> dict[str, float | None]:
+    """Mean of each measure over the pages that have ground truth for it (None: no such page)."""
+    out: dict[str, float | None] = {}
+    for name in MEAN_NAMES:
+        values = [float(v) for v in (getattr(s, name) for s in scores) if v is not None]
+        out[name] = sum(values) / len(values) if values else None
+    return out
+
+
+@dataclass
+class SiteEval:
+    rows: list[tuple[str, Truth, Scores, Scores]]
+    mojibake: list[str]  # pages whose extracted title or body looks garbled
+    pages: int  # every page read (with or without ground truth)
+
+    @property
+    def ours(self) -> dict[str, float | None]:
+        return means([row[2] for row in self.rows])
+
+    @property
+    def baseline(self) -> dict[str, float | None]:
+        return means([row[3] for row in self.rows])
+
+
+@dataclass
+class Verdict:
+    target: str
+    ok: bool
+    detail: str
+
+
+def evaluate(corpus: Path) -> SiteEval:
+    """Score every labelled page; count garbled extractions over every page of the corpus."""
     rows: list[tuple[str, Truth, Scores, Scores]] = []
+    garbled: list[str] = []
+    pages = sorted((corpus / "pages").glob("*.html"))
     for page in pages:
+        text = decode_html(page.read_bytes(), None).text
         truth = load_truth(corpus, page.stem)
+        url = truth.url if truth is not None else f"http://example.invalid/{page.stem}.html"
+        article = extract_article(text, url)
+        if looks_mojibake(article.title or "") or looks_mojibake(article.body_text):
+            garbled.append(page.stem)
         if truth is None:
             continue
-        text = decode_html(page.read_bytes(), None).text
         rows.append((page.stem, truth, score_ours(text, truth), score_trafilatura(text, truth)))
+    return SiteEval(rows=rows, mojibake=garbled, pages=len(pages))
+
+
+def verdicts(result: SiteEval) -> list[Verdict]:
+    """One verdict per target of issue 4."""
+    ours, base = result.ours, result.baseline
+    out: list[Verdict] = []
+    body = ours["body_f1"]
+    out.append(
+        Verdict(
+            f"mean body F1 >= {TARGET_BODY_F1}",
+            body is not None and body >= TARGET_BODY_F1,
+            "no labelled body" if body is None else f"{body:.3f}",
+        )
+    )
+    day = ours["day"]
+    out.append(
+        Verdict(
+            f"dates exact >= {TARGET_DATES:.0%}",
+            day is not None and day >= TARGET_DATES,
+            "no labelled date" if day is None else f"{day:.1%}",
+        )
+    )
+    out.append(
+        Verdict(
+            "0 mojibake",
+            len(result.mojibake) <= TARGET_MOJIBAKE,
+            f"{len(result.mojibake)} of {result.pages} pages"
+            + (f": {', '.join(result.mojibake)}" if result.mojibake else ""),
+        )
+    )
+    for name in MEAN_NAMES:
+        mine, theirs = ours[name], base[name]
+        if mine is None or theirs is None:
+            continue
+        # "Better": strictly higher, or already perfect (a perfect baseline cannot be beaten).
+        better = mine > theirs or mine == theirs == 1.0
+        out.append(Verdict(f"{MEAN_LABELS[name]} better than trafilatura alone", better, f"{mine:.3f} vs {theirs:.3f}"))
+    return out
+
+
+def print_report(result: SiteEval) -> None:
     header = (
         f"{'page':44} | {'title':5} {'date':5} {'auth':5} {'body':5} | {'title':5} {'date':5} {'auth':5} {'body':5}"
     )
     print(f"{'':44} | {'ours':23} | {'trafilatura alone':23}")
     print(header)
     print("-" * len(header))
-    for name, truth, ours, base in rows:
+    for name, truth, ours, base in result.rows:
         marker = "*" if truth.title_kind == "meta" and truth.title is not None else " "
         print(
             f"{name[:43]:43}{marker} | {_cell(ours.title)} {_cell(ours.day)} {_cell(ours.author)} {_cell(ours.body_f1)} | "
@@ -187,17 +270,38 @@ def main(corpus_dir: str | Path = DEFAULT_CORPUS) -> int:
         )
     print("-" * len(header))
     for label, index in (("ours", 2), ("trafilatura alone", 3)):
-        scores = [row[index] for row in rows]
-        assert all(isinstance(s, Scores) for s in scores)
-        typed: list[Scores] = [s for s in scores if isinstance(s, Scores)]
+        typed = [row[index] for row in result.rows]
+        assert all(isinstance(s, Scores) for s in typed)
+        scores = [s for s in typed if isinstance(s, Scores)]
         print(
-            f"{label:18} title exact {_mean([float(s.title) for s in typed if s.title is not None])}  "
-            f"date (day) {_mean([float(s.day) for s in typed if s.day is not None])}  "
-            f"author {_mean([float(s.author) for s in typed if s.author is not None])}  "
-            f"body bigram F1 {_mean([s.body_f1 for s in typed if s.body_f1 is not None])}"
+            f"{label:18} title exact {_mean([float(s.title) for s in scores if s.title is not None])}  "
+            f"date (day) {_mean([float(s.day) for s in scores if s.day is not None])}  "
+            f"author {_mean([float(s.author) for s in scores if s.author is not None])}  "
+            f"body bigram F1 {_mean([s.body_f1 for s in scores if s.body_f1 is not None])}"
         )
     print("* title truth is the page's own ArticleTitle meta (partly circular)")
-    return 0
+    print(
+        f"mojibake: {len(result.mojibake)} of {result.pages} pages"
+        + (f" ({', '.join(result.mojibake)})" if result.mojibake else "")
+    )
+
+
+def print_verdicts(found: list[Verdict]) -> None:
+    for v in found:
+        print(f"target {'MET   ' if v.ok else 'MISSED'} {v.target}: {v.detail}")
+
+
+def main(corpus_dir: str | Path = DEFAULT_CORPUS) -> int:
+    """Print the table, the means, the mojibake count and the verdicts; 1 when a target is missed."""
+    corpus = Path(corpus_dir)
+    if not sorted((corpus / "pages").glob("*.html")):
+        print(f"no pages under {corpus / 'pages'}", file=sys.stderr)
+        return 2
+    result = evaluate(corpus)
+    print_report(result)
+    found = verdicts(result)
+    print_verdicts(found)
+    return 0 if all(v.ok for v in found) else 1
 
 
 if __name__ == "__main__":

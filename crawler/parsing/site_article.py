@@ -224,13 +224,46 @@ _POSITIONS = (
     "县长",
     "市长",
     "会长",
+    # the position words of the tag stage (pipeline.tagrules.POSITION_CORES) that the ones above miss
+    "会计师",
+    "经济师",
+    "工程师",
+    "审计师",
+    "经理",
+    "董事长",
+    "理事长",
+    "总监",
+    "巡视员",
+    "研究员",
+    "专员",
+    "督学",
+    "干事",
+    "科员",
+    "办事员",
+    "成员",
+    "镇长",
+    "乡长",
+    "厂长",
+    "检察长",
+    "庭长",
+    "审判长",
+    "政委",
+    "教导员",
+    "指导员",
+    "总编辑",
+    "主编",
+    "联络员",
 )
+# 「市财政局党组成员、总会计师　冯立群」: the gap may be ASCII or ideographic (U+3000) spaces.
 _BYLINE = re.compile(r"^(?P<org>[^\s，。！？：:；;,]{3,40}?)\s+(?P<name>[\u4e00-\u9fff·]{2,4})$")
 
 
 def find_byline(lines: list[str]) -> tuple[str, str] | None:
-    """(raw line, name) of a "unit + positions + name" byline among the first lines of a body."""
-    for line in lines[:4]:
+    """(raw line, name) of a "unit + positions + name" byline among the first lines of a body.
+
+    Lines are compared without their indentation (bodies indent paragraphs with 「　　」)."""
+    for raw in [line for line in lines if line.strip()][:4]:
+        line = raw.strip()
         match = _BYLINE.match(line)
         if match and any(p in match.group("org") for p in _POSITIONS):
             return line, match.group("name")
@@ -265,8 +298,12 @@ _NOT_PUB_PREFIX = (
     "废止",
 )
 _SOURCE_LABEL = re.compile(r"(?:信息来源|文章来源|稿件来源|新闻来源|内容来源|稿源|来源)\s*[:：]\s*([^\s|｜]{1,40})")
+# One name: 2-4 ideographs that are not the start of the next label (「作者：陈晓峰 浏览次数：12」 is two
+# labelled spans separated by one space, not two names).
+_NAME = r"[\u4e00-\u9fff·]{2,4}(?![\u4e00-\u9fff·]|\s*[:：])"
 _AUTHOR_LABEL = re.compile(
-    r"(?:作者|撰稿|撰文)\s*[:：]\s*([\u4e00-\u9fff·]{2,4}(?:[ 、，,][\u4e00-\u9fff·]{2,4}){0,3})|(?<![\u4e00-\u9fff])文\s*[/／]\s*([\u4e00-\u9fff·]{2,4}(?:[ 、][\u4e00-\u9fff·]{2,4}){0,3})"
+    rf"(?:作者|撰稿|撰文)\s*[:：]\s*({_NAME}(?:[ 、，,]{_NAME}){{0,3}})"
+    rf"|(?<![\u4e00-\u9fff])文\s*[/／]\s*({_NAME}(?:[ 、]{_NAME}){{0,3}})"
 )
 # （记者邹伟）, 记者：王明, 记者 王明 李华; not 记者 王明 摄 (a photo credit).
 _REPORTER = re.compile(
@@ -279,7 +316,36 @@ _REPORTER = re.compile(
 _SOURCE_PREFIX = re.compile(r"^\s*(?:信息来源|文章来源|稿件来源|新闻来源|内容来源|稿源|来源)\s*[:：]?\s*")
 _AUTHOR_PREFIX = re.compile(r"^\s*(?:作者|撰稿|撰文|记者|文)\s*[:：/／]?\s*")
 _SIGN_OFF = re.compile(r"[（(]\s*([\u4e00-\u9fff·]{2,3}(?:\s+[\u4e00-\u9fff·]{2,3}){0,3})\s*[）)]\s*$")
-_NAME_STOP = ("通讯员", "实习生", "摄影", "报道", "摄", "编辑", "责任编辑", "来源", "发布", "记者")
+# Words that end a list of names: credits and the labels that follow an author on one line.
+_NAME_STOP = (
+    "通讯员",
+    "实习生",
+    "摄影",
+    "报道",
+    "摄",
+    "编辑",
+    "责任编辑",
+    "来源",
+    "发布",
+    "记者",
+    "浏览",
+    "点击",
+    "阅读",
+    "访问",
+    "次数",
+    "字号",
+    "时间",
+    "日期",
+    "信息来源",
+    "文章来源",
+    "稿件来源",
+    "审核",
+    "校对",
+    "供稿",
+    "录入",
+    "打印",
+    "分享",
+)
 _LABEL_TAIL = re.compile(r"(发布时间|发布日期|作者|编辑|责任编辑|浏览|点击|字号|时间|日期).*$")
 
 

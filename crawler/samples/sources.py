@@ -107,6 +107,8 @@ class SampleSources:
         self._lock = threading.Lock()
         self._hidden: set[str] = set()
         self._deleted: set[str] = set()
+        self._edits: dict[str, str] = {}
+        self._verification = False
         self._catalog = build_catalog(self.anchor)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -172,6 +174,23 @@ class SampleSources:
         with self._lock:
             (self._deleted.add if deleted else self._deleted.discard)(story_key)
             self._rebuild()
+
+    def set_edited(self, story_key: str, note: str | None = "（本文有修改）") -> None:
+        """Edit a story's WeChat article (an ordinary article, item_show_type 0) at the source: `note`
+        becomes a new last paragraph of its body (None restores the original). URL and identity stay."""
+        with self._lock:
+            items = [i for i in self._catalog.wechat_all if i.story.key == story_key]
+            if not items or any(i.show_type != 0 for i in items):
+                raise ValueError(f"{story_key!r} is not an ordinary WeChat article of the samples")
+            if note is None:
+                self._edits.pop(story_key, None)
+            else:
+                self._edits[story_key] = note
+
+    def set_verification(self, on: bool = True) -> None:
+        """Make WeChat answer every album and article request with its verification page (环境异常)."""
+        with self._lock:
+            self._verification = on
 
     def _rebuild(self) -> None:
         self._catalog = build_catalog(self.anchor, frozenset(self._hidden), frozenset(self._deleted))
@@ -250,6 +269,8 @@ class SampleSources:
     # WeChat
 
     def _album(self, catalog: Catalog, params: Mapping[str, list[str]], base: str) -> Reply:
+        if self._verification:
+            return Reply(200, wp.render_verification().encode(), HTML_UTF8)
         biz = _str(params, "__biz")
         valid = _str(params, "action") == "getalbum" and _str(params, "album_id") == ALBUM_ID and biz in ("", BIZ)
         as_json = _str(params, "f") == "json"
@@ -270,6 +291,8 @@ class SampleSources:
         return Reply(200, wp.render_album_html(catalog.album, base).encode(), HTML_UTF8)
 
     def _wechat_article(self, catalog: Catalog, params: Mapping[str, list[str]], base: str) -> Reply:
+        if self._verification:
+            return Reply(200, wp.render_verification().encode(), HTML_UTF8)
         mid, idx = _int(params, "mid"), _int(params, "idx", 1)
         if _str(params, "__biz") != BIZ or mid is None or idx is None:
             return Reply(200, wp.render_not_found().encode(), HTML_UTF8)
@@ -281,7 +304,11 @@ class SampleSources:
             return Reply(200, wp.render_not_found().encode(), HTML_UTF8)
         if item.story.key in catalog.deleted:
             return Reply(200, wp.render_deleted().encode(), HTML_UTF8)
-        return Reply(200, wp.render_article(item, base, len(catalog.album)).encode(), HTML_UTF8)
+        page = wp.render_article(item, base, len(catalog.album))
+        note = self._edits.get(item.story.key)
+        if note is not None:
+            page = wp.add_paragraph(page, note)
+        return Reply(200, page.encode(), HTML_UTF8)
 
     # websites
 

@@ -311,6 +311,16 @@ def article_body(item: WechatItem) -> str:
     return "\n".join(parts)
 
 
+_FOOTER = '<p style="text-align: right;font-size: 14px;color: rgb(136, 136, 136);"><span leaf="">来源：'
+
+
+def add_paragraph(page: str, text: str) -> str:
+    """An article page with one more body paragraph before its 来源 footer (an edit at the source)."""
+    if _FOOTER not in page:
+        raise ValueError("not an ordinary article page: no 来源 footer to insert before")
+    return page.replace(_FOOTER, _paragraph(text) + "\n" + _FOOTER, 1)
+
+
 def _album_info_list(base: str, size: int) -> str:
     link = album_link_html(base)
     return f"""[
@@ -541,6 +551,15 @@ def _weui_msg(title: str, extra: str = "") -> str:
 
 def render_deleted() -> str:
     return _weui_msg("该内容已被发布者删除")
+
+
+def render_verification() -> str:
+    """WeChat's anti-crawl page (环境异常), as it answers both the album and article URLs."""
+    return _weui_msg(
+        "环境异常",
+        '<p class="weui-msg__desc">当前环境异常，完成验证后即可继续访问。</p>'
+        '<a class="weui-btn weui-btn_primary" href="javascript:;" id="js_verify">去验证</a>',
+    )
 
 
 def render_not_found() -> str:

@@ -474,8 +474,8 @@ class WechatAlbumSpider(SourceSpider):
         yield from self._list_page_item()
         reason = (
             f"WeChat answered with its verification page (环境异常 / 去验证) instead of {url}; "
-            f"stopped this source for the rest of the run. Wait {self.backoff_minutes} minutes before "
-            f"trying again, and pause the source after {self.max_retries} tries in a row."
+            f"nothing more was asked of WeChat in this run. The source pauses (back-off from "
+            f"{self.backoff_minutes} minutes) and is blocked after {self.max_retries} such runs in a row."
         )
         yield self.problem(url, "verification", reason)
 
