@@ -26,7 +26,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select, text, update
+from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -137,13 +137,9 @@ def stop_child(child: subprocess.Popen[bytes], grace: float = 30.0) -> None:
 
 
 def _close_run(session: Session, run: Any, now: datetime, reason: str) -> None:
-    """Mark a crawl run that did not finish as killed, with its unfinished source runs.
-
-    Also forgets the list-page validators of its sources: a list page stored by an interrupted
-    crawl would answer 304 next time, and the articles it listed that were not stored yet would
-    never be fetched (measured: a SIGKILL mid-crawl lost 16 of 19 articles of a site).
-    """
-    from pipeline.models import ListPage, SourceRun
+    """Mark a crawl run that did not finish as killed, with its unfinished source runs (whose next
+    crawl then pages fully: `pipeline.runs.last_run_complete`)."""
+    from pipeline.models import SourceRun
     from pipeline.runs import UNFINISHED_SOURCE_RUN
 
     source_ids: set[int] = set()
@@ -153,10 +149,6 @@ def _close_run(session: Session, run: Any, now: datetime, reason: str) -> None:
             source_run.status = "error"
             source_run.finished_at = now
             source_run.error_summary = source_run.error_summary or UNFINISHED_SOURCE_RUN
-    if source_ids:
-        session.execute(
-            update(ListPage).where(ListPage.source_id.in_(sorted(source_ids))).values(etag=None, last_modified=None)
-        )
     run.status = "killed"
     run.finished_at = run.finished_at or now
     run.summary = {**(run.summary or {}), "status": "killed", "reason": reason}

@@ -99,7 +99,14 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_crawl(args: argparse.Namespace) -> int:
     from crawler.process import SourceJob, crawl_settings, run_jobs
     from pipeline.models import Source
-    from pipeline.runs import finish_crawl_run, known_state, mark_killed_runs, recent_wechat_urls, start_crawl_run
+    from pipeline.runs import (
+        finish_crawl_run,
+        known_state,
+        last_run_complete,
+        mark_killed_runs,
+        recent_wechat_urls,
+        start_crawl_run,
+    )
     from pipeline.sync import sync_config
 
     app = open_app(args)
@@ -127,6 +134,8 @@ def cmd_crawl(args: argparse.Namespace) -> int:
                 )
                 continue
             keys, validators = known_state(session, source.key)
+            # After an interrupted or failed run, page fully so nothing listed then is skipped now.
+            resume = not last_run_complete(session, source.key)
             recheck: tuple[str, ...] = ()
             if args.recheck:
                 recheck = tuple(
@@ -139,7 +148,7 @@ def cmd_crawl(args: argparse.Namespace) -> int:
                     source=source_dict(source),
                     known_keys=keys,
                     validators=validators,
-                    backfill=args.backfill,
+                    backfill=args.backfill or resume,
                     refresh=args.refresh,
                     recheck_urls=recheck,
                 )

@@ -162,12 +162,34 @@ def mark_killed_runs(session: Session, now: datetime, *, started_before: datetim
     return len(runs)
 
 
+def last_run_complete(session: Session, source_key: str) -> bool:
+    """Whether the source's latest run finished cleanly (or it never ran).
+
+    After an interrupted or failed run, the list pages it saw may list articles it never stored:
+    their validators would answer 304 and the incremental stop would halt at the stored ones
+    above them. The next crawl of such a source therefore pages fully, without validators.
+    """
+    latest = session.scalar(
+        select(SourceRun.status)
+        .join(Source, Source.id == SourceRun.source_id)
+        .where(Source.key == source_key)
+        .order_by(SourceRun.id.desc())
+        .limit(1)
+    )
+    return latest is None or latest == "ok"
+
+
 def known_state(session: Session, source_key: str) -> tuple[frozenset[str], dict[str, tuple[str | None, str | None]]]:
-    """(canonical keys of the source's stored appearances, list-page URL -> (ETag, Last-Modified))."""
+    """(canonical keys of the source's stored appearances, list-page URL -> (ETag, Last-Modified)).
+
+    Validators are given only when the source's latest run completed (see `last_run_complete`).
+    """
     source_id = session.scalar(select(Source.id).where(Source.key == source_key))
     if source_id is None:
         return frozenset(), {}
     keys = frozenset(session.scalars(select(Appearance.canonical_key).where(Appearance.source_id == source_id)))
+    if not last_run_complete(session, source_key):
+        return keys, {}
     validators = {
         url: (etag, last_modified)
         for url, etag, last_modified in session.execute(

@@ -10,7 +10,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.models import Appearance, Article, CrawlRun, ListPage, Recipient, Source, SourceRun, Unit
-from pipeline.runs import finish_crawl_run, known_state, mark_killed_runs, recent_wechat_urls, start_crawl_run
+from pipeline.runs import (
+    finish_crawl_run,
+    known_state,
+    last_run_complete,
+    mark_killed_runs,
+    recent_wechat_urls,
+    start_crawl_run,
+)
 from pipeline.sync import sync_config
 from zhuanlan_config import Config, parse_config
 
@@ -143,6 +150,21 @@ def test_known_state_and_recent_wechat_urls(sessions: sessionmaker[Session], now
             "https://u/wx:B:1:1",
         ]
         assert recent_wechat_urls(s, now - timedelta(days=7), source_key="czj-site") == []
+        assert last_run_complete(s, "czj-site")  # never ran: nothing to resume
+
+    # After an interrupted run its list pages may list articles it never stored: no validators,
+    # so the next crawl pages fully; a completed run restores them.
+    for status, trusted in (("killed", False), ("error", False), ("running", False), ("ok", True)):
+        with sessions.begin() as s:
+            site_id = s.scalars(select(Source.id).where(Source.key == "czj-site")).one()
+            run = CrawlRun(started_at=now, status="ok", trigger="test", summary={})
+            s.add(run)
+            s.flush()
+            s.add(SourceRun(crawl_run_id=run.id, source_id=site_id, started_at=now, status=status))
+        with sessions() as s:
+            assert last_run_complete(s, "czj-site") is trusted, status
+            assert bool(known_state(s, "czj-site")[1]) is trusted, status
+            assert known_state(s, "czj-site")[0] == frozenset({"https://czj.example.gov.cn/a.html"})
 
 
 def test_sync_config_upserts_and_never_deletes(sessions: sessionmaker[Session], now: datetime, tmp_path: Path) -> None:
