@@ -42,7 +42,7 @@ check: lint typecheck test
 
 ## Extraction quality on the real pages of ../shared/corpus (read-only; never copied here).
 eval: $(STAMP)
-	$(BIN)/zhuanlan eval --corpus $(CORPUS)
+	$(BIN)/zhuanlan eval --strict --corpus $(CORPUS)
 
 ## Benchmarks: results go to docs/benchmarks.md.
 bench: $(STAMP)

@@ -472,12 +472,18 @@ def status_report(config: Config, engine: Engine, sessions: sessionmaker[Session
         else:
             lines.append("Last crawl: none yet")
         lines.append("Sources:")
-        lines.append(f"  {'key':28} {'status':8} {'last success':17} {'fails':5} last error")
+        lines.append(f"  {'key':28} {'status':8} {'last success':17} {'paused until':17} {'fails':5} last error")
         for src in session.scalars(select(Source).order_by(Source.key)):
             ok = f"{src.last_success_at.astimezone(tz):%Y-%m-%d %H:%M}" if src.last_success_at else "never"
-            err = (src.last_error or "").replace("\n", " ")[:60]
+            if src.status == "blocked":
+                paused = "until forced"
+            elif src.paused_until is not None and src.paused_until > now:
+                paused = f"{src.paused_until.astimezone(tz):%Y-%m-%d %H:%M}"
+            else:
+                paused = "-"
+            err = (src.last_error or "").replace("\n", " ")[:80]
             flag = "" if src.enabled else " (disabled)"
-            lines.append(f"  {src.key + flag:28} {src.status:8} {ok:17} {src.consecutive_failures:5} {err}")
+            lines.append(f"  {src.key + flag:28} {src.status:8} {ok:17} {paused:17} {src.consecutive_failures:5} {err}")
     return "\n".join(lines)
 
 

@@ -129,9 +129,11 @@ def cmd_crawl(args: argparse.Namespace) -> int:
         for source in selected:
             row = session.query(Source).filter_by(key=source.key).one()
             if row.paused_until is not None and row.paused_until > now and not args.force:
-                skipped.append(
-                    f"{source.key} (paused until {row.paused_until.astimezone(app.config.tz):%Y-%m-%d %H:%M})"
-                )
+                if row.status == "blocked":
+                    skipped.append(f"{source.key} (blocked: pass the site's check, then crawl it with --force)")
+                else:
+                    until = row.paused_until.astimezone(app.config.tz)
+                    skipped.append(f"{source.key} (paused until {until:%Y-%m-%d %H:%M}; --force crawls it now)")
                 continue
             keys, validators = known_state(session, source.key)
             # After an interrupted or failed run, page fully so nothing listed then is skipped now.
@@ -164,7 +166,7 @@ def cmd_crawl(args: argparse.Namespace) -> int:
         )
         run_jobs(jobs, settings, crawl)
     with transaction(app.sessions) as session:
-        summary = finish_crawl_run(session, run_id, utcnow())
+        summary = finish_crawl_run(session, run_id, utcnow(), app.config.tz)
     summary.setdefault("run_id", run_id)
     if skipped:
         summary["skipped"] = skipped
