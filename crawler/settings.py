@@ -24,6 +24,9 @@ DOWNLOAD_WARNSIZE = 0
 RETRY_ENABLED = True
 RETRY_TIMES = 2
 REDIRECT_MAX_TIMES = 10
+# Pages are read as they are: a <meta refresh> inside crawled content (hostile or not) must not
+# send the spider elsewhere; a refresh-only page is recorded as a page without article text.
+METAREFRESH_ENABLED = False
 COOKIES_ENABLED = True
 TELNETCONSOLE_ENABLED = False
 LOG_LEVEL = "INFO"

@@ -320,3 +320,16 @@ def test_extract_site_json_fields() -> None:
     assert blocked["state"] == "blocked"
     garbled = extract_site(f"<p>{TEXT}</p>".encode(), "http://a.example/x.html", "text/html; charset=iso-8859-1")
     assert garbled["state"] == "ok"  # valid UTF-8 beats a latin-1 label
+
+
+def test_article_links_with_a_tracking_query_are_still_articles() -> None:
+    from crawler.parsing.site_list import parse_list
+
+    page = (
+        "<html><body><ul class='list'>"
+        "<li><a href='/art/2026/11/20/art_77_1000.html?from=wx'>学习贯彻全会精神的体会文章一</a></li>"
+        "<li><a href='/art/2026/11/21/art_77_1001.html'>学习贯彻全会精神的体会文章二</a></li>"
+        "</ul></body></html>"
+    )
+    listing = parse_list(page, "http://127.0.0.1:1/col/index.html", "html", {})
+    assert [link.url.rsplit("/", 1)[1] for link in listing.links] == ["art_77_1000.html?from=wx", "art_77_1001.html"]

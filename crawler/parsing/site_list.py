@@ -254,7 +254,10 @@ def _candidates(root: Any, url: str, *, by_title: bool) -> list[Any]:
             title = _clean_text(anchor.get("title") or anchor.text_content() or "")
             if len(title) < 8 or _DOCUMENT.search(parts.path) or _PAGER_WORDS.search(title):
                 continue
-        elif not _ARTICLE_URL.search(parts.path + ("?" + parts.query if parts.query else "")):
+        elif not (
+            _ARTICLE_URL.search(parts.path)  # a tracking query (?from=…) does not make it less an article
+            or (parts.query and _ARTICLE_URL.search(f"{parts.path}?{parts.query}"))
+        ):
             continue
         if not _in_boilerplate(anchor):
             found.append(anchor)
