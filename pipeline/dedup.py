@@ -86,13 +86,19 @@ class StoryIndex:
 
 
 def _known_appearance(session: Session, record: Record) -> Decision | None:
-    appearance = session.scalar(select(Appearance).where(Appearance.canonical_key == record.item.canonical_key))
-    if appearance is None:
+    # Three columns, not the ORM object: this runs for every item of every crawl.
+    row = session.execute(
+        select(Appearance.id, Appearance.article_id, Appearance.content_hash).where(
+            Appearance.canonical_key == record.item.canonical_key
+        )
+    ).first()
+    if row is None:
         return None
-    ids = {"article_id": appearance.article_id, "appearance_id": appearance.id}
+    appearance_id, article_id, content_hash = row
+    ids = {"article_id": article_id, "appearance_id": appearance_id}
     if record.item.state != STATE_OK:
         return Decision(STATE_CHANGE, **ids, reason=f"same key, page now {record.item.state}")
-    if appearance.content_hash == record.content_hash:
+    if content_hash == record.content_hash:
         return Decision(UNCHANGED, **ids, reason="same key, same content")
     return Decision(EDIT, **ids, reason="same key, content changed")
 
@@ -152,33 +158,57 @@ def decide(session: Session, record: Record, index: StoryIndex) -> Decision | No
     )
 
 
+# One index per database among the crawls open in this process: `zhuanlan crawl` runs every source's
+# spider in one process, each with its own pipelines, and an index per spider would hold (and build)
+# the whole corpus's signatures once per source. Dropped when the last crawl using it closes, so a
+# later crawl never inherits a high-water mark from another database that happened to share the URL.
+_SHARED: dict[str, tuple[StoryIndex, int]] = {}
+
+
 class DeduplicatePipeline:
     """Sets `Record.decision` (and `Record.minhash`); other items pass through untouched."""
 
-    def __init__(self, sessions: sessionmaker[Session], *, owns_engine: bool = False) -> None:
+    def __init__(self, sessions: sessionmaker[Session], *, owns_engine: bool = False, share_key: str = "") -> None:
         self.sessions = sessions
         self.owns_engine = owns_engine
+        self.share_key = share_key  # pipelines of concurrent crawls with the same key share one index
         self.index: StoryIndex | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Any) -> DeduplicatePipeline:
-        return cls(open_sessions(crawler.settings), owns_engine=True)
+        sessions = open_sessions(crawler.settings)
+        key = sessions.kw["bind"].url.render_as_string(hide_password=False)
+        return cls(sessions, owns_engine=True, share_key=key)
 
     def open_spider(self, spider: Any = None) -> None:
         self._ensure_index()
 
     def close_spider(self, spider: Any = None) -> None:
+        if self.index is not None and self.share_key in _SHARED:
+            shared, users = _SHARED[self.share_key]
+            if shared is self.index:
+                if users <= 1:
+                    del _SHARED[self.share_key]
+                else:
+                    _SHARED[self.share_key] = (shared, users - 1)
         self.index = None
         if self.owns_engine:
             self.sessions.kw["bind"].dispose()
 
     def _ensure_index(self) -> StoryIndex:
         if self.index is None:
+            if self.share_key and self.share_key in _SHARED:
+                index, users = _SHARED[self.share_key]
+                _SHARED[self.share_key] = (index, users + 1)
+                self.index = index
+                return index
             index = StoryIndex()
             with self.sessions() as session:
                 loaded = index.catch_up(session)
             log.info("near-duplicate index built from %d stored signatures", loaded)
             self.index = index
+            if self.share_key:
+                _SHARED[self.share_key] = (index, 1)
         return self.index
 
     def process_item(self, item: Any, spider: Any = None) -> Any:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from scrapy import signals
 from scrapy.exceptions import DropItem
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from crawler.items import GONE_STATES, STATE_OK, ArticleItem, ListPageItem, ProblemItem
@@ -243,8 +243,10 @@ def write_new_story(session: Session, record: Record, source: Source, now: datet
     session.add(article)
     session.flush()
     _set_content(session, article, record, now)
-    _add_appearance(session, record, source.id, article)
-    elect_original(article)
+    appearance = _add_appearance(session, record, source.id, article)
+    # The story's only appearance is its original: no need to load and sort its appearances.
+    appearance.is_original = True
+    article.first_appearance_id = appearance.id
     write_tags(session, article, record.tags, now)
     return article
 
@@ -462,10 +464,12 @@ class StorePipeline:
             self.record_problem(exception.problem)
 
     def _bump(self, session: Session, **counts: int) -> None:
-        source_run = session.get(SourceRun, self._require_state().source_run_id)
-        assert source_run is not None
-        for name, value in counts.items():
-            setattr(source_run, name, (getattr(source_run, name) or 0) + value)
+        # One UPDATE of the counters, without loading the run row (and its problems list) per item.
+        if not counts:
+            return
+        values = {name: func.coalesce(getattr(SourceRun, name), 0) + value for name, value in counts.items()}
+        statement = update(SourceRun).where(SourceRun.id == self._require_state().source_run_id).values(**values)
+        session.execute(statement.execution_options(synchronize_session=False))
 
     def record_problem(self, problem: ProblemItem) -> None:
         state = self._require_state()
