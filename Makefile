@@ -46,6 +46,9 @@ eval: $(STAMP)
 
 ## Benchmarks: results go to docs/benchmarks.md.
 bench: $(STAMP)
+	@command -v nginx >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light) || \
+		echo "nginx-light not installed: the ingest benchmark falls back to Python's server"
 	$(BIN)/python -m bench.run
 
 clean:
