@@ -177,9 +177,32 @@ def looks_mojibake(text: str) -> bool:
     return gbk >= 8 and gbk > cjk * 0.1
 
 
+# C0 control bytes and DEL, which no text page contains (tab, LF, FF, CR and ESC — ISO-2022 — excepted).
+_CONTROL_BYTES = frozenset(set(range(0x00, 0x09)) | {0x0B} | set(range(0x0E, 0x1B)) | set(range(0x1C, 0x20)) | {0x7F})
+_BINARY_SAMPLE = 8192
+
+
+def looks_binary(body: bytes) -> bool:
+    """True when the bytes are not text in any charset: control bytes (NUL…) make more than 1 % of the
+    start (an image, an archive or random bytes served as text/html); a stray one or two are tolerated.
+    UTF-16 with a BOM is text."""
+    if body.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return False
+    sample = body[:_BINARY_SAMPLE]
+    if not sample:
+        return False
+    controls = sum(1 for b in sample if b in _CONTROL_BYTES)
+    return controls > max(8, len(sample) // 100)
+
+
 def decode_checked(body: bytes, header_content_type: str | None, override: str | None = None) -> Decoded:
-    """`decode_html`, raising `EncodingError` when the result looks like mojibake."""
+    """`decode_html`, raising `EncodingError` for binary data and when the result looks like mojibake."""
+    if looks_binary(body):
+        raise EncodingError("the page is binary data, not text (control bytes where text should be)")
     decoded = decode_html(body, header_content_type, override)
     if looks_mojibake(decoded.text):
-        raise EncodingError(f"text decoded as {decoded.encoding} ({decoded.source}) looks garbled")
+        raise EncodingError(
+            f"text decoded as {decoded.encoding} ({decoded.source}) looks garbled: "
+            "the bytes are in a wrong or mixed charset"
+        )
     return decoded

@@ -4,6 +4,7 @@ and turning download failures into `ProblemItem`s (a failure is data, not just a
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -66,8 +67,15 @@ class SourceSpider(scrapy.Spider):
         host = urlsplit(str(resolved["url"])).hostname
         # Scrapy's offsite filter silently drops requests to hosts outside allowed_domains.
         self.allowed_domains = [host] if host else []
-        if "user_agent" in self.crawl_options:
-            self.user_agent = str(self.crawl_options["user_agent"])
+
+    @classmethod
+    def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> Any:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        # The configured user agent, as a setting (the spider attribute is deprecated in Scrapy 2.13+);
+        # `zhuanlan crawl` sets the same value at a higher priority.
+        if "user_agent" in spider.crawl_options:
+            crawler.settings.set("USER_AGENT", str(spider.crawl_options["user_agent"]), priority="spider")
+        return spider
 
     def now(self) -> datetime:
         """Fetch time of a response: the shell's clock, the only place the spiders read it."""
@@ -89,30 +97,71 @@ class SourceSpider(scrapy.Spider):
         )
 
     def on_error(self, failure: Failure) -> Iterator[ProblemItem]:
-        """Errback: a request that never produced a response (timeout, refused, too large, redirect loop)."""
+        """Errback: a request that never produced a response (timeout, refused, reset, truncated, too large)."""
         request = getattr(failure, "request", None)
         url = request.url if request is not None else str(self.source.get("url"))
         fatal = bool(request is not None and request.meta.get("zhuanlan_fatal_on_error"))
-        yield self.problem(url, *describe_failure(failure), fatal=fatal)
+        limits = dict(request.meta) if request is not None else {}
+        if "download_maxsize" not in limits and "max_page_bytes" in self.crawl_options:
+            limits["download_maxsize"] = int(self.crawl_options["max_page_bytes"])
+        yield self.problem(url, *describe_failure(failure, limits), fatal=fatal)
 
 
-def describe_failure(failure: Failure) -> tuple[str, str]:
-    """(kind, plain reason) for a download failure."""
-    name = type(failure.value).__name__
-    text = str(failure.value) or name
-    if "Timeout" in name or "timed out" in text.lower():
-        return "timeout", f"no answer within the time limit ({text})"
-    if "ConnectionRefused" in name:
+def exception_chain(error: BaseException | None) -> list[BaseException]:
+    """`error` and what it wraps: `__cause__`/`__context__`, and the failures that Twisted's
+    ResponseFailed / ResponseNeverReceived carry in `reasons` (Scrapy >= 2.13 wraps Twisted errors
+    in its own DownloadFailedError, older versions raise them as they are)."""
+    found: list[BaseException] = []
+    pending: list[Any] = [error]
+    while pending and len(found) < 20:
+        current = pending.pop(0)
+        current = getattr(current, "value", current)  # a twisted Failure -> its exception
+        if not isinstance(current, BaseException) or any(current is seen for seen in found):
+            continue
+        found.append(current)
+        pending += [current.__cause__, current.__context__, *(getattr(current, "reasons", None) or [])]
+    return found
+
+
+_MAXSIZE_ANNOUNCED = re.compile(r"Expected to receive (\d+) bytes")
+
+
+def describe_failure(failure: Failure, meta: Mapping[str, Any] | None = None) -> tuple[str, str]:
+    """(kind, plain reason) for a download failure; `meta` (the request's) names the limits in force."""
+    meta = meta or {}
+    chain = exception_chain(failure.value)
+    names = " ".join(type(error).__name__ for error in chain)
+    text = " ".join(str(error) for error in chain)
+    first = str(failure.value) or type(failure.value).__name__
+    timeout = meta.get("download_timeout")
+    maxsize = meta.get("download_maxsize")
+    if "Timeout" in names or "TimedOut" in names or "timed out" in text.lower():
+        limit = f" ({float(timeout):g} s)" if timeout else ""
+        return "timeout", f"no answer within the time limit{limit}: the site is slow or down"
+    if "ConnectionRefused" in names:
         return "connection", "connection refused: is the site down?"
-    if "DNSLookup" in name:
+    if "DNSLookup" in names or "CannotResolveHost" in names:
         return "connection", "host name not found"
-    if "ConnectionLost" in name or "ResponseNeverReceived" in name or "ConnectionDone" in name:
-        return "connection", f"connection dropped before the page arrived ({text})"
-    if "maxsize" in text.lower() or "Cancelled" in name:
-        return "too_large", f"page larger than the size limit or download cancelled ({text})"
-    if "redirect" in text.lower() or "IgnoreRequest" in name:
-        return "redirect", f"request abandoned ({text})"
-    return "fetch", f"{name}: {text}"
+    if "DataLoss" in names:
+        return (
+            "truncated",
+            "the page arrived incomplete: the connection closed before all the bytes its Content-Length "
+            "announced had arrived; nothing of it was kept",
+        )
+    if "Cancelled" in names or "maxsize" in text.lower() or "max size" in text.lower():
+        if maxsize or "max size" in text.lower():
+            announced = _MAXSIZE_ANNOUNCED.search(text)
+            size = f" (it announced {int(announced.group(1))} bytes)" if announced else ""
+            limit = f"{int(maxsize)}-byte " if maxsize else ""
+            return "too_large", f"page larger than the {limit}size limit{size}: download stopped, nothing kept"
+        return "fetch", f"download cancelled ({first})"
+    if any(marker in names for marker in ("ConnectionLost", "ConnectionDone", "ResponseNeverReceived", "Reset")) or (
+        "reset by peer" in text.lower()
+    ):
+        return "connection", "connection dropped before the page arrived: the site closed or reset the connection"
+    if "redirect" in text.lower() or "IgnoreRequest" in names:
+        return "redirect", f"request abandoned ({first})"
+    return "fetch", f"{type(failure.value).__name__}: {first[:300]}"
 
 
 def text_response(response: Response) -> TextResponse | None:

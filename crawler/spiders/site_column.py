@@ -65,7 +65,7 @@ class SiteColumnSpider(SourceSpider):
     def start_requests(self) -> Iterator[scrapy.Request]:
         yield self._list_request(self.first_list_url(), page=1)
 
-    def _list_request(self, url: str, page: int, redirects: int = 0) -> scrapy.Request:
+    def _list_request(self, url: str, page: int, redirects: int = 0, chain: tuple[str, ...] = ()) -> scrapy.Request:
         headers: dict[str, str] = {}
         etag, last_modified = self.validators.get(url, (None, None))
         if not self.backfill and not self.refresh:
@@ -80,18 +80,25 @@ class SiteColumnSpider(SourceSpider):
             errback=self.on_error,
             headers=headers,
             dont_filter=redirects > 0,
-            meta=self.request_meta(zhuanlan_page=page, zhuanlan_redirects=redirects, zhuanlan_fatal_on_error=page == 1),
+            meta=self.request_meta(
+                zhuanlan_page=page,
+                zhuanlan_redirects=redirects,
+                zhuanlan_chain=chain,
+                zhuanlan_fatal_on_error=page == 1,
+            ),
         )
 
     def _article_request(
-        self, link: ListLink, known: bool, redirects: int = 0, url: str | None = None
+        self, link: ListLink, known: bool, redirects: int = 0, url: str | None = None, chain: tuple[str, ...] = ()
     ) -> scrapy.Request:
         return scrapy.Request(
             url or link.url,
             callback=self.parse_article,
             errback=self.on_error,
             dont_filter=redirects > 0,
-            meta=self.request_meta(zhuanlan_link=link, zhuanlan_known=known, zhuanlan_redirects=redirects),
+            meta=self.request_meta(
+                zhuanlan_link=link, zhuanlan_known=known, zhuanlan_redirects=redirects, zhuanlan_chain=chain
+            ),
         )
 
     def _redirect_target(self, response: Response) -> str | None:
@@ -101,7 +108,26 @@ class SiteColumnSpider(SourceSpider):
         location = response.headers.get(b"Location")
         if not location or int(response.meta.get("zhuanlan_redirects", 0)) >= MAX_REDIRECTS:
             return None
-        return urljoin(response.url, location.decode("latin-1"))
+        target = urljoin(response.url, location.decode("latin-1"))
+        if target == response.url or target in response.meta.get("zhuanlan_chain", ()):
+            return None  # a loop: reported by `_redirect_problem`
+        return target
+
+    def _redirect_problem(self, response: Response) -> str | None:
+        """Plain words for a redirect that is not followed (a loop, too many hops, no target)."""
+        if response.status not in _REDIRECTS:
+            return None
+        location = response.headers.get(b"Location")
+        if not location:
+            return f"HTTP {response.status} redirect without a Location: nowhere to go"
+        target = urljoin(response.url, location.decode("latin-1"))
+        chain = (*response.meta.get("zhuanlan_chain", ()), response.url)
+        if target in chain:
+            return f"redirect loop: {response.url} redirects back to {target}, a page already visited"
+        return f"too many redirects: still redirected after {MAX_REDIRECTS} hops (last to {target})"
+
+    def _chain(self, response: Response) -> tuple[str, ...]:
+        return (*response.meta.get("zhuanlan_chain", ()), response.url)
 
     # -- list pages -------------------------------------------------------------------------
 
@@ -110,7 +136,12 @@ class SiteColumnSpider(SourceSpider):
         fatal = page == 1
         target = self._redirect_target(response)
         if target is not None:
-            yield self._list_request(target, page, int(response.meta.get("zhuanlan_redirects", 0)) + 1)
+            redirects = int(response.meta.get("zhuanlan_redirects", 0)) + 1
+            yield self._list_request(target, page, redirects, self._chain(response))
+            return
+        redirect_problem = self._redirect_problem(response)
+        if redirect_problem is not None:
+            yield self.problem(response.url, "redirect", redirect_problem, response.status, fatal)
             return
         if response.status == 304:
             # Unchanged since the last cycle: nothing new on this list, so nothing further either.
@@ -173,7 +204,11 @@ class SiteColumnSpider(SourceSpider):
         target = self._redirect_target(response)
         if target is not None:
             redirects = int(response.meta.get("zhuanlan_redirects", 0)) + 1
-            yield self._article_request(link, known, redirects, url=target)
+            yield self._article_request(link, known, redirects, url=target, chain=self._chain(response))
+            return
+        redirect_problem = self._redirect_problem(response)
+        if redirect_problem is not None:
+            yield self.problem(response.url, "redirect", redirect_problem, response.status)
             return
         if response.status in {404, 410} and known:
             # A stored article that is gone at the source: our copy stays, marked deleted there.

@@ -495,7 +495,7 @@ class WechatAlbumSpider(SourceSpider):
             return self._verification(response.url)
         hops = int(response.meta.get("zhuanlan_redirects", 0)) + 1
         if hops > MAX_REDIRECTS:
-            reason = f"more than {MAX_REDIRECTS} redirects"
+            reason = f"redirect loop or chain: still redirected after {MAX_REDIRECTS} hops (last to {target})"
             return iter([self.problem(response.url, "redirect", reason, response.status, fatal=fatal)])
         if callback == self.parse_album_page:
             self._album_url = target
