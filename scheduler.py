@@ -475,7 +475,7 @@ def status_report(config: Config, engine: Engine, sessions: sessionmaker[Session
         lines.append(f"  {'key':28} {'status':8} {'last success':17} {'paused until':17} {'fails':5} last error")
         for src in session.scalars(select(Source).order_by(Source.key)):
             ok = f"{src.last_success_at.astimezone(tz):%Y-%m-%d %H:%M}" if src.last_success_at else "never"
-            if src.status == "blocked":
+            if src.status == "blocked" and src.paused_until is not None and src.paused_until > now:
                 paused = "until forced"
             elif src.paused_until is not None and src.paused_until > now:
                 paused = f"{src.paused_until.astimezone(tz):%Y-%m-%d %H:%M}"
