@@ -18,7 +18,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from scrapy.exceptions import DropItem
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from crawler.items import STATE_OK
 from pipeline.models import Appearance, Article
@@ -39,6 +39,21 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Built once: every item runs these, and building a statement costs more than SQLite takes to run it.
+_SIGNATURES_SINCE = (
+    select(Article.id, Article.minhash, Article.minhash_scheme)
+    .where(Article.id > bindparam("since"))
+    .order_by(Article.id)
+)
+_APPEARANCE_BY_KEY = select(Appearance.id, Appearance.article_id, Appearance.content_hash).where(
+    Appearance.canonical_key == bindparam("key")
+)
+_ARTICLE_BY_HASH = select(Article.id).where(Article.content_hash == bindparam("hash")).order_by(Article.id).limit(1)
+_APPEARANCE_BY_HASH = (
+    select(Appearance.article_id).where(Appearance.content_hash == bindparam("hash")).order_by(Appearance.id).limit(1)
+)
+_BODY_TEXT = select(Article.body_text).where(Article.id == bindparam("id"))
+
 
 class StoryIndex:
     """The in-memory LSH over stored signatures plus the high-water mark of articles loaded."""
@@ -50,11 +65,7 @@ class StoryIndex:
 
     def catch_up(self, session: Session) -> int:
         """Load signatures of articles stored since the last call; returns how many were added."""
-        rows = session.execute(
-            select(Article.id, Article.minhash, Article.minhash_scheme)
-            .where(Article.id > self.last_article_id)
-            .order_by(Article.id)
-        ).all()
+        rows = session.connection().execute(_SIGNATURES_SINCE, {"since": self.last_article_id}).all()
         stale: list[int] = []
         for article_id, data, scheme in rows:
             self.last_article_id = max(self.last_article_id, article_id)
@@ -87,11 +98,7 @@ class StoryIndex:
 
 def _known_appearance(session: Session, record: Record) -> Decision | None:
     # Three columns, not the ORM object: this runs for every item of every crawl.
-    row = session.execute(
-        select(Appearance.id, Appearance.article_id, Appearance.content_hash).where(
-            Appearance.canonical_key == record.item.canonical_key
-        )
-    ).first()
+    row = session.connection().execute(_APPEARANCE_BY_KEY, {"key": record.item.canonical_key}).first()
     if row is None:
         return None
     appearance_id, article_id, content_hash = row
@@ -104,17 +111,13 @@ def _known_appearance(session: Session, record: Record) -> Decision | None:
 
 
 def _same_content(session: Session, record: Record) -> Decision | None:
-    article_id = session.scalar(
-        select(Article.id).where(Article.content_hash == record.content_hash).order_by(Article.id).limit(1)
-    )
+    connection = session.connection()
+    params = {"hash": record.content_hash}
+    article_id = connection.execute(_ARTICLE_BY_HASH, params).scalar()
     if article_id is None:
         # an article whose text was replaced (an edit, a fuller original) still owns its old copies
-        article_id = session.scalar(
-            select(Appearance.article_id)
-            .where(Appearance.content_hash == record.content_hash)
-            .order_by(Appearance.id)
-            .limit(1)
-        )
+        # (indexed since migration 0003: without it this scanned every appearance per new article)
+        article_id = connection.execute(_APPEARANCE_BY_HASH, params).scalar()
     if article_id is None:
         return None
     return Decision(NEW_APPEARANCE, article_id=article_id, similarity=1.0, reason="same content hash")
@@ -125,7 +128,7 @@ def _near_duplicate(session: Session, record: Record, index: StoryIndex) -> Deci
         return None
     best: tuple[float, int] | None = None
     for article_id in index.signatures.candidates(record.minhash):
-        text = session.scalar(select(Article.body_text).where(Article.id == article_id))
+        text = session.connection().execute(_BODY_TEXT, {"id": article_id}).scalar()
         if text is None:
             continue
         found = overlap(record.body_text, text)

@@ -153,7 +153,7 @@ class Appearance(Base):
     http_status: Mapped[int] = mapped_column(Integer, default=200)
     etag: Mapped[str | None] = mapped_column(String(200))
     last_modified: Mapped[str | None] = mapped_column(String(100))
-    content_hash: Mapped[str] = mapped_column(String(64))
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
     is_original: Mapped[bool] = mapped_column(Boolean, default=False)  # 首发 (True) or 转载
     state: Mapped[str] = mapped_column(String(20), default="ok")  # ok | deleted | violation | ...
     in_column: Mapped[bool] = mapped_column(Boolean, default=True)

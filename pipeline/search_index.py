@@ -18,24 +18,24 @@ def _dialect(session: Session) -> str:
     return session.get_bind().dialect.name
 
 
-def index_article(session: Session, article_id: int, title: str, body: str) -> None:
-    """Insert or replace the index entry of one article."""
-    title_split, body_split = split_text(title), split_text(body)
+_PG_UPSERT = text(
+    "INSERT INTO article_search (article_id, title_tsv, body_tsv) "
+    "VALUES (:id, to_tsvector('simple', :t), to_tsvector('simple', :b)) "
+    "ON CONFLICT (article_id) DO UPDATE SET title_tsv = EXCLUDED.title_tsv, body_tsv = EXCLUDED.body_tsv"
+)
+_FTS_DELETE = text("DELETE FROM article_fts WHERE rowid = :id")
+_FTS_INSERT = text("INSERT INTO article_fts (rowid, title, body) VALUES (:id, :t, :b)")
+
+
+def index_article(session: Session, article_id: int, title: str, body: str, *, new: bool = False) -> None:
+    """Insert or replace the index entry of one article (`new`: it has none yet, skip the delete)."""
+    params = {"id": article_id, "t": split_text(title), "b": split_text(body)}
     if _dialect(session) == "postgresql":
-        session.execute(
-            text(
-                "INSERT INTO article_search (article_id, title_tsv, body_tsv) "
-                "VALUES (:id, to_tsvector('simple', :t), to_tsvector('simple', :b)) "
-                "ON CONFLICT (article_id) DO UPDATE SET title_tsv = EXCLUDED.title_tsv, body_tsv = EXCLUDED.body_tsv"
-            ),
-            {"id": article_id, "t": title_split, "b": body_split},
-        )
-    else:
-        session.execute(text("DELETE FROM article_fts WHERE rowid = :id"), {"id": article_id})
-        session.execute(
-            text("INSERT INTO article_fts (rowid, title, body) VALUES (:id, :t, :b)"),
-            {"id": article_id, "t": title_split, "b": body_split},
-        )
+        session.execute(_PG_UPSERT, params)
+        return
+    if not new:
+        session.execute(_FTS_DELETE, {"id": article_id})
+    session.execute(_FTS_INSERT, params)
 
 
 def remove_article(session: Session, article_id: int) -> None:

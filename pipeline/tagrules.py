@@ -661,6 +661,18 @@ def top_keywords(text: str, k: int = 8) -> list[str]:
     return keywords
 
 
+# Keywords are read from the title and the opening of the body: jieba costs about 3 µs per
+# character, the lead of a study article names its subject, and a 10,000-character report would
+# otherwise cost 30 ms per article on the crawl's thread (measured on the labelled real pages of
+# the shared corpus: 13.4 → 2.4 ms per article, 3/4 of the keywords the same as from the whole text).
+KEYWORD_TEXT_CHARS = 1000
+
+
+def keyword_text(title: str, body_text: str) -> str:
+    """What keywords are extracted from: the title and the first `KEYWORD_TEXT_CHARS` of the body."""
+    return f"{title}\n{body_text[:KEYWORD_TEXT_CHARS]}"
+
+
 # --- the whole record ---------------------------------------------------------------
 
 
@@ -705,7 +717,7 @@ def compute_tags(
         positions=list(parsed.positions) if parsed else [],
         column=column_for(item_column, title, body_text, vocab),
         topics=score_topics(title, body_text, vocab),
-        keywords=top_keywords(f"{title}\n{body_text}", keyword_count),
+        keywords=top_keywords(keyword_text(title, body_text), keyword_count),
     )
 
 

@@ -3,17 +3,25 @@
 Owns `apply_tags`: the article's unit/author/positions/column and its `ArticleTag` rows of
 origin "rule" (topics, column, positions) and "keyword" (jieba keywords). Manual tags (origin
 "manual") are never removed or overwritten. The store pipeline and the retag command both call
-it, so a story tagged at crawl time and one retagged later get exactly the same rows.
+it, so a story tagged at crawl time and one retagged later get exactly the same rows; a story
+the store has just inserted takes the short way (`article_fields` + `insert_new_article_tags`:
+no read of its rows, one executemany) to the same rows.
+
+Tag and unit ids are cached per process and database (the tables only ever grow), so a crawl
+asks the database only for names it has not seen yet.
 
 Runs inside the caller's transaction; never commits.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+import functools
+import threading
+import weakref
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Engine, Table, bindparam, event, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from pipeline.models import Article, ArticleTag, Tag, Unit
@@ -35,6 +43,10 @@ KIND_TOPIC = "topic"
 KIND_KEYWORD = "keyword"
 KIND_COLUMN = "column"
 KIND_POSITION = "position"
+
+TAGS = cast(Table, Tag.__table__)
+UNITS = cast(Table, Unit.__table__)
+ARTICLE_TAGS = cast(Table, ArticleTag.__table__)
 
 _NAME_MAX = 200  # tags.name is String(200)
 _WEIGHT_EPSILON = 1e-9
@@ -69,34 +81,138 @@ def wanted_tags(tags: Tags) -> dict[tuple[str, str], _Wanted]:
     return wanted
 
 
-def _insert_ignoring_duplicates(session: Session, model: Any, rows: list[dict[str, Any]]) -> None:
-    """INSERT … ON CONFLICT DO NOTHING: a crawl and a retag may create the same tag at once."""
-    if not rows:
-        return
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        session.execute(postgresql.insert(model).values(rows).on_conflict_do_nothing())
-    elif dialect == "sqlite":
-        session.execute(sqlite.insert(model).values(rows).on_conflict_do_nothing())
-    else:
+_DIALECT_INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
+@functools.cache
+def _insert_or_ignore(dialect: str, table: Table) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING, built once: a crawl and a retag may create the same row at once."""
+    make = _DIALECT_INSERTS.get(dialect)
+    if make is None:
         raise NotImplementedError(f"tag storage supports SQLite and PostgreSQL, not {dialect}")
+    return make(table).on_conflict_do_nothing()
 
 
-def ensure_tags(session: Session, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Tag]:
-    """The Tag rows for (kind, name) keys, created when missing."""
-    by_kind: dict[str, set[str]] = {}
-    for kind, name in keys:
-        by_kind.setdefault(kind, set()).add(name)
-    found: dict[tuple[str, str], Tag] = {}
-    for kind, names in sorted(by_kind.items()):
-        ordered = sorted(names)
-        existing = session.scalars(select(Tag).where(Tag.kind == kind, Tag.name.in_(ordered))).all()
-        missing = [n for n in ordered if n not in {t.name for t in existing}]
-        if missing:
-            _insert_ignoring_duplicates(session, Tag, [{"kind": kind, "name": n} for n in missing])
-            existing = session.scalars(select(Tag).where(Tag.kind == kind, Tag.name.in_(ordered))).all()
-        found.update(((t.kind, t.name), t) for t in existing)
+def _insert_ignoring_duplicates(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+    """One executemany of the prepared insert-or-ignore."""
+    if rows:
+        session.connection().execute(_insert_or_ignore(session.get_bind().dialect.name, table), rows)
+
+
+# --- ids of tags and units, cached per process --------------------------------------------
+#
+# Tag and unit rows are never deleted, so an id once committed stays right for the life of the
+# database. Each engine (one database) has its own cache. An id learnt in a transaction that
+# inserted rows itself is only "pending" until that transaction commits (a rollback would take
+# the row, hence the id, away); ids read from rows this transaction did not try to insert were
+# committed by someone else and are cached at once.
+
+_PENDING = "zhuanlan.tagstore.pending"
+
+
+@dataclass
+class _Ids:
+    tags: dict[tuple[str, str], int] = field(default_factory=dict)
+    units: dict[str, int] = field(default_factory=dict)
+
+    def update(self, other: _Ids) -> None:
+        self.tags.update(other.tags)
+        self.units.update(other.units)
+
+
+_CACHES: weakref.WeakKeyDictionary[Engine, _Ids] = weakref.WeakKeyDictionary()
+_CACHES_LOCK = threading.Lock()
+
+
+def _engine(session: Session) -> Engine:
+    bind = session.get_bind()
+    return bind.engine if isinstance(bind, Connection) else bind
+
+
+def _committed(session: Session) -> _Ids:
+    engine = _engine(session)
+    with _CACHES_LOCK:
+        ids = _CACHES.get(engine)
+        if ids is None:
+            ids = _CACHES[engine] = _Ids()
+        return ids
+
+
+def _promote(session: Session) -> None:
+    pending: _Ids | None = session.info.pop(_PENDING, None)
+    if pending is not None:
+        committed = _committed(session)
+        with _CACHES_LOCK:
+            committed.update(pending)
+
+
+def _forget(session: Session, *args: Any) -> None:
+    session.info.pop(_PENDING, None)
+
+
+def _pending(session: Session) -> _Ids:
+    """Ids of rows this session's transaction inserted (or tried to): cached only on commit."""
+    pending: _Ids | None = session.info.get(_PENDING)
+    if pending is None:
+        pending = session.info[_PENDING] = _Ids()
+        if not event.contains(session, "after_commit", _promote):
+            event.listen(session, "after_commit", _promote)
+            event.listen(session, "after_rollback", _forget)
+    return pending
+
+
+def clear_id_cache() -> None:
+    """Forget every cached id (for tests that rebuild a database under a living engine)."""
+    with _CACHES_LOCK:
+        _CACHES.clear()
+
+
+def tag_ids(session: Session, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """(kind, name) → tags.id, creating the missing rows (insert-or-ignore, then select)."""
+    committed = _committed(session)
+    pending: _Ids | None = session.info.get(_PENDING)
+    found: dict[tuple[str, str], int] = {}
+    missing: set[tuple[str, str]] = set()
+    for key in keys:
+        tag_id = committed.tags.get(key)
+        if tag_id is None and pending is not None:
+            tag_id = pending.tags.get(key)
+        if tag_id is None:
+            missing.add(key)
+        else:
+            found[key] = tag_id
+    if not missing:
+        return found
+    fresh = _select_tag_ids(session, missing)
+    with _CACHES_LOCK:
+        committed.tags.update(fresh)  # rows this transaction did not insert: committed by others
+    found.update(fresh)
+    still = sorted(missing - fresh.keys())
+    if still:
+        _insert_ignoring_duplicates(session, TAGS, [{"kind": kind, "name": name} for kind, name in still])
+        inserted = _select_tag_ids(session, set(still))
+        _pending(session).tags.update(inserted)
+        found.update(inserted)
     return found
+
+
+_SELECT_TAGS = select(TAGS.c.id, TAGS.c.name).where(
+    TAGS.c.kind == bindparam("kind"), TAGS.c.name.in_(bindparam("names", expanding=True))
+)
+_SELECT_UNIT = select(UNITS.c.id).where(UNITS.c.name == bindparam("name"))
+_INSERT_ARTICLE_TAGS = insert(ARTICLE_TAGS)
+
+
+def _select_tag_ids(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    by_kind: dict[str, list[str]] = {}
+    for kind, name in keys:
+        by_kind.setdefault(kind, []).append(name)
+    out: dict[tuple[str, str], int] = {}
+    connection = session.connection()
+    for kind, names in sorted(by_kind.items()):
+        rows = connection.execute(_SELECT_TAGS, {"kind": kind, "names": sorted(names)}).all()
+        out.update(((kind, name), int(tag_id)) for tag_id, name in rows)
+    return out
 
 
 def unit_id_for(session: Session, name: str | None) -> int | None:
@@ -104,11 +220,50 @@ def unit_id_for(session: Session, name: str | None) -> int | None:
     table does not have yet (the config sync fills in aliases and order)."""
     if not name:
         return None
-    unit_id = session.scalar(select(Unit.id).where(Unit.name == name))
-    if unit_id is None:
-        _insert_ignoring_duplicates(session, Unit, [{"name": name, "aliases": [], "sort_order": 0}])
-        unit_id = session.scalar(select(Unit.id).where(Unit.name == name))
-    return unit_id
+    committed = _committed(session)
+    cached = committed.units.get(name)
+    if cached is not None:
+        return cached
+    pending: _Ids | None = session.info.get(_PENDING)
+    if pending is not None and name in pending.units:
+        return pending.units[name]
+    unit_id = session.connection().execute(_SELECT_UNIT, {"name": name}).scalar()
+    if unit_id is not None:
+        with _CACHES_LOCK:
+            committed.units[name] = int(unit_id)
+        return int(unit_id)
+    _insert_ignoring_duplicates(session, UNITS, [{"name": name, "aliases": [], "sort_order": 0}])
+    unit_id = session.connection().execute(_SELECT_UNIT, {"name": name}).scalar()
+    if unit_id is not None:
+        _pending(session).units[name] = int(unit_id)
+        return int(unit_id)
+    return None
+
+
+def article_fields(session: Session, tags: Tags) -> dict[str, Any]:
+    """The article columns `tags` decides: unit, author, positions, column."""
+    return {
+        "unit_id": unit_id_for(session, tags.unit),
+        "author": tags.author[:100] if tags.author else None,
+        "positions": list(tags.positions),
+        "column": tags.column[:200] if tags.column else None,
+    }
+
+
+def insert_new_article_tags(session: Session, article_id: int, tags: Tags) -> None:
+    """The tag rows of an article that has none yet (just inserted): one executemany, no reads
+    of the article's rows. Gives exactly the rows `apply_tags` would."""
+    wanted = wanted_tags(tags)
+    if not wanted:
+        return
+    ids = tag_ids(session, wanted)
+    session.connection().execute(
+        _INSERT_ARTICLE_TAGS,
+        [
+            {"article_id": article_id, "tag_id": ids[key], "origin": want.origin, "weight": want.weight}
+            for key, want in wanted.items()
+        ],
+    )
 
 
 def apply_tags(session: Session, article: Article, tags: Tags, *, now: datetime | None = None) -> bool:
@@ -119,13 +274,7 @@ def apply_tags(session: Session, article: Article, tags: Tags, *, now: datetime 
     The article must be in `session`; for a new article, flush it first so it has an id.
     """
     changed = False
-    unit_id = unit_id_for(session, tags.unit)
-    fields: dict[str, Any] = {
-        "unit_id": unit_id,
-        "author": tags.author[:100] if tags.author else None,
-        "positions": list(tags.positions),
-        "column": tags.column[:200] if tags.column else None,
-    }
+    fields = article_fields(session, tags)
     for attr, value in fields.items():
         if getattr(article, attr) != value:
             setattr(article, attr, value)
@@ -152,10 +301,10 @@ def apply_tags(session: Session, article: Article, tags: Tags, *, now: datetime 
             changed = True
     new_keys = [key for key in wanted if key not in kept]
     if new_keys:
-        rows = ensure_tags(session, new_keys)
+        ids = tag_ids(session, new_keys)
         for key in new_keys:
             want = wanted[key]
-            article.tags.append(ArticleTag(tag=rows[key], origin=want.origin, weight=want.weight))
+            article.tags.append(ArticleTag(tag_id=ids[key], origin=want.origin, weight=want.weight))
         changed = True
     if changed and now is not None:
         article.updated_at = now

@@ -1,0 +1,165 @@
+"""The faster ingest path keeps behaviour: the new-story writer gives the rows `apply_tags` gives,
+cached tag and unit ids survive only committed transactions, appearances are indexed by content
+hash, and keywords are read from the title and the lead of the body (SQLite, or PostgreSQL via
+the conftest)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from sqlalchemy import event, func, inspect, select
+
+from crawler.items import STATE_OK, ArticleItem
+from pipeline.models import Appearance, Article, ArticleTag, Snapshot, Tag, Unit
+from pipeline.record import NEW_STORY, Decision, Record, Tags
+from pipeline.store import SourceInfo, write_new_story
+from pipeline.tagrules import KEYWORD_TEXT_CHARS, Vocabulary, compute_tags, keyword_text
+from pipeline.tagstore import apply_tags, tag_ids, unit_id_for
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session, sessionmaker
+
+TAGS = Tags(
+    unit="张掖市审计局",
+    author="王立新",
+    positions=["党组书记", "局长"],
+    column="学习贯彻党的二十届四中全会精神",
+    topics={"科技创新": 4.0},
+    keywords=["审计", "预算", "审计", "监督"],
+)
+
+
+def _record(key: str, text: str, tags: Tags | None) -> Record:
+    item = ArticleItem(
+        source_key="s",
+        source_kind="site_column",
+        url=f"http://127.0.0.1/{key}.html",
+        canonical_key=f"127.0.0.1/{key}.html",
+        fetched_at=datetime(2026, 11, 26, 2, 0, tzinfo=UTC),
+        state=STATE_OK,
+        title="标题",
+        author="作者甲",
+        column="来自页面的栏目",
+        body_html=f"<p>{text}</p>",
+        body_text=text,
+        http_status=200,
+        headers={"Content-Type": "text/html"},
+        raw_body=f"<html>{key}{text}</html>".encode(),
+        encoding="utf-8",
+    )
+    record = Record(item=item, title="标题", body_html=f"<p>{text}</p>", body_text=text, content_hash=key * 8)
+    record.tags = tags
+    record.decision = Decision(NEW_STORY, reason="test")
+    return record
+
+
+def _source(session: Session) -> SourceInfo:
+    from pipeline.models import Source
+
+    source = Source(key="s", kind="site_column", url="http://127.0.0.1/", options={}, column="源栏目")
+    session.add(source)
+    session.flush()
+    return SourceInfo(source.id, None, source.column)
+
+
+def _rows(session: Session, article_id: int) -> dict[tuple[str, str], tuple[str, float]]:
+    rows = session.execute(
+        select(Tag.kind, Tag.name, ArticleTag.origin, ArticleTag.weight)
+        .join(Tag, Tag.id == ArticleTag.tag_id)
+        .where(ArticleTag.article_id == article_id)
+    ).all()
+    return {(kind, name): (origin, weight) for kind, name, origin, weight in rows}
+
+
+def _fields(article: Article) -> tuple[Any, ...]:
+    unit = article.unit.name if article.unit is not None else None
+    return (unit, article.author, article.positions, article.column)
+
+
+def test_new_story_writes_what_apply_tags_writes(sessions: sessionmaker[Session], now: datetime) -> None:
+    with sessions() as session, session.begin():
+        source = _source(session)
+        fast_id = write_new_story(session, _record("a", "正文一", TAGS), source, now)
+        untagged_id = write_new_story(session, _record("b", "正文二", None), source, now)
+        slow = Article(guid="slow", title="t", body_text="x", content_hash="c" * 64, created_at=now, updated_at=now)
+        session.add(slow)
+        session.flush()
+        apply_tags(session, slow, TAGS, now=now)
+        slow_id = slow.id
+    with sessions() as session:
+        fast, slow_article, untagged = (session.get(Article, i) for i in (fast_id, slow_id, untagged_id))
+        assert fast is not None and slow_article is not None and untagged is not None
+        assert _rows(session, fast_id) == _rows(session, slow_id) and len(_rows(session, fast_id)) == 7
+        assert _fields(fast) == _fields(slow_article) == ("张掖市审计局", "王立新", ["党组书记", "局长"], TAGS.column)
+        # without tags (no tag stage) the story keeps the page's author and column, as before
+        assert _fields(untagged) == (None, "作者甲", [], "来自页面的栏目") and _rows(session, untagged_id) == {}
+        appearance = session.get(Appearance, fast.first_appearance_id)
+        assert appearance is not None and appearance.is_original and appearance.article_id == fast_id
+        snapshot = session.get(Snapshot, appearance.snapshot_id)
+        assert snapshot is not None and snapshot.appearance_id == appearance.id
+        assert fast.summary == "正文一" and fast.minhash and fast.state == "live" and fast.published_at is None
+        # a second apply_tags on the stored story finds nothing to change
+        assert apply_tags(session, fast, TAGS, now=now) is False
+
+
+def test_new_story_reads_no_tag_rows(sessions: sessionmaker[Session], engine: Engine, now: datetime) -> None:
+    with sessions() as session, session.begin():
+        source = _source(session)
+        write_new_story(session, _record("a", "正文一", TAGS), source, now)  # ids now cached
+    seen: list[str] = []
+
+    def remember(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(" ".join(statement.split()).lower())
+
+    event.listen(engine, "before_cursor_execute", remember)
+    try:
+        with sessions() as session, session.begin():
+            write_new_story(session, _record("b", "正文二", TAGS), source, now)
+    finally:
+        event.remove(engine, "before_cursor_execute", remember)
+    assert not [s for s in seen if "from article_tags" in s or "from tags" in s or "from units" in s]
+    assert sum(s.startswith("insert into article_tags") for s in seen) == 1
+
+
+def test_ids_of_a_rolled_back_transaction_are_not_cached(sessions: sessionmaker[Session]) -> None:
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom), sessions() as session, session.begin():
+        tag_ids(session, [("keyword", "回滚的词")])
+        unit_id_for(session, "回滚的单位")
+        raise Boom
+    with sessions() as session, session.begin():
+        ids = tag_ids(session, [("keyword", "回滚的词")])
+        unit = unit_id_for(session, "回滚的单位")
+    with sessions() as session:
+        assert session.get(Tag, ids[("keyword", "回滚的词")]) is not None
+        assert session.scalar(select(Unit.name).where(Unit.id == unit)) == "回滚的单位"
+        assert session.scalar(select(func.count()).select_from(Tag)) == 1
+
+
+def test_ids_of_other_writers_are_found(sessions: sessionmaker[Session]) -> None:
+    with sessions() as session, session.begin():
+        first = tag_ids(session, [("topic", "甲")])
+    with sessions() as session, session.begin():  # another crawl or a retag made this one
+        session.add(Tag(kind="topic", name="乙"))
+    with sessions() as session, session.begin():
+        both = tag_ids(session, [("topic", "甲"), ("topic", "乙")])
+    assert both[("topic", "甲")] == first[("topic", "甲")] and len(set(both.values())) == 2
+
+
+def test_appearances_are_indexed_by_content_hash(engine: Engine) -> None:
+    indexes = inspect(engine).get_indexes("appearances")
+    assert any(index["column_names"] == ["content_hash"] for index in indexes)
+
+
+def test_keywords_come_from_the_title_and_the_lead() -> None:
+    lead = "科技创新成果转化。" * (KEYWORD_TEXT_CHARS // 9)
+    tail = "乡村振兴农业农村。" * 400
+    assert keyword_text("标题", lead + tail) == "标题\n" + (lead + tail)[:KEYWORD_TEXT_CHARS]
+    tags = compute_tags(title="标题", body_text=lead + tail, vocab=Vocabulary.empty())
+    assert "成果" in tags.keywords and not {"乡村", "振兴", "农业", "农村"} & set(tags.keywords)
+    assert tags == compute_tags(title="标题", body_text=lead + tail, vocab=Vocabulary.empty())
