@@ -157,6 +157,11 @@ def cmd_crawl(args: argparse.Namespace) -> int:
             )
     crawl = asdict(app.config.crawl)
     if jobs:
+        from pipeline.tagrules import warm_up_keywords
+
+        # Load jieba's dictionary before the reactor starts: loading it inside the first spider's
+        # open_spider blocked the event loop for seconds while download timeouts kept running.
+        warm_up_keywords()
         settings = crawl_settings(
             database_url=app.config.database_url,
             config_path=str(app.config_path),

@@ -5,11 +5,19 @@ processes) and the read-only questions the scheduler asks before spawning a craw
 appearances and list-page validators a source already has; which WeChat articles to recheck).
 The per-source rows (`source_runs`) are written by the store pipeline. Callers own the
 transaction; "now" is always passed in.
+
+A run records which process runs it (`summary["process"]`: host, boot, pid and the pid's start
+time), so the next crawl on the same machine can tell at once that a run's process is gone
+(SIGKILL, OOM, power cut of a container) and mark the run killed instead of waiting for the
+subprocess time limit.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -24,6 +32,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 UNFINISHED_SOURCE_RUN = "the crawl process ended before this source finished (killed or crashed)"
+DEAD_PROCESS_REASON = "the crawl process (pid {pid}) is gone: it was killed or crashed before it finished"
 DEFAULT_VERIFICATION_MAX_RETRIES = 3
 # A blocked source is skipped by every crawl until an operator crawls it with --force (a success
 # clears the pause); "paused until" this far away is how `zhuanlan crawl` knows to skip it.
@@ -88,8 +97,63 @@ def _verification_health(session: Session, run_id: int, now: datetime, tz: ZoneI
         apply_verification_limit(source, consecutive_verification_runs(session, source.id), now, tz)
 
 
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip() or None
+    except OSError:
+        return None
+
+
+def _pid_start(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux), to tell a reused pid apart."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()
+    try:
+        return int(fields[19])  # field 22 of proc(5); fields[0] is field 3 (the state)
+    except (IndexError, ValueError):
+        return None
+
+
+def process_identity(pid: int | None = None) -> dict[str, Any]:
+    """Who runs a crawl: stored on the run so a later process can tell whether it is still alive."""
+    pid = os.getpid() if pid is None else pid
+    return {"host": socket.gethostname(), "boot": _boot_id(), "pid": pid, "start": _pid_start(pid)}
+
+
+def process_gone(identity: Any) -> bool:
+    """Whether the recorded crawl process has certainly ended. Only a process of this machine and
+    boot can be judged; anything unknown counts as alive (the subprocess time limit still applies)."""
+    if not isinstance(identity, dict) or not isinstance(identity.get("pid"), int):
+        return False
+    if identity.get("host") != socket.gethostname() or identity.get("boot") != _boot_id():
+        return False
+    pid = int(identity["pid"])
+    if pid == os.getpid():
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    if Path("/proc/self/stat").exists():
+        try:
+            text = stat.read_text(encoding="ascii", errors="replace")
+        except OSError:
+            return True  # no such process
+        if text[text.rfind(")") + 2 :].startswith("Z"):
+            return True  # a zombie: dead, its parent has not reaped it yet
+        start = identity.get("start")
+        return start is not None and _pid_start(pid) != start  # the pid now belongs to another process
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def start_crawl_run(session: Session, trigger: str, now: datetime) -> int:
-    run = CrawlRun(started_at=now, status="running", trigger=trigger, summary={})
+    run = CrawlRun(started_at=now, status="running", trigger=trigger, summary={"process": process_identity()})
     session.add(run)
     session.flush()
     return run.id
@@ -148,18 +212,23 @@ def mark_killed_runs(session: Session, now: datetime, *, started_before: datetim
 
     Without `started_before` every running run is marked: call it so only where no crawl of this
     installation can be running (scheduler start, under its lock). A caller that may run beside a
-    live crawl passes `started_before` (e.g. now minus the crawl subprocess timeout).
+    live crawl passes `started_before` (e.g. now minus the crawl subprocess timeout): older runs
+    are marked, and so are younger ones whose recorded process is certainly gone (`process_gone`).
     """
-    query = select(CrawlRun).where(CrawlRun.status == "running")
-    if started_before is not None:
-        query = query.where(CrawlRun.started_at < started_before)
-    runs = list(session.scalars(query))
+    runs = list(session.scalars(select(CrawlRun).where(CrawlRun.status == "running").order_by(CrawlRun.id)))
+    marked = 0
     for run in runs:
+        summary = dict(run.summary or {})
+        if started_before is not None and run.started_at >= started_before:
+            if not process_gone(summary.get("process")):
+                continue
+            summary.setdefault("reason", DEAD_PROCESS_REASON.format(pid=summary["process"]["pid"]))
         _close_unfinished_source_runs(session, run.id, now)
         run.status = "killed"
         run.finished_at = now
-        run.summary = {**(run.summary or {}), "status": "killed"}
-    return len(runs)
+        run.summary = {**summary, "status": "killed"}
+        marked += 1
+    return marked
 
 
 def last_run_complete(session: Session, source_key: str) -> bool:
