@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import email
 import json
-import os
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from email import policy
 from email.message import EmailMessage
@@ -23,15 +19,8 @@ from sqlalchemy import func, select
 from crawler.samples.server import SampleSources, sample_config_toml
 from pipeline.db import make_engine, session_factory
 from pipeline.models import Appearance, Article, ArticleTag, Delivery, SourceRun, Tag, Unit
+from tests.support import free_port, run_cli
 from zhuanlan_config import load_config
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Inbox:
@@ -61,19 +50,6 @@ def samples() -> Iterator[SampleSources]:
     server.start()
     yield server
     server.stop()
-
-
-def run_cli(cfg: Path, db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ZHUANLAN_DATABASE_URL": db_url}
-    return subprocess.run(
-        [sys.executable, "-m", "zhuanlan_cli", "--config", str(cfg), *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=600,
-        check=False,
-    )
 
 
 def test_full_cycle(tmp_path: Path, db_url: str, samples: SampleSources, inbox: tuple[Inbox, int]) -> None:

@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import random
 import re
-import subprocess
-import sys
 import time
 import unicodedata
 from collections.abc import Iterator
@@ -37,6 +34,7 @@ from tests.faultserver import (
     fault_sources,
     make_article,
 )
+from tests.support import run_cli as zhuanlan
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT_SECONDS = 3.0
@@ -107,19 +105,6 @@ def config_toml(base: str) -> str:
         if kind == "site_column":
             lines += ["[sources.options]", 'list_type = "html"', 'link_selector = "ul.news-list li a"']
     return "\n".join(lines) + "\n"
-
-
-def zhuanlan(cfg: Path, db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ZHUANLAN_DATABASE_URL": db_url}
-    return subprocess.run(
-        [sys.executable, "-m", "zhuanlan_cli", "--config", str(cfg), *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=300,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,6 @@ import html
 import json
 import os
 import random
-import socket
-import subprocess
-import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -28,17 +25,11 @@ from archive.web import create_app
 from pipeline.db import make_engine, session_factory
 from pipeline.models import Article, Unit
 from tests.hostile import XSS_VECTORS, all_executable, executable_parts
+from tests.support import free_port, run_cli
 from zhuanlan_config import load_config
 
-ROOT = Path(__file__).resolve().parent.parent
 FORMULAS = ('=HYPERLINK("http://127.0.0.1:9/","点")', "@SUM(1+1)*cmd|' /C calc'!A0", "+1+cmd|' /C calc'!A0")
 WORDS = "学习 贯彻 全会 精神 党建 高质量 发展 科技 创新 乡村 振兴 生态 文明 法治 民生 保障 教育 作风 基层 服务".split()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def hostile_site() -> dict[str, bytes]:
@@ -105,19 +96,6 @@ def site() -> Iterator[str]:
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
-
-
-def run_cli(cfg: Path, db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ZHUANLAN_DATABASE_URL": db_url}
-    return subprocess.run(
-        [sys.executable, "-m", "zhuanlan_cli", "--config", str(cfg), *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=300,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")

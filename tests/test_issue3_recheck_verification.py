@@ -6,11 +6,7 @@ back-off, then blocked at the retry limit until an operator crawls with --force)
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
 import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -23,19 +19,13 @@ from crawler.samples.catalog import WECHAT_SOURCE_KEY
 from crawler.samples.server import SampleSources, sample_config_toml
 from pipeline.db import make_engine, session_factory
 from pipeline.models import Appearance, Article, Snapshot, Source, SourceRun
+from tests.support import free_port, run_cli
 
-ROOT = Path(__file__).resolve().parent.parent
 WX = WECHAT_SOURCE_KEY
 GONE_ALONE = "zrzyj-2"  # a WeChat-only story: deleting it deletes the story
 GONE_WITH_REPOST = "jyj-2"  # also reposted on the committee site: the story stays live
 EDITED = "sthjj-2"
 EDIT_NOTE = "（编者按：本文第三部分于发布后补充了工作安排。）"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -44,19 +34,6 @@ def samples() -> Iterator[SampleSources]:
     server.start()
     yield server
     server.stop()
-
-
-def run_cli(cfg: Path, db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ZHUANLAN_DATABASE_URL": db_url}
-    return subprocess.run(
-        [sys.executable, "-m", "zhuanlan_cli", "--config", str(cfg), *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=300,
-        check=False,
-    )
 
 
 def crawl_json(cfg: Path, db_url: str, *args: str) -> dict[str, object]:
