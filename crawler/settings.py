@@ -31,6 +31,10 @@ METAREFRESH_ENABLED = False
 # return values (measured 2.1 s per 1,000 pages); our callbacks are tested instead.
 WARN_ON_GENERATOR_RETURN_VALUE = False
 COOKIES_ENABLED = True
+DOWNLOADER_MIDDLEWARES = {
+    "scrapy.downloadermiddlewares.cookies.CookiesMiddleware": None,
+    "crawler.cookies.OfflineCookiesMiddleware": 700,
+}
 TELNETCONSOLE_ENABLED = False
 LOG_LEVEL = "INFO"
 REQUEST_FINGERPRINTER_IMPLEMENTATION = "2.7"
