@@ -22,8 +22,9 @@ from typing import Any
 
 import trafilatura
 
+from crawler.parsing.dates import parse_datetime
 from crawler.parsing.encoding import decode_html, looks_mojibake
-from crawler.parsing.site_article import extract_article, parse_datetime
+from crawler.parsing.site_article import extract_article
 
 DEFAULT_CORPUS = "../shared/corpus/sites"
 

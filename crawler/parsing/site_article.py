@@ -20,6 +20,7 @@ import lxml.html  # type: ignore[import-untyped]
 import trafilatura
 from lxml import etree
 
+from crawler.parsing.dates import DATETIME, parse_datetime
 from crawler.parsing.encoding import EncodingError, decode_checked
 from crawler.parsing.site_list import select
 
@@ -45,25 +46,9 @@ class SiteArticle:
 
 # -- dates -------------------------------------------------------------------------------------
 
-_DATETIME = re.compile(
-    r"((?:19|20)\d{2})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?"
-    r"(?:[\sT]*(\d{1,2})\s*[:：时]\s*(\d{1,2})(?:\s*[:：分]\s*(\d{1,2}))?)?"
-)
 _URL_DATE = re.compile(
     r"/t((?:19|20)\d{2})(\d{2})(\d{2})_|/((?:19|20)\d{2})/(\d{1,2})/(\d{1,2})/|/((?:19|20)\d{2})-(\d{2})/(\d{2})/"
 )
-
-
-def parse_datetime(text: str) -> datetime | None:
-    """The first date (and time, if given) in `text`, as Asia/Shanghai."""
-    match = _DATETIME.search(text)
-    if not match:
-        return None
-    year, month, day, hour, minute, second = (int(g) if g else 0 for g in match.groups())
-    try:
-        return datetime(year, month, day, hour, minute, second, tzinfo=SHANGHAI)
-    except ValueError:
-        return None
 
 
 def _url_date(url: str) -> datetime | None:
@@ -372,7 +357,7 @@ def _label_dates(text: str) -> tuple[tuple[datetime, str] | None, datetime | Non
     for match in _DATE_LABEL.finditer(text):
         label = match.group(1)
         value = parse_datetime(text[match.end() : match.end() + 30])
-        if value is None or not _DATETIME.match(text[match.end() : match.end() + 30].lstrip()):
+        if value is None or not DATETIME.match(text[match.end() : match.end() + 30].lstrip()):
             continue
         before = text[max(0, match.start() - 2) : match.start()]
         if label == "成文日期":
@@ -690,7 +675,7 @@ def _title_position(visible: str, title: str) -> int:
         return -1
     positions = [m.start() for m in re.finditer(re.escape(title), visible)]
     for position in positions:
-        if _DATETIME.search(visible[position + len(title) : position + len(title) + 200]):
+        if DATETIME.search(visible[position + len(title) : position + len(title) + 200]):
             return position
     return positions[0] if positions else -1
 
@@ -701,7 +686,7 @@ def _date_near_title(visible: str, title: str, url: str) -> tuple[datetime | Non
         found = parse_datetime(visible[start + len(title) : start + len(title) + 200])
         if found is not None:
             return found, "text after title"
-        before = list(_DATETIME.finditer(visible[max(0, start - 80) : start]))
+        before = list(DATETIME.finditer(visible[max(0, start - 80) : start]))
         if before:
             found = parse_datetime(before[-1].group(0))
             if found is not None:
@@ -774,7 +759,7 @@ def extract_site(body: bytes, url: str, content_type: str | None = None) -> dict
 
 def iter_dates(text: str) -> Iterator[date]:
     """Every date in `text` (for diagnostics and tests)."""
-    for match in _DATETIME.finditer(text):
+    for match in DATETIME.finditer(text):
         found = parse_datetime(match.group(0))
         if found is not None:
             yield found.date()

@@ -37,6 +37,7 @@ from crawler.items import (
     STATE_VIOLATION,
 )
 from crawler.keys import unescape_until_stable, wechat_key
+from crawler.parsing.dates import parse_datetime
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 WECHAT_HOST = "mp.weixin.qq.com"
@@ -440,21 +441,9 @@ def epoch_to_datetime(value: Any) -> datetime | None:
     return datetime.fromtimestamp(number, SHANGHAI)
 
 
-_LOCAL_TIME = re.compile(r"(\d{4})[-/年.](\d{1,2})[-/月.](\d{1,2})日?(?:\s+(\d{1,2}):(\d{2})(?::(\d{2}))?)?")
-
-
 def local_to_datetime(value: Any) -> datetime | None:
     """A page's local date/time text ("2025-11-07 08:31", "2018-03-19") read as Asia/Shanghai."""
-    if not isinstance(value, str):
-        return None
-    match = _LOCAL_TIME.search(value)
-    if not match:
-        return None
-    y, mo, d, h, mi, s = (int(g) if g else 0 for g in match.groups())
-    try:
-        return datetime(y, mo, d, h, mi, s, tzinfo=SHANGHAI)
-    except ValueError:
-        return None
+    return parse_datetime(value) if isinstance(value, str) else None
 
 
 def _albums(raw: Any) -> list[dict[str, str]]:
