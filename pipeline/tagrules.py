@@ -10,18 +10,21 @@ the shells around these functions, and `pipeline.tagstore` writes the result.
 
 from __future__ import annotations
 
-import logging
+import ast
+import importlib.util
 import re
 import threading
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.record import Record, Tags
 from zhuanlan_config import ColumnConf, TopicConf, UnitConf
 
 if TYPE_CHECKING:
+    import rjieba
+
     from zhuanlan_config import Config
 
 # --- vocabulary ---------------------------------------------------------------------
@@ -602,39 +605,135 @@ KEYWORD_STOPWORDS = frozenset(
 _NUMBERLIKE = re.compile(r"^[\d０-９.,，%％+\-零〇一二三四五六七八九十百千万亿两第]+$")
 _WORDLIKE = re.compile(rf"[{_HAN}A-Za-z]")
 
-_jieba_lock = threading.Lock()
-_tfidf: Any = None
+# Keywords are jieba 0.42.1's TF-IDF keywords (what `jieba.analyse.TFIDF().extract_tags` returns),
+# computed without jieba's pure-Python segmenter, which cost 3 ms per article and 2 s to load:
+# rjieba (jieba-rs, the same dictionary and HMM in Rust) cuts the text, and the weighting below is
+# jieba's, over jieba's own IDF table and stop words read from its package files. Where jieba-rs
+# departs from jieba, `_jieba_cut` puts jieba's behaviour back; tests/test_keywords.py compares the
+# result with jieba's extractor so that a drift of either package fails there.
+#
+# Where jieba-rs cuts differently from jieba (found by cutting every Unicode character alone and in
+# pairs with both): it counts more characters as Han (the CJK extensions, U+9FD6–U+9FFF, the
+# compatibility ideographs) and joins them into words, where jieba yields each one alone; and its HMM
+# keeps 2018.3.19, mmbiz.qpic.cn, a_b or 1-2 whole, where jieba's (finalseg's `re_skip`) splits them.
+_RJIEBA_ONLY_HAN = re.compile(
+    "([\u3400-\u4dbf\u9fd6-\u9fff\uf900-\ufaff\U00020000-\U0002a6df\U0002a700-\U0002ebef\U0002f800-\U0002fa1f])"
+)
+_JOINED_BY_CONNECTORS = re.compile(r"[a-zA-Z0-9]+(?:[._\-][a-zA-Z0-9]+)+%?")
+_JIEBA_HMM_SKIP = re.compile(r"([a-zA-Z0-9]+(?:\.[0-9]+)?%?)")
 
 
-def _keyword_extractor() -> Any:
-    """A private jieba TF-IDF extractor, made once per process and quietly.
+@dataclass(frozen=True)
+class _KeywordModel:
+    segmenter: rjieba.Jieba
+    idf: dict[str, float]
+    median_idf: float
+    stop_words: frozenset[str]
 
-    Private tokenizer: words other modules add to jieba's global dictionary must not change our
-    keywords, or a retag would see changes that are not there. jieba ships its dictionary and
-    IDF table; nothing is downloaded (it only writes its dictionary cache to the temp dir).
+
+_keyword_lock = threading.Lock()
+_keyword_model: _KeywordModel | None = None
+
+
+def _jieba_file(*parts: str) -> Path:
+    """A data file of the installed jieba package, found without importing jieba."""
+    spec = importlib.util.find_spec("jieba")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("jieba is not installed: keywords need its IDF table")
+    return Path(next(iter(spec.submodule_search_locations)), *parts)
+
+
+def _parse_idf(content: str) -> tuple[dict[str, float], float]:
+    """jieba's IDF table (`word idf` lines) and its median IDF, as `jieba.analyse.tfidf.IDFLoader` reads them."""
+    fields = content.split()
+    lines = content.count("\n") + (not content.endswith("\n"))
+    if len(fields) != 2 * lines:
+        raise RuntimeError("jieba's idf.txt is not one 'word idf' pair per line")
+    idf = dict(zip(fields[::2], map(float, fields[1::2]), strict=True))
+    return idf, sorted(idf.values())[len(idf) // 2]
+
+
+def _parse_stop_words(source: str) -> frozenset[str]:
+    """`KeywordExtractor.STOP_WORDS` from the source of jieba/analyse/tfidf.py.
+
+    Read, not imported: importing jieba.analyse builds jieba's default extractor (a second parse of
+    the IDF table, and jieba.posseg), 0.6 s for 31 English words.
     """
-    global _tfidf
-    with _jieba_lock:
-        if _tfidf is None:
-            # jieba reads its IDF table with open(...).read() and never closes the file; the
-            # ResourceWarning is jieba's, not a leak of ours, and would fail a -W error run.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ResourceWarning)
-                import jieba
-                import jieba.analyse
+    for node in ast.walk(ast.parse(source)):
+        if not (isinstance(node, ast.ClassDef) and node.name == "KeywordExtractor"):
+            continue
+        for statement in node.body:
+            if isinstance(statement, ast.Assign) and any(
+                isinstance(target, ast.Name) and target.id == "STOP_WORDS" for target in statement.targets
+            ):
+                value = statement.value
+                if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "set":
+                    value = value.args[0]  # STOP_WORDS = set((...))
+                return frozenset(ast.literal_eval(value))
+    raise RuntimeError("KeywordExtractor.STOP_WORDS not found in jieba/analyse/tfidf.py")
 
-                jieba.setLogLevel(logging.WARNING)  # it logs "Building prefix dict..." to stderr
-                tokenizer = jieba.Tokenizer()
-                tokenizer.initialize()
-                extractor = jieba.analyse.TFIDF()
-                extractor.tokenizer = tokenizer
-            _tfidf = extractor
-        return _tfidf
+
+def _load_keyword_model() -> _KeywordModel:
+    """A private jieba-rs segmenter and jieba's IDF table and stop words, made once per process.
+
+    Private segmenter: words other modules add to rjieba's global dictionary must not change our
+    keywords, or a retag would see changes that are not there. Nothing is downloaded or written.
+    """
+    global _keyword_model
+    if _keyword_model is not None:
+        return _keyword_model
+    with _keyword_lock:
+        if _keyword_model is None:
+            import rjieba
+
+            idf, median = _parse_idf(_jieba_file("analyse", "idf.txt").read_text("utf-8"))
+            stop_words = _parse_stop_words(_jieba_file("analyse", "tfidf.py").read_text("utf-8"))
+            _keyword_model = _KeywordModel(rjieba.Jieba(), idf, median, stop_words)
+        return _keyword_model
 
 
 def warm_up_keywords() -> None:
-    """Load jieba's dictionary now (about a second) rather than on the first article."""
-    _keyword_extractor()
+    """Load the segmenter and the IDF table now (about 0.5 s of CPU) rather than on the first article."""
+    _load_keyword_model()
+
+
+def _jieba_cut(segmenter: rjieba.Jieba, text: str) -> list[str]:
+    """The words jieba 0.42.1's `Tokenizer().cut(text)` (HMM on) gives, cut by jieba-rs."""
+    words: list[str] = []
+    for index, piece in enumerate(_RJIEBA_ONLY_HAN.split(text)):
+        if index % 2:
+            words.append(piece)  # a character jieba-rs would join to its neighbours
+        elif piece:
+            cut = segmenter.cut(piece)
+            if _JOINED_BY_CONNECTORS.search(piece):
+                cut = [part for word in cut for part in _jieba_hmm_split(word)]
+            words.extend(cut)
+    return words
+
+
+def _jieba_hmm_split(word: str) -> list[str]:
+    """`word` as jieba's HMM yields it: 2018.3.19 → 2018.3 . 19, a_b → a _ b; other words as they are."""
+    if len(word) > 2 and _JOINED_BY_CONNECTORS.fullmatch(word):
+        return [part for part in _JIEBA_HMM_SKIP.split(word) if part]
+    return [word]
+
+
+def _tfidf_ranking(words: Iterable[str], model: _KeywordModel) -> list[str]:
+    """Words by TF-IDF weight, highest first: `jieba.analyse.TFIDF.extract_tags` step for step.
+
+    Same filter (two characters or more once stripped, not a stop word), frequency × IDF / total with
+    the median IDF for unknown words, computed in the same order so the floats are equal, and the
+    same stable sort: equal weights keep the order of first occurrence.
+    """
+    freq: dict[str, float] = {}
+    for word in words:
+        if len(word.strip()) < 2 or word.lower() in model.stop_words:
+            continue
+        freq[word] = freq.get(word, 0.0) + 1.0
+    total = sum(freq.values())
+    for word in freq:
+        freq[word] *= model.idf.get(word, model.median_idf) / total
+    return sorted(freq, key=freq.__getitem__, reverse=True)
 
 
 def _good_keyword(word: str) -> bool:
@@ -648,9 +747,10 @@ def top_keywords(text: str, k: int = 8) -> list[str]:
     """The `k` best jieba TF-IDF keywords of `text`: no numbers, no single characters, no stopwords."""
     if k <= 0 or not text.strip():
         return []
-    extractor = _keyword_extractor()
-    # Ask for more than k: numbers, single characters and stopwords are dropped afterwards.
-    candidates: list[str] = extractor.extract_tags(text, topK=k * 4 + 10)
+    model = _load_keyword_model()
+    # The k * 4 + 10 best are the candidates, as when jieba's extract_tags(topK=k * 4 + 10) gave them:
+    # numbers, single characters and stopwords are dropped afterwards.
+    candidates = _tfidf_ranking(_jieba_cut(model.segmenter, text), model)[: k * 4 + 10]
     keywords: list[str] = []
     for word in candidates:
         word = word.strip()
@@ -661,10 +761,11 @@ def top_keywords(text: str, k: int = 8) -> list[str]:
     return keywords
 
 
-# Keywords are read from the title and the opening of the body: jieba costs about 3 µs per
-# character, the lead of a study article names its subject, and a 10,000-character report would
-# otherwise cost 30 ms per article on the crawl's thread (measured on the labelled real pages of
+# Keywords are read from the title and the opening of the body: jieba's Python segmenter cost about
+# 3 µs per character, the lead of a study article names its subject, and a 10,000-character report
+# would otherwise cost 30 ms per article on the crawl's thread (measured on the labelled real pages of
 # the shared corpus: 13.4 → 2.4 ms per article, 3/4 of the keywords the same as from the whole text).
+# jieba-rs is ten times cheaper, but the limit stays: it decides which keywords an article gets.
 KEYWORD_TEXT_CHARS = 1000
 
 
