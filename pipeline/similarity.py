@@ -9,11 +9,19 @@ the first half of the original has a Jaccard of only ~0.5 with it, where LSH at 
 finds a pair about half of the time (25 bands x 5 rows: P(0.5) = 0.55). So besides the signature of
 the whole text we keep one of its first half ("head"); the index holds both and a query uses
 both, so a truncated copy meets the other's head at a Jaccard near 1.0 in either direction.
+
+The scheme (SIGNATURE_SCHEME): each character 3-shingle is the integer of its three code points,
+21 bits each (`shingle_key`, injective: every code point is below 2^21), and that integer goes
+through datasketch's "affine64" step: the MurmurHash3 64-bit finalizer, then a_k * h + b_k mod 2^64
+for each of the 128 permutations (a_k, b_k drawn by datasketch from SEED); a signature value is
+the minimum over the shingles. It replaced datasketch's default (SHA-1 of each shingle's UTF-8,
+one Python call per shingle): this one is computed for the whole text in a few numpy operations,
+which makes a signature several times cheaper (issue 11). `signature_parts` gives datasketch MinHash
+objects of the same scheme (`update` with a shingle string continues a signature exactly).
 """
 
 from __future__ import annotations
 
-import hashlib
 import unicodedata
 from dataclasses import dataclass
 from functools import cache
@@ -24,10 +32,14 @@ from datasketch import MinHash, MinHashLSH
 NUM_PERM = 128
 SHINGLE = 3
 SEED = 1
-HASH_SCHEME = "affine64"  # datasketch >= 2.0: 64-bit affine permutations, numpy uint64 values
-# Stored next to every signature (articles.minhash_scheme): datasketch 2.0 changed its hashing, so a
-# signature is only comparable with others of the same scheme; a different value means "recompute".
-SIGNATURE_SCHEME = f"datasketch-2:{HASH_SCHEME}:mh{NUM_PERM}:char{SHINGLE}:seed{SEED}:full+head"
+HASH_SCHEME = "affine64"  # datasketch >= 2.0: fmix64, then 64-bit affine permutations; numpy uint64 values
+_CODE_BITS = 21  # every Unicode code point is below 0x110000 < 2^21, so SHINGLE of them fit in 63 bits
+_PAD = (1 << _CODE_BITS) - 1  # fills a shingle shorter than SHINGLE (a short text): no code point is this
+# Stored next to every signature (articles.minhash_scheme): a signature is only comparable with others of
+# the same scheme; a different value means "recompute" (pipeline.dedup does that once, from the stored
+# text). The previous scheme, "datasketch-2:affine64:mh128:char3:seed1:full+head", hashed each shingle
+# with SHA-1 (datasketch's default hash) instead of `shingle_key`.
+SIGNATURE_SCHEME = f"zl-1:u{_CODE_BITS}x{SHINGLE}:{HASH_SCHEME}:mh{NUM_PERM}:char{SHINGLE}:seed{SEED}:full+head"
 LSH_THRESHOLD = 0.5  # DESIGN.md, Known traps: 99.85 % of reposts found at 0.5, 0 false pairs after confirming
 
 # Confirmation thresholds, measured on tests/fixtures/pipeline (tests/test_pipeline_dedup.py):
@@ -89,64 +101,98 @@ def shingles(text: str, k: int = SHINGLE) -> frozenset[str]:
 
 @cache
 def _permutations() -> np.ndarray:
-    """The scheme's permutation parameters, drawn once per process (datasketch draws them from
-    `SEED` in every MinHash constructor, which cost more than hashing a whole article)."""
+    """The scheme's permutation parameters (a row, b row), drawn once per process (datasketch draws them
+    from `SEED` in every MinHash constructor, which costs more than signing a whole article)."""
     return np.asarray(MinHash(num_perm=NUM_PERM, seed=SEED, scheme=HASH_SCHEME).permutations)
 
 
-def _sha1_64(shingle: str) -> int:
-    # datasketch's default hash (sha1_hash64): the first 8 bytes of SHA-1, little-endian
-    return int.from_bytes(hashlib.sha1(shingle.encode("utf-8")).digest()[:8], "little")
+@cache
+def _permutation_columns() -> tuple[np.ndarray, np.ndarray]:
+    """a and b as (NUM_PERM, 1) columns: permuting a row of N hashes gives NUM_PERM rows of N values,
+    and numpy takes the minimum along a contiguous row faster than down a column."""
+    a, b = _permutations()
+    return a.reshape(-1, 1).copy(), b.reshape(-1, 1).copy()
+
+
+def shingle_key(shingle: str) -> int:
+    """The integer a shingle is hashed as: its code points, 21 bits each, first one highest; a shingle
+    shorter than SHINGLE (the whole of a text of one or two characters) is padded with `_PAD`.
+    Distinct shingles have distinct keys. Also the `hashfunc` of `signature_parts`' MinHashes."""
+    if len(shingle) > SHINGLE:
+        raise ValueError(f"a shingle has at most {SHINGLE} characters, got {len(shingle)}")
+    key = 0
+    for code in [ord(char) for char in shingle] + [_PAD] * (SHINGLE - len(shingle)):
+        key = key << _CODE_BITS | code
+    return key
+
+
+def _shingle_keys(c: str) -> np.ndarray:
+    """`shingle_key` of every shingle of a (non-empty) compact text, in order, as one uint64 array."""
+    codes = np.frombuffer(c.encode("utf-32-le"), dtype="<u4").astype(np.uint64)
+    if codes.size < SHINGLE:
+        codes = np.concatenate([codes, np.full(SHINGLE - codes.size, _PAD, dtype=np.uint64)])
+    count = codes.size - SHINGLE + 1
+    keys = codes[:count].copy()
+    for offset in range(1, SHINGLE):
+        keys <<= np.uint64(_CODE_BITS)
+        keys |= codes[offset : offset + count]
+    return keys
 
 
 _EMPTY = np.full(NUM_PERM, np.iinfo(np.uint64).max, dtype=np.uint64)
 _FMIX64 = (np.uint64(33), np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53))
 
 
-def _sha1_64_array(shingles: list[str]) -> np.ndarray:
-    """`_sha1_64` of every shingle, as one uint64 array (no Python int per shingle)."""
-    sha1 = hashlib.sha1
-    prefixes = b"".join([sha1(s.encode("utf-8")).digest()[:8] for s in shingles])
-    return np.frombuffer(prefixes, dtype="<u8").astype(np.uint64)
-
-
-def _permuted(hashes: np.ndarray) -> np.ndarray:
-    """datasketch's affine64 step for a batch: the MurmurHash3 finalizer, then a_k * h + b_k (mod 2^64)
-    for every permutation k; one row per hash."""
+def _mixed(keys: np.ndarray) -> np.ndarray:
+    """datasketch's pre-mix of the affine64 scheme: the MurmurHash3 64-bit finalizer of every key."""
     shift, m1, m2 = _FMIX64
-    hv = hashes.reshape(-1, 1)
-    hv = hv ^ (hv >> shift)
-    hv = hv * m1
-    hv = hv ^ (hv >> shift)
-    hv = hv * m2
-    hv = hv ^ (hv >> shift)
-    a, b = _permutations()
-    permuted: np.ndarray = hv * a + b
-    return permuted
+    hv: np.ndarray = keys ^ (keys >> shift)
+    hv *= m1
+    hv ^= hv >> shift
+    hv *= m2
+    hv ^= hv >> shift
+    return hv
+
+
+_BLOCK = 2048  # hashes permuted at a time: a 2 MB scratch array, however long the text
+
+
+def _min_permuted(hashes: np.ndarray) -> np.ndarray:
+    """min over the (non-empty) hashes of a_k * h + b_k (mod 2^64), for every permutation k: one MinHash part."""
+    a, b = _permutation_columns()
+    values = _EMPTY.copy()
+    for start in range(0, hashes.size, _BLOCK):
+        permuted = a * hashes[start : start + _BLOCK]  # (NUM_PERM, block)
+        permuted += b
+        np.minimum(values, permuted.min(axis=1), out=values)
+    return values
 
 
 def signature(text: str) -> bytes:
     """Serialized signature of a text: the whole text's MinHash, then its first half's (uint64 little-endian).
 
-    The values are datasketch's (`MinHash.update_batch` over the shingles' UTF-8 bytes with its
-    default SHA-1 hash, scheme affine64; tests/test_ingest_perf.py checks byte identity), computed
-    in one numpy pass: each distinct shingle is hashed once, and as distinct shingles are taken in
-    order of first occurrence, those of the first half are a prefix of them.
+    The first half is the first half of the shingle sequence, `shingle_list(text)[: max(1, n // 2)]`
+    (repeats included: a minimum does not change when a value comes again, so repeated shingles need
+    not be dropped). The whole text's minimum is that of the head's and the rest's, so every shingle is
+    permuted once. A text without shingles (nothing left after `compact`) has the all-ones signature.
     """
-    seq = shingle_list(text)
-    if not seq:
+    c = compact(text)
+    if not c:
         return np.concatenate([_EMPTY, _EMPTY]).astype("<u8").tobytes()
-    distinct = list(dict.fromkeys(seq))
-    in_head = len(dict.fromkeys(seq[: max(1, len(seq) // 2)]))
-    permuted = _permuted(_sha1_64_array(distinct))
+    hashes = _mixed(_shingle_keys(c))
+    half = max(1, hashes.size // 2)
     with np.errstate(over="ignore"):
-        full_values = permuted.min(axis=0)
-        head_values = permuted[:in_head].min(axis=0)
+        head_values = _min_permuted(hashes[:half])
+        full_values = np.minimum(head_values, _min_permuted(hashes[half:])) if half < hashes.size else head_values
     return np.concatenate([full_values, head_values]).astype("<u8").tobytes()
 
 
 def signature_parts(data: bytes) -> tuple[MinHash, MinHash]:
-    """(whole, head) MinHashes of a stored signature; ValueError when the bytes have the wrong size."""
+    """(whole, head) MinHashes of a stored signature; ValueError when the bytes have the wrong size.
+
+    They are datasketch MinHashes of this scheme (`hashfunc=shingle_key`, affine64 permutations from
+    SEED): `jaccard` between two of them estimates the Jaccard similarity of the texts' shingle sets,
+    and `update(shingle)` adds a shingle (a str) exactly as `signature` would have."""
     values = np.frombuffer(data, dtype="<u8")
     if values.size != 2 * NUM_PERM:
         raise ValueError(f"signature has {values.size} values, expected {2 * NUM_PERM}")
@@ -155,6 +201,7 @@ def signature_parts(data: bytes) -> tuple[MinHash, MinHash]:
         num_perm=NUM_PERM,
         seed=SEED,
         hashvalues=values[:NUM_PERM].astype(np.uint64),
+        hashfunc=shingle_key,
         scheme=HASH_SCHEME,
         permutations=perms,
     )
@@ -162,6 +209,7 @@ def signature_parts(data: bytes) -> tuple[MinHash, MinHash]:
         num_perm=NUM_PERM,
         seed=SEED,
         hashvalues=values[NUM_PERM:].astype(np.uint64),
+        hashfunc=shingle_key,
         scheme=HASH_SCHEME,
         permutations=perms,
     )

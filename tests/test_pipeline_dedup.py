@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
+from datasketch import MinHash
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,6 +23,7 @@ from pipeline.similarity import (
     SignatureIndex,
     compact,
     overlap,
+    shingle_list,
     signature,
     signature_parts,
 )
@@ -207,3 +209,39 @@ def test_signatures_of_another_scheme_are_recomputed_once(sessions: sessionmaker
     second = DeduplicatePipeline(sessions)
     second.open_spider(FakeSpider())
     assert second.index is not None and second.index.recomputed == 0
+
+
+def _datasketch_sha1_signature(body: str) -> bytes:
+    """A signature of the previous scheme (datasketch's default SHA-1 hash of each shingle's UTF-8)."""
+    seq = shingle_list(body)
+    parts = []
+    for items in (set(seq), set(seq[: max(1, len(seq) // 2)])):
+        m = MinHash(num_perm=NUM_PERM, seed=1, scheme="affine64")
+        m.update_batch([s.encode("utf-8") for s in items])
+        parts.append(m.hashvalues)
+    return np.concatenate(parts).astype("<u8").tobytes()
+
+
+def test_signatures_of_the_previous_datasketch_scheme_are_upgraded_on_the_next_crawl(
+    sessions: sessionmaker[Session], now: datetime
+) -> None:
+    article_id = store_original(sessions, now)
+    old = _datasketch_sha1_signature(ORIGINAL)
+    assert old != signature(ORIGINAL)
+    stale = SignatureIndex()
+    stale.add(article_id, old)
+    assert stale.candidates(signature(truncated(ORIGINAL))) == []  # old values never meet new ones
+    with sessions.begin() as s:
+        s.execute(
+            update(Article).values(minhash=old, minhash_scheme="datasketch-2:affine64:mh128:char3:seed1:full+head")
+        )
+    chain = Chain(sessions, now)  # the next crawl
+    assert chain.dedup.index is not None and chain.dedup.index.recomputed == 1
+    with sessions() as s:
+        stored = s.get(Article, article_id)
+        assert stored is not None
+        assert (stored.minhash_scheme, stored.minhash) == (SIGNATURE_SCHEME, signature(ORIGINAL))
+    record = chain.decide(article_item("cut", truncated(ORIGINAL), published_at=now, source_key="other-site"))
+    assert record.decision is not None
+    assert (record.decision.kind, record.decision.article_id) == (NEW_APPEARANCE, article_id)
+    chain.close()
