@@ -17,11 +17,13 @@ from crawler.parsing.encoding import (
     EncodingError,
     decode_checked,
     decode_html,
+    looks_binary,
     looks_mojibake,
     meta_charset,
     normalize_charset,
 )
 from crawler.parsing.site_article import (
+    block_text,
     density_body,
     detect_block,
     extract_article,
@@ -333,3 +335,78 @@ def test_article_links_with_a_tracking_query_are_still_articles() -> None:
     )
     listing = parse_list(page, "http://127.0.0.1:1/col/index.html", "html", {})
     assert [link.url.rsplit("/", 1)[1] for link in listing.links] == ["art_77_1000.html?from=wx", "art_77_1001.html"]
+
+
+# -- the per-page extraction path (kept cheap: these pin what it returns) ----------------------
+
+
+def test_block_text_one_line_per_block_whitespace_collapsed() -> None:
+    root = parse_html(
+        "<html><body><div>\u3000\u3000第一段\xa0 正文\t内容\r\n<span> 行内 </span>文字</div>"
+        "<p>   </p><p>\n\n</p><ul><li>甲</li><li> 乙 <br>丙</li></ul>尾巴\u3000</body></html>"
+    )
+    # a line break inside text starts a new line too
+    assert block_text(root.find("body")) == "第一段 正文 内容\n行内 文字\n甲\n乙\n丙\n尾巴"
+
+
+def test_repeated_container_the_one_with_most_text_then_the_first() -> None:
+    paragraph = "全会对全面依法治国作出新的部署，司法行政机关要坚持以学铸魂、以学促干、切实把全会精神贯彻到法治建设中。"
+    longer = (
+        "<html><body><div class='TRS_Editor'><p>短的一段摘要文字。</p></div>"
+        f"<div class='TRS_Editor'><p>{paragraph}</p><p>{paragraph}</p></div></body></html>"
+    )
+    article = extract_article(longer, "http://a.example/t.html")
+    assert article.method["body"] == "container .TRS_Editor"
+    assert article.body_text == f"{paragraph}\n{paragraph}"
+    tied = (
+        f"<html><body><div class='TRS_Editor'><p>甲{paragraph}</p></div>"
+        f"<div class='TRS_Editor'><p>乙{paragraph}</p></div></body></html>"
+    )
+    assert extract_article(tied, "http://a.example/t.html").body_text == f"甲{paragraph}"
+
+
+def test_configured_selectors_read_each_page_on_their_own() -> None:
+    selectors = {"title": "h2.t", "body": "#c", "date": "//span[@class='d']/text()", "author": ".a"}
+    paragraph = "我们将深化法治政府建设，严格规范公正文明执法，持续优化法治化营商环境。"
+    for day, name in ((3, "王明"), (4, "李华")):
+        page = (
+            f"<html><body><h2 class='t'>第{day}号通报</h2><span class='d'>2025-11-0{day}</span>"
+            f"<span class='a'>作者：{name}</span><div id='c'><p>{day}日{paragraph}</p></div></body></html>"
+        )
+        article = extract_article(page, "http://a.example/t.html", selectors)
+        assert article.title == f"第{day}号通报"
+        assert article.published_at is not None and article.published_at.day == day
+        assert article.author == name
+        assert article.body_text == f"{day}日{paragraph}"
+        assert article.method == {
+            "title": "selector",
+            "published_at": "selector",
+            "body": "selector",
+            "author": "selector",
+        }
+
+
+def test_date_after_the_heading_not_after_the_breadcrumb_copy_of_the_title() -> None:
+    title = "关于印发《办法(试行)》的通知[2025]"
+    page = (
+        f"<html><head><title>{title}</title></head><body><div>当前位置：首页 &gt; {title}</div>"
+        f"<div>{'导航链接 ' * 30}</div><h1>{title}</h1><div>2025年11月7日 08:31</div>"
+        "<div>正文没有日期标签。</div></body></html>"
+    )
+    article = extract_article(page, "http://a.example/a.html")
+    assert article.title == title
+    assert article.published_at is not None and article.published_at.isoformat() == "2025-11-07T08:31:00+08:00"
+    assert article.method["published_at"] == "text after title"
+
+
+def test_replacement_characters_are_weighed_against_the_chinese_text() -> None:
+    assert not looks_mojibake("\ufffd" * 3 + "学" * 400)
+    assert looks_mojibake("\ufffd" * 3 + "学" * 100)
+    assert not looks_mojibake("\ufffd" * 2)
+
+
+def test_binary_means_more_than_one_percent_control_bytes() -> None:
+    sample = 8192  # the start looks_binary reads; 1 % of it is 81 bytes
+    assert not looks_binary(b"\x00" * 81 + b"a" * (sample - 81) + b"\x00" * 500)
+    assert looks_binary(b"\x00\x01\x7f" * 27 + b"\x1c" + b"a" * (sample - 82))
+    assert not looks_binary(b"\t\n\r\x0c\x1b" * 1000)  # tab, LF, CR, FF and ESC are text

@@ -11,6 +11,10 @@ from __future__ import annotations
 import codecs
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 class EncodingError(ValueError):
@@ -106,7 +110,14 @@ def _strict(body: bytes, encoding: str) -> str | None:
 
 
 def _has_multibyte(body: bytes) -> bool:
-    return any(b >= 0x80 for b in body)
+    return not body.isascii()
+
+
+def _declared(body: bytes, header_content_type: str | None, override: str | None) -> Iterator[tuple[str, str | None]]:
+    """(source, codec) in order of trust, computed lazily: the meta prescan only runs when it is reached."""
+    yield "override", normalize_charset(override)
+    yield "header", normalize_charset(header_charset(header_content_type))
+    yield "meta", normalize_charset(meta_charset(body))
 
 
 def decode_html(body: bytes, header_content_type: str | None, override: str | None = None) -> Decoded:
@@ -117,12 +128,7 @@ def decode_html(body: bytes, header_content_type: str | None, override: str | No
         if body.startswith(bom):
             return Decoded(body[2:].decode(name, "replace"), name, "bom")
     utf8 = _strict(body, "utf-8")
-    candidates = [
-        ("override", normalize_charset(override)),
-        ("header", normalize_charset(header_charset(header_content_type))),
-        ("meta", normalize_charset(meta_charset(body))),
-    ]
-    for source, encoding in candidates:
+    for source, encoding in _declared(body, header_content_type, override):
         if encoding is None:
             continue
         if encoding == "utf-8":
@@ -166,19 +172,23 @@ def looks_mojibake(text: str) -> bool:
     if not text:
         return False
     replacement = text.count("\ufffd")
+    latin = len(_LATIN_MOJIBAKE.findall(text))
+    gbk = len(_GBK_MOJIBAKE.findall(text))
+    if replacement < 3 and latin < 8 and gbk < 8:
+        return False  # no test below can pass: the CJK count (the costly scan) is not needed
     cjk = len(_CJK.findall(text))
     # Measured against the CJK count, not the length: markup dilutes a page's text.
     if replacement >= 3 and replacement > (cjk + replacement) * 0.01:
         return True
-    latin = len(_LATIN_MOJIBAKE.findall(text))
     if latin >= 8 and latin > cjk * 0.2:
         return True
-    gbk = len(_GBK_MOJIBAKE.findall(text))
     return gbk >= 8 and gbk > cjk * 0.1
 
 
 # C0 control bytes and DEL, which no text page contains (tab, LF, FF, CR and ESC — ISO-2022 — excepted).
-_CONTROL_BYTES = frozenset(set(range(0x00, 0x09)) | {0x0B} | set(range(0x0E, 0x1B)) | set(range(0x1C, 0x20)) | {0x7F})
+_CONTROL_BYTES = bytes(
+    sorted(set(range(0x00, 0x09)) | {0x0B} | set(range(0x0E, 0x1B)) | set(range(0x1C, 0x20)) | {0x7F})
+)
 _BINARY_SAMPLE = 8192
 
 
@@ -191,7 +201,7 @@ def looks_binary(body: bytes) -> bool:
     sample = body[:_BINARY_SAMPLE]
     if not sample:
         return False
-    controls = sum(1 for b in sample if b in _CONTROL_BYTES)
+    controls = len(sample) - len(sample.translate(None, _CONTROL_BYTES))  # bytes deleted = control bytes
     return controls > max(8, len(sample) // 100)
 
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import lxml.html  # type: ignore[import-untyped]
 import trafilatura
 from lxml import etree
+from lxml.cssselect import CSSSelector  # type: ignore[import-untyped]
 
 from crawler.parsing.dates import DATETIME, parse_datetime
 from crawler.parsing.encoding import EncodingError, decode_checked
@@ -103,17 +105,34 @@ _BLOCK_TAGS = frozenset(
     }
 )
 _INLINE_TAGS = frozenset({"span", "font", "strong", "b", "em", "i", "u", "sub", "sup", "small", "big", "label", "code"})
+_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 _CLOSERS = re.compile(r"</(?:html|body)\s*>", re.IGNORECASE)
 _DROP_XPATH = "//script|//style|//noscript|//template|//comment()|//processing-instruction()"
+# Compiled once: lxml's `.xpath(str)` and `.cssselect(str)` compile (CSS: translate) on every call.
+_DROP = etree.XPath(_DROP_XPATH)
+_HEADINGS = etree.XPath("//h1|//h2|//h3|//*[contains(@class,'title')]")
+
+
+@lru_cache(maxsize=256)
+def _css(selector: str) -> Any:
+    return CSSSelector(selector, translator="html")
+
+
+def _select(root: Any, selector: str) -> list[Any]:
+    """`site_list.select` with each CSS selector compiled once (configured ones repeat on every page)."""
+    stripped = selector.strip()
+    if stripped.startswith(("/", "(", "./")):
+        return select(root, stripped)
+    return list(_css(stripped)(root))
 
 
 def parse_html(text: str) -> Any:
     """An lxml tree of decoded page text; an empty document for an empty or unparsable page."""
-    cleaned = re.sub(r"^\s*<\?xml[^>]*\?>", "", text)
+    cleaned = _XML_DECLARATION.sub("", text)
     # Server-side includes can close </html> early (a header fragment): libxml2 would then drop
     # the article that follows, so closing html/body tags are removed; the parser re-closes them.
     cleaned = _CLOSERS.sub("", cleaned)
-    if cleaned.strip():
+    if cleaned and not cleaned.isspace():
         try:
             return lxml.html.fromstring(cleaned)
         except (etree.ParserError, ValueError):
@@ -123,7 +142,7 @@ def parse_html(text: str) -> Any:
 
 def strip_invisible(root: Any) -> Any:
     """Remove comments, scripts and styles in place, keeping the text that follows them."""
-    for node in root.xpath(_DROP_XPATH):
+    for node in _DROP(root):
         if node.getparent() is not None:
             node.drop_tree()
     return root
@@ -148,14 +167,15 @@ def block_text(element: Any) -> str:
     """Visible text with one line per block element, whitespace collapsed inside lines."""
     parts: list[str] = []
     _walk_text(element, parts)
-    lines = (re.sub(r"[\s\u3000\xa0]+", " ", line).strip() for line in "".join(parts).split("\n"))
-    return "\n".join(line for line in lines if line)
+    # str.split() splits on exactly the characters `\s` matches (U+3000 and U+00A0 among them):
+    # `" ".join(line.split())` is the line with whitespace runs collapsed and the ends stripped.
+    return "\n".join([" ".join(line.split()) for line in "".join(parts).split("\n") if line and not line.isspace()])
 
 
 def _text_of(found: Any) -> str:
     if isinstance(found, str):
-        return re.sub(r"\s+", " ", found).strip()
-    return re.sub(r"[\s\u3000\xa0]+", " ", found.text_content()).strip()
+        return " ".join(found.split())
+    return " ".join(found.text_content().split())
 
 
 def _meta(root: Any) -> dict[str, str]:
@@ -334,15 +354,19 @@ _NAME_STOP = (
 _LABEL_TAIL = re.compile(r"(发布时间|发布日期|作者|编辑|责任编辑|浏览|点击|字号|时间|日期).*$")
 
 
+_LABEL_TRIM = re.compile(r"^[\s【\[(（]+|[\s】\])）:：|]+$")
+_NAME_SEPARATORS = re.compile(r"[ 、，,]+")
+
+
 def _clean_label_value(value: str) -> str | None:
     value = _LABEL_TAIL.sub("", value)
-    value = re.sub(r"^[\s【\[(（]+|[\s】\])）:：|]+$", "", value)
+    value = _LABEL_TRIM.sub("", value)
     return value or None
 
 
 def _clean_names(raw: str) -> str | None:
     names: list[str] = []
-    for token in re.split(r"[ 、，,]+", raw):
+    for token in _NAME_SEPARATORS.split(raw):
         if not token or any(token.startswith(s) for s in _NAME_STOP):
             break
         names.append(token)
@@ -369,10 +393,12 @@ def _label_dates(text: str) -> tuple[tuple[datetime, str] | None, datetime | Non
     return explicit, written, generic
 
 
+_PERSON = re.compile(r"[\u4e00-\u9fff·]{2,4}(?:[ 、，,][\u4e00-\u9fff·]{2,4}){0,3}")
+_ORGANISATION_WORD = re.compile(r"网|报|社|局|厅|委|办|公司|集团|中心|政府|部门")
+
+
 def _looks_like_person(value: str) -> bool:
-    return bool(re.fullmatch(r"[\u4e00-\u9fff·]{2,4}(?:[ 、，,][\u4e00-\u9fff·]{2,4}){0,3}", value)) and not re.search(
-        r"网|报|社|局|厅|委|办|公司|集团|中心|政府|部门", value
-    )
+    return bool(_PERSON.fullmatch(value)) and not _ORGANISATION_WORD.search(value)
 
 
 # -- body ---------------------------------------------------------------------------------------
@@ -400,8 +426,9 @@ _HANWEB_MARKERS = (
 _MIN_BODY = 50
 
 
-def _link_density(element: Any) -> float:
-    total = len(_text_of(element))
+def _link_density(element: Any, total: int | None = None) -> float:
+    if total is None:
+        total = len(_text_of(element))
     if not total:
         return 1.0
     links = sum(len(_text_of(a)) for a in element.iter("a"))
@@ -410,12 +437,14 @@ def _link_density(element: Any) -> float:
 
 def _container(root: Any) -> tuple[Any, str] | None:
     for selector in _BODY_CONTAINERS:
-        found = [e for e in select(root, selector) if hasattr(e, "tag")]
-        # Some templates nest or repeat the container; the one with most text is the article.
-        found.sort(key=lambda e: len(_text_of(e)), reverse=True)
-        for element in found[:1]:
-            if len(_text_of(element)) >= _MIN_BODY and _link_density(element) < 0.3:
-                return element, f"container {selector}"
+        found = [e for e in _select(root, selector) if hasattr(e, "tag")]
+        if not found:
+            continue
+        # Some templates nest or repeat the container; the one with most text (the first of equals) is the article.
+        sizes = [len(_text_of(e)) for e in found]
+        best = max(range(len(found)), key=sizes.__getitem__)
+        if sizes[best] >= _MIN_BODY and _link_density(found[best], sizes[best]) < 0.3:
+            return found[best], f"container {selector}"
     return None
 
 
@@ -426,7 +455,10 @@ def _direct_text(element: Any) -> str:
         if tag in _INLINE_TAGS:
             parts.append(child.text_content())
         parts.append(child.tail or "")
-    return re.sub(r"\s+", "", "".join(parts))
+    return "".join("".join(parts).split())
+
+
+_PUNCTUATION = re.compile(r"[，。；！？、,.;]")
 
 
 def density_body(root: Any) -> Any | None:
@@ -451,7 +483,7 @@ def density_body(root: Any) -> Any | None:
         text = _direct_text(element)
         if len(text) < 20:
             continue
-        score = len(text) + 10 * len(re.findall(r"[，。；！？、,.;]", text))
+        score = len(text) + 10 * len(_PUNCTUATION.findall(text))
         parent = element.getparent()
         if element.tag in {"p", "span", "font"} and parent is not None:
             scores[parent] = scores.get(parent, 0.0) + score
@@ -487,7 +519,7 @@ def _outer_html(element: Any) -> str:
 def _body(root: Any, raw_text: str, url: str, selectors: Mapping[str, str]) -> tuple[str, str, str]:
     """(body_html, body_text, method)."""
     if selectors.get("body"):
-        found = [e for e in select(root, selectors["body"]) if hasattr(e, "tag")]
+        found = [e for e in _select(root, selectors["body"]) if hasattr(e, "tag")]
         if found:
             return _outer_html(found[0]), block_text(found[0]), "selector"
     for marker in _HANWEB_MARKERS:
@@ -520,7 +552,7 @@ _TITLE_SUFFIX = re.compile(r"\s*(?:_+|-{1,2}|——|\s[|｜]\s|[|｜])\s*([^_|�
 
 def strip_site_suffix(title: str, site_name: str | None = None) -> str:
     """A <title> without its `_站点名` / `-站点名` / `|站点名` tail (at most three levels)."""
-    title = re.sub(r"\s+", " ", title).strip()
+    title = " ".join(title.split())
     if site_name:
         for sep in ("_", "-", "--", "|", "｜", " - ", " | ", "——"):
             if title.endswith(sep + site_name) and len(title) > len(sep + site_name):
@@ -536,14 +568,14 @@ def strip_site_suffix(title: str, site_name: str | None = None) -> str:
 
 def _title(root: Any, meta: Mapping[str, str], selectors: Mapping[str, str]) -> tuple[str, str]:
     if selectors.get("title"):
-        found = select(root, selectors["title"])
+        found = _select(root, selectors["title"])
         if found and _text_of(found[0]):
             return _text_of(found[0]), "selector"
     if meta.get("articletitle"):
-        return re.sub(r"\s+", " ", meta["articletitle"]).strip(), "meta ArticleTitle"
+        return " ".join(meta["articletitle"].split()), "meta ArticleTitle"
     title_tag = root.find(".//title")
     page_title = _text_of(title_tag) if title_tag is not None else ""
-    headings = [_text_of(h) for h in root.xpath("//h1|//h2|//h3|//*[contains(@class,'title')]")]
+    headings = [_text_of(h) for h in _HEADINGS(root)]
     headings = [h for h in headings if len(h) >= 4]
     if page_title:
         # A heading the <title> starts with is the title without the site suffix, exactly.
@@ -563,7 +595,7 @@ def _title(root: Any, meta: Mapping[str, str], selectors: Mapping[str, str]) -> 
 def _select_text(root: Any, selector: str | None) -> str | None:
     if not selector:
         return None
-    found = select(root, selector)
+    found = _select(root, selector)
     return _text_of(found[0]) or None if found else None
 
 
@@ -673,7 +705,11 @@ def _title_position(visible: str, title: str) -> int:
     (the first one is often in a breadcrumb), or -1."""
     if not title:
         return -1
-    positions = [m.start() for m in re.finditer(re.escape(title), visible)]
+    positions: list[int] = []  # non-overlapping occurrences, as re.finditer would find them
+    found = visible.find(title)
+    while found >= 0:
+        positions.append(found)
+        found = visible.find(title, found + len(title))
     for position in positions:
         if DATETIME.search(visible[position + len(title) : position + len(title) + 200]):
             return position

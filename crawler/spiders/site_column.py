@@ -214,7 +214,8 @@ class SiteColumnSpider(SourceSpider):
             # A stored article that is gone at the source: our copy stays, marked deleted there.
             yield self._state_item(response, link, STATE_DELETED)
             return
-        reason = detect_block(response.status, response.body, headers_of(response))
+        headers = headers_of(response)
+        reason = detect_block(response.status, response.body, headers)
         if reason is not None:
             yield self._problem_for(response.url, response.status, reason, False)
             return
@@ -263,7 +264,7 @@ class SiteColumnSpider(SourceSpider):
             column=self.source.get("column"),
             in_column=link.in_column,
             http_status=response.status,
-            headers=headers_of(response),
+            headers=headers,
             raw_body=response.body,
             encoding=decoded.encoding,
             etag=etag,
