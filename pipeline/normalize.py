@@ -44,6 +44,8 @@ URL_SCHEMES = frozenset({"http", "https", "mailto"})
 
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\u2064\ufeff\u00ad"))
 _SPACES = re.compile(r"\s+")
+# Unicode category Cc (controls) is exactly U+0000–U+001F and U+007F–U+009F; a tab is kept.
+_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 _BLOCK_END = re.compile(r"(?i)<br\s*/?>|</(?:p|div|section|h[1-6]|li|tr|blockquote|table|ul|ol|caption)\s*>")
 _LAZY_SRC_ATTRIBUTES = ("data-src", "data-original", "data-lazy-src")
 
@@ -103,8 +105,7 @@ def sanitize_html(fragment: str, base_url: str = "") -> str:
 
 def normalize_line(line: str) -> str:
     """One line: no zero-width or control characters, runs of whitespace as one space, trimmed."""
-    line = line.translate(_ZERO_WIDTH)
-    line = "".join(ch for ch in line if ch == "\t" or unicodedata.category(ch) != "Cc")
+    line = _CONTROLS.sub("", line.translate(_ZERO_WIDTH))
     return _SPACES.sub(" ", line).strip()
 
 

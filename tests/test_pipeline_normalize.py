@@ -112,3 +112,20 @@ def test_pipeline_passes_other_items_untouched(now: datetime) -> None:
         source_key="s", url="https://czj.example.gov.cn/xxgk/", etag='"1"', last_modified=None, fetched_at=now
     )
     assert NormalizePipeline().process_item(page) is page
+
+
+def test_control_characters_are_exactly_unicode_category_cc_except_tab() -> None:
+    """Every Cc character but the tab is removed; nothing else is (zero-width ones aside)."""
+    import unicodedata
+
+    from pipeline.normalize import _ZERO_WIDTH, normalize_line
+
+    for code in range(0x110000):
+        ch = chr(code)
+        if code in _ZERO_WIDTH:
+            continue
+        expected = "甲 乙" if ch == "\t" else "甲乙" if unicodedata.category(ch) == "Cc" else f"甲{ch}乙"
+        if ch.isspace() and ch != "\t" and unicodedata.category(ch) != "Cc":
+            expected = "甲 乙"  # other whitespace collapses to one space
+        assert normalize_line(f"甲{ch}乙") == expected, hex(code)
+    assert normalize_line("甲\u200b乙\u00ad丙\x85丁") == "甲乙丙丁"
