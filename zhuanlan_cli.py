@@ -157,11 +157,7 @@ def cmd_crawl(args: argparse.Namespace) -> int:
             )
     crawl = asdict(app.config.crawl)
     if jobs:
-        from pipeline.tagrules import warm_up_keywords
-
-        # Load jieba's dictionary before the reactor starts: loading it inside the first spider's
-        # open_spider blocked the event loop for seconds while download timeouts kept running.
-        warm_up_keywords()
+        # The item stages (and the keyword dictionary) load in the pipeline worker process.
         settings = crawl_settings(
             database_url=app.config.database_url,
             config_path=str(app.config_path),
@@ -170,8 +166,10 @@ def cmd_crawl(args: argparse.Namespace) -> int:
             log_level=args.log_level,
         )
         run_jobs(jobs, settings, crawl)
+    from pipeline.offload import worker_failures
+
     with transaction(app.sessions) as session:
-        summary = finish_crawl_run(session, run_id, utcnow(), app.config.tz)
+        summary = finish_crawl_run(session, run_id, utcnow(), app.config.tz, failures=worker_failures())
     summary.setdefault("run_id", run_id)
     if skipped:
         summary["skipped"] = skipped

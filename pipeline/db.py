@@ -20,10 +20,10 @@ A unit of work that fails in the database itself (locked, full, connection lost)
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -76,8 +76,23 @@ def _sqlite_pragmas(busy_timeout: float, max_page_count: int | None) -> Any:
     return on_connect
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for `url`. For SQLite the parent directory must exist (it is not created here)."""
+def _begin_immediate(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _driver_autocommit(dbapi_connection: Any, _record: Any) -> None:
+    # sqlite3 would begin transactions itself, lazily and only before writes, and a SAVEPOINT
+    # outside its transaction would commit on release; SQLAlchemy's "begin" event begins instead.
+    dbapi_connection.isolation_level = None
+
+
+def make_engine(url: str, *, immediate_transactions: bool = False, **kwargs: Any) -> Engine:
+    """An engine for `url`. For SQLite the parent directory must exist (it is not created here).
+
+    `immediate_transactions` (SQLite): every transaction begins with BEGIN IMMEDIATE, taking the
+    write lock at its start (waiting up to the busy timeout) so a transaction that reads and then
+    writes cannot fail on a snapshot another writer made stale, and SAVEPOINTs nest inside it
+    (what `BatchedSessions` needs). Ignored for PostgreSQL, where both hold anyway."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
@@ -89,6 +104,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         pages = _env_number(MAX_PAGE_COUNT_ENV, None)
         engine = create_engine(url, connect_args={"timeout": busy}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas(busy, int(pages) if pages is not None else None))
+        if immediate_transactions:
+            event.listen(engine, "connect", _driver_autocommit)
+            event.listen(engine, "begin", _begin_immediate)
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
@@ -118,13 +136,112 @@ def describe_failure(exc: DBAPIError) -> str:
     return f"the database failed: {message}"
 
 
+class SessionSource(Protocol):
+    """What the pipeline stages take: a sessionmaker, or `BatchedSessions` in the pipeline worker."""
+
+    kw: dict[str, Any]
+
+    def __call__(self) -> AbstractContextManager[Session]: ...
+
+
+class BatchedSessions:
+    """A stand-in for a sessionmaker that runs many units of work in one transaction.
+
+    Each `transaction(...)` on it is a SAVEPOINT of one long transaction (an error rolls back that
+    unit only), and `sessions()` lends the same session for reads, so a unit sees what earlier
+    units wrote. The owner calls `commit()` (the pipeline worker: when its input is empty, or every
+    `max_units`). One commit per batch instead of per article: SQLite's full-text index writes a new
+    segment per commit, which cost more than the rest of storing an article.
+
+    When the database itself fails (`OperationalError`: locked, full, connection lost) everything
+    not committed is rolled back and `on_abandon(reason)` is called so the owner can record what
+    was lost; the failing unit raises `DatabaseError` as `transaction` does. For SQLite the engine
+    must be made with `immediate_transactions=True`.
+    """
+
+    def __init__(self, factory: sessionmaker[Session], on_abandon: Callable[[str], None] | None = None) -> None:
+        self.factory = factory
+        self.kw = factory.kw  # callers read `sessions.kw["bind"]` as on a sessionmaker
+        self.on_abandon = on_abandon
+        self.units = 0  # units since the last commit
+        self._session: Session | None = None
+
+    def _current(self) -> Session:
+        if self._session is None:
+            self._session = self.factory()
+        return self._session
+
+    def _abandon(self, exc: OperationalError) -> DatabaseError:
+        reason = describe_failure(exc)
+        session, self._session = self._session, None
+        self.units = 0
+        if session is not None:
+            with suppress(DBAPIError):  # the connection is gone: closing discards it
+                session.rollback()
+            session.close()
+        if self.on_abandon is not None:
+            self.on_abandon(reason)
+        return DatabaseError(reason)
+
+    @contextmanager
+    def __call__(self) -> Iterator[Session]:
+        """The batch's session, for reads (`with sessions() as session:`); not closed afterwards."""
+        try:
+            yield self._current()
+        except OperationalError as exc:
+            raise self._abandon(exc) from exc
+
+    @contextmanager
+    def unit(self) -> Iterator[Session]:
+        session = self._current()
+        savepoint = session.begin_nested()
+        try:
+            yield session
+        except OperationalError as exc:
+            # Not the savepoint: SQLite may already have rolled back the whole transaction (a full
+            # disk does), and PostgreSQL has no connection left to roll back to it on.
+            raise self._abandon(exc) from exc
+        except BaseException:
+            try:
+                savepoint.rollback()
+            except OperationalError as exc:
+                raise self._abandon(exc) from exc
+            raise
+        try:
+            savepoint.commit()
+        except OperationalError as exc:
+            raise self._abandon(exc) from exc
+        self.units += 1
+
+    def commit(self) -> None:
+        """Commit every unit since the last commit; `DatabaseError` (after `on_abandon`) if that fails."""
+        if self._session is None:
+            return
+        try:
+            self._session.commit()
+        except OperationalError as exc:
+            raise self._abandon(exc) from exc
+        self.units = 0
+
+    def close(self) -> None:
+        """Roll back what is not committed and release the connection."""
+        session, self._session = self._session, None
+        if session is not None:
+            session.close()
+
+
 @contextmanager
-def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+def transaction(factory: SessionSource) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any error.
 
     A failure of the database itself (`OperationalError`: locked, full, connection lost) becomes a
     `DatabaseError` whose message says so in one line; constraint violations (`IntegrityError`)
-    and other errors pass through unchanged for the caller to handle."""
+    and other errors pass through unchanged for the caller to handle. On `BatchedSessions` the unit
+    is a SAVEPOINT, committed with the batch."""
+    if isinstance(factory, BatchedSessions):
+        with factory.unit() as session:
+            yield session
+        return
     try:
         with factory() as session, session.begin():
             yield session

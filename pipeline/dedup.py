@@ -35,7 +35,9 @@ from pipeline.settings_access import open_sessions
 from pipeline.similarity import SIGNATURE_SCHEME, SignatureIndex, overlap, signature
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session, sessionmaker
+    from sqlalchemy.orm import Session
+
+    from pipeline.db import SessionSource
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,12 @@ class StoryIndex:
             self.signatures.add(article_id, data)
             self.recomputed += 1
         session.commit()
+
+    def reset(self) -> None:
+        """Forget everything: the next `catch_up` reloads every stored signature (after a rollback
+        the ids seen may be gone, and SQLite gives them to the next articles)."""
+        self.signatures = SignatureIndex()
+        self.last_article_id = 0
 
     def remember(self, article_id: int, data: bytes) -> None:
         """Index one more variant of a known story (an edit or a repost) for the rest of this crawl."""
@@ -171,7 +179,7 @@ _SHARED: dict[str, tuple[StoryIndex, int]] = {}
 class DeduplicatePipeline:
     """Sets `Record.decision` (and `Record.minhash`); other items pass through untouched."""
 
-    def __init__(self, sessions: sessionmaker[Session], *, owns_engine: bool = False, share_key: str = "") -> None:
+    def __init__(self, sessions: SessionSource, *, owns_engine: bool = False, share_key: str = "") -> None:
         self.sessions = sessions
         self.owns_engine = owns_engine
         self.share_key = share_key  # pipelines of concurrent crawls with the same key share one index

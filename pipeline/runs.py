@@ -27,6 +27,7 @@ from crawler.items import GONE_STATES
 from pipeline.models import Appearance, CrawlRun, ListPage, Source, SourceRun
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from datetime import datetime
 
     from sqlalchemy.orm import Session
@@ -170,11 +171,14 @@ def _close_unfinished_source_runs(session: Session, run_id: int, now: datetime) 
         source_run.error_summary = source_run.error_summary or UNFINISHED_SOURCE_RUN
 
 
-def finish_crawl_run(session: Session, run_id: int, now: datetime, tz: ZoneInfo = SHANGHAI) -> dict[str, Any]:
+def finish_crawl_run(
+    session: Session, run_id: int, now: datetime, tz: ZoneInfo = SHANGHAI, failures: Sequence[str] = ()
+) -> dict[str, Any]:
     """Close a crawl run and return its summary.
 
     Status: "ok" when every source run is ok (also when no source ran), "failed" when none is,
-    "partial" otherwise. The summary is also stored on the row. WeChat sources that met the
+    "partial" otherwise. `failures` are errors of the crawl itself (the pipeline worker died, …):
+    with any, the run is "failed" unless some source run is ok ("partial"), and they are listed. The summary is also stored on the row. WeChat sources that met the
     verification page in this run get their pause explained, or are blocked at their retry limit.
     """
     run = session.get(CrawlRun, run_id)
@@ -194,7 +198,9 @@ def finish_crawl_run(session: Session, run_id: int, now: datetime, tz: ZoneInfo 
         "reposts": sum(r.reposts for r in source_runs),
         "problems": sum(len(r.problems or []) for r in source_runs),
     }
-    if failed == 0:
+    if failures:
+        summary["failures"] = list(failures)
+    if failed == 0 and not failures:
         status = "ok"
     elif ok == 0:
         status = "failed"

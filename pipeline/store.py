@@ -44,7 +44,9 @@ from zhuanlan_config import ConfigError, load_config
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-    from sqlalchemy.orm import Session, sessionmaker
+    from sqlalchemy.orm import Session
+
+    from pipeline.db import SessionSource
 
 log = logging.getLogger(__name__)
 
@@ -450,7 +452,7 @@ class StorePipeline:
 
     def __init__(
         self,
-        sessions: sessionmaker[Session],
+        sessions: SessionSource,
         *,
         run_id: int | None = None,
         config_path: str | None = None,
@@ -646,6 +648,27 @@ class StorePipeline:
             # Kept in memory and written when the source run is closed (if the database is back by then).
             log.error("problem of %s not recorded yet: %s", problem.url, exc)
             state.unsaved_problems.append(entry)
+
+    def record_lost(self, item: Any, reason: str) -> None:
+        """`item` was handled but its writes were rolled back with their batch (the database failed
+        before the commit): a fatal problem kept in memory and written when the run closes, so the
+        run is incomplete and the next crawl fetches the page again. A list page's validators are
+        not worth one: without them the next crawl only fetches the list again."""
+        state = self._require_state()
+        page = item.item if isinstance(item, Record) else item
+        if isinstance(page, ListPageItem):
+            return
+        if isinstance(page, ProblemItem):
+            entry = {"url": page.url, "kind": page.kind, "reason": page.reason, "http_status": page.http_status}
+        else:
+            entry = {
+                "url": str(getattr(page, "url", "")),
+                "kind": "database",
+                "reason": f"could not store the page: {reason}",
+                "http_status": getattr(page, "http_status", None),
+            }
+        state.fatal_reasons.append(f"could not store the page: {reason}")
+        state.unsaved_problems.append(entry)
 
     def store_list_page(self, item: ListPageItem) -> None:
         state = self._require_state()

@@ -47,7 +47,7 @@ class TagPipeline:
         return cls(vocabulary_from_path(crawler.settings.get("ZHUANLAN_CONFIG")), crawler)
 
     def open_spider(self, spider: Any = None) -> None:
-        # Load jieba's dictionary before the first page rather than in the middle of the crawl.
+        # Load the keyword dictionary and IDF table before the first page, not in the middle of the crawl.
         warm_up_keywords()
 
     def _owning_unit(self, spider: Any) -> str | None:

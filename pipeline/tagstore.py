@@ -108,6 +108,10 @@ def _insert_ignoring_duplicates(session: Session, table: Table, rows: list[dict[
 # committed by someone else and are cached at once.
 
 _PENDING = "zhuanlan.tagstore.pending"
+# Set when a SAVEPOINT of the open transaction was rolled back (the pipeline worker's batches):
+# the pending ids were dropped with it, so rows found from then on may be this transaction's own
+# earlier inserts, and are only pending too until the commit.
+_TAINTED = "zhuanlan.tagstore.tainted"
 
 
 @dataclass
@@ -139,6 +143,9 @@ def _committed(session: Session) -> _Ids:
 
 
 def _promote(session: Session) -> None:
+    if session.in_transaction():
+        return  # a SAVEPOINT was released (SQLAlchemy calls after_commit for those too): not committed yet
+    session.info.pop(_TAINTED, None)
     pending: _Ids | None = session.info.pop(_PENDING, None)
     if pending is not None:
         committed = _committed(session)
@@ -148,6 +155,19 @@ def _promote(session: Session) -> None:
 
 def _forget(session: Session, *args: Any) -> None:
     session.info.pop(_PENDING, None)
+    session.info.pop(_TAINTED, None)
+
+
+def _forget_savepoint(session: Session, previous_transaction: Any) -> None:
+    if getattr(previous_transaction, "nested", False):
+        session.info.pop(_PENDING, None)
+        session.info[_TAINTED] = True
+
+
+def _learnt(session: Session) -> _Ids:
+    """Where ids read (not inserted) by this session go: the shared cache, unless the transaction
+    is tainted by a rolled-back savepoint (then they may be its own, and wait for the commit)."""
+    return _pending(session) if session.info.get(_TAINTED) else _committed(session)
 
 
 def _pending(session: Session) -> _Ids:
@@ -158,6 +178,7 @@ def _pending(session: Session) -> _Ids:
         if not event.contains(session, "after_commit", _promote):
             event.listen(session, "after_commit", _promote)
             event.listen(session, "after_rollback", _forget)
+            event.listen(session, "after_soft_rollback", _forget_savepoint)
     return pending
 
 
@@ -184,8 +205,9 @@ def tag_ids(session: Session, keys: Iterable[tuple[str, str]]) -> dict[tuple[str
     if not missing:
         return found
     fresh = _select_tag_ids(session, missing)
+    learnt = _learnt(session)
     with _CACHES_LOCK:
-        committed.tags.update(fresh)  # rows this transaction did not insert: committed by others
+        learnt.tags.update(fresh)  # rows this transaction did not insert: committed by others
     found.update(fresh)
     still = sorted(missing - fresh.keys())
     if still:
@@ -229,8 +251,9 @@ def unit_id_for(session: Session, name: str | None) -> int | None:
         return pending.units[name]
     unit_id = session.connection().execute(_SELECT_UNIT, {"name": name}).scalar()
     if unit_id is not None:
+        learnt = _learnt(session)
         with _CACHES_LOCK:
-            committed.units[name] = int(unit_id)
+            learnt.units[name] = int(unit_id)
         return int(unit_id)
     _insert_ignoring_duplicates(session, UNITS, [{"name": name, "aliases": [], "sort_order": 0}])
     unit_id = session.connection().execute(_SELECT_UNIT, {"name": name}).scalar()

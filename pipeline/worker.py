@@ -1,0 +1,216 @@
+"""The pipeline worker: one child process of a crawl that runs the item stages of every source.
+
+Why a process: the stages (normalize, deduplicate, tag, store) cost more CPU per article than
+Scrapy itself, and on Scrapy's reactor thread they held up the next request. In a child process
+they run on another core while the crawl process fetches and extracts the next pages.
+
+The crawl process talks to the worker over one pipe, in order: ("open", sid, source_key, source),
+("items", [(sid, item), …]), ("close", sid, requests) and ("stop",). The worker answers ("ready",)
+or ("failed", error) once, ("opened", sid, error), ("closed", sid, error), and ("done", n) each
+time it has committed (or lost, and recorded as lost) n more items. Items are handled one at a
+time in arrival order, so a repost is compared with everything fetched before it, whichever
+source it came from. Items are committed in batches (`BatchedSessions`).
+
+The worker dies with its crawl process (SIGKILL on the parent's death, Linux), ignores SIGINT and
+SIGTERM (the crawl process stops gracefully and then tells it to stop), and stops on end of input.
+What the worker does not finish is not lost: the source's run stays incomplete and the next
+crawl pages fully.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pipeline.db import BatchedSessions, DatabaseError, make_engine, one_line, session_factory
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
+    from pipeline.chain import SourceChain
+
+log = logging.getLogger(__name__)
+
+LOG_FORMAT = "%(asctime)s [%(name)s] %(levelname)s: %(message)s"
+# Items per commit at most; the worker also commits whenever no message is waiting, so a batch is
+# never older than the item being handled when the crawl falls behind (and a slow crawl commits
+# every item). 64 articles: about a quarter of a second of work.
+MAX_BATCH = 64
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Everything the worker needs, passed at start (no config is read from the environment)."""
+
+    database_url: str
+    config_path: str | None
+    run_id: int | None
+    log_level: str = "WARNING"
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this process when the crawl process dies (as `scheduler._spawn` does for crawls)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+
+
+class Worker:
+    """The worker's state: one database engine, the vocabulary, and the open sources' chains."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        from pipeline.db import is_initialised
+        from pipeline.tagging import vocabulary_from_path
+        from pipeline.tagrules import warm_up_keywords
+
+        self.settings = settings
+        self.engine = make_engine(settings.database_url, immediate_transactions=True)
+        if not is_initialised(self.engine):
+            self.engine.dispose()
+            raise DatabaseError("the database has no schema yet: run `zhuanlan init` first")
+        self.sessions = BatchedSessions(session_factory(self.engine), on_abandon=self._batch_lost)
+        # what the uncommitted batch holds: (chain, item) in order
+        self.batch: list[tuple[SourceChain, Any]] = []
+        self.handled = 0  # items handled
+        self.settled = 0  # of which committed, or recorded as lost
+        self.share_key = self.engine.url.render_as_string(hide_password=False)
+        self.vocab = vocabulary_from_path(settings.config_path)
+        warm_up_keywords()
+        self.chains: dict[int, SourceChain] = {}
+
+    def open(self, sid: int, source_key: str, source: dict[str, Any]) -> None:
+        from pipeline.chain import SourceChain, SourceRef
+
+        chain = SourceChain(
+            self.sessions,
+            SourceRef(source_key, source),
+            self.vocab,
+            run_id=self.settings.run_id,
+            config_path=self.settings.config_path,
+            share_key=self.share_key,
+        )
+        self.commit()  # the source run's row must exist before any item refers to it
+        chain.open()
+        self.commit()
+        self.chains[sid] = chain
+
+    def item(self, sid: int, item: Any) -> str:
+        chain = self.chains[sid]
+        outcome = chain.handle(item)
+        self.batch.append((chain, item))
+        self.handled += 1
+        if self.sessions.units >= MAX_BATCH:
+            self.commit()
+        return outcome
+
+    def close(self, sid: int, requests: int) -> None:
+        chain = self.chains.pop(sid)
+        self.commit()  # lost items must be known before the run is judged
+        try:
+            chain.close(requests)
+        finally:
+            self.commit()
+
+    def commit(self) -> None:
+        """Commit the batch; if the database refuses, `_batch_lost` has recorded what it held."""
+        try:
+            self.sessions.commit()
+        except DatabaseError as exc:
+            log.error("a batch of pages was not stored: %s", exc)
+        self.batch.clear()
+        self.settled = self.handled
+
+    def _batch_lost(self, reason: str) -> None:
+        # Called by BatchedSessions after rolling back: every item of the batch is recorded as not
+        # stored (the run becomes incomplete), and the near-duplicate index forgets what it loaded.
+        lost, self.batch = self.batch, []
+        for chain, item in lost:
+            chain.store.record_lost(item, reason)
+        if lost:
+            log.error("%d pages rolled back: %s", len(lost), reason)
+        for chain in self.chains.values():
+            if chain.dedup.index is not None:
+                chain.dedup.index.reset()
+
+    def shutdown(self) -> None:
+        self.commit()
+        for sid in list(self.chains):
+            # A source the crawl process never closed (it stopped early): its run stays "running" and
+            # the crawl run's finish marks it unfinished; close the dedup index only.
+            self.chains.pop(sid).dedup.close_spider(None)
+        self.sessions.close()
+        self.engine.dispose()
+
+
+def _error_text(exc: BaseException) -> str:
+    return one_line(exc) if isinstance(exc, DatabaseError) else f"{type(exc).__name__}: {one_line(exc)}"
+
+
+def serve(conn: Connection, worker: Worker) -> None:
+    """Answer messages until "stop" or end of input."""
+    acked = 0
+    while True:
+        if worker.batch and not conn.poll():
+            worker.commit()  # nothing waiting: store what was handled before waiting for more
+        if worker.settled > acked:
+            conn.send(("done", worker.settled - acked))
+            acked = worker.settled
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        kind = message[0]
+        if kind == "stop":
+            return
+        if kind == "items":
+            for sid, item in message[1]:
+                worker.item(sid, item)
+        elif kind == "open":
+            _, sid, source_key, source = message
+            try:
+                worker.open(sid, source_key, source)
+                conn.send(("opened", sid, None))
+            except Exception as exc:
+                log.exception("could not open the run of source %s", source_key)
+                conn.send(("opened", sid, _error_text(exc)))
+        elif kind == "close":
+            _, sid, requests = message
+            try:
+                worker.close(sid, requests)
+                conn.send(("closed", sid, None))
+            except Exception as exc:
+                log.exception("could not close the run of source %s", sid)
+                conn.send(("closed", sid, _error_text(exc)))
+        else:
+            log.error("pipeline worker: unknown message %r", kind)
+
+
+def main(conn: Connection, settings: WorkerSettings) -> None:
+    """The worker process's entry point (multiprocessing target)."""
+    _die_with_parent()
+    parent = os.getppid()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(level=settings.log_level, format=LOG_FORMAT, stream=sys.stderr)
+    if parent == 1:
+        return  # the crawl process died before the death signal was armed
+    try:
+        worker = Worker(settings)
+    except Exception as exc:
+        conn.send(("failed", _error_text(exc)))
+        conn.close()
+        return
+    conn.send(("ready",))
+    try:
+        serve(conn, worker)
+    finally:
+        worker.shutdown()
+        conn.close()

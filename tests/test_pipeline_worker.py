@@ -1,0 +1,277 @@
+"""The pipeline worker and its batches: units of work as SAVEPOINTs of one transaction, what a
+failed batch records, the tag id cache across a rolled-back savepoint, and a crawl whose worker
+process is killed (the crawl says so, nothing is left half-done, the next crawl completes).
+
+Runs on SQLite, and on PostgreSQL with ZHUANLAN_TEST_DATABASE_URL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, event, func, insert, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from crawler.samples.server import SampleSources
+from pipeline.db import BatchedSessions, DatabaseError, make_engine, session_factory, transaction
+from pipeline.models import Appearance, Article, ArticleTag, CrawlRun, SourceRun, Tag, Unit
+from pipeline.record import Tags
+from pipeline.tagstore import insert_new_article_tags, tag_ids
+from pipeline.worker import Worker, WorkerSettings
+from tests.faults_support import (
+    integrity_problems,
+    log_tail,
+    read_corpus,
+    run_cli,
+    start_cli,
+    wait_for,
+    write_config,
+)
+from tests.test_pipeline_support import SOURCE, SOURCE_KEY, article_item, text
+
+
+@pytest.fixture
+def batch_engine(db_url: str, engine: Engine) -> Iterator[Engine]:
+    """A second engine on the migrated test database, made as the worker makes its own."""
+    eng = make_engine(db_url, immediate_transactions=True)
+    yield eng
+    eng.dispose()
+
+
+def _units(sessions: sessionmaker[Session]) -> set[str]:
+    with sessions() as s:
+        return set(s.scalars(select(Unit.name)))
+
+
+def _add_unit(session: Session, name: str) -> None:
+    session.execute(insert(Unit).values(name=name, aliases=[], sort_order=0))
+
+
+def test_a_failed_unit_rolls_back_alone_and_the_batch_commits_the_rest(
+    batch_engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    batch = BatchedSessions(session_factory(batch_engine))
+    with transaction(batch) as s:
+        _add_unit(s, "市财政局")
+    with pytest.raises(IntegrityError), transaction(batch) as s:
+        _add_unit(s, "市教育局")
+        _add_unit(s, "市财政局")  # unique name: this unit fails, with its first insert
+    with transaction(batch) as s:
+        _add_unit(s, "市商务局")
+        # a later unit sees what earlier units of the batch wrote
+        assert set(s.scalars(select(Unit.name))) == {"市财政局", "市商务局"}
+    assert batch.units == 2
+    assert _units(sessions) == set()  # nothing is visible before the commit
+    batch.commit()
+    assert _units(sessions) == {"市财政局", "市商务局"}
+    batch.close()
+
+
+def _fail_statements(engine: Engine, prefix: str, times: int) -> list[int]:
+    """The next `times` statements starting with `prefix` fail as if the database refused them."""
+    left = [times]
+
+    def before(conn: Any, cursor: Any, statement: str, params: Any, context: Any, executemany: bool) -> None:
+        if statement.lstrip().upper().startswith(prefix) and left[0] > 0:
+            left[0] -= 1
+            raise OperationalError(statement, params, Exception("database or disk is full"))
+
+    event.listen(engine, "before_cursor_execute", before)
+    return left
+
+
+def test_a_database_failure_abandons_the_whole_batch_and_says_so(
+    batch_engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    abandoned: list[str] = []
+    batch = BatchedSessions(session_factory(batch_engine), on_abandon=abandoned.append)
+    with transaction(batch) as s:
+        _add_unit(s, "市财政局")
+    left = _fail_statements(batch_engine, "INSERT INTO UNITS", 1)
+    with pytest.raises(DatabaseError, match="database or disk is full"), transaction(batch) as s:
+        _add_unit(s, "市教育局")
+    assert left == [0]
+    assert len(abandoned) == 1 and "database or disk is full" in abandoned[0]
+    assert batch.units == 0
+    # the next unit starts a new transaction; the abandoned one is gone entirely
+    with transaction(batch) as s:
+        _add_unit(s, "市商务局")
+    batch.commit()
+    assert _units(sessions) == {"市商务局"}
+    batch.close()
+
+
+def test_a_commit_that_fails_reports_the_batch_lost(batch_engine: Engine, sessions: sessionmaker[Session]) -> None:
+    abandoned: list[str] = []
+    batch = BatchedSessions(session_factory(batch_engine), on_abandon=abandoned.append)
+    with transaction(batch) as s:
+        _add_unit(s, "市财政局")
+
+    def refuse(conn: Any) -> None:
+        raise OperationalError("COMMIT", {}, Exception("database is locked"))
+
+    event.listen(batch_engine, "commit", refuse)
+    with pytest.raises(DatabaseError, match="locked"):
+        batch.commit()
+    event.remove(batch_engine, "commit", refuse)
+    assert abandoned and "locked" in abandoned[0]
+    assert _units(sessions) == set()
+    batch.close()
+
+
+def test_tag_ids_stay_right_across_a_rolled_back_savepoint(
+    batch_engine: Engine, sessions: sessionmaker[Session], now: datetime
+) -> None:
+    batch = BatchedSessions(session_factory(batch_engine))
+    with transaction(batch) as s:
+        kept = tag_ids(s, [("keyword", "保留词")])[("keyword", "保留词")]
+    with pytest.raises(RuntimeError), transaction(batch) as s:
+        tag_ids(s, [("keyword", "回滚词")])  # inserted, then rolled back with its savepoint
+        raise RuntimeError("the store failed after inserting a tag")
+    with transaction(batch) as s:
+        # the id of the rolled-back row must not be reused from a cache
+        ids = tag_ids(s, [("keyword", "回滚词"), ("keyword", "保留词")])
+        assert ids[("keyword", "保留词")] == kept
+        article_id = s.connection().execute(
+            insert(Article).values(
+                guid="g1",
+                title="标题",
+                body_html="<p>正文</p>",
+                body_text="正文",
+                content_hash="h1",
+                state="live",
+                created_at=now,
+                updated_at=now,
+                positions=[],
+            )
+        ).inserted_primary_key
+        assert article_id is not None
+        insert_new_article_tags(s, int(article_id[0]), Tags(keywords=["回滚词", "保留词"]))
+    batch.commit()
+    # Then the whole next batch is lost: ids it only read in a tainted transaction are not trusted.
+    with pytest.raises(RuntimeError), transaction(batch) as s:
+        tag_ids(s, [("keyword", "新词")])
+        raise RuntimeError("rolled back")
+    with transaction(batch) as s:
+        tag_ids(s, [("keyword", "新词")])
+    batch.close()  # rolls back: 新词 never committed
+    with transaction(session_factory(batch_engine)) as s:
+        fresh = tag_ids(s, [("keyword", "新词")])[("keyword", "新词")]
+        assert s.get(Tag, fresh) is not None
+    with sessions() as s:
+        names = set(s.scalars(select(Tag.name).join(ArticleTag, ArticleTag.tag_id == Tag.id)))
+        assert names == {"回滚词", "保留词"}
+
+
+def _worker(db_url: str) -> Worker:
+    return Worker(WorkerSettings(database_url=db_url, config_path=None, run_id=None))
+
+
+def test_the_worker_records_every_page_of_a_lost_batch_and_the_next_run_stores_them(
+    db_url: str, engine: Engine, sessions: sessionmaker[Session], now: datetime
+) -> None:
+    names = ["original", "notice_lecture", "notice_reading_class", "same_unit_other"]
+    items = [
+        article_item(f"w{i}", text(name), title=f"标题{i}", published_at=now - timedelta(days=i + 1))
+        for i, name in enumerate(names)
+    ]
+    worker = _worker(db_url)
+    worker.open(1, SOURCE_KEY, dict(SOURCE))
+    worker.item(1, items[0])
+    worker.commit()  # the first page is stored
+    refuse = [True]
+
+    def on_commit(conn: Any) -> None:
+        if refuse[0]:
+            refuse[0] = False
+            raise OperationalError("COMMIT", {}, Exception("database is locked"))
+
+    event.listen(worker.engine, "commit", on_commit)
+    for item in items[1:]:
+        worker.item(1, item)
+    worker.commit()  # refused: three pages lost
+    assert worker.settled == worker.handled == 4
+    worker.close(1, requests=5)
+    worker.shutdown()
+    with sessions() as s:
+        assert set(s.scalars(select(Appearance.canonical_key))) == {items[0].canonical_key}
+        run = s.scalars(select(SourceRun)).one()
+        assert run.status == "error" and "could not store the page" in (run.error_summary or "")
+        lost = [p for p in run.problems if p["kind"] == "database"]
+        assert sorted(p["url"] for p in lost) == sorted(item.url for item in items[1:])
+        assert integrity_problems(s) == []
+    again = _worker(db_url)
+    again.open(1, SOURCE_KEY, dict(SOURCE))
+    for item in items:
+        again.item(1, item)
+    again.close(1, requests=5)
+    again.shutdown()
+    with sessions() as s:
+        assert set(s.scalars(select(Appearance.canonical_key))) == {item.canonical_key for item in items}
+        assert s.scalars(select(SourceRun.status).order_by(SourceRun.id)).all() == ["error", "ok"]
+        assert s.scalar(select(func.count()).select_from(Article)) == len(items)
+        assert integrity_problems(s) == []
+
+
+# --- a crawl whose worker dies ------------------------------------------------------------------
+
+
+def _workers(pid: int) -> list[int]:
+    """Pipeline worker processes of the crawl process `pid` (multiprocessing's spawn children)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        cmdline = Path(f"/proc/{entry}/cmdline").read_bytes() if Path(f"/proc/{entry}").exists() else b""
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"spawn_main" in cmdline:
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the worker process through /proc (Linux)")
+def test_a_crawl_whose_worker_is_killed_says_so_and_the_next_crawl_completes(tmp_path: Path, db_url: str) -> None:
+    with SampleSources(port=0) as samples:
+        cfg = write_config(tmp_path / "zhuanlan.toml", samples)
+        assert run_cli(cfg, db_url, "init").returncode == 0
+        engine = make_engine(db_url)
+        sessions = session_factory(engine)
+        proc = start_cli(cfg, db_url, "crawl", "--json")
+        try:
+            # killed as soon as it exists: the crawl has not stored anything yet, whatever the machine's speed
+            assert wait_for(lambda: bool(_workers(proc.pid)), 60), "no pipeline worker process started"
+            for child in _workers(proc.pid):
+                os.kill(child, signal.SIGKILL)
+            proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        said = log_tail(proc, 100_000)
+        assert "the pipeline worker stopped unexpectedly" in said, said[-3000:]
+        assert proc.returncode == 1
+        with sessions() as s:
+            assert integrity_problems(s) == []
+            run = s.scalars(select(CrawlRun)).one()
+            assert run.status == "failed", run.summary
+            assert any("pipeline worker stopped" in line for line in run.summary["failures"]), run.summary
+            assert "running" not in set(s.scalars(select(SourceRun.status)))
+            before = len(read_corpus(s).keys)
+        assert before < samples.truth()["appearance_count"]
+        again = run_cli(cfg, db_url, "crawl", "--json")
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert json.loads(again.stdout.strip().splitlines()[-1])["status"] == "ok"
+        with sessions() as s:
+            assert len(read_corpus(s).keys) == samples.truth()["appearance_count"]
+            assert integrity_problems(s) == []
+        engine.dispose()
