@@ -157,7 +157,6 @@ def cmd_crawl(args: argparse.Namespace) -> int:
             )
     crawl = asdict(app.config.crawl)
     if jobs:
-        # The item stages (and the keyword dictionary) load in the pipeline worker process.
         settings = crawl_settings(
             database_url=app.config.database_url,
             config_path=str(app.config_path),
@@ -165,7 +164,13 @@ def cmd_crawl(args: argparse.Namespace) -> int:
             crawl=crawl,
             log_level=args.log_level,
         )
-        run_jobs(jobs, settings, crawl)
+        from pipeline.offload import prestart, stop_unused, worker_settings
+
+        prestart(worker_settings(settings))  # the pipeline worker starts while Scrapy sets up
+        try:
+            run_jobs(jobs, settings, crawl)
+        finally:
+            stop_unused()
     from pipeline.offload import worker_failures
 
     with transaction(app.sessions) as session:

@@ -1,10 +1,13 @@
 """The item stages of one source in order, outside Scrapy: normalize → deduplicate → tag → store.
 
 What Scrapy's ITEM_PIPELINES did with the four stage classes, as plain calls, so the stages can
-run in the pipeline worker process (`pipeline.worker`) while the crawl process only fetches and
+run in the pipeline worker process (`pipeline.worker`) while the crawl process fetches and
 extracts. The stage classes are unchanged; this module only wires them and reproduces what
 Scrapy's signals did between them: an item a stage rejects (`RejectedItem`) is recorded as a
 problem of the source's run, an item that fails in a stage is recorded as a fatal problem.
+
+A record prepared by the crawl process (`pipeline.prepare`: normalized and tagged) passes
+through normalize and tag as it is.
 """
 
 from __future__ import annotations

@@ -48,6 +48,7 @@ _SPACES = re.compile(r"\s+")
 _CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 _BLOCK_END = re.compile(r"(?i)<br\s*/?>|</(?:p|div|section|h[1-6]|li|tr|blockquote|table|ul|ol|caption)\s*>")
 _LAZY_SRC_ATTRIBUTES = ("data-src", "data-original", "data-lazy-src")
+_IMG_OR_LINK = re.compile(r"(?i)<(?:img|a)\b")
 
 
 class RejectedItem(DropItem):
@@ -92,7 +93,8 @@ def sanitize_html(fragment: str, base_url: str = "") -> str:
     handlers, no javascript:/data: URLs; images kept (lazy `data-src` promoted, URLs absolute)."""
     if not fragment.strip():
         return ""
-    prepared = _promote_lazy_images(fragment, base_url)
+    # Without an image or a link there is nothing to promote or make absolute (and no need to parse).
+    prepared = _promote_lazy_images(fragment, base_url) if _IMG_OR_LINK.search(fragment) else fragment
     return nh3.clean(
         prepared,
         tags=set(ALLOWED_TAGS),

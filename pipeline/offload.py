@@ -1,4 +1,4 @@
-"""The one Scrapy item pipeline of a crawl: hands every item to the pipeline worker process.
+"""The one Scrapy item pipeline of a crawl: prepares every item and hands it to the pipeline worker process.
 
 Thin shell (see `pipeline.worker` for why a process and `pipeline.chain` for the stages). One
 worker serves every spider of the crawl process that has the same database, config and run; it
@@ -25,7 +25,10 @@ import queue
 import threading
 from typing import TYPE_CHECKING, Any
 
+from pipeline.prepare import Preparer
 from pipeline.settings_access import config_path, database_url, open_sessions, run_id
+from pipeline.tagging import vocabulary_from_path
+from pipeline.tagrules import warm_up_keywords
 from pipeline.worker import WorkerSettings, main
 
 if TYPE_CHECKING:
@@ -71,6 +74,7 @@ class WorkerClient:
         self._on_lost: list[Callable[[str], None]] = []
         self.users = 0
         self._stopping = False
+        self._watchdog = False
 
     # -- threads
 
@@ -182,13 +186,32 @@ class WorkerClient:
         self._on_lost.append(on_lost)
         return next(self._sids)
 
-    async def open(self, sid: int, source_key: str, source: dict[str, Any]) -> None:
+    def open(self, sid: int, source_key: str, source: dict[str, Any], on_error: Callable[[str], None]) -> None:
+        """Ask the worker to open the source's run, without waiting: the crawl starts fetching while
+        the worker still imports (its first items wait in the queue). If the run cannot be opened,
+        `on_error` is called with the reason."""
         self._attach()
-        assert self._ready is not None
-        await asyncio.wait_for(asyncio.shield(self._ready), START_TIMEOUT)
-        error = await self._ask(("opened", sid), ("open", sid, source_key, source))
-        if error:
-            raise PipelineWorkerError(f"could not start the run of source {source_key}: {error}")
+        if self._error is not None:
+            raise PipelineWorkerError(self._error)
+        assert self._loop is not None
+        if not self._watchdog:
+            self._watchdog = True
+            self._loop.call_later(START_TIMEOUT, self._check_started)
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._pending[("opened", sid)] = future
+
+        def opened(done: asyncio.Future[Any]) -> None:
+            error = None if done.cancelled() else done.exception() or done.result()
+            if error:
+                on_error(f"could not start the run of source {source_key}: {error}")
+
+        future.add_done_callback(opened)
+        self._outbox.put(("open", sid, source_key, source))
+
+    def _check_started(self) -> None:
+        if self._ready is not None and not self._ready.done():
+            self._process.kill()
+            self._fail(f"the pipeline worker did not start within {START_TIMEOUT:.0f} s")
 
     async def submit(self, sid: int, item: Any) -> None:
         """Queue one item; waits only while the window is full."""
@@ -239,6 +262,41 @@ def _client_for(settings: WorkerSettings) -> WorkerClient:
     return client
 
 
+_PREPARERS: dict[str | None, Preparer] = {}
+
+
+def _preparer_for(config: str | None) -> Preparer:
+    """One per config file in this process (the vocabulary is read once for all sources)."""
+    preparer = _PREPARERS.get(config)
+    if preparer is None:
+        preparer = _PREPARERS[config] = Preparer(vocabulary_from_path(config))
+    return preparer
+
+
+def prestart(settings: WorkerSettings) -> None:
+    """Start the worker for `settings` now (it imports and opens the database while the caller sets
+    up Scrapy); the first pipeline with the same settings uses it. `stop_unused` ends it if none did."""
+    _client_for(settings)
+
+
+def stop_unused() -> None:
+    """Stop prestarted workers that no pipeline took (e.g. every source was skipped)."""
+    for settings, client in list(_CLIENTS.items()):
+        if client.users <= 0:
+            del _CLIENTS[settings]
+            client.stop()
+
+
+def worker_settings(settings: Any) -> WorkerSettings:
+    """The worker's settings from a crawl's Scrapy settings (what `zhuanlan crawl` sets)."""
+    return WorkerSettings(
+        database_url=database_url(settings),
+        config_path=config_path(settings),
+        run_id=run_id(settings),
+        log_level=str(settings.get("LOG_LEVEL") or "WARNING"),
+    )
+
+
 def _release(client: WorkerClient) -> None:
     client.users -= 1
     if client.users <= 0:
@@ -248,10 +306,12 @@ def _release(client: WorkerClient) -> None:
 
 
 class OffloadPipeline:
-    """ITEM_PIPELINES' only entry: every item goes to the worker; this process only waits for it."""
+    """ITEM_PIPELINES' only entry: every item is prepared here (`Preparer`: normalize, signature,
+    tags) and goes to the worker, which deduplicates and stores it."""
 
-    def __init__(self, client: WorkerClient, crawler: Any = None) -> None:
+    def __init__(self, client: WorkerClient, preparer: Preparer, crawler: Any = None) -> None:
         self.client = client
+        self.preparer = preparer
         self.crawler = crawler
         self.sid = client.new_source(self._worker_lost)
         self.released = False
@@ -259,17 +319,13 @@ class OffloadPipeline:
 
     @classmethod
     def from_crawler(cls, crawler: Any) -> OffloadPipeline:
-        settings = crawler.settings
-        url = database_url(settings)
-        # Fail here, in plain words, when the database is missing or not initialised.
-        open_sessions(settings).kw["bind"].dispose()
-        worker_settings = WorkerSettings(
-            database_url=url,
-            config_path=config_path(settings),
-            run_id=run_id(settings),
-            log_level=str(settings.get("LOG_LEVEL") or "WARNING"),
-        )
-        return cls(_client_for(worker_settings), crawler)
+        wanted = worker_settings(crawler.settings)
+        if wanted not in _CLIENTS:
+            # Fail here, in plain words, when the database is missing or not initialised.
+            open_sessions(crawler.settings).kw["bind"].dispose()
+        client = _client_for(wanted)  # started first: it imports while this process prepares
+        warm_up_keywords()
+        return cls(client, _preparer_for(wanted.config_path), crawler)
 
     def _spider(self, spider: Any) -> Any:
         if spider is None and self.crawler is not None:
@@ -281,12 +337,17 @@ class OffloadPipeline:
         if engine is not None and getattr(engine, "spider", None) is not None:
             self._closing = asyncio.ensure_future(engine.close_spider_async(reason="pipeline_worker_died"))
 
-    async def open_spider(self, spider: Any = None) -> None:
+    def open_spider(self, spider: Any = None) -> None:
         spider = self._spider(spider)
-        await self.client.open(self.sid, str(spider.source_key), dict(getattr(spider, "source", {}) or {}))
+        self.client.open(self.sid, str(spider.source_key), dict(getattr(spider, "source", {}) or {}), self._open_failed)
+
+    def _open_failed(self, error: str) -> None:
+        log.error("%s; the source is not crawled in this run", error)
+        _FAILURES.append(error)
+        self._worker_lost(error)
 
     async def process_item(self, item: Any, spider: Any = None) -> Any:
-        await self.client.submit(self.sid, item)
+        await self.client.submit(self.sid, self.preparer.prepare(item, self._spider(spider)))
         return item
 
     async def close_spider(self, spider: Any = None) -> None:

@@ -14,6 +14,7 @@ import ast
 import importlib.util
 import re
 import threading
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -725,14 +726,18 @@ def _tfidf_ranking(words: Iterable[str], model: _KeywordModel) -> list[str]:
     the median IDF for unknown words, computed in the same order so the floats are equal, and the
     same stable sort: equal weights keep the order of first occurrence.
     """
-    freq: dict[str, float] = {}
-    for word in words:
-        if len(word.strip()) < 2 or word.lower() in model.stop_words:
-            continue
-        freq[word] = freq.get(word, 0.0) + 1.0
+    # Counted first, then filtered once per distinct word (jieba filters every occurrence): the same
+    # words in the same first-occurrence order with the same counts, at a fraction of the calls.
+    stop_words = model.stop_words
+    freq: dict[str, float] = {
+        word: float(count)
+        for word, count in Counter(words).items()
+        if len(word.strip()) >= 2 and word.lower() not in stop_words
+    }
     total = sum(freq.values())
+    idf, median = model.idf, model.median_idf
     for word in freq:
-        freq[word] *= model.idf.get(word, model.median_idf) / total
+        freq[word] *= idf.get(word, median) / total
     return sorted(freq, key=freq.__getitem__, reverse=True)
 
 

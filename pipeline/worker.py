@@ -67,9 +67,9 @@ class Worker:
     """The worker's state: one database engine, the vocabulary, and the open sources' chains."""
 
     def __init__(self, settings: WorkerSettings) -> None:
+        import pipeline.chain  # noqa: F401  (the stages: imported now, before "ready", not at the first source)
         from pipeline.db import is_initialised
         from pipeline.tagging import vocabulary_from_path
-        from pipeline.tagrules import warm_up_keywords
 
         self.settings = settings
         self.engine = make_engine(settings.database_url, immediate_transactions=True)
@@ -82,8 +82,7 @@ class Worker:
         self.handled = 0  # items handled
         self.settled = 0  # of which committed, or recorded as lost
         self.share_key = self.engine.url.render_as_string(hide_password=False)
-        self.vocab = vocabulary_from_path(settings.config_path)
-        warm_up_keywords()
+        self.vocab = vocabulary_from_path(settings.config_path)  # records come tagged; kept for items that do not
         self.chains: dict[int, SourceChain] = {}
 
     def open(self, sid: int, source_key: str, source: dict[str, Any]) -> None:
@@ -103,7 +102,12 @@ class Worker:
         self.chains[sid] = chain
 
     def item(self, sid: int, item: Any) -> str:
-        chain = self.chains[sid]
+        chain = self.chains.get(sid)
+        if chain is None:  # its run could not be opened (the crawl process was told, and says so)
+            self.handled += 1
+            if not self.batch:
+                self.settled = self.handled  # nothing of it waits for a commit
+            return "dropped"
         outcome = chain.handle(item)
         self.batch.append((chain, item))
         self.handled += 1
@@ -112,7 +116,9 @@ class Worker:
         return outcome
 
     def close(self, sid: int, requests: int) -> None:
-        chain = self.chains.pop(sid)
+        chain = self.chains.pop(sid, None)
+        if chain is None:
+            raise LookupError("the source's run was never opened")
         self.commit()  # lost items must be known before the run is judged
         try:
             chain.close(requests)

@@ -140,19 +140,23 @@ def test_tag_ids_stay_right_across_a_rolled_back_savepoint(
         # the id of the rolled-back row must not be reused from a cache
         ids = tag_ids(s, [("keyword", "回滚词"), ("keyword", "保留词")])
         assert ids[("keyword", "保留词")] == kept
-        article_id = s.connection().execute(
-            insert(Article).values(
-                guid="g1",
-                title="标题",
-                body_html="<p>正文</p>",
-                body_text="正文",
-                content_hash="h1",
-                state="live",
-                created_at=now,
-                updated_at=now,
-                positions=[],
+        article_id = (
+            s.connection()
+            .execute(
+                insert(Article).values(
+                    guid="g1",
+                    title="标题",
+                    body_html="<p>正文</p>",
+                    body_text="正文",
+                    content_hash="h1",
+                    state="live",
+                    created_at=now,
+                    updated_at=now,
+                    positions=[],
+                )
             )
-        ).inserted_primary_key
+            .inserted_primary_key
+        )
         assert article_id is not None
         insert_new_article_tags(s, int(article_id[0]), Tags(keywords=["回滚词", "保留词"]))
     batch.commit()
@@ -275,3 +279,36 @@ def test_a_crawl_whose_worker_is_killed_says_so_and_the_next_crawl_completes(tmp
             assert len(read_corpus(s).keys) == samples.truth()["appearance_count"]
             assert integrity_problems(s) == []
         engine.dispose()
+
+
+# --- the crawl process's share: Preparer ---------------------------------------------------------
+
+
+def test_the_preparer_normalizes_and_tags_and_turns_bad_pages_into_problems(now: datetime) -> None:
+    from crawler.items import STATE_VERIFY, ProblemItem
+    from pipeline.prepare import Preparer
+    from pipeline.record import Record
+    from pipeline.tagrules import Vocabulary
+    from tests.test_pipeline_support import FakeSpider
+
+    preparer = Preparer(Vocabulary.empty())
+    spider = FakeSpider()
+    good = preparer.prepare(article_item("p1", text("original"), published_at=now), spider)
+    assert isinstance(good, Record) and good.body_text and good.content_hash
+    assert good.tags is not None and good.tags.keywords  # tagged here: the worker keeps these tags
+    assert good.minhash is None  # signed by the worker, with deduplication
+
+    empty = preparer.prepare(article_item("p2", "", published_at=now), spider)
+    assert isinstance(empty, ProblemItem) and empty.kind == "parse" and not empty.fatal
+
+    verify = preparer.prepare(article_item("p3", "x", published_at=now, state=STATE_VERIFY), spider)
+    assert isinstance(verify, ProblemItem) and verify.kind == STATE_VERIFY
+
+    broken = article_item("p4", text("original"), published_at=now)
+    broken.body_html = None  # type: ignore[assignment]  # a spider bug: the stage raises
+    failed = preparer.prepare(broken, spider)
+    assert isinstance(failed, ProblemItem) and failed.fatal and failed.kind == "pipeline"
+    assert failed.url == broken.url and "could not process the page" in failed.reason
+
+    other = ProblemItem(source_key=SOURCE_KEY, url="https://x.example/", kind="timeout", reason="timed out")
+    assert preparer.prepare(other, spider) is other

@@ -1,0 +1,53 @@
+"""The stages that need no database, run in the crawl process: normalize and tag.
+
+The pipeline worker (`pipeline.worker`) deduplicates and stores; the crawl process fetches,
+extracts, and prepares each page with `Preparer`, so the two processes share the work about
+evenly (measured: with the signature here as well the crawl process became the slower one; with
+tags in the worker, the worker). Importing this module must stay cheap: it is all the crawl
+process loads of the pipeline (no database models, no numpy).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from crawler.items import STATE_OK, ProblemItem
+from pipeline.normalize import NormalizePipeline, RejectedItem
+from pipeline.record import Record
+from pipeline.tagging import TagPipeline
+
+if TYPE_CHECKING:
+    from pipeline.tagrules import Vocabulary
+
+log = logging.getLogger(__name__)
+
+
+class Preparer:
+    """Normalize and tag, in the crawl process: what goes to the worker instead of the page."""
+
+    def __init__(self, vocab: Vocabulary) -> None:
+        self.normalize = NormalizePipeline()
+        self.tag = TagPipeline(vocab)
+
+    def prepare(self, item: Any, source: Any) -> Any:
+        """A normalized and tagged `Record` for an article page; the `ProblemItem` to record
+        for a page that is rejected or cannot be prepared; any other item as it is. Never raises."""
+        try:
+            out = self.normalize.process_item(item, source)
+            if isinstance(out, Record) and out.item.state == STATE_OK:
+                out = self.tag.process_item(out, source)
+            return out
+        except RejectedItem as exc:
+            log.warning("dropped: %s", exc)
+            return exc.problem
+        except Exception as exc:
+            url = str(getattr(item, "url", "") or "")
+            log.exception("could not prepare %s", url)
+            return ProblemItem(
+                source_key=str(getattr(item, "source_key", "") or ""),
+                url=url,
+                kind="pipeline",
+                reason=f"could not process the page: {type(exc).__name__}: {' '.join(str(exc).split())}",
+                fatal=True,
+            )
