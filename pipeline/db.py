@@ -144,6 +144,11 @@ class SessionSource(Protocol):
     def __call__(self) -> AbstractContextManager[Session]: ...
 
 
+# Session.info key of a batch's deferred writes: {key: (statement, params)}, executed (grouped by
+# statement, in order) just before the batch commits; a unit that rolls back drops the ones it added.
+DEFERRED = "zhuanlan.deferred"
+
+
 class BatchedSessions:
     """A stand-in for a sessionmaker that runs many units of work in one transaction.
 
@@ -169,9 +174,10 @@ class BatchedSessions:
     def _current(self) -> Session:
         if self._session is None:
             self._session = self.factory()
+            self._session.info[DEFERRED] = {}
         return self._session
 
-    def _abandon(self, exc: OperationalError) -> DatabaseError:
+    def _abandon(self, exc: DBAPIError) -> DatabaseError:
         reason = describe_failure(exc)
         session, self._session = self._session, None
         self.units = 0
@@ -194,6 +200,7 @@ class BatchedSessions:
     @contextmanager
     def unit(self) -> Iterator[Session]:
         session = self._current()
+        deferred_before = dict(session.info[DEFERRED])
         savepoint = session.begin_nested()
         try:
             yield session
@@ -202,6 +209,7 @@ class BatchedSessions:
             # disk does), and PostgreSQL has no connection left to roll back to it on.
             raise self._abandon(exc) from exc
         except BaseException:
+            session.info[DEFERRED] = deferred_before
             try:
                 savepoint.rollback()
             except OperationalError as exc:
@@ -217,11 +225,23 @@ class BatchedSessions:
         """Commit every unit since the last commit; `DatabaseError` (after `on_abandon`) if that fails."""
         if self._session is None:
             return
+        session = self._session
         try:
-            self._session.commit()
-        except OperationalError as exc:
+            self._write_deferred(session)
+            session.commit()
+        except DBAPIError as exc:  # the deferred writes are the batch's too: any failure loses it
             raise self._abandon(exc) from exc
         self.units = 0
+
+    @staticmethod
+    def _write_deferred(session: Session) -> None:
+        deferred: dict[Any, tuple[Any, dict[str, Any]]] = session.info[DEFERRED]
+        groups: dict[int, tuple[Any, list[dict[str, Any]]]] = {}
+        for statement, params in deferred.values():
+            groups.setdefault(id(statement), (statement, []))[1].append(params)
+        for statement, rows in groups.values():
+            session.execute(statement, rows)
+        deferred.clear()
 
     def close(self) -> None:
         """Roll back what is not committed and release the connection."""

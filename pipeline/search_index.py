@@ -11,6 +11,7 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from pipeline.db import DEFERRED
 from pipeline.textsplit import split_text
 
 
@@ -28,9 +29,21 @@ _FTS_INSERT = text("INSERT INTO article_fts (rowid, title, body) VALUES (:id, :t
 
 
 def index_article(session: Session, article_id: int, title: str, body: str, *, new: bool = False) -> None:
-    """Insert or replace the index entry of one article (`new`: it has none yet, skip the delete)."""
+    """Insert or replace the index entry of one article (`new`: it has none yet, skip the delete).
+
+    In a batch of the pipeline worker (`BatchedSessions`), the entry of a new article is written
+    with the batch, just before its commit, in one statement for all of them: SQLite's FTS5 writes
+    a segment at every SAVEPOINT release otherwise, which cost as much as a commit per article."""
     params = {"id": article_id, "t": split_text(title), "b": split_text(body)}
-    if _dialect(session) == "postgresql":
+    postgresql = _dialect(session) == "postgresql"
+    statement = _PG_UPSERT if postgresql else _FTS_INSERT
+    deferred = session.info.get(DEFERRED)
+    if deferred is not None:
+        if new:
+            deferred[("search", article_id)] = (statement, params)
+            return
+        deferred.pop(("search", article_id), None)  # written now instead, after the delete
+    if postgresql:
         session.execute(_PG_UPSERT, params)
         return
     if not new:
@@ -39,6 +52,9 @@ def index_article(session: Session, article_id: int, title: str, body: str, *, n
 
 
 def remove_article(session: Session, article_id: int) -> None:
+    deferred = session.info.get(DEFERRED)
+    if deferred is not None:
+        deferred.pop(("search", article_id), None)
     if _dialect(session) == "postgresql":
         session.execute(text("DELETE FROM article_search WHERE article_id = :id"), {"id": article_id})
     else:

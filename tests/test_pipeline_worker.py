@@ -11,7 +11,7 @@ import json
 import os
 import signal
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -312,3 +312,60 @@ def test_the_preparer_normalizes_and_tags_and_turns_bad_pages_into_problems(now:
 
     other = ProblemItem(source_key=SOURCE_KEY, url="https://x.example/", kind="timeout", reason="timed out")
     assert preparer.prepare(other, spider) is other
+
+
+def test_search_entries_of_a_batch_are_written_with_it_and_not_for_a_failed_unit(
+    batch_engine: Engine, sessions: sessionmaker[Session], now: datetime
+) -> None:
+    from pipeline.search_index import index_article, indexed_count
+
+    def new_article(s: Session, guid: str, body: str) -> int:
+        inserted = (
+            s.connection()
+            .execute(
+                insert(Article).values(
+                    guid=guid,
+                    title=f"标题{guid}",
+                    body_html=f"<p>{body}</p>",
+                    body_text=body,
+                    content_hash=guid,
+                    state="live",
+                    created_at=now,
+                    updated_at=now,
+                    positions=[],
+                )
+            )
+            .inserted_primary_key
+        )
+        assert inserted is not None
+        return int(inserted[0])
+
+    batch = BatchedSessions(session_factory(batch_engine))
+    with transaction(batch) as s:
+        first = new_article(s, "g1", "粮食安全是国之大者")
+        index_article(s, first, "标题g1", "粮食安全是国之大者", new=True)
+    with pytest.raises(RuntimeError), transaction(batch) as s:
+        lost = new_article(s, "g2", "河湖长制全面推行")
+        index_article(s, lost, "标题g2", "河湖长制全面推行", new=True)
+        raise RuntimeError("this unit fails after indexing")
+    with transaction(batch) as s:
+        second = new_article(s, "g3", "科技创新引领发展")
+        index_article(s, second, "标题g3", "科技创新引领发展", new=True)
+        index_article(s, second, "标题g3", "科技创新引领高质量发展")  # an edit in the same batch
+    with sessions() as s:
+        assert indexed_count(s) == 0  # nothing before the commit
+    batch.commit()
+    batch.close()
+    with sessions() as s:
+        assert indexed_count(s) == 2
+        ids = set(s.scalars(select(Article.id)))
+        assert ids == {first, second}
+    from archive.search import Filters, search
+
+    def found(s: Session, query: str) -> list[int]:
+        return [hit.article_id for hit in search(s, query, Filters(), tz=now.tzinfo or UTC).hits]
+
+    with sessions() as s:
+        assert found(s, "粮食") == [first]
+        assert found(s, "高质量") == [second]  # the edit's entry, once
+        assert found(s, "河湖") == []
