@@ -23,6 +23,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,10 +37,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOG_FORMAT = "%(asctime)s [%(name)s] %(levelname)s: %(message)s"
-# Items per commit at most; the worker also commits whenever no message is waiting, so a batch is
-# never older than the item being handled when the crawl falls behind (and a slow crawl commits
-# every item). 64 articles: about a quarter of a second of work.
+# When a batch is committed: at MAX_BATCH items, when no message has come for IDLE_COMMIT_SECONDS,
+# or when its first item waited MAX_BATCH_SECONDS. Waiting a moment for more (rather than committing
+# whenever the pipe is empty) keeps batches full when the worker is faster than the crawl: small
+# batches cost a commit and a full-text index segment each. 64 articles are about a quarter of a
+# second of work; a page is stored at most about a second after it was fetched.
 MAX_BATCH = 64
+IDLE_COMMIT_SECONDS = 0.2
+MAX_BATCH_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,7 @@ class Worker:
         self.sessions = BatchedSessions(session_factory(self.engine), on_abandon=self._batch_lost)
         # what the uncommitted batch holds: (chain, item) in order
         self.batch: list[tuple[SourceChain, Any]] = []
+        self.batch_started = 0.0  # monotonic time of the batch's first item
         self.handled = 0  # items handled
         self.settled = 0  # of which committed, or recorded as lost
         self.share_key = self.engine.url.render_as_string(hide_password=False)
@@ -102,6 +108,8 @@ class Worker:
         self.chains[sid] = chain
 
     def item(self, sid: int, item: Any) -> str:
+        if not self.batch:
+            self.batch_started = time.monotonic()
         chain = self.chains.get(sid)
         if chain is None:  # its run could not be opened (the crawl process was told, and says so)
             self.handled += 1
@@ -111,7 +119,7 @@ class Worker:
         outcome = chain.handle(item)
         self.batch.append((chain, item))
         self.handled += 1
-        if self.sessions.units >= MAX_BATCH:
+        if self.sessions.units >= MAX_BATCH or time.monotonic() - self.batch_started >= MAX_BATCH_SECONDS:
             self.commit()
         return outcome
 
@@ -164,8 +172,8 @@ def serve(conn: Connection, worker: Worker) -> None:
     """Answer messages until "stop" or end of input."""
     acked = 0
     while True:
-        if worker.batch and not conn.poll():
-            worker.commit()  # nothing waiting: store what was handled before waiting for more
+        if worker.batch and not conn.poll(IDLE_COMMIT_SECONDS):
+            worker.commit()  # nothing came for a moment: store what was handled before waiting for more
         if worker.settled > acked:
             conn.send(("done", worker.settled - acked))
             acked = worker.settled
