@@ -143,7 +143,7 @@ def _committed(session: Session) -> _Ids:
 
 
 def _promote(session: Session) -> None:
-    if session.in_transaction():
+    if session.in_nested_transaction():
         return  # a SAVEPOINT was released (SQLAlchemy calls after_commit for those too): not committed yet
     session.info.pop(_TAINTED, None)
     pending: _Ids | None = session.info.pop(_PENDING, None)
