@@ -90,10 +90,11 @@ def write_config(
 @dataclass
 class CrawlResult:
     seconds: float
-    peak_rss_mb: float
+    peak_rss_mb: float  # of the crawl process (its pipeline worker is another process)
     summary: dict[str, Any]
     stdout: str
     stderr: str
+    cpu_seconds: float = 0.0  # user + system of the process and its waited-for children (the pipeline worker)
 
 
 def _env(database_url: str) -> dict[str, str]:
@@ -133,7 +134,9 @@ def zhuanlan(config: Path, database_url: str, *args: str, prefix: tuple[str, ...
     for line in stdout.splitlines():
         if line.startswith("{"):
             summary = json.loads(line)
-    return CrawlResult(seconds, usage.ru_maxrss / 1024, summary, stdout, stderr)
+    return CrawlResult(
+        seconds, usage.ru_maxrss / 1024, summary, stdout, stderr, cpu_seconds=usage.ru_utime + usage.ru_stime
+    )
 
 
 def crawl(config: Path, database_url: str, *extra: str, prefix: tuple[str, ...] = ()) -> CrawlResult:
@@ -219,12 +222,16 @@ class PgSchema:
         self.url = f"{server}{sep}options={quote(f'-csearch_path={name}')}"
 
     def __enter__(self) -> PgSchema:
+        self.reset()
+        return self
+
+    def reset(self) -> None:
+        """An empty schema (dropped and created again)."""
         engine = create_engine(self.server.replace("postgresql://", "postgresql+psycopg://", 1))
         with engine.begin() as conn:
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{self.name}" CASCADE'))
             conn.execute(text(f'CREATE SCHEMA "{self.name}"'))
         engine.dispose()
-        return self
 
     def __exit__(self, *exc: object) -> None:
         engine = create_engine(self.server.replace("postgresql://", "postgresql+psycopg://", 1))

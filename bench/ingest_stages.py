@@ -1,5 +1,7 @@
 """Where the ingest time goes: the article pages of the generated site run through the spider's
-extraction and the four item pipelines in this process, with a timer around each stage.
+extraction (the crawl process's share) and the four item stages as the pipeline worker runs them
+(one `SourceChain` over `BatchedSessions`, a commit every `MAX_BATCH` items), with a timer around
+each stage and around the commits.
 
 Run as `python -m bench.ingest_stages SITE_DIR CONFIG DATABASE_URL LIMIT`; the database must be
 initialised. Prints one JSON line: seconds per stage (total) and the number of articles.
@@ -18,35 +20,29 @@ from crawler.items import STATE_OK, ArticleItem
 from crawler.keys import site_key
 from crawler.parsing.encoding import decode_checked
 from crawler.parsing.site_article import extract_article
-from pipeline.db import make_engine, session_factory
-from pipeline.dedup import DeduplicatePipeline
-from pipeline.normalize import NormalizePipeline
-from pipeline.store import StorePipeline
-from pipeline.tagging import TagPipeline, vocabulary_from_path
+from pipeline.chain import SourceChain, SourceRef
+from pipeline.db import BatchedSessions, make_engine, session_factory
+from pipeline.tagging import vocabulary_from_path
+from pipeline.tagrules import warm_up_keywords
+from pipeline.worker import MAX_BATCH
 
-STAGES = ("extract", "normalize", "dedup", "tag", "store")
-
-
-class _Spider:
-    def __init__(self, source: dict[str, Any]) -> None:
-        self.source = source
-        self.source_key = str(source["key"])
+STAGES = ("extract", "normalize", "dedup", "tag", "store", "commit")
 
 
 def main(argv: list[str]) -> int:
     site, config, url, limit = Path(argv[0]), argv[1], argv[2], int(argv[3])
     pages = sorted((site / "art").rglob("*.html"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))[:limit]
-    sessions = session_factory(make_engine(url))
-    spider = _Spider(
-        {"key": "stages", "kind": "site_column", "url": "http://127.0.0.1/col/all/index.html", "unit": None}
+    sessions = BatchedSessions(session_factory(make_engine(url, immediate_transactions=True)))
+    source = SourceRef(
+        "stages", {"key": "stages", "kind": "site_column", "url": "http://127.0.0.1/col/all/index.html", "unit": None}
     )
-    normalize = NormalizePipeline()
-    dedup = DeduplicatePipeline(sessions)
-    tag = TagPipeline(vocabulary_from_path(config))
-    store = StorePipeline(sessions, config_path=None)
-    dedup.open_spider(spider)
-    tag.open_spider(spider)
-    store.open_spider(spider)
+    warm_up_keywords()
+    chain = SourceChain(
+        sessions, source, vocabulary_from_path(config), run_id=None, config_path=None, share_key="stages"
+    )
+    chain.open()
+    sessions.commit()
+    stages = (("normalize", chain.normalize), ("dedup", chain.dedup), ("tag", chain.tag), ("store", chain.store))
     spent = dict.fromkeys(STAGES, 0.0)
     for path in pages:
         page_url = f"http://127.0.0.1{path.as_posix().split(site.as_posix(), 1)[1]}"
@@ -75,11 +71,19 @@ def main(argv: list[str]) -> int:
         )
         t1 = time.perf_counter()
         spent["extract"] += t1 - t0
-        for name, stage in (("normalize", normalize), ("dedup", dedup), ("tag", tag), ("store", store)):
+        for name, stage in stages:
             t0 = time.perf_counter()
-            item = stage.process_item(item, spider)
+            item = stage.process_item(item, source)
             spent[name] += time.perf_counter() - t0
-    store.close_spider(spider)
+        if sessions.units >= MAX_BATCH:
+            t0 = time.perf_counter()
+            sessions.commit()
+            spent["commit"] += time.perf_counter() - t0
+    t0 = time.perf_counter()
+    sessions.commit()
+    spent["commit"] += time.perf_counter() - t0
+    chain.close(0)
+    sessions.commit()
     print(json.dumps({"articles": len(pages), "seconds": spent}))
     return 0
 
