@@ -5,6 +5,7 @@ checks that no row is half-written or duplicated."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -29,16 +30,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_config(path: Path, samples: SampleSources, *, smtp_port: int | None = None) -> Path:
-    path.write_text(
-        samples.config_toml(
-            smtp_port=smtp_port or free_port(),
-            web_port=free_port(),
-            data_dir=str(path.parent / "data"),
-            public_dir=str(path.parent / "public"),
-        ),
-        encoding="utf-8",
+def write_config(
+    path: Path, samples: SampleSources, *, smtp_port: int | None = None, download_delay: float = 0.0
+) -> Path:
+    """The samples' config; `download_delay` (seconds between requests) keeps a crawl going for a
+    few seconds, so a fault can land while the pipeline worker still has batches to commit."""
+    text = samples.config_toml(
+        smtp_port=smtp_port or free_port(),
+        web_port=free_port(),
+        data_dir=str(path.parent / "data"),
+        public_dir=str(path.parent / "public"),
     )
+    if download_delay:
+        text, count = re.subn(r"(?m)^download_delay_seconds = 0$", f"download_delay_seconds = {download_delay}", text)
+        assert count == 1, "the samples' config no longer sets download_delay_seconds = 0"
+    path.write_text(text, encoding="utf-8")
     return path
 
 

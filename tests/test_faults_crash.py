@@ -95,7 +95,7 @@ def _progress(session: Session, after_run: int) -> int:
 def run_chain(workdir: Path, db_url: str, samples: SampleSources, kills: list[tuple[float, float]]) -> Chain:
     started = time.monotonic()
     workdir.mkdir(parents=True, exist_ok=True)
-    cfg = write_config(workdir / "zhuanlan.toml", samples)
+    cfg = write_config(workdir / "zhuanlan.toml", samples, download_delay=0.02)
     chain = Chain()
     init = run_cli(cfg, db_url, "init")
     assert init.returncode == 0, init.stderr

@@ -146,8 +146,11 @@ def test_sqlite_locked_by_another_process(tmp_path: Path, samples: SampleSources
         assert conn.execute("SELECT count(*) FROM crawl_runs").fetchone() == (0,)
 
     # Locked in the middle of a crawl for longer than the busy timeout: the pages that could not be
-    # stored are recorded as database failures (in plain words), nothing is half-written.
-    proc = start_cli(cfg, db_url, "crawl", "--json", env=FAST_BUSY)
+    # stored are recorded as database failures (in plain words), nothing is half-written. A delay
+    # between requests keeps the crawl going for seconds: the pipeline worker commits in batches, and
+    # an undelayed crawl of the samples can have committed every page by the time progress shows.
+    slow = write_config(tmp_path / "slow.toml", samples, download_delay=0.1)
+    proc = start_cli(slow, db_url, "crawl", "--json", env=FAST_BUSY)
     assert wait_for(lambda: proc.poll() is not None or progress(db_url) >= 3, timeout=180)
     assert proc.poll() is None, "the crawl ended before the lock was taken"
     with exclusive_lock(path):
