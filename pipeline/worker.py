@@ -228,3 +228,8 @@ def main(conn: Connection, settings: WorkerSettings) -> None:
     finally:
         worker.shutdown()
         conn.close()
+    # Everything is committed and the database released: skip the interpreter's teardown (a few
+    # tenths of a second of freeing modules) that the crawl process would wait for.
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(0)
