@@ -23,14 +23,15 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_ENV = "ZHUANLAN_SQLITE_BUSY_TIMEOUT"
@@ -270,6 +271,9 @@ def transaction(factory: SessionSource) -> Iterator[Session]:
 
 
 def alembic_config(engine: Engine) -> AlembicConfig:
+    # Alembic is imported only to migrate: every crawl process and pipeline worker imports this module.
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.attributes["engine"] = engine
@@ -283,6 +287,8 @@ def upgrade(engine: Engine) -> None:
             conn.close()
     except OperationalError as exc:
         raise DatabaseError(f"cannot connect to the database: {one_line(exc.orig)}") from exc
+    from alembic import command
+
     command.upgrade(alembic_config(engine), "head")
 
 
