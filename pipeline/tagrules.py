@@ -755,7 +755,11 @@ def top_keywords(text: str, k: int = 8) -> list[str]:
     model = _load_keyword_model()
     # The k * 4 + 10 best are the candidates, as when jieba's extract_tags(topK=k * 4 + 10) gave them:
     # numbers, single characters and stopwords are dropped afterwards.
-    candidates = _tfidf_ranking(_jieba_cut(model.segmenter, text), model)[: k * 4 + 10]
+    return pick_keywords(_tfidf_ranking(_jieba_cut(model.segmenter, text), model)[: k * 4 + 10], k)
+
+
+def pick_keywords(candidates: Iterable[str], k: int) -> list[str]:
+    """The first `k` good keywords of ranked candidates: no numbers, single characters, stopwords or repeats."""
     keywords: list[str] = []
     for word in candidates:
         word = word.strip()

@@ -22,6 +22,7 @@ from pipeline.tagrules import (
     _load_keyword_model,
     _tfidf_ranking,
     keyword_text,
+    pick_keywords,
     top_keywords,
     warm_up_keywords,
 )
@@ -125,14 +126,7 @@ def _jieba_keywords(extractor: Any, text: str, k: int) -> list[str]:
     """The keywords as they were computed with jieba: its top k * 4 + 10, then our filter."""
     if k <= 0 or not text.strip():
         return []
-    keywords: list[str] = []
-    for word in extractor.extract_tags(text, topK=k * 4 + 10):
-        word = word.strip()
-        if _good_keyword(word) and word not in keywords:
-            keywords.append(word)
-            if len(keywords) == k:
-                break
-    return keywords
+    return pick_keywords(extractor.extract_tags(text, topK=k * 4 + 10), k)
 
 
 def test_idf_table_and_stop_words_are_jiebas(jieba_extractor: Any) -> None:

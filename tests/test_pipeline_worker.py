@@ -127,6 +127,29 @@ def test_a_commit_that_fails_reports_the_batch_lost(batch_engine: Engine, sessio
     batch.close()
 
 
+def _insert_article(s: Session, guid: str, body: str, now: datetime) -> int:
+    """A bare article row (no appearance): enough for tag and search-index rows to refer to."""
+    inserted = (
+        s.connection()
+        .execute(
+            insert(Article).values(
+                guid=guid,
+                title=f"标题{guid}",
+                body_html=f"<p>{body}</p>",
+                body_text=body,
+                content_hash=guid,
+                state="live",
+                created_at=now,
+                updated_at=now,
+                positions=[],
+            )
+        )
+        .inserted_primary_key
+    )
+    assert inserted is not None
+    return int(inserted[0])
+
+
 def test_tag_ids_stay_right_across_a_rolled_back_savepoint(
     batch_engine: Engine, sessions: sessionmaker[Session], now: datetime
 ) -> None:
@@ -140,25 +163,8 @@ def test_tag_ids_stay_right_across_a_rolled_back_savepoint(
         # the id of the rolled-back row must not be reused from a cache
         ids = tag_ids(s, [("keyword", "回滚词"), ("keyword", "保留词")])
         assert ids[("keyword", "保留词")] == kept
-        article_id = (
-            s.connection()
-            .execute(
-                insert(Article).values(
-                    guid="g1",
-                    title="标题",
-                    body_html="<p>正文</p>",
-                    body_text="正文",
-                    content_hash="h1",
-                    state="live",
-                    created_at=now,
-                    updated_at=now,
-                    positions=[],
-                )
-            )
-            .inserted_primary_key
-        )
-        assert article_id is not None
-        insert_new_article_tags(s, int(article_id[0]), Tags(keywords=["回滚词", "保留词"]))
+        article_id = _insert_article(s, "g1", "正文", now)
+        insert_new_article_tags(s, article_id, Tags(keywords=["回滚词", "保留词"]))
     batch.commit()
     # Then the whole next batch is lost: ids it only read in a tainted transaction are not trusted.
     with pytest.raises(RuntimeError), transaction(batch) as s:
@@ -319,37 +325,16 @@ def test_search_entries_of_a_batch_are_written_with_it_and_not_for_a_failed_unit
 ) -> None:
     from pipeline.search_index import index_article, indexed_count
 
-    def new_article(s: Session, guid: str, body: str) -> int:
-        inserted = (
-            s.connection()
-            .execute(
-                insert(Article).values(
-                    guid=guid,
-                    title=f"标题{guid}",
-                    body_html=f"<p>{body}</p>",
-                    body_text=body,
-                    content_hash=guid,
-                    state="live",
-                    created_at=now,
-                    updated_at=now,
-                    positions=[],
-                )
-            )
-            .inserted_primary_key
-        )
-        assert inserted is not None
-        return int(inserted[0])
-
     batch = BatchedSessions(session_factory(batch_engine))
     with transaction(batch) as s:
-        first = new_article(s, "g1", "粮食安全是国之大者")
+        first = _insert_article(s, "g1", "粮食安全是国之大者", now)
         index_article(s, first, "标题g1", "粮食安全是国之大者", new=True)
     with pytest.raises(RuntimeError), transaction(batch) as s:
-        lost = new_article(s, "g2", "河湖长制全面推行")
+        lost = _insert_article(s, "g2", "河湖长制全面推行", now)
         index_article(s, lost, "标题g2", "河湖长制全面推行", new=True)
         raise RuntimeError("this unit fails after indexing")
     with transaction(batch) as s:
-        second = new_article(s, "g3", "科技创新引领发展")
+        second = _insert_article(s, "g3", "科技创新引领发展", now)
         index_article(s, second, "标题g3", "科技创新引领发展", new=True)
         index_article(s, second, "标题g3", "科技创新引领高质量发展")  # an edit in the same batch
     with sessions() as s:
