@@ -1,18 +1,19 @@
 """The one Scrapy item pipeline of a crawl: prepares every item and hands it to the pipeline worker process.
 
-Thin shell (see `pipeline.worker` for why a process and `pipeline.chain` for the stages). One
-worker serves every spider of the crawl process that has the same database, config and run; it
-is started with the first spider's pipeline, so its imports overlap Scrapy's start, and stopped
-when the last spider's pipeline closes.
+Thin shell (see `pipeline.worker` for why a process, `pipeline.prepare` for what is done here and
+`pipeline.chain` for the stages the worker runs). One worker serves every spider of the crawl
+process that has the same database, config and run. `zhuanlan crawl` starts it (`prestart`) before
+setting up Scrapy, so its imports overlap Scrapy's; otherwise the first spider's pipeline starts
+it. It is stopped when the last spider's pipeline closes.
 
-`process_item` completes as soon as the item is queued for the worker, unless `WINDOW` items are
-already waiting: then it waits until half of them are stored, so a worker slower than the
-downloads holds the crawl back (Scrapy keeps the responses in its scraper slot and backs out)
-instead of queueing pages without bound. Items go to the worker in batches and it acknowledges
-them by the batch, so the crawl process spends next to nothing per item. `close_spider`
-completes when the worker has stored every item before it and closed the source's run. If the worker dies, every waiting item fails, the spiders are
-closed, and their runs are recorded as unfinished by the crawl run's finish: the next crawl
-pages fully.
+`process_item` completes as soon as the item is queued for the worker; when `WINDOW` items are
+waiting it then waits until half of them are stored, so a worker slower than the downloads holds
+the crawl back (Scrapy keeps the responses in its scraper slot and backs out) instead of queueing
+pages without bound. Items go to the worker in batches and it acknowledges them by the batch, so
+the crawl process spends next to nothing per item. `close_spider` completes when the worker has
+stored every item before it and closed the source's run. If the worker dies, every waiting item
+fails, the spiders are closed, the crawl run fails with the reason, and the source runs are
+recorded as unfinished: the next crawl pages fully.
 """
 
 from __future__ import annotations
@@ -306,8 +307,8 @@ def _release(client: WorkerClient) -> None:
 
 
 class OffloadPipeline:
-    """ITEM_PIPELINES' only entry: every item is prepared here (`Preparer`: normalize, signature,
-    tags) and goes to the worker, which deduplicates and stores it."""
+    """ITEM_PIPELINES' only entry: every item is prepared here (`Preparer`: normalize and tag) and
+    goes to the worker, which signs, deduplicates and stores it."""
 
     def __init__(self, client: WorkerClient, preparer: Preparer, crawler: Any = None) -> None:
         self.client = client

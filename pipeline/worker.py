@@ -1,8 +1,9 @@
-"""The pipeline worker: one child process of a crawl that runs the item stages of every source.
+"""The pipeline worker: one child process of a crawl that deduplicates and stores for every source.
 
-Why a process: the stages (normalize, deduplicate, tag, store) cost more CPU per article than
-Scrapy itself, and on Scrapy's reactor thread they held up the next request. In a child process
-they run on another core while the crawl process fetches and extracts the next pages.
+Why a process: the item stages cost more CPU per article than Scrapy itself, and on Scrapy's
+reactor thread they held up the next request. The crawl process prepares each page (normalize and
+tag, `pipeline.prepare`); this process signs, deduplicates and stores it on the other core (the
+chain of `pipeline.chain`, whose normalize and tag stages pass a prepared record through).
 
 The crawl process talks to the worker over one pipe, in order: ("open", sid, source_key, source),
 ("items", [(sid, item), …]), ("close", sid, requests) and ("stop",). The worker answers ("ready",)
