@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from crawler.samples.server import SampleSources
 from pipeline.db import make_engine, session_factory, upgrade
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -110,3 +111,28 @@ def chromium() -> Iterator[object]:
             yield browser
         finally:
             browser.close()
+
+
+@contextmanager
+def _serving_samples() -> Iterator[SampleSources]:
+    server = SampleSources(port=0)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def samples() -> Iterator[SampleSources]:
+    """The bundled sample sources on a free loopback port, for one test (tests may hide, delete or
+    edit stories)."""
+    with _serving_samples() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def module_samples() -> Iterator[SampleSources]:
+    """The sample sources shared by the tests of one module (for modules that leave them as they are)."""
+    with _serving_samples() as server:
+        yield server

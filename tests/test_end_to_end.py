@@ -44,14 +44,6 @@ def inbox() -> Iterator[tuple[Inbox, int]]:
     controller.stop()
 
 
-@pytest.fixture
-def samples() -> Iterator[SampleSources]:
-    server = SampleSources(port=0)
-    server.start()
-    yield server
-    server.stop()
-
-
 def test_full_cycle(tmp_path: Path, db_url: str, samples: SampleSources, inbox: tuple[Inbox, int]) -> None:
     handler, smtp_port = inbox
     cfg = tmp_path / "zhuanlan.toml"

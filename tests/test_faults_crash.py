@@ -15,7 +15,6 @@ import json
 import random
 import subprocess
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -74,11 +73,8 @@ class Chain:
 
 
 @pytest.fixture(scope="module")
-def samples() -> Iterator[SampleSources]:
-    server = SampleSources(port=0)
-    server.start()
-    yield server
-    server.stop()
+def samples(module_samples: SampleSources) -> SampleSources:
+    return module_samples
 
 
 def _progress(session: Session, after_run: int) -> int:

@@ -45,11 +45,8 @@ FAST_BUSY = {BUSY_TIMEOUT_ENV: "0.5"}
 
 
 @pytest.fixture(scope="module")
-def samples() -> Iterator[SampleSources]:
-    server = SampleSources(port=0)
-    server.start()
-    yield server
-    server.stop()
+def samples(module_samples: SampleSources) -> SampleSources:
+    return module_samples
 
 
 def progress(db_url: str) -> int:

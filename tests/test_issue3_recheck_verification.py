@@ -8,11 +8,9 @@ from __future__ import annotations
 import json
 import re
 import zlib
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
 from crawler.samples.catalog import WECHAT_SOURCE_KEY
@@ -26,14 +24,6 @@ GONE_ALONE = "zrzyj-2"  # a WeChat-only story: deleting it deletes the story
 GONE_WITH_REPOST = "jyj-2"  # also reposted on the committee site: the story stays live
 EDITED = "sthjj-2"
 EDIT_NOTE = "（编者按：本文第三部分于发布后补充了工作安排。）"
-
-
-@pytest.fixture
-def samples() -> Iterator[SampleSources]:
-    server = SampleSources(port=0)
-    server.start()
-    yield server
-    server.stop()
 
 
 def crawl_json(cfg: Path, db_url: str, *args: str) -> dict[str, object]:

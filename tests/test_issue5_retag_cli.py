@@ -9,11 +9,9 @@ import re
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
@@ -55,14 +53,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def samples() -> Iterator[SampleSources]:
-    server = SampleSources(port=0)
-    server.start()
-    yield server
-    server.stop()
 
 
 def run(db_url: str, *argv: str) -> subprocess.CompletedProcess[str]:

@@ -117,14 +117,6 @@ def schedulers(tmp_path: Path) -> Iterator[Schedulers]:
     s.cleanup()
 
 
-@pytest.fixture
-def samples() -> Iterator[SampleSources]:
-    server = SampleSources(port=0)
-    server.start()
-    yield server
-    server.stop()
-
-
 def wait_for(
     what: str, predicate: Callable[[], Any], timeout: float, proc: subprocess.Popen[bytes] | None = None
 ) -> Any:
