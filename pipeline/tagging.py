@@ -59,7 +59,7 @@ class TagPipeline:
 
     # `spider` is optional: Scrapy ≥ 2.14 no longer passes it to components that do not require it.
     def process_item(self, item: Any, spider: Any = None) -> Any:
-        # A record tagged already (by the crawl process, see `pipeline.chain.prepare`) keeps its tags.
+        # A record tagged already (by the crawl process, see `pipeline.prepare`) keeps its tags.
         if isinstance(item, Record) and item.item.state == STATE_OK and item.tags is None:
             item.tags = tag_record(item, self.vocab, self._owning_unit(spider))
         return item
