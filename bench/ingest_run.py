@@ -106,7 +106,7 @@ def _env(database_url: str) -> dict[str, str]:
 
 def zhuanlan(config: Path, database_url: str, *args: str, prefix: tuple[str, ...] = ()) -> CrawlResult:
     """Run `zhuanlan --config CONFIG ARGS…` in a child process; wall time and that child's peak RSS."""
-    cmd = [sys.executable, *prefix, "-c", "import sys, zhuanlan_cli; sys.exit(zhuanlan_cli.main())", "--config"]
+    cmd = [sys.executable, *prefix, "-c", "import sys, zhuanlan_cli; sys.exit(zhuanlan_cli.entry())", "--config"]
     cmd += [str(config), *args]
     if prefix:  # python -m cProfile … -c is not possible: run the CLI module as a script instead
         cmd = [sys.executable, *prefix, str(ROOT / "zhuanlan_cli.py"), "--config", str(config), *args]

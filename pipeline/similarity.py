@@ -25,9 +25,12 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING
 
 import numpy as np
-from datasketch import MinHash, MinHashLSH
+
+if TYPE_CHECKING:
+    from datasketch import MinHash
 
 NUM_PERM = 128
 SHINGLE = 3
@@ -101,9 +104,16 @@ def shingles(text: str, k: int = SHINGLE) -> frozenset[str]:
 
 @cache
 def _permutations() -> np.ndarray:
-    """The scheme's permutation parameters (a row, b row), drawn once per process (datasketch draws them
-    from `SEED` in every MinHash constructor, which costs more than signing a whole article)."""
-    return np.asarray(MinHash(num_perm=NUM_PERM, seed=SEED, scheme=HASH_SCHEME).permutations)
+    """The scheme's permutation parameters (a row, b row), drawn once per process as datasketch's
+    `MinHash(num_perm=NUM_PERM, seed=SEED, scheme="affine64")` draws them: odd multipliers a below
+    2^64, then offsets b, from numpy's legacy generator seeded with SEED (tests compare the two).
+
+    Drawn here rather than by datasketch: signing then needs numpy only, so the crawl process can
+    sign pages (`pipeline.ahead`) without importing datasketch and SciPy (0.4 s)."""
+    generator = np.random.RandomState(SEED)
+    a = generator.randint(0, 1 << 63, NUM_PERM, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    b = generator.randint(0, 1 << 64, NUM_PERM, dtype=np.uint64)
+    return np.array([a, b])
 
 
 @cache
@@ -193,6 +203,8 @@ def signature_parts(data: bytes) -> tuple[MinHash, MinHash]:
     They are datasketch MinHashes of this scheme (`hashfunc=shingle_key`, affine64 permutations from
     SEED): `jaccard` between two of them estimates the Jaccard similarity of the texts' shingle sets,
     and `update(shingle)` adds a shingle (a str) exactly as `signature` would have."""
+    from datasketch import MinHash
+
     values = np.frombuffer(data, dtype="<u8")
     if values.size != 2 * NUM_PERM:
         raise ValueError(f"signature has {values.size} values, expected {2 * NUM_PERM}")
@@ -216,11 +228,14 @@ def signature_parts(data: bytes) -> tuple[MinHash, MinHash]:
     return full, head
 
 
-@cache
+# (bands, rows) of the LSH: what datasketch's MinHashLSH picks for LSH_THRESHOLD and NUM_PERM (it
+# integrates the false positive and negative probabilities with SciPy; tests check it still picks
+# these). Written out so that the pipeline worker need not import datasketch and SciPy (0.4 s).
+LSH_BANDS = (25, 5)
+
+
 def _bands() -> tuple[int, int]:
-    """(bands, rows) that datasketch's MinHashLSH picks for our threshold and permutations (25 x 5)."""
-    lsh = MinHashLSH(threshold=LSH_THRESHOLD, num_perm=NUM_PERM)
-    return int(lsh.b), int(lsh.r)
+    return LSH_BANDS
 
 
 # Odd 64-bit multipliers that fold a band's `rows` values into one 64-bit band key.

@@ -17,6 +17,7 @@ from pipeline import dedup
 from pipeline.dedup import DeduplicatePipeline
 from pipeline.similarity import (
     HASH_SCHEME,
+    LSH_BANDS,
     LSH_THRESHOLD,
     NUM_PERM,
     SEED,
@@ -202,3 +203,22 @@ def test_generated_site_pages_lists_and_keeps_unchanged_files(tmp_path: Path) ->
     site.add(1)  # article 101 goes to column 1
     assert untouched.stat().st_mtime_ns == before
     assert site.articles[-1].path in (root / list_path("col1", 1).lstrip("/")).read_text(encoding="utf-8")
+
+
+def test_permutations_are_datasketchs_own_draw() -> None:
+    """The scheme's permutations are drawn without datasketch (so the crawl process can sign without
+    importing it), and must stay exactly the ones datasketch draws from SEED."""
+    from pipeline.similarity import _permutations
+
+    expected = MinHash(num_perm=NUM_PERM, seed=SEED, scheme=HASH_SCHEME).permutations
+    drawn = _permutations()
+    assert drawn.dtype == np.uint64
+    assert np.array_equal(drawn, expected)
+    assert bool((drawn[0] & np.uint64(1)).all())  # odd multipliers: bijective permutations
+
+
+def test_lsh_bands_are_datasketchs_choice() -> None:
+    """The bands and rows are written out (the worker then needs no SciPy); datasketch must still
+    pick the same for our threshold and number of permutations."""
+    reference = MinHashLSH(threshold=LSH_THRESHOLD, num_perm=NUM_PERM)
+    assert (reference.b, reference.r) == LSH_BANDS

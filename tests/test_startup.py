@@ -1,0 +1,86 @@
+"""What a crawl process and its pipeline worker load before their first page (issue 11): heavy
+packages that only some pages need are imported when needed, Scrapy's remote-control server is not
+started, and the `zhuanlan` command's exit status is main's."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from scrapy.crawler import Crawler
+from scrapy.settings import Settings
+
+from crawler.spiders.site_column import SiteColumnSpider
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _modules_after(code: str) -> set[str]:
+    """Top-level packages imported by a fresh interpreter after running `code`."""
+    probe = f"{code}\nimport sys\nprint(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True)
+    return set(out.stdout.split())
+
+
+def test_crawl_process_loads_no_fallback_extractor_or_datasketch() -> None:
+    loaded = _modules_after(
+        "import crawler.process, pipeline.offload\n"
+        "from scrapy.crawler import Crawler\n"
+        "from crawler.process import crawl_settings\n"
+        "settings = crawl_settings(database_url='sqlite://', config_path='z.toml', run_id=1, crawl={\n"
+        "    'user_agent': 'x', 'timeout_seconds': 5, 'download_delay_seconds': 0, 'max_page_bytes': 1000,\n"
+        "    'obey_robots': True})\n"
+        "settings.get_component_priority_dict_with_base('EXTENSIONS')  # imports every listed one\n"
+        "from crawler.spiders.site_column import SiteColumnSpider\n"
+        "from crawler.spiders.wechat_album import WechatAlbumSpider\n"
+        "from pipeline.ahead import work_ahead\n"
+        "from pipeline.similarity import signature\n"
+        "signature('学习贯彻党的二十届四中全会精神，推动高质量发展')"
+    )
+    assert "scrapy" in loaded and "numpy" in loaded  # the probe did import what a crawl uses
+    assert not loaded & {"trafilatura", "datasketch", "scipy", "aiohttp"}
+
+
+def test_worker_stages_load_no_datasketch() -> None:
+    loaded = _modules_after(
+        "import pipeline.chain\n"
+        "from pipeline.similarity import SignatureIndex, signature\n"
+        "index = SignatureIndex()\n"
+        "index.add(1, signature('学习贯彻党的二十届四中全会精神，推动高质量发展'))\n"
+        "index.candidates(signature('学习贯彻党的二十届四中全会精神'))"
+    )
+    assert "sqlalchemy" in loaded
+    assert not loaded & {"datasketch", "scipy", "trafilatura"}
+
+
+def test_trafilatura_is_still_used_for_pages_without_a_known_body() -> None:
+    from crawler.parsing.site_article import extract_article
+
+    paragraphs = "".join(f"<p>第{i}段：机关党组织深入学习贯彻全会精神，结合实际抓好贯彻落实。</p>" for i in range(12))
+    page = f"<html><head><title>学习体会</title></head><body><div class='x'><h1>学习体会</h1>{paragraphs}</div></body></html>"
+    article = extract_article(page, "http://127.0.0.1/a.html", {})
+    assert article.method["body"] == "trafilatura"
+    assert "第11段" in article.body_text
+
+
+def test_scrapy_remote_control_is_off() -> None:
+    settings = Settings()
+    settings.setmodule("crawler.settings", priority="project")
+    crawler = Crawler(SiteColumnSpider, settings)
+    assert crawler.settings.getbool("REMOTE_CONTROL_ENABLED") is False
+    extensions = crawler.settings.getwithbase("EXTENSIONS")
+    assert "scrapy.extensions.remote_control.RemoteControl" not in extensions
+    assert "scrapy.extensions.corestats.CoreStats" in extensions  # the others are Scrapy's own
+
+
+def test_command_exit_status_is_mains(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.toml"
+    done = subprocess.run(
+        [sys.executable, "-m", "zhuanlan_cli", "--config", str(missing), "status"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert done.returncode == 2
+    assert "configuration error" in done.stderr
