@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 START_TIMEOUT = 120.0  # seconds for the worker to import and open the database
 STOP_TIMEOUT = 30.0
 WINDOW = 256  # items queued for the worker at most (about 3 MB of pages)
+# Items waiting for the worker (queued or in its uncommitted batch) from which the crawl process
+# signs pages and computes their snapshot and search text itself (`pipeline.ahead`): with one
+# batch waiting the worker keeps up; with more it is the slower side.
+AHEAD_AT = 96
 MAX_SEND = 64  # items per message
 
 
@@ -214,6 +218,10 @@ class WorkerClient:
             self._process.kill()
             self._fail(f"the pipeline worker did not start within {START_TIMEOUT:.0f} s")
 
+    def behind(self) -> bool:
+        """Whether the worker is the slower side just now (more than a batch is waiting for it)."""
+        return self._in_flight >= AHEAD_AT
+
     async def submit(self, sid: int, item: Any) -> None:
         """Queue one item; waits only while the window is full."""
         self._attach()
@@ -348,7 +356,8 @@ class OffloadPipeline:
         self._worker_lost(error)
 
     async def process_item(self, item: Any, spider: Any = None) -> Any:
-        await self.client.submit(self.sid, self.preparer.prepare(item, self._spider(spider)))
+        prepared = self.preparer.prepare(item, self._spider(spider), ahead=self.client.behind())
+        await self.client.submit(self.sid, prepared)
         return item
 
     async def close_spider(self, spider: Any = None) -> None:

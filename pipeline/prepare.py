@@ -1,10 +1,11 @@
 """The stages that need no database, run in the crawl process: normalize and tag.
 
 The pipeline worker (`pipeline.worker`) deduplicates and stores; the crawl process fetches,
-extracts, and prepares each page with `Preparer`, so the two processes share the work about
-evenly (measured: with the signature here as well the crawl process became the slower one; with
-tags in the worker, the worker). Importing this module must stay cheap: it is all the crawl
-process loads of the pipeline (no database models, no numpy).
+extracts, and prepares each page with `Preparer`. Tags are always made here (in the worker they
+made the worker the slower side); the signature, snapshot and search text only while the worker is
+behind (`ahead`), so the two processes share the work evenly whichever is slower on a given site.
+Importing this module must stay cheap: it is all the crawl process loads of the pipeline (no
+database models; numpy only once a page is signed here).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from crawler.items import STATE_OK, ProblemItem
+from pipeline.ahead import work_ahead
 from pipeline.normalize import NormalizePipeline, RejectedItem
 from pipeline.record import Record
 from pipeline.tagging import TagPipeline
@@ -30,13 +32,16 @@ class Preparer:
         self.normalize = NormalizePipeline()
         self.tag = TagPipeline(vocab)
 
-    def prepare(self, item: Any, source: Any) -> Any:
-        """A normalized and tagged `Record` for an article page; the `ProblemItem` to record
-        for a page that is rejected or cannot be prepared; any other item as it is. Never raises."""
+    def prepare(self, item: Any, source: Any, *, ahead: bool = False) -> Any:
+        """A normalized and tagged `Record` for an article page (with `ahead`, also signed and with
+        its snapshot and search text computed, `pipeline.ahead`); the `ProblemItem` to record for a
+        page that is rejected or cannot be prepared; any other item as it is. Never raises."""
         try:
             out = self.normalize.process_item(item, source)
             if isinstance(out, Record) and out.item.state == STATE_OK:
                 out = self.tag.process_item(out, source)
+                if ahead:
+                    work_ahead(out)
             return out
         except RejectedItem as exc:
             log.warning("dropped: %s", exc)

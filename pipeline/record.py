@@ -49,3 +49,7 @@ class Record:
     minhash: bytes | None = None  # serialized signature (see pipeline.dedup)
     decision: Decision | None = None
     tags: Tags | None = None
+    # Computed ahead by the crawl process when the worker is behind (`pipeline.ahead`); the store
+    # computes them itself when they are None.
+    snapshot: tuple[str, bytes] | None = None  # (sha256 hex, zlib) of item.raw_body
+    search: tuple[str, str] | None = None  # (title, body_text) in the search index's form

@@ -28,13 +28,17 @@ _FTS_DELETE = text("DELETE FROM article_fts WHERE rowid = :id")
 _FTS_INSERT = text("INSERT INTO article_fts (rowid, title, body) VALUES (:id, :t, :b)")
 
 
-def index_article(session: Session, article_id: int, title: str, body: str, *, new: bool = False) -> None:
-    """Insert or replace the index entry of one article (`new`: it has none yet, skip the delete).
+def index_article(
+    session: Session, article_id: int, title: str, body: str, *, new: bool = False, split: tuple[str, str] | None = None
+) -> None:
+    """Insert or replace the index entry of one article (`new`: it has none yet, skip the delete;
+    `split`: title and body already in the index's form, as `pipeline.ahead.search_parts` gives).
 
     In a batch of the pipeline worker (`BatchedSessions`), the entry of a new article is written
     with the batch, just before its commit, in one statement for all of them: SQLite's FTS5 writes
     a segment at every SAVEPOINT release otherwise, which cost as much as a commit per article."""
-    params = {"id": article_id, "t": split_text(title), "b": split_text(body)}
+    split_title, split_body = split if split is not None else (split_text(title), split_text(body))
+    params = {"id": article_id, "t": split_title, "b": split_body}
     postgresql = _dialect(session) == "postgresql"
     statement = _PG_UPSERT if postgresql else _FTS_INSERT
     deferred = session.info.get(DEFERRED)

@@ -18,7 +18,6 @@ import functools
 import hashlib
 import json
 import logging
-import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
@@ -29,7 +28,8 @@ from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from crawler.items import GONE_STATES, STATE_OK, ArticleItem, ListPageItem, ProblemItem
-from pipeline.db import DatabaseError, describe_failure, transaction
+from pipeline.ahead import snapshot_parts
+from pipeline.db import DEFERRED, DatabaseError, describe_failure, transaction
 from pipeline.models import Appearance, Article, ListPage, Snapshot, Source, SourceRun, Unit
 from pipeline.normalize import RejectedItem
 from pipeline.record import EDIT, NEW_APPEARANCE, NEW_STORY, STATE_CHANGE, UNCHANGED, Record, Tags
@@ -178,11 +178,14 @@ def update_source_health(
 # --- writing decisions ------------------------------------------------------------------
 
 
-def snapshot_for(session: Session, item: ArticleItem, appearance_id: int) -> Snapshot | None:
-    """The snapshot of this fetch's raw bytes (an existing one when the same bytes were stored before)."""
+def snapshot_for(
+    session: Session, item: ArticleItem, appearance_id: int, parts: tuple[str, bytes] | None = None
+) -> Snapshot | None:
+    """The snapshot of this fetch's raw bytes (an existing one when the same bytes were stored before);
+    `parts`: the bytes' digest and compressed form when computed ahead (`Record.snapshot`)."""
     if not item.raw_body:
         return None
-    digest = hashlib.sha256(item.raw_body).hexdigest()
+    digest, content = parts if parts is not None else snapshot_parts(item.raw_body)
     existing = session.scalar(select(Snapshot).where(Snapshot.sha256 == digest))
     if existing is not None:
         return existing
@@ -194,7 +197,7 @@ def snapshot_for(session: Session, item: ArticleItem, appearance_id: int) -> Sna
         http_status=item.http_status,
         headers=dict(item.headers),
         encoding=item.encoding,
-        content=zlib.compress(item.raw_body),
+        content=content,
         size=len(item.raw_body),
     )
     session.add(snapshot)
@@ -218,7 +221,7 @@ def _set_content(session: Session, article: Article, record: Record, now: dateti
     article.minhash_scheme = SIGNATURE_SCHEME
     article.updated_at = now
     session.flush()
-    index_article(session, article.id, article.title, article.body_text)
+    index_article(session, article.id, article.title, article.body_text, split=record.search)
 
 
 def _add_appearance(session: Session, record: Record, source_id: int, article: Article) -> Appearance:
@@ -242,7 +245,7 @@ def _add_appearance(session: Session, record: Record, source_id: int, article: A
     )
     session.add(appearance)
     session.flush()  # a concurrent crawl's copy of this key fails here (unique canonical_key)
-    snapshot = snapshot_for(session, item, appearance.id)
+    snapshot = snapshot_for(session, item, appearance.id, record.snapshot)
     appearance.snapshot_id = snapshot.id if snapshot is not None else None
     return appearance
 
@@ -266,11 +269,13 @@ class SourceInfo:
     column: str | None
 
 
-def _snapshot_id(session: Session, item: ArticleItem, appearance_id: int) -> int | None:
+def _snapshot_id(
+    session: Session, item: ArticleItem, appearance_id: int, parts: tuple[str, bytes] | None
+) -> int | None:
     """`snapshot_for` in two Core statements (the new-story path): the id of this fetch's snapshot."""
     if not item.raw_body:
         return None
-    digest = hashlib.sha256(item.raw_body).hexdigest()
+    digest, content = parts if parts is not None else snapshot_parts(item.raw_body)
     connection = session.connection()
     existing = connection.execute(_SNAPSHOT_BY_SHA, {"digest": digest}).scalar()
     if existing is not None:
@@ -285,7 +290,7 @@ def _snapshot_id(session: Session, item: ArticleItem, appearance_id: int) -> int
             "http_status": item.http_status,
             "headers": dict(item.headers),
             "encoding": item.encoding,
-            "content": zlib.compress(item.raw_body),
+            "content": content,
             "size": len(item.raw_body),
         },
     ).inserted_primary_key
@@ -354,11 +359,11 @@ def write_new_story(session: Session, record: Record, source: SourceInfo, now: d
     ).inserted_primary_key
     assert inserted is not None
     appearance_id = int(inserted[0])
-    snapshot_id = _snapshot_id(session, item, appearance_id)
+    snapshot_id = _snapshot_id(session, item, appearance_id, record.snapshot)
     if snapshot_id is not None:
         connection.execute(_SET_SNAPSHOT, {"appearance": appearance_id, "snapshot": snapshot_id})
     connection.execute(_SET_FIRST_APPEARANCE, {"article": article_id, "appearance": appearance_id})
-    index_article(session, article_id, record.title, record.body_text, new=True)
+    index_article(session, article_id, record.title, record.body_text, new=True, split=record.search)
     if record.tags is not None:
         insert_new_article_tags(session, article_id, record.tags)
     return article_id
@@ -397,7 +402,8 @@ def write_edit(session: Session, record: Record, appearance_id: int | None, now:
     appearance = _known(session, appearance_id)
     article = appearance.article
     _refresh_fetch(appearance, record.item)
-    snapshot = snapshot_for(session, record.item, appearance.id)  # the previous snapshot stays as a version
+    # the previous snapshot stays as a version
+    snapshot = snapshot_for(session, record.item, appearance.id, record.snapshot)
     if snapshot is not None:
         appearance.snapshot_id = snapshot.id
     appearance.content_hash = record.content_hash
@@ -628,8 +634,21 @@ class StorePipeline:
         # One UPDATE of the counters, without loading the run row (and its problems list) per item.
         if not counts:
             return
+        run = self._require_state().source_run_id
         params: dict[str, int] = {f"add_{name}": value for name, value in counts.items()}
-        params["run"] = self._require_state().source_run_id
+        deferred = session.info.get(DEFERRED)
+        if deferred is not None:
+            # In a batch of the pipeline worker: added up, and written once just before the batch
+            # commits. Replaced, not updated in place, so a unit that rolls back takes its counts back.
+            previous = deferred.get(("bump", run))
+            if previous is not None:
+                for name, value in previous[1].items():
+                    if name.startswith("add_"):
+                        params[name] = params.get(name, 0) + value
+            names = tuple(sorted(name.removeprefix("add_") for name in params))
+            deferred[("bump", run)] = (_bump_statement(names), {**params, "run": run})
+            return
+        params["run"] = run
         session.connection().execute(_bump_statement(tuple(sorted(counts))), params)
 
     def record_problem(self, problem: ProblemItem) -> None:

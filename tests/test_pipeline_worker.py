@@ -7,6 +7,7 @@ Runs on SQLite, and on PostgreSQL with ZHUANLAN_TEST_DATABASE_URL.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -22,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from crawler.samples.server import SampleSources
 from pipeline.db import BatchedSessions, DatabaseError, make_engine, session_factory, transaction
-from pipeline.models import Appearance, Article, ArticleTag, CrawlRun, SourceRun, Tag, Unit
+from pipeline.models import Appearance, Article, ArticleTag, CrawlRun, Snapshot, SourceRun, Tag, Unit
 from pipeline.record import Tags
 from pipeline.tagstore import insert_new_article_tags, tag_ids
 from pipeline.worker import Worker, WorkerSettings
@@ -231,6 +232,41 @@ def test_the_worker_records_every_page_of_a_lost_batch_and_the_next_run_stores_t
         assert integrity_problems(s) == []
 
 
+def test_run_counters_of_a_batch_are_written_with_it_and_a_failed_unit_takes_its_counts_back(
+    db_url: str, sessions: sessionmaker[Session], now: datetime
+) -> None:
+    names = ["original", "notice_lecture", "same_unit_other"]
+    items = [
+        article_item(f"c{i}", text(name), title=f"标题{i}", published_at=now - timedelta(days=i + 1))
+        for i, name in enumerate(names)
+    ]
+    repost = article_item("c9", text("original"), title="标题0", published_at=now)  # same text, another page
+    worker = _worker(db_url)
+    worker.open(1, SOURCE_KEY, dict(SOURCE))
+    for item in [*items, repost]:
+        worker.item(1, item)
+    store = worker.chains[1].store
+    with pytest.raises(RuntimeError), transaction(worker.sessions) as s:
+        store._bump(s, new_stories=5, unchanged=2)
+        raise RuntimeError("a unit that fails after counting")
+
+    def counters() -> tuple[int | None, ...]:
+        with sessions() as s:
+            run = s.scalars(select(SourceRun)).one()
+            return (run.new_stories, run.new_appearances, run.reposts, run.unchanged)
+
+    assert counters() == (0, 0, 0, 0)  # written with the batch, not before
+    worker.commit()
+    assert counters() == (3, 4, 1, 0)
+    worker.item(1, items[0])  # fetched again, unchanged: a batch of its own
+    worker.close(1, requests=6)
+    worker.shutdown()
+    assert counters() == (3, 4, 1, 1)
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Article)) == 3
+        assert s.scalar(select(func.count()).select_from(Appearance)) == 4
+
+
 # --- a crawl whose worker dies ------------------------------------------------------------------
 
 
@@ -318,6 +354,68 @@ def test_the_preparer_normalizes_and_tags_and_turns_bad_pages_into_problems(now:
 
     other = ProblemItem(source_key=SOURCE_KEY, url="https://x.example/", kind="timeout", reason="timed out")
     assert preparer.prepare(other, spider) is other
+
+
+def test_work_done_ahead_by_the_crawl_process_stores_what_the_worker_would_have(
+    db_url: str, sessions: sessionmaker[Session], now: datetime
+) -> None:
+    """Pages signed, hashed and split in the crawl process (while the worker is behind) are stored
+    exactly as pages the worker completes itself: a new story, a repost, and an edit of each kind."""
+    import zlib
+
+    from archive.search import Filters, search
+    from pipeline.prepare import Preparer
+    from pipeline.record import Record
+    from pipeline.similarity import signature
+    from pipeline.tagrules import Vocabulary
+    from tests.test_pipeline_support import FakeSpider
+
+    preparer = Preparer(Vocabulary.empty())
+    spider = FakeSpider()
+    pages = {
+        "plain": article_item("a1", text("original"), title="标题甲", published_at=now - timedelta(days=3)),
+        "ahead": article_item("a2", text("notice_lecture"), title="标题乙", published_at=now - timedelta(days=2)),
+        "repost ahead": article_item("a3", text("original"), title="标题甲", published_at=now - timedelta(days=1)),
+    }
+    edits = {
+        "plain": article_item(
+            "a1", text("original") + "\n文末补充一段新的学习体会。", title="标题甲", published_at=now
+        ),
+        "ahead": article_item("a2", text("notice_lecture") + "\n文末补充通知事项。", title="标题乙", published_at=now),
+    }
+    worker = _worker(db_url)
+    worker.open(1, SOURCE_KEY, dict(SOURCE))
+    records = []
+    for batch in (pages, edits):
+        for name, item in batch.items():
+            record = preparer.prepare(item, spider, ahead="ahead" in name)
+            assert isinstance(record, Record)
+            assert (record.minhash is not None) == ("ahead" in name)
+            assert (record.search is not None) == (record.snapshot is not None) == ("ahead" in name)
+            records.append(record)
+            worker.item(1, record)
+        worker.commit()
+    worker.close(1, requests=5)
+    worker.shutdown()
+    with sessions() as s:
+        for record in records:
+            item = record.item
+            digest = hashlib.sha256(item.raw_body).hexdigest()
+            stored = s.scalars(select(Snapshot).where(Snapshot.sha256 == digest)).one()  # the repost's bytes: reused
+            assert zlib.decompress(stored.content) == item.raw_body
+            appearance = s.scalars(select(Appearance).where(Appearance.canonical_key == item.canonical_key)).one()
+            if record in records[3:]:  # the edits: their appearance shows the new bytes
+                assert appearance.snapshot_id == stored.id
+        articles = {a.title: a for a in s.scalars(select(Article))}
+        assert len(articles) == 2  # the repost joined the first story
+        for article in articles.values():
+            assert article.minhash == signature(article.body_text)
+            assert article.state == "edited"
+        hits = search(s, "新的学习体会", Filters(), tz=UTC).hits
+        assert [hit.article_id for hit in hits] == [articles["标题甲"].id]
+        hits = search(s, "补充通知事项", Filters(), tz=UTC).hits
+        assert [hit.article_id for hit in hits] == [articles["标题乙"].id]
+        assert integrity_problems(s) == []
 
 
 def test_search_entries_of_a_batch_are_written_with_it_and_not_for_a_failed_unit(
