@@ -24,6 +24,7 @@ import logging
 import multiprocessing
 import queue
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from pipeline.prepare import Preparer
@@ -41,11 +42,50 @@ log = logging.getLogger(__name__)
 START_TIMEOUT = 120.0  # seconds for the worker to import and open the database
 STOP_TIMEOUT = 30.0
 WINDOW = 256  # items queued for the worker at most (about 3 MB of pages)
-# Items waiting for the worker (queued or in its uncommitted batch) from which the crawl process
-# signs pages and computes their snapshot and search text itself (`pipeline.ahead`): with one
-# batch waiting the worker keeps up; with more it is the slower side.
-AHEAD_AT = 96
 MAX_SEND = 64  # items per message
+
+
+# Share of its time the worker spent waiting for pages, from which it also tags them.
+WORKER_IDLE_SHARE = 0.25
+# Pages whose work moves per signal: about one acknowledgement's worth, so the split follows the
+# load closely (a whole window's worth overshot: measured, the work swung from side to side).
+MAX_PAGES_MOVED = 64
+
+
+class WorkSplit:
+    """Which process does the optional per-page work, page by page, so neither waits for the other.
+
+    Tagging (keywords above all) is done by the crawl process unless the worker has time to spare:
+    after an acknowledgement says it spent `WORKER_IDLE_SHARE` or more of its time waiting for
+    pages, it tags (`TagPipeline`, which tags what comes untagged) the next `span` pages. The
+    worker's page-only work (signature, snapshot, search text: `pipeline.ahead`) is done by the
+    worker unless the crawl process had to wait for it (a full window): then the crawl process does
+    it for the next `span` pages. Either way, while the condition holds it starts over; when the
+    moved work has made the other side the slower one, it stops, and the work moves back. A worker
+    that falls behind for a moment (a commit) is absorbed by the window and changes nothing.
+    """
+
+    def __init__(self, span: int = MAX_PAGES_MOVED) -> None:
+        self.span = span
+        self.ahead_left = 0  # pages whose page-only work the crawl process does
+        self.worker_tags_left = 0  # pages the worker tags
+
+    def crawl_waited(self) -> None:
+        self.ahead_left, self.worker_tags_left = self.span, 0
+
+    def worker_idled(self, share: float) -> None:
+        if share >= WORKER_IDLE_SHARE:
+            self.ahead_left, self.worker_tags_left = 0, self.span
+
+    def next_page(self) -> tuple[bool, bool]:
+        """(work ahead, tag here) for the next page."""
+        ahead = self.ahead_left > 0
+        if ahead:
+            self.ahead_left -= 1
+        tag_here = self.worker_tags_left <= 0
+        if not tag_here:
+            self.worker_tags_left -= 1
+        return ahead, tag_here
 
 
 class PipelineWorkerError(RuntimeError):
@@ -74,6 +114,8 @@ class WorkerClient:
         self._ready: asyncio.Future[None] | None = None
         self._error: str | None = None
         self._in_flight = 0  # items sent and not yet acknowledged
+        self.split = WorkSplit()
+        self._last_done = 0.0  # monotonic time of the last acknowledgement (or of the first item)
         self._room: asyncio.Future[None] | None = None  # set when the window has room again
         self._sids = itertools.count(1)
         self._on_lost: list[Callable[[str], None]] = []
@@ -136,6 +178,10 @@ class WorkerClient:
         kind = message[0]
         if kind == "done":
             self._in_flight -= int(message[1])
+            now = time.monotonic()
+            if self._last_done:
+                self.split.worker_idled(float(message[2]) / max(now - self._last_done, 1e-3))
+            self._last_done = now
             if self._room is not None and not self._room.done() and self._in_flight <= WINDOW // 2:
                 self._room.set_result(None)
             return
@@ -218,21 +264,20 @@ class WorkerClient:
             self._process.kill()
             self._fail(f"the pipeline worker did not start within {START_TIMEOUT:.0f} s")
 
-    def behind(self) -> bool:
-        """Whether the worker is the slower side just now (more than a batch is waiting for it)."""
-        return self._in_flight >= AHEAD_AT
-
     async def submit(self, sid: int, item: Any) -> None:
         """Queue one item; waits only while the window is full."""
         self._attach()
         if self._error is not None:
             raise PipelineWorkerError(self._error)
+        if not self._last_done:
+            self._last_done = time.monotonic()
         self._in_flight += 1
         self._outbox.put(("item", sid, item))
         if self._in_flight >= WINDOW:
             assert self._loop is not None
             if self._room is None or self._room.done():
                 self._room = self._loop.create_future()
+            self.split.crawl_waited()
             await asyncio.shield(self._room)
 
     async def close(self, sid: int, requests: int) -> str | None:
@@ -356,7 +401,8 @@ class OffloadPipeline:
         self._worker_lost(error)
 
     async def process_item(self, item: Any, spider: Any = None) -> Any:
-        prepared = self.preparer.prepare(item, self._spider(spider), ahead=self.client.behind())
+        ahead, tag = self.client.split.next_page()
+        prepared = self.preparer.prepare(item, self._spider(spider), ahead=ahead, tag=tag)
         await self.client.submit(self.sid, prepared)
         return item
 

@@ -1,9 +1,10 @@
 """The stages that need no database, run in the crawl process: normalize and tag.
 
 The pipeline worker (`pipeline.worker`) deduplicates and stores; the crawl process fetches,
-extracts, and prepares each page with `Preparer`. Tags are always made here (in the worker they
-made the worker the slower side); the signature, snapshot and search text only while the worker is
-behind (`ahead`), so the two processes share the work evenly whichever is slower on a given site.
+extracts, and prepares each page with `Preparer`: tags are made here unless the worker has time to
+spare, and the signature, snapshot and search text only while the worker is the slower side
+(`pipeline.offload.WorkSplit` decides page by page), so the two processes share the work evenly
+whichever is slower on a given machine, site or database.
 Importing this module must stay cheap: it is all the crawl process loads of the pipeline (no
 database models; numpy only once a page is signed here).
 """
@@ -32,14 +33,16 @@ class Preparer:
         self.normalize = NormalizePipeline()
         self.tag = TagPipeline(vocab)
 
-    def prepare(self, item: Any, source: Any, *, ahead: bool = False) -> Any:
-        """A normalized and tagged `Record` for an article page (with `ahead`, also signed and with
-        its snapshot and search text computed, `pipeline.ahead`); the `ProblemItem` to record for a
-        page that is rejected or cannot be prepared; any other item as it is. Never raises."""
+    def prepare(self, item: Any, source: Any, *, ahead: bool = False, tag: bool = True) -> Any:
+        """A normalized `Record` for an article page, tagged unless `tag` is false (the worker tags
+        it then), and with `ahead` also signed and with its snapshot and search text computed
+        (`pipeline.ahead`); the `ProblemItem` to record for a page that is rejected or cannot be
+        prepared; any other item as it is. Never raises."""
         try:
             out = self.normalize.process_item(item, source)
             if isinstance(out, Record) and out.item.state == STATE_OK:
-                out = self.tag.process_item(out, source)
+                if tag:
+                    out = self.tag.process_item(out, source)
                 if ahead:
                     work_ahead(out)
             return out

@@ -3,14 +3,16 @@
 Why a process: the item stages cost more CPU per article than Scrapy itself, and on Scrapy's
 reactor thread they held up the next request. The crawl process prepares each page (normalize and
 tag, `pipeline.prepare`); this process signs, deduplicates and stores it on the other core (the
-chain of `pipeline.chain`, whose normalize and tag stages pass a prepared record through).
+chain of `pipeline.chain`, whose normalize and tag stages pass a prepared record through, and tag
+one that comes untagged; what was computed ahead is used as it is).
 
 The crawl process talks to the worker over one pipe, in order: ("open", sid, source_key, source),
 ("items", [(sid, item), …]), ("close", sid, requests) and ("stop",). The worker answers ("ready",)
-or ("failed", error) once, ("opened", sid, error), ("closed", sid, error), and ("done", n) each
-time it has committed (or lost, and recorded as lost) n more items. Items are handled one at a
-time in arrival order, so a repost is compared with everything fetched before it, whichever
-source it came from. Items are committed in batches (`BatchedSessions`).
+or ("failed", error) once, ("opened", sid, error), ("closed", sid, error), and ("done", n, idle)
+each time it has committed (or lost, and recorded as lost) n more items, with the seconds it spent
+waiting for input since the last "done" (the crawl process then leaves it more of the work, see
+`pipeline.offload.WorkSplit`). Items are handled one at a time in arrival order, so a repost is
+compared with everything fetched before it, whichever source it came from. Items are committed in batches (`BatchedSessions`).
 
 The worker dies with its crawl process (SIGKILL on the parent's death, Linux), ignores SIGINT and
 SIGTERM (the crawl process stops gracefully and then tells it to stop), and stops on end of input.
@@ -172,16 +174,22 @@ def _error_text(exc: BaseException) -> str:
 def serve(conn: Connection, worker: Worker) -> None:
     """Answer messages until "stop" or end of input."""
     acked = 0
+    idle = 0.0  # seconds spent waiting for input since the last "done"
     while True:
+        waited = time.monotonic()
         if worker.batch and not conn.poll(IDLE_COMMIT_SECONDS):
+            idle += time.monotonic() - waited
             worker.commit()  # nothing came for a moment: store what was handled before waiting for more
+            waited = time.monotonic()
         if worker.settled > acked:
-            conn.send(("done", worker.settled - acked))
-            acked = worker.settled
+            conn.send(("done", worker.settled - acked, idle))
+            acked, idle = worker.settled, 0.0
+            waited = time.monotonic()
         try:
             message = conn.recv()
         except (EOFError, OSError):
             return
+        idle += time.monotonic() - waited
         kind = message[0]
         if kind == "stop":
             return

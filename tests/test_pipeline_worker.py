@@ -418,6 +418,89 @@ def test_work_done_ahead_by_the_crawl_process_stores_what_the_worker_would_have(
         assert integrity_problems(s) == []
 
 
+def test_the_work_split_moves_work_to_the_side_with_time_to_spare() -> None:
+    from pipeline.offload import WORKER_IDLE_SHARE, WorkSplit
+
+    split = WorkSplit(span=3)
+    assert [split.next_page() for _ in range(2)] == [(False, True)] * 2  # the default: tag here, nothing ahead
+    split.worker_idled(WORKER_IDLE_SHARE / 2)  # a busy worker keeps what it has
+    assert split.next_page() == (False, True)
+    split.worker_idled(WORKER_IDLE_SHARE)  # a worker waiting a quarter of its time tags the next pages
+    assert [split.next_page() for _ in range(4)] == [(False, False)] * 3 + [(False, True)]
+    split.worker_idled(0.9)
+    assert split.next_page() == (False, False)
+    split.crawl_waited()  # the window filled: the crawl process tags again and works ahead
+    assert [split.next_page() for _ in range(4)] == [(True, True)] * 3 + [(False, True)]
+    split.crawl_waited()
+    split.worker_idled(0.5)  # the latest signal wins
+    assert split.next_page() == (False, False)
+
+
+def test_pages_the_worker_tags_get_the_tags_the_crawl_process_would_give(
+    db_url: str, sessions: sessionmaker[Session], now: datetime
+) -> None:
+    import copy
+
+    from pipeline.prepare import Preparer
+    from pipeline.record import Record
+    from pipeline.tagrules import Vocabulary
+    from tests.test_pipeline_support import FakeSpider
+
+    preparer = Preparer(Vocabulary.empty())
+    spider = FakeSpider()
+    item = article_item("t1", text("original"), title="以全会精神为指引 推动财政工作高质量发展", published_at=now)
+    untagged = preparer.prepare(item, spider, tag=False)
+    tagged_here = preparer.prepare(copy.deepcopy(item), spider)
+    assert isinstance(untagged, Record) and untagged.tags is None
+    assert isinstance(tagged_here, Record) and tagged_here.tags is not None and tagged_here.tags.keywords
+    worker = _worker(db_url)
+    worker.open(1, SOURCE_KEY, dict(SOURCE))
+    worker.item(1, untagged)
+    worker.close(1, requests=1)
+    worker.shutdown()
+    with sessions() as s:
+        article = s.scalars(select(Article)).one()
+        keywords = set(
+            s.scalars(
+                select(Tag.name)
+                .join(ArticleTag, ArticleTag.tag_id == Tag.id)
+                .where(ArticleTag.article_id == article.id, Tag.kind == "keyword")
+            )
+        )
+        assert keywords == set(tagged_here.tags.keywords)
+        assert article.author == tagged_here.tags.author
+
+
+def test_acknowledgements_say_how_long_the_worker_waited_for_pages(
+    db_url: str, sessions: sessionmaker[Session], now: datetime
+) -> None:
+    import multiprocessing
+    import threading
+    import time
+
+    from pipeline.worker import serve
+
+    worker = _worker(db_url)
+    ours, theirs = multiprocessing.Pipe()
+    server = threading.Thread(target=serve, args=(theirs, worker), daemon=True)
+    server.start()
+    ours.send(("open", 1, SOURCE_KEY, dict(SOURCE)))
+    assert ours.recv() == ("opened", 1, None)
+    time.sleep(1.0)  # the worker has nothing to do
+    ours.send(("items", [(1, article_item("i1", text("original"), published_at=now))]))
+    kind, count, idle = ours.recv()
+    assert (kind, count) == ("done", 1)
+    assert 1.0 <= idle <= 10
+    ours.send(("items", [(1, article_item("i2", text("notice_lecture"), published_at=now))]))
+    kind, count, idle = ours.recv()
+    assert (kind, count) == ("done", 1) and idle < 1.0  # counted afresh: about the wait before this commit
+    ours.send(("close", 1, 2))
+    assert ours.recv() == ("closed", 1, None)
+    ours.send(("stop",))
+    server.join(10)
+    worker.shutdown()
+
+
 def test_search_entries_of_a_batch_are_written_with_it_and_not_for_a_failed_unit(
     batch_engine: Engine, sessions: sessionmaker[Session], now: datetime
 ) -> None:
