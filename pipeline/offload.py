@@ -50,6 +50,9 @@ WORKER_IDLE_SHARE = 0.25
 # Pages whose work moves per signal: about one acknowledgement's worth, so the split follows the
 # load closely (a whole window's worth overshot: measured, the work swung from side to side).
 MAX_PAGES_MOVED = 64
+# Pages a crawl prepares before tagging may move to the worker: the worker first loads the keyword
+# model (0.4 s of CPU and about 100 MB), which only a long crawl (a backfill) wins back.
+TAGS_MOVE_AFTER = 500
 
 
 class WorkSplit:
@@ -57,7 +60,8 @@ class WorkSplit:
 
     Tagging (keywords above all) is done by the crawl process unless the worker has time to spare:
     after an acknowledgement says it spent `WORKER_IDLE_SHARE` or more of its time waiting for
-    pages, it tags (`TagPipeline`, which tags what comes untagged) the next `span` pages. The
+    pages, it tags (`TagPipeline`, which tags what comes untagged) the next `span` pages, once the
+    crawl has prepared `tags_move_after` pages (a short cycle never moves them). The
     worker's page-only work (signature, snapshot, search text: `pipeline.ahead`) is done by the
     worker unless the crawl process had to wait for it (a full window): then the crawl process does
     it for the next `span` pages. Either way, while the condition holds it starts over; when the
@@ -65,8 +69,10 @@ class WorkSplit:
     that falls behind for a moment (a commit) is absorbed by the window and changes nothing.
     """
 
-    def __init__(self, span: int = MAX_PAGES_MOVED) -> None:
+    def __init__(self, span: int = MAX_PAGES_MOVED, tags_move_after: int = TAGS_MOVE_AFTER) -> None:
         self.span = span
+        self.tags_move_after = tags_move_after
+        self.pages = 0  # pages split so far
         self.ahead_left = 0  # pages whose page-only work the crawl process does
         self.worker_tags_left = 0  # pages the worker tags
 
@@ -74,11 +80,12 @@ class WorkSplit:
         self.ahead_left, self.worker_tags_left = self.span, 0
 
     def worker_idled(self, share: float) -> None:
-        if share >= WORKER_IDLE_SHARE:
+        if share >= WORKER_IDLE_SHARE and self.pages >= self.tags_move_after:
             self.ahead_left, self.worker_tags_left = 0, self.span
 
     def next_page(self) -> tuple[bool, bool]:
         """(work ahead, tag here) for the next page."""
+        self.pages += 1
         ahead = self.ahead_left > 0
         if ahead:
             self.ahead_left -= 1

@@ -421,7 +421,8 @@ def test_work_done_ahead_by_the_crawl_process_stores_what_the_worker_would_have(
 def test_the_work_split_moves_work_to_the_side_with_time_to_spare() -> None:
     from pipeline.offload import WORKER_IDLE_SHARE, WorkSplit
 
-    split = WorkSplit(span=3)
+    split = WorkSplit(span=3, tags_move_after=2)
+    split.worker_idled(0.9)  # too early in the crawl: loading the keyword model would not pay
     assert [split.next_page() for _ in range(2)] == [(False, True)] * 2  # the default: tag here, nothing ahead
     split.worker_idled(WORKER_IDLE_SHARE / 2)  # a busy worker keeps what it has
     assert split.next_page() == (False, True)
