@@ -250,7 +250,9 @@ def run() -> list[str]:
             f"Where the time goes (each stage timed in one process over the first {stage_pages} pages, SQLite, "
             "`bench/ingest_stages.py`, as the worker runs them: SAVEPOINT per page, a commit per 64). In a crawl "
             "the crawl process fetches, extracts, normalizes and tags; the pipeline worker process, on the other "
-            "core, deduplicates (with the MinHash signature) and stores:",
+            "core, deduplicates (with the MinHash signature) and stores. Page by page the split moves: the worker "
+            "tags while it waits for pages, and the crawl process signs, hashes and splits the search text while "
+            "it waits for the worker (`WorkSplit` in pipeline/offload.py):",
             "",
             "| stage | process | ms per article | share |",
             "|---|---|---|---|",
