@@ -22,6 +22,7 @@ crawl pages fully.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -231,6 +232,9 @@ def main(conn: Connection, settings: WorkerSettings) -> None:
         conn.send(("failed", _error_text(exc)))
         conn.close()
         return
+    # The worker's modules and state live as long as it does: keep them out of the collector's way.
+    gc.collect()
+    gc.freeze()
     conn.send(("ready",))
     try:
         serve(conn, worker)
