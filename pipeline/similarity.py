@@ -234,10 +234,6 @@ def signature_parts(data: bytes) -> tuple[MinHash, MinHash]:
 LSH_BANDS = (25, 5)
 
 
-def _bands() -> tuple[int, int]:
-    return LSH_BANDS
-
-
 # Odd 64-bit multipliers that fold a band's `rows` values into one 64-bit band key.
 _BAND_MULTIPLIERS = np.random.default_rng(SEED).integers(0, 2**63, 16, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
 
@@ -246,7 +242,7 @@ def band_keys(values: np.ndarray) -> np.ndarray:
     """One uint64 per LSH band of a signature part (128 values): two parts share a key in a band
     exactly when they agree on all of that band's values (up to a 2^-64 chance of a false key match,
     which the exact `overlap` check behind every candidate absorbs)."""
-    bands, rows = _bands()
+    bands, rows = LSH_BANDS
     grid = values[: bands * rows].astype(np.uint64).reshape(bands, rows)
     with np.errstate(over="ignore"):
         folded: np.ndarray = (grid * _BAND_MULTIPLIERS[:rows]).sum(axis=1, dtype=np.uint64)
@@ -267,7 +263,7 @@ class SignatureIndex:
     """
 
     def __init__(self) -> None:
-        bands, _rows = _bands()
+        bands, _rows = LSH_BANDS
         self._table = np.zeros((1024, bands), dtype=np.uint64)
         self._owners = np.zeros(1024, dtype=np.int64)
         self._size = 0

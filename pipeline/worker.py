@@ -12,7 +12,8 @@ or ("failed", error) once, ("opened", sid, error), ("closed", sid, error), and (
 each time it has committed (or lost, and recorded as lost) n more items, with the seconds it spent
 waiting for input since the last "done" (the crawl process then leaves it more of the work, see
 `pipeline.offload.WorkSplit`). Items are handled one at a time in arrival order, so a repost is
-compared with everything fetched before it, whichever source it came from. Items are committed in batches (`BatchedSessions`).
+compared with everything fetched before it, whichever source it came from. Items are committed
+in batches (`BatchedSessions`).
 
 The worker dies with its crawl process (SIGKILL on the parent's death, Linux), ignores SIGINT and
 SIGTERM (the crawl process stops gracefully and then tells it to stop), and stops on end of input.
