@@ -19,13 +19,15 @@ A unit of work that fails in the database itself (locked, full, connection lost)
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, Table, create_engine, event, inspect
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -112,6 +114,18 @@ def make_engine(url: str, *, immediate_transactions: bool = False, **kwargs: Any
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     return create_engine(parsed, pool_pre_ping=True, **kwargs)
+
+
+_DIALECT_INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
+@functools.cache
+def insert_or_ignore(dialect: str, table: Table) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING into `table` for the named dialect, built once per table."""
+    make = _DIALECT_INSERTS.get(dialect)
+    if make is None:
+        raise NotImplementedError(f"zhuanlan stores into SQLite and PostgreSQL, not {dialect}")
+    return make(table).on_conflict_do_nothing()
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -18,7 +18,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from scrapy.exceptions import DropItem
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from crawler.items import STATE_OK
 from pipeline.models import Appearance, Article
@@ -50,9 +50,23 @@ _SIGNATURES_SINCE = (
 _APPEARANCE_BY_KEY = select(Appearance.id, Appearance.article_id, Appearance.content_hash).where(
     Appearance.canonical_key == bindparam("key")
 )
-_ARTICLE_BY_HASH = select(Article.id).where(Article.content_hash == bindparam("hash")).order_by(Article.id).limit(1)
-_APPEARANCE_BY_HASH = (
-    select(Appearance.article_id).where(Appearance.content_hash == bindparam("hash")).order_by(Appearance.id).limit(1)
+# The article whose text has this hash, else the article owning an appearance with it: an article
+# whose text was replaced (an edit, a fuller original) still owns its old copies. One statement;
+# COALESCE runs the second lookup only when the first finds nothing (both indexed, the appearances'
+# since migration 0003).
+_ARTICLE_BY_HASH = select(
+    func.coalesce(
+        select(Article.id)
+        .where(Article.content_hash == bindparam("hash"))
+        .order_by(Article.id)
+        .limit(1)
+        .scalar_subquery(),
+        select(Appearance.article_id)
+        .where(Appearance.content_hash == bindparam("hash"))
+        .order_by(Appearance.id)
+        .limit(1)
+        .scalar_subquery(),
+    )
 )
 _BODY_TEXT = select(Article.body_text).where(Article.id == bindparam("id"))
 
@@ -119,13 +133,7 @@ def _known_appearance(session: Session, record: Record) -> Decision | None:
 
 
 def _same_content(session: Session, record: Record) -> Decision | None:
-    connection = session.connection()
-    params = {"hash": record.content_hash}
-    article_id = connection.execute(_ARTICLE_BY_HASH, params).scalar()
-    if article_id is None:
-        # an article whose text was replaced (an edit, a fuller original) still owns its old copies
-        # (indexed since migration 0003: without it this scanned every appearance per new article)
-        article_id = connection.execute(_APPEARANCE_BY_HASH, params).scalar()
+    article_id = session.connection().execute(_ARTICLE_BY_HASH, {"hash": record.content_hash}).scalar()
     if article_id is None:
         return None
     return Decision(NEW_APPEARANCE, article_id=article_id, similarity=1.0, reason="same content hash")

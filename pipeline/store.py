@@ -29,7 +29,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from crawler.items import GONE_STATES, STATE_OK, ArticleItem, ListPageItem, ProblemItem
 from pipeline.ahead import snapshot_parts
-from pipeline.db import DEFERRED, DatabaseError, describe_failure, transaction
+from pipeline.db import DEFERRED, DatabaseError, describe_failure, insert_or_ignore, transaction
 from pipeline.models import Appearance, Article, ListPage, Snapshot, Source, SourceRun, Unit
 from pipeline.normalize import RejectedItem
 from pipeline.record import EDIT, NEW_APPEARANCE, NEW_STORY, STATE_CHANGE, UNCHANGED, Record, Tags
@@ -63,7 +63,6 @@ SOURCE_RUNS = cast(Table, SourceRun.__table__)
 # Built once: a statement made per item costs more in SQLAlchemy than SQLite takes to run it.
 _INSERT_ARTICLE = insert(ARTICLES)
 _INSERT_APPEARANCE = insert(APPEARANCES)
-_INSERT_SNAPSHOT = insert(SNAPSHOTS)
 _SNAPSHOT_BY_SHA = select(SNAPSHOTS.c.id).where(SNAPSHOTS.c.sha256 == bindparam("digest"))
 _SET_SNAPSHOT = (
     update(APPEARANCES).where(APPEARANCES.c.id == bindparam("appearance")).values(snapshot_id=bindparam("snapshot"))
@@ -272,16 +271,17 @@ class SourceInfo:
 def _snapshot_id(
     session: Session, item: ArticleItem, appearance_id: int, parts: tuple[str, bytes] | None
 ) -> int | None:
-    """`snapshot_for` in two Core statements (the new-story path): the id of this fetch's snapshot."""
+    """`snapshot_for` in one Core statement (the new-story path): the id of this fetch's snapshot.
+
+    Insert-or-ignore returning the new row's id; only when the same bytes were stored before (rare
+    for a new story) a second statement reads the existing row's id.
+    """
     if not item.raw_body:
         return None
     digest, content = parts if parts is not None else snapshot_parts(item.raw_body)
     connection = session.connection()
-    existing = connection.execute(_SNAPSHOT_BY_SHA, {"digest": digest}).scalar()
-    if existing is not None:
-        return int(existing)
     inserted = connection.execute(
-        _INSERT_SNAPSHOT,
+        _insert_snapshot(session.get_bind().dialect.name),
         {
             "appearance_id": appearance_id,
             "sha256": digest,
@@ -293,9 +293,15 @@ def _snapshot_id(
             "content": content,
             "size": len(item.raw_body),
         },
-    ).inserted_primary_key
-    assert inserted is not None
-    return int(inserted[0])
+    ).scalar()
+    if inserted is None:
+        inserted = connection.execute(_SNAPSHOT_BY_SHA, {"digest": digest}).scalar_one()
+    return int(inserted)
+
+
+@functools.cache
+def _insert_snapshot(dialect: str) -> Any:
+    return insert_or_ignore(dialect, SNAPSHOTS).returning(SNAPSHOTS.c.id)
 
 
 def write_new_story(session: Session, record: Record, source: SourceInfo, now: datetime) -> int:

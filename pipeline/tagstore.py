@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Connection, Engine, Table, bindparam, event, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
 
+from pipeline.db import insert_or_ignore
 from pipeline.models import Article, ArticleTag, Tag, Unit
 
 if TYPE_CHECKING:
@@ -81,22 +81,16 @@ def wanted_tags(tags: Tags) -> dict[tuple[str, str], _Wanted]:
     return wanted
 
 
-_DIALECT_INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
-
-
 @functools.cache
-def _insert_or_ignore(dialect: str, table: Table) -> Any:
-    """INSERT … ON CONFLICT DO NOTHING, built once: a crawl and a retag may create the same row at once."""
-    make = _DIALECT_INSERTS.get(dialect)
-    if make is None:
-        raise NotImplementedError(f"tag storage supports SQLite and PostgreSQL, not {dialect}")
-    return make(table).on_conflict_do_nothing()
+def _insert_tags_returning(dialect: str) -> Any:
+    """The tags' insert-or-ignore, giving back (id, kind, name) of the rows it inserted (not of the ignored ones)."""
+    return insert_or_ignore(dialect, TAGS).returning(TAGS.c.id, TAGS.c.kind, TAGS.c.name)
 
 
 def _insert_ignoring_duplicates(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
-    """One executemany of the prepared insert-or-ignore."""
+    """One executemany of the prepared insert-or-ignore: a crawl and a retag may create the same row at once."""
     if rows:
-        session.connection().execute(_insert_or_ignore(session.get_bind().dialect.name, table), rows)
+        session.connection().execute(insert_or_ignore(session.get_bind().dialect.name, table), rows)
 
 
 # --- ids of tags and units, cached per process --------------------------------------------
@@ -189,7 +183,8 @@ def clear_id_cache() -> None:
 
 
 def tag_ids(session: Session, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
-    """(kind, name) → tags.id, creating the missing rows (insert-or-ignore, then select)."""
+    """(kind, name) → tags.id, creating the missing rows: one insert-or-ignore returning the ids of
+    the rows it made, then one select per kind for the names that were there already."""
     committed = _committed(session)
     pending: _Ids | None = session.info.get(_PENDING)
     found: dict[tuple[str, str], int] = {}
@@ -204,17 +199,23 @@ def tag_ids(session: Session, keys: Iterable[tuple[str, str]]) -> dict[tuple[str
             found[key] = tag_id
     if not missing:
         return found
-    fresh = _select_tag_ids(session, missing)
-    learnt = _learnt(session)
-    with _CACHES_LOCK:
-        learnt.tags.update(fresh)  # rows this transaction did not insert: committed by others
-    found.update(fresh)
-    still = sorted(missing - fresh.keys())
-    if still:
-        _insert_ignoring_duplicates(session, TAGS, [{"kind": kind, "name": name} for kind, name in still])
-        inserted = _select_tag_ids(session, set(still))
-        _pending(session).tags.update(inserted)
-        found.update(inserted)
+    # Insert first: on a backfill most names are new, and their ids come back in the same statement.
+    inserted = {
+        (kind, name): int(tag_id)
+        for tag_id, kind, name in session.connection().execute(
+            _insert_tags_returning(session.get_bind().dialect.name),
+            [{"kind": kind, "name": name} for kind, name in sorted(missing)],
+        )
+    }
+    _pending(session).tags.update(inserted)
+    found.update(inserted)
+    existing = missing - inserted.keys()
+    if existing:
+        fresh = _select_tag_ids(session, existing)
+        learnt = _learnt(session)
+        with _CACHES_LOCK:
+            learnt.tags.update(fresh)  # rows this transaction did not insert: committed by others
+        found.update(fresh)
     return found
 
 

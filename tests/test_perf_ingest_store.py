@@ -124,6 +124,45 @@ def test_new_story_reads_no_tag_rows(sessions: sessionmaker[Session], engine: En
     assert sum(s.startswith("insert into article_tags") for s in seen) == 1
 
 
+def test_new_story_snapshot_and_new_tags_take_one_statement_each(
+    sessions: sessionmaker[Session], engine: Engine, now: datetime
+) -> None:
+    with sessions() as session, session.begin():
+        source = _source(session)
+    seen: list[str] = []
+
+    def remember(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(" ".join(statement.split()).lower())
+
+    event.listen(engine, "before_cursor_execute", remember)
+    try:
+        with sessions() as session, session.begin():
+            article_id = write_new_story(session, _record("a", "正文一", TAGS), source, now)
+    finally:
+        event.remove(engine, "before_cursor_execute", remember)
+    assert [s.split(" (")[0] for s in seen if "snapshots" in s] == ["insert into snapshots"]
+    assert [s.split(" (")[0] for s in seen if " tags" in s] == ["insert into tags"]
+    with sessions() as session:
+        assert len(_rows(session, article_id)) == 7
+        appearance = session.scalars(select(Appearance).where(Appearance.article_id == article_id)).one()
+        assert appearance.snapshot_id == session.scalars(select(Snapshot.id)).one()
+
+
+def test_new_story_with_bytes_stored_before_shares_their_snapshot(
+    sessions: sessionmaker[Session], now: datetime
+) -> None:
+    first, second = _record("a", "正文一", TAGS), _record("b", "正文二", TAGS)
+    second.item.raw_body = first.item.raw_body  # the same response under another address
+    with sessions() as session, session.begin():
+        source = _source(session)
+        ids = [write_new_story(session, record, source, now) for record in (first, second)]
+    with sessions() as session:
+        snapshot = session.scalars(select(Snapshot)).one()
+        appearances = session.scalars(select(Appearance).where(Appearance.article_id.in_(ids))).all()
+        assert [a.snapshot_id for a in appearances] == [snapshot.id, snapshot.id]
+        assert snapshot.appearance_id == appearances[0].id
+
+
 def test_ids_of_a_rolled_back_transaction_are_not_cached(sessions: sessionmaker[Session]) -> None:
     class Boom(Exception):
         pass

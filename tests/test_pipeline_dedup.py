@@ -145,6 +145,24 @@ def test_decisions_by_key(sessions: sessionmaker[Session], now: datetime) -> Non
     assert exact.decision is not None and exact.decision.reason == "same content hash"
 
 
+def test_a_copy_of_text_the_story_replaced_is_the_same_story(sessions: sessionmaker[Session], now: datetime) -> None:
+    chain = Chain(sessions, now)
+    # the truncated copy is stored first; the fuller original replaces the story's text
+    chain.run(article_item("cut", truncated(ORIGINAL), published_at=now - timedelta(days=1)))
+    chain.run(article_item("full", ORIGINAL, published_at=now - timedelta(days=2)))
+    with sessions() as s:
+        article_id, body = s.execute(select(Article.id, Article.body_text)).one()
+    assert body == ORIGINAL
+    # the truncated text again, under a third address: only an appearance still has its hash
+    again = chain.decide(article_item("cut-again", truncated(ORIGINAL), published_at=now))
+    assert again.decision is not None
+    assert (again.decision.kind, again.decision.article_id, again.decision.reason) == (
+        NEW_APPEARANCE,
+        article_id,
+        "same content hash",
+    )
+
+
 def test_state_page_of_unknown_article_is_dropped(sessions: sessionmaker[Session], now: datetime) -> None:
     from scrapy.exceptions import DropItem
 
