@@ -2,9 +2,10 @@
 
 It fetches the same list pages and article pages as the project's `site_column` spider and only
 parses title and body with CSS selectors (no pipeline, no database), with the same concurrency
-settings. Run as `python -m bench.ingest_bare LIST_URL CONCURRENT PER_DOMAIN [ITEMS]` (ITEMS:
-CONCURRENT_ITEMS, Scrapy's default when left out); prints one JSON line (articles, requests, seconds
-of the crawl itself, without starting Python and importing Scrapy) to stdout.
+settings. Run as `python -m bench.ingest_bare LIST_URL CONCURRENT PER_DOMAIN [ITEMS [keep-alive]]`
+(ITEMS: CONCURRENT_ITEMS, Scrapy's default when left out or "-"; `keep-alive`: with the project's
+download handler, `crawler.http.KeepAliveHTTPHandler`, for reference); prints one JSON line
+(articles, requests, seconds of the crawl itself, without starting Python and importing Scrapy) to stdout.
 """
 
 from __future__ import annotations
@@ -51,7 +52,10 @@ class BareSpider(scrapy.Spider):
 
 def main(argv: list[str]) -> int:
     list_url, concurrent, per_domain = argv[0], int(argv[1]), int(argv[2])
-    items = {"CONCURRENT_ITEMS": int(argv[3])} if len(argv) > 3 else {}
+    items: dict[str, Any] = {"CONCURRENT_ITEMS": int(argv[3])} if len(argv) > 3 and argv[3] != "-" else {}
+    if argv[4:] == ["keep-alive"]:
+        handler = "crawler.http.KeepAliveHTTPHandler"
+        items["DOWNLOAD_HANDLERS"] = {"http": handler, "https": handler}
     process = CrawlerProcess(
         {
             **items,

@@ -37,6 +37,11 @@ DOWNLOADER_MIDDLEWARES = {
     "scrapy.downloadermiddlewares.cookies.CookiesMiddleware": None,
     "crawler.cookies.OfflineCookiesMiddleware": 700,
 }
+# Idle keep-alive connections are reused even without a download delay (crawler/http.py).
+DOWNLOAD_HANDLERS = {
+    "http": "crawler.http.KeepAliveHTTPHandler",
+    "https": "crawler.http.KeepAliveHTTPHandler",
+}
 TELNETCONSOLE_ENABLED = False
 # Scrapy 2.19's remote control runs Python code sent over HTTP by any local process holding the
 # token it writes to the user's profile directory. A scheduled crawler has no use for it. It is

@@ -287,6 +287,56 @@ def test_first_run_then_incremental_run(site: tuple[Site, str], tmp_path: Path) 
     assert new["title"] == "全面从严治党 锻造过硬司法行政队伍"
 
 
+class _KeepAliveHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 with keep-alive; notes each request's path and connection (the client's port)."""
+
+    protocol_version = "HTTP/1.1"
+    seen: list[tuple[str, int]] = []
+
+    def do_GET(self) -> None:
+        type(self).seen.append((self.path, self.client_address[1]))
+        if self.path == "/robots.txt":
+            status, body = 200, b"User-agent: *\nAllow: /\n"
+        elif self.path == "/ka/list_1.html":
+            links = "".join(
+                f"<li><a href='/ka/2025/1121/c{i}.html'>学习贯彻党的二十届四中全会精神 | 第{i}篇心得</a> [2025-11-21]</li>"
+                for i in range(100)
+            )
+            status, body = 200, f"<html><body><ul class='news'>{links}</ul></body></html>".encode()
+        elif self.path.startswith("/ka/2025/1121/c"):
+            status, body = 200, article_page(f"第{self.path[16:-5]}篇学习心得", 21, "周明远")
+        else:
+            status, body = 404, b"not found"
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_connections_to_a_keep_alive_site_are_reused(tmp_path: Path) -> None:
+    # Without a download delay Scrapy sends several requests to a host at once, and its own pool
+    # kept one idle connection per host and closed the others: about 90 connections for these 102
+    # requests, 1,800 for 2,101 in the ingest benchmark. At most one per request in flight now.
+    _KeepAliveHandler.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _KeepAliveHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        items = crawl(tmp_path, [{"source": source("ka", f"{base}/ka/list_1.html", "html")}])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(of(items, "ArticleItem", "ka")) == 100
+    paths = [path for path, _ in _KeepAliveHandler.seen]
+    assert len(paths) == 102 and paths[0] == "/robots.txt"
+    connections = {port for _, port in _KeepAliveHandler.seen}
+    assert len(connections) <= 16, f"{len(connections)} connections for {len(paths)} requests"  # CONCURRENT_REQUESTS
+
+
 # -- subprocess side ----------------------------------------------------------------------------
 
 
