@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 from pipeline.prepare import Preparer
 from pipeline.settings_access import config_path, database_url, open_sessions, run_id
 from pipeline.tagging import vocabulary_from_path
-from pipeline.tagrules import warm_up_keywords
 from pipeline.worker import WorkerSettings, main
 
 if TYPE_CHECKING:
@@ -385,7 +384,8 @@ class OffloadPipeline:
             # Fail here, in plain words, when the database is missing or not initialised.
             open_sessions(crawler.settings).kw["bind"].dispose()
         client = _client_for(wanted)  # started first: it imports while this process prepares
-        warm_up_keywords()
+        # The keyword model (0.5 s of CPU, about 100 MB) is loaded by the first page tagged here:
+        # a cycle that finds nothing new never loads it.
         return cls(client, _preparer_for(wanted.config_path), crawler)
 
     def _spider(self, spider: Any) -> Any:

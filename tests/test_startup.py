@@ -1,6 +1,6 @@
 """What a crawl process and its pipeline worker load before their first page (issue 11): heavy
-packages that only some pages need are imported when needed, Scrapy's remote-control server is not
-started, and the `zhuanlan` command's exit status is main's."""
+packages that only some pages need are imported when needed (the keyword model by the first page
+tagged), Scrapy's remote-control server is not started, and the `zhuanlan` command's exit status is main's."""
 
 from __future__ import annotations
 
@@ -40,6 +40,36 @@ def test_crawl_process_loads_no_fallback_extractor_or_datasketch() -> None:
     )
     assert "scrapy" in loaded and "numpy" in loaded  # the probe did import what a crawl uses
     assert not loaded & {"trafilatura", "datasketch", "scipy", "aiohttp"}
+
+
+def test_crawl_process_loads_the_keyword_model_only_for_a_page_to_tag(tmp_path: Path) -> None:
+    # A cycle that finds nothing new (most scheduled crawls) never tags: 0.5 s and 100 MB saved.
+    url = f"sqlite:///{tmp_path / 'z.db'}"
+    probe = (
+        "import sys\n"
+        "from datetime import UTC, datetime\n"
+        "from scrapy.crawler import Crawler\n"
+        "from crawler.items import STATE_OK, ArticleItem\n"
+        "from crawler.process import crawl_settings\n"
+        "from crawler.spiders.site_column import SiteColumnSpider\n"
+        "from pipeline.db import make_engine, upgrade\n"
+        "from pipeline.offload import OffloadPipeline\n"
+        f"upgrade(make_engine({url!r}))\n"
+        f"settings = crawl_settings(database_url={url!r}, config_path='absent.toml', run_id=1, crawl={{\n"
+        "    'user_agent': 'x', 'timeout_seconds': 5, 'download_delay_seconds': 0, 'max_page_bytes': 1000,\n"
+        "    'obey_robots': True})\n"
+        "pipeline = OffloadPipeline.from_crawler(Crawler(SiteColumnSpider, settings))\n"
+        "print('rjieba' in sys.modules)\n"
+        "item = ArticleItem(source_key='s', source_kind='site_column', url='http://127.0.0.1/a.html',\n"
+        "    canonical_key='127.0.0.1/a.html', fetched_at=datetime.now(UTC), state=STATE_OK,\n"
+        "    title='学习贯彻全会精神', body_text='机关党组织深入学习贯彻全会精神。' * 20, body_html='<p>x</p>')\n"
+        "record = pipeline.preparer.prepare(item, None)\n"
+        "print('rjieba' in sys.modules, bool(record.tags.keywords))\n"
+        "pipeline.client.stop()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["False", "True", "True"]
 
 
 def test_worker_stages_load_no_datasketch() -> None:
