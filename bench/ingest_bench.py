@@ -201,8 +201,9 @@ def run() -> list[str]:
             f"{CONCURRENT_REQUESTS_PER_DOMAIN}, CONCURRENT_ITEMS {CONCURRENT_ITEMS} (crawler/settings.py), DOWNLOAD_DELAY 0, "
             "AutoThrottle off, robots.txt obeyed. Every time is the whole command, from starting Python to its exit "
             "(bare Scrapy's crawl alone in brackets); CPU is user + system of the crawl process and its pipeline worker. "
-            f"{repeat} rounds, each one bare Scrapy run of both kinds and one full-pipeline run; a ratio is each "
-            "round's rate over that round's baseline, median (min, max) over the rounds.",
+            f"{repeat} rounds, each one bare Scrapy run of each of the three kinds below and one full-pipeline run; "
+            "a ratio is each round's rate over that round's baseline, median (min, max) over the rounds. Our crawl "
+            "fetches with its own download handler (`crawler/http.py`); the baseline with Scrapy's.",
             "",
             "### Backfill (one source over the whole site)",
             "",
