@@ -152,6 +152,19 @@ def test_ranking_and_keywords_are_jiebas(jieba_extractor: Any, text: str) -> Non
         assert top_keywords(text, k) == _jieba_keywords(jieba_extractor, text, k)
 
 
+def test_ranking_is_jiebas_when_the_remembered_weights_start_over(
+    jieba_extractor: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The model remembers each word's weight; past the limit it forgets them all and starts over.
+    monkeypatch.setattr("pipeline.tagrules._WEIGHTS_MAX", 5)
+    model = _load_keyword_model()
+    model.weights.clear()
+    for text in (COLUMN_ARTICLE, NOTICE, COLUMN_ARTICLE):
+        ranking = _tfidf_ranking(_jieba_cut(model.segmenter, text), model)
+        assert ranking == jieba_extractor.extract_tags(text, topK=None)
+        assert len(model.weights) <= 5
+
+
 def test_what_jieba_rs_cuts_differently_is_cut_as_jieba_does() -> None:
     model = _load_keyword_model()
     # jieba-rs alone keeps these whole (and joins 㐀㐀 into one word); jieba does not.
