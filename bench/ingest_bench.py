@@ -362,7 +362,7 @@ def run() -> list[str]:
             f"preloaded with random signatures) | {sum(big_run.requests)} | {big.peak_rss_mb:.0f} | {big.seconds:.1f} |",
             "",
             f"The 20,000-page point is a stored corpus, not a 20,000-page crawl: crawling 20,000 pages through the "
-            f"full pipeline would take about {10 * pages / statistics.median(full_rates) / 60:.0f} minutes here. "
+            f"full pipeline would take about {10 * pages / statistics.median(full_rates):.0f} s here. "
             f"Whole module: {time.perf_counter() - started:.0f} s.",
         ]
         return out
