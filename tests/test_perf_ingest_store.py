@@ -5,6 +5,8 @@ the conftest)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -79,6 +81,21 @@ def _fields(article: Article) -> tuple[Any, ...]:
     return (unit, article.author, article.positions, article.column)
 
 
+@contextmanager
+def _statements(engine: Engine) -> Iterator[list[str]]:
+    """The SQL statements sent while the block runs, lowercased, on one line each."""
+    seen: list[str] = []
+
+    def remember(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(" ".join(statement.split()).lower())
+
+    event.listen(engine, "before_cursor_execute", remember)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", remember)
+
+
 def test_new_story_writes_what_apply_tags_writes(sessions: sessionmaker[Session], now: datetime) -> None:
     with sessions() as session, session.begin():
         source = _source(session)
@@ -109,17 +126,8 @@ def test_new_story_reads_no_tag_rows(sessions: sessionmaker[Session], engine: En
     with sessions() as session, session.begin():
         source = _source(session)
         write_new_story(session, _record("a", "正文一", TAGS), source, now)  # ids now cached
-    seen: list[str] = []
-
-    def remember(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(" ".join(statement.split()).lower())
-
-    event.listen(engine, "before_cursor_execute", remember)
-    try:
-        with sessions() as session, session.begin():
-            write_new_story(session, _record("b", "正文二", TAGS), source, now)
-    finally:
-        event.remove(engine, "before_cursor_execute", remember)
+    with _statements(engine) as seen, sessions() as session, session.begin():
+        write_new_story(session, _record("b", "正文二", TAGS), source, now)
     assert not [s for s in seen if "from article_tags" in s or "from tags" in s or "from units" in s]
     assert sum(s.startswith("insert into article_tags") for s in seen) == 1
 
@@ -129,17 +137,8 @@ def test_new_story_snapshot_and_new_tags_take_one_statement_each(
 ) -> None:
     with sessions() as session, session.begin():
         source = _source(session)
-    seen: list[str] = []
-
-    def remember(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(" ".join(statement.split()).lower())
-
-    event.listen(engine, "before_cursor_execute", remember)
-    try:
-        with sessions() as session, session.begin():
-            article_id = write_new_story(session, _record("a", "正文一", TAGS), source, now)
-    finally:
-        event.remove(engine, "before_cursor_execute", remember)
+    with _statements(engine) as seen, sessions() as session, session.begin():
+        article_id = write_new_story(session, _record("a", "正文一", TAGS), source, now)
     assert [s.split(" (")[0] for s in seen if "snapshots" in s] == ["insert into snapshots"]
     assert [s.split(" (")[0] for s in seen if " tags" in s] == ["insert into tags"]
     with sessions() as session:
