@@ -29,14 +29,26 @@ class Decision:
     reason: str = ""  # e.g. "same key", "same content hash", "near duplicate 0.83"
 
 
+@dataclass(frozen=True)
+class Author:
+    """One author of a story, with the positions the byline gives them."""
+
+    name: str
+    positions: tuple[str, ...] = ()
+
+
 @dataclass
 class Tags:
-    unit: str | None = None  # configured unit name
-    author: str | None = None
-    positions: list[str] = field(default_factory=list)
-    column: str | None = None
+    unit: str | None = None  # configured unit name; None: unattributed
+    author: str | None = None  # the authors' names, 「、」-joined (what lists and the author filter show)
+    positions: list[str] = field(default_factory=list)  # every author's positions, in order
+    column: str | None = None  # the column the story is in (an appearance in its album or list)
     topics: dict[str, float] = field(default_factory=dict)  # topic -> score
     keywords: list[str] = field(default_factory=list)
+    unit_from: str | None = None  # byline | label | author_field | source_owner | manual
+    authors: list[Author] = field(default_factory=list)
+    column_candidate: str | None = None  # a column a title keyword or banner proposes, unconfirmed
+    column_reason: str | None = None  # album | list | title | banner | manual
 
 
 @dataclass

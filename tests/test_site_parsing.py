@@ -28,7 +28,6 @@ from crawler.parsing.site_article import (
     detect_block,
     extract_article,
     extract_site,
-    find_byline,
     parse_html,
     strip_site_suffix,
 )
@@ -259,11 +258,6 @@ def test_title_suffixes() -> None:
     assert strip_site_suffix("1-10月全市固定资产投资结构趋稳") == "1-10月全市固定资产投资结构趋稳"
     assert strip_site_suffix("某某通知__2025年第3号公报_河阳市政府网") == "某某通知"
     assert strip_site_suffix("乘势而上--学习专栏--河阳机关党建") == "乘势而上"
-
-
-def test_byline_detection() -> None:
-    assert find_byline(["市科学技术局党组书记、局长 叶其炎", "正文"]) == ("市科学技术局党组书记、局长 叶其炎", "叶其炎")
-    assert find_byline(["我们将坚持以党建引领 业务发展"]) is None
 
 
 def test_density_fallback_picks_the_paragraph_block() -> None:

@@ -7,18 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from crawler.items import ArticleItem
-from pipeline.record import Record
-from pipeline.tagrules import (
-    Byline,
-    Vocabulary,
-    attribute_unit,
-    column_for,
-    find_byline,
-    parse_byline,
-    score_topics,
-    tag_record,
-    top_keywords,
-)
+from pipeline.record import Record, Tags
+from pipeline.tagrules import Vocabulary, compute_tags, merge_tags, score_topics, tag_record, top_keywords
 from zhuanlan_config import ColumnConf, TopicConf, UnitConf
 
 COLUMN = "学习贯彻党的二十届四中全会精神"
@@ -28,7 +18,12 @@ UNITS = (
     UnitConf("张掖市财政局", None, ("市财政局",)),
     UnitConf("张掖市教育局", None, ("市教育局",)),
     UnitConf("张掖市民政局"),  # no alias: 「市民政局」 matches by its ending
-    UnitConf("中共张掖市直属机关工作委员会", "市直机关工委", ("市直机关工委",)),
+    UnitConf("中共张掖市直属机关工作委员会", "市直机关工委", ("市直机关工委", "机关工委")),
+    UnitConf("张掖市总工会", None, ("市总工会",)),
+    UnitConf("张掖市人民政府办公室", None, ("市政府办公室", "市政府办")),
+    UnitConf("共青团张掖市委员会", "团市委", ("团市委",)),
+    UnitConf("中共张掖市委组织部", None, ("市委组织部",)),
+    UnitConf("甘泉县科学技术局", None, ("甘泉县科技局",)),  # a county unit: more specific than 科技局
 )
 VOCAB = Vocabulary(
     units=UNITS,
@@ -53,112 +48,156 @@ BODY = f"""{COLUMN}
 """
 
 
+def _tags(body: str, *, kind: str = "wechat_album", owner: str | None = None, **fields: object) -> Tags:
+    values: dict[str, object] = {"title": "学习心得", "body_text": body, "vocab": VOCAB}
+    values.update(fields)
+    return compute_tags(source_kind=kind, owning_unit=owner, **values)  # type: ignore[arg-type]
+
+
+LEAD = "全会精神内涵丰富、意义重大，必须学深悟透、融会贯通，以实际行动推动全会精神在本部门落地见效、开花结果。"
+
+
 @pytest.mark.parametrize(
-    ("line", "unit", "positions", "author"),
+    ("byline", "unit", "names", "positions"),
     [
-        # the seed's byline
-        ("市科学技术局党组书记、局长 叶其炎", "张掖市科学技术局", ["党组书记", "局长"], "叶其炎"),
-        # full-width space
-        ("市科学技术局党组书记、局长\u3000叶其炎", "张掖市科学技术局", ["党组书记", "局长"], "叶其炎"),
-        # no space between the last position and the name
-        ("市科学技术局党组书记、局长叶其炎", "张掖市科学技术局", ["党组书记", "局长"], "叶其炎"),
-        # a short alias
-        ("市科技局党组成员、副局长 陈晓东", "张掖市科学技术局", ["党组成员", "副局长"], "陈晓东"),
-        # two people: the first is the author; positions of both, same unit
-        ("市财政局党组书记、局长 王立新 副局长 李敏", "张掖市财政局", ["党组书记", "局长", "副局长"], "王立新"),
-        # two people, commas and no spaces
-        ("市财政局党组书记、局长王立新，副局长李敏", "张掖市财政局", ["党组书记", "局长", "副局长"], "王立新"),
-        # 文/ prefix, unit and name only
-        ("文/市教育局 张晓燕", "张掖市教育局", [], "张晓燕"),
-        ("文｜市教育局 张晓燕", "张掖市教育局", [], "张晓燕"),
-        # a signature with a dash, unit configured without alias
-        ("——市民政局党组书记 赵文华", "张掖市民政局", ["党组书记"], "赵文华"),
-        # 作者： label, an office position
-        ("作者：市财政局办公室主任 孙丽娟", "张掖市财政局", ["办公室主任"], "孙丽娟"),
-        # qualified position and a two-character name
-        ("市教育局一级主任科员 王芳", "张掖市教育局", ["一级主任科员"], "王芳"),
-        # 机关党委书记 is one position, not 机关党委 + 书记 of an organisation 「市科学技术局机关」
-        ("市科学技术局机关党委书记 周文斌", "张掖市科学技术局", ["机关党委书记"], "周文斌"),
-        # compound surname: four characters
-        ("市科技局四级调研员 欧阳明华", "张掖市科学技术局", ["四级调研员"], "欧阳明华"),
-        # name first, positions in brackets
-        ("叶其炎（市科学技术局党组书记、局长）", "张掖市科学技术局", ["党组书记", "局长"], "叶其炎"),
-        # the whole byline in brackets
-        ("（市教育局党组书记、局长 陈立平）", "张掖市教育局", ["党组书记", "局长"], "陈立平"),
-        # a space between unit and positions
-        ("市科学技术局 党组书记、局长 叶其炎", "张掖市科学技术局", ["党组书记", "局长"], "叶其炎"),
-        # a configured unit glued to the name
-        ("市教育局张晓燕", "张掖市教育局", [], "张晓燕"),
-        # the second person is from another unit: only the first unit's positions
-        ("市财政局党组书记、局长 王立新 市教育局副局长 李敏", "张掖市财政局", ["党组书记", "局长"], "王立新"),
-        # the 工委 itself, by its short name
-        ("市直机关工委副书记 刘建国", "中共张掖市直属机关工作委员会", ["副书记"], "刘建国"),
-        # an unconfigured organisation: positions and author, no unit
-        ("县农业农村局党组书记 马德明", None, ["党组书记"], "马德明"),
-        # a name with a middle dot
-        ("市教育局党组成员 阿依古丽·买买提", "张掖市教育局", ["党组成员"], "阿依古丽·买买提"),
+        ("市科学技术局党组书记、局长 叶其炎", "张掖市科学技术局", ["叶其炎"], ["党组书记", "局长"]),
+        ("市科学技术局党组书记、局长叶其炎", "张掖市科学技术局", ["叶其炎"], ["党组书记", "局长"]),
+        ("市科学技术局副局长 马\u3000军", "张掖市科学技术局", ["马军"], ["副局长"]),
+        ("——市民政局党组书记 赵文华", "张掖市民政局", ["赵文华"], ["党组书记"]),
+        ("市教育局党组书记、局长 陈立平（执笔）", "张掖市教育局", ["陈立平"], ["党组书记", "局长"]),
+        ("叶其炎（市科学技术局党组书记、局长）", "张掖市科学技术局", ["叶其炎"], ["党组书记", "局长"]),
+        ("张掖市科学技术局（张掖市地震局）党组书记、局长 叶其炎", "张掖市科学技术局", ["叶其炎"], ["党组书记", "局长"]),
+        ("市总工会党组书记、常务副主席 王红梅", "张掖市总工会", ["王红梅"], ["党组书记", "常务副主席"]),
+        ("市政府办公室党组书记、主任 李国强", "张掖市人民政府办公室", ["李国强"], ["党组书记", "主任"]),
+        ("团市委书记 张伟", "共青团张掖市委员会", ["张伟"], ["书记"]),
+        ("市委常委、组织部部长 周晓明", "中共张掖市委组织部", ["周晓明"], ["市委常委", "组织部部长"]),
+        (
+            "市财政局党组书记、局长 王立新\u3000副局长 李敏",
+            "张掖市财政局",
+            ["王立新", "李敏"],
+            ["党组书记", "局长", "副局长"],
+        ),
+        ("市教育局 刘文博 高远", "张掖市教育局", ["刘文博", "高远"], []),
+        ("市科技局四级调研员 欧阳明华", "张掖市科学技术局", ["欧阳明华"], ["四级调研员"]),
+        ("市教育局党组成员 阿依古丽·买买提", "张掖市教育局", ["阿依古丽·买买提"], ["党组成员"]),
+        ("市直机关工委副书记 刘建国", "中共张掖市直属机关工作委员会", ["刘建国"], ["副书记"]),
+        ("甘泉县科技局局长 马德明", "甘泉县科学技术局", ["马德明"], ["局长"]),
     ],
 )
-def test_parse_byline(line: str, unit: str | None, positions: list[str], author: str) -> None:
-    byline = parse_byline(line, VOCAB)
-    assert (byline.unit, byline.positions, byline.author) == (unit, positions, author)
+def test_bylines_on_top_name_the_unit_and_authors(
+    byline: str, unit: str, names: list[str], positions: list[str]
+) -> None:
+    tags = _tags(f"{COLUMN}\n凝心聚力 勇毅前行\n{byline}\n{LEAD}\n编辑：李晓｜审核：许文杰")
+    assert (tags.unit, tags.unit_from) == (unit, "byline")
+    assert [a.name for a in tags.authors] == names
+    assert tags.positions == positions
+    assert tags.author == "、".join(names)
 
 
-def test_parse_byline_keeps_the_written_unit_and_works_without_units() -> None:
-    byline = parse_byline("市科学技术局党组书记、局长 叶其炎", ())
-    assert byline == Byline(unit=None, positions=["党组书记", "局长"], author="叶其炎", unit_text="市科学技术局")
+@pytest.mark.parametrize(
+    "byline",
+    ["甘州区科技局局长 王刚", "肃南县直机关工委书记 马林", "兰州市科学技术局局长 赵刚", "县农业农村局党组书记 马德明"],
+)
+def test_county_and_other_cities_units_never_match_the_citys_alias(byline: str) -> None:
+    body = f"{byline}\n{LEAD}"
+    album = _tags(body, owner="中共张掖市直属机关工作委员会")
+    assert (album.unit, album.unit_from) == (None, None)
+    # not even on the city unit's own site: the byline says the article is another unit's
+    site = _tags(body, kind="site_column", owner="张掖市科学技术局")
+    assert (site.unit, site.unit_from) == (None, None)
+    assert site.authors and site.authors[0].name == byline.split()[-1]
 
 
-@pytest.mark.parametrize("line", ["乘势而上 担当实干", COLUMN, "张掖机关党建", "市科技局", "局长"])
-def test_parse_byline_finds_no_author_in_other_lines(line: str) -> None:
-    assert parse_byline(line, VOCAB).author is None
-
-
-def test_longest_alias_wins() -> None:
-    units = (UnitConf("张掖市技术中心", None, ("技术局",)), UnitConf("张掖市科学技术局", None, ("科学技术局",)))
-    assert parse_byline("市科学技术局局长 叶其炎", units).unit == "张掖市科学技术局"
-
-
-def test_find_byline_after_banner_editor_note_and_two_line_title() -> None:
-    title = "凝心聚力 勇毅前行 奋力书写科技赋能高质量发展新答卷"
-    assert find_byline(BODY, title) == "市科学技术局党组书记、局长 叶其炎"
-    assert find_byline(BODY, "") == "市科学技术局党组书记、局长 叶其炎"
-
-
-def test_find_byline_signature_at_the_end_and_none() -> None:
-    body = (
-        "全会精神内涵丰富、意义重大，必须学深悟透。\n我们将以实际行动推动全会精神落地见效。\n——市民政局党组书记 赵文华"
+def test_byline_only_at_the_end_and_author_unit_notes() -> None:
+    tags = _tags(f"叶其炎\n{LEAD}\n（作者系市科学技术局党组书记、局长）")
+    assert (tags.unit, tags.unit_from, tags.author, tags.positions) == (
+        "张掖市科学技术局",
+        "byline",
+        "叶其炎",
+        ["党组书记", "局长"],
     )
-    assert find_byline(body, "") == "——市民政局党组书记 赵文华"
-    assert find_byline("全会精神内涵丰富。\n我们将推动全会精神落地见效。", "") is None
-    # a bare 「unit name」 line is not a byline unless labelled or the unit is configured
-    assert find_byline("奋进新征程 李白\n正文内容很长很长。", "") is None
-    assert find_byline("文/奋进新征程 李白\n正文。", "") == "文/奋进新征程 李白"
+    tags = _tags(f"文/王立新\n{LEAD}\n（作者单位：张掖市财政局）")
+    assert (tags.unit, tags.unit_from, tags.author) == ("张掖市财政局", "byline", "王立新")
+    tags = _tags(f"{LEAD}\n——市民政局党组书记 赵文华")
+    assert (tags.unit, tags.unit_from, tags.author) == ("张掖市民政局", "byline", "赵文华")
 
 
-def test_attribute_unit_order_of_trust() -> None:
-    byline = parse_byline("市科学技术局党组书记、局长 叶其炎", VOCAB)
-    # byline first
-    assert attribute_unit(byline, "市财政局", "张掖市教育局", VOCAB) == "张掖市科学技术局"
-    # then the 来源 label
-    assert attribute_unit(None, "张掖市财政局", "张掖市教育局", VOCAB) == "张掖市财政局"
-    assert attribute_unit(Byline(author="王立新"), "市财政局", None, VOCAB) == "张掖市财政局"
-    # a 来源 naming the WeChat account or a newspaper is ignored: the source's owning unit
-    assert attribute_unit(None, "张掖机关党建", "张掖市教育局", VOCAB) == "张掖市教育局"
-    assert attribute_unit(None, "张掖日报", "张掖市教育局", VOCAB) == "张掖市教育局"
-    assert attribute_unit(None, None, None, VOCAB) is None
-    # an unconfigured byline organisation does not block the next rules
-    other = parse_byline("县农业农村局党组书记 马德明", VOCAB)
-    assert attribute_unit(other, "市教育局", None, VOCAB) == "张掖市教育局"
+def test_source_lines_and_editing_tails() -> None:
+    top = _tags(f"来源：市教育局\n{LEAD}\n编辑：李晓｜审核：许文杰")
+    assert (top.unit, top.unit_from, top.authors) == ("张掖市教育局", "label", [])
+    bottom = _tags(f"{LEAD}\n市民政局供稿\n初审：张敏　复审：李强　终审：王芳")
+    assert (bottom.unit, bottom.unit_from, bottom.authors) == ("张掖市民政局", "label", [])
+    credits = _tags(f"{LEAD}\n撰稿：刘洋\n文/陈静　图/高远\n来源：市教育局\n编辑：李晓")
+    assert credits.author == "刘洋、陈静、高远"
+    assert credits.unit == "张掖市教育局"
 
 
-def test_column_for() -> None:
-    assert column_for("学习贯彻党的二十届四中全会精神", "任意标题", "", VOCAB) == COLUMN
-    assert column_for("理论学习", "任意标题", "", VOCAB) == "理论学习"  # the source's own column
-    assert column_for(None, "深入学习贯彻四中全会精神 推动科技创新", "", VOCAB) == COLUMN
-    assert column_for(None, "凝心聚力 勇毅前行", BODY, VOCAB) == COLUMN  # banner line in the body
-    assert column_for(None, "市财政局召开季度工作会", "会议研究了预算执行情况。", VOCAB) is None
-    assert column_for(None, "四中全会", "", Vocabulary.empty()) is None
+def test_reporters_are_authors_and_a_newspaper_is_no_unit() -> None:
+    body = f"张掖日报记者 刘洋　通讯员 陈静\n{LEAD}"
+    album = _tags(body, owner="中共张掖市直属机关工作委员会")
+    assert (album.unit, album.author, album.positions) == (None, "刘洋、陈静", ["记者", "通讯员"])
+    site = _tags(body, kind="site_column", owner="张掖市教育局")
+    assert (site.unit, site.unit_from) == ("张掖市教育局", "source_owner")
+
+
+def test_author_fields() -> None:
+    # the WeChat author field holds the editor: never an author
+    tags = _tags(f"{LEAD}\n编辑：李晓　审核：许文杰", author="李晓")
+    assert tags.authors == []
+    # ... and the author when nothing else names one
+    assert _tags(LEAD, author="孙丽娟").author == "孙丽娟"
+    # the author field names a unit
+    tags = _tags(LEAD, author="市财政局")
+    assert (tags.unit, tags.unit_from) == ("张掖市财政局", "author_field")
+    # the account's name names nothing
+    tags = _tags(LEAD, author="张掖机关党建", kind="site_column", owner="张掖市财政局")
+    assert (tags.unit, tags.unit_from, tags.author) == ("张掖市财政局", "source_owner", None)
+
+
+def test_order_of_trust_and_the_owner_only_on_unit_sites() -> None:
+    body = f"市科学技术局党组书记、局长 叶其炎\n{LEAD}"
+    # the byline beats the page's 来源 label and the author field
+    tags = _tags(body, source_label="市财政局", author="市教育局", kind="site_column", owner="张掖市民政局")
+    assert (tags.unit, tags.unit_from) == ("张掖市科学技术局", "byline")
+    # the label beats the author field
+    tags = _tags(LEAD, source_label="张掖市财政局", author="市教育局")
+    assert (tags.unit, tags.unit_from) == ("张掖市财政局", "label")
+    # a label naming the account or a newspaper is no unit
+    assert _tags(LEAD, source_label="张掖日报", kind="site_column", owner="张掖市教育局").unit_from == "source_owner"
+    # on the 工委's album nothing is credited to the album's owner
+    tags = _tags(LEAD, owner="中共张掖市直属机关工作委员会")
+    assert (tags.unit, tags.unit_from, tags.authors) == (None, None, [])
+
+
+def test_column_membership_and_candidates() -> None:
+    member = _tags(LEAD, item_column=COLUMN)
+    assert (member.column, member.column_candidate, member.column_reason) == (COLUMN, None, "album")
+    listed = _tags(LEAD, item_column="理论学习", kind="site_column")
+    assert (listed.column, listed.column_reason) == ("理论学习", "list")
+    # a title keyword only proposes: the routine news of a unit site is no column article by itself
+    title = "市科技局召开党组理论学习中心组（扩大）会议传达学习党的二十届四中全会精神"
+    news = _tags("会议传达学习了全会精神。", title=title, kind="site_column")
+    assert (news.column, news.column_candidate, news.column_reason) == (None, COLUMN, "title")
+    # a source's title filter too
+    filtered = _tags(LEAD, item_column=COLUMN, kind="site_column", by_title_rule=True)
+    assert (filtered.column, filtered.column_candidate) == (None, COLUMN)
+    banner = _tags(f"{COLUMN}\n{LEAD}", title="凝心聚力 勇毅前行")
+    assert (banner.column, banner.column_candidate, banner.column_reason) == (None, COLUMN, "banner")
+    assert _tags("会议研究了预算执行情况。", title="市财政局召开季度工作会").column_candidate is None
+
+
+def test_merge_tags_adds_membership_and_a_missing_unit() -> None:
+    site = _tags(LEAD, kind="site_column", owner="张掖市教育局", title="深入学习贯彻四中全会精神")
+    album = _tags(LEAD, item_column=COLUMN)
+    merged = merge_tags(site, album)
+    assert (merged.unit, merged.column, merged.column_candidate, merged.column_reason) == (
+        "张掖市教育局",
+        COLUMN,
+        None,
+        "album",
+    )
+    assert merge_tags(album, site).unit == "张掖市教育局"
+    assert merge_tags(album, site).unit_from == "source_owner"
 
 
 def test_score_topics_weights_title_hits_and_thresholds() -> None:
@@ -206,29 +245,20 @@ def test_tag_record_from_the_body() -> None:
     assert tags.unit == "张掖市科学技术局"
     assert tags.author == "叶其炎"
     assert tags.positions == ["党组书记", "局长"]
-    assert tags.column == COLUMN
+    # the banner line proposes the column; only an album or a configured list makes a member
+    assert (tags.column, tags.column_candidate) == (None, COLUMN)
     assert set(tags.topics) == {"科技创新", "作风建设"}
     assert tags.keywords
 
 
-def test_tag_record_prefers_the_spiders_byline_and_falls_back() -> None:
+def test_tag_record_reads_the_byline_field_when_the_body_has_none() -> None:
     record = _record(byline="市财政局党组书记、局长 王立新", body_text="全会精神内涵丰富。")
     tags = tag_record(record, VOCAB, owning_unit=None)
     assert (tags.unit, tags.author, tags.positions) == ("张掖市财政局", "王立新", ["党组书记", "局长"])
-    # author field only (a name), 来源 names a unit
-    record = _record(author="孙丽娟", source_label="市教育局", body_text="全会精神内涵丰富。", title="学习心得")
-    tags = tag_record(record, VOCAB, owning_unit="张掖市财政局")
-    assert (tags.unit, tags.author, tags.positions, tags.column) == ("张掖市教育局", "孙丽娟", [], None)
-    # WeChat author field holding the account name: no author; the owning unit decides
-    record = _record(author="张掖机关党建", body_text="全会精神内涵丰富。", title="学习心得", column="理论学习")
-    tags = tag_record(record, VOCAB, owning_unit="张掖市财政局")
-    assert (tags.unit, tags.author, tags.column) == ("张掖市财政局", None, "理论学习")
     # not a column member by the source's word: its album name is not used
     record = _record(body_text="全会精神内涵丰富。", title="学习心得", column=COLUMN, in_column=False)
     assert tag_record(record, VOCAB, owning_unit=None).column is None
-
-
-def test_tag_record_byline_field_with_a_unit_only_takes_the_name_from_the_body() -> None:
-    record = _record(byline="市教育局")
+    # listed by a title filter: a candidate
+    record = _record(body_text="全会精神内涵丰富。", title="学习心得", column=COLUMN, extra={"column_rule": "title"})
     tags = tag_record(record, VOCAB, owning_unit=None)
-    assert (tags.unit, tags.author, tags.positions) == ("张掖市教育局", "叶其炎", ["党组书记", "局长"])
+    assert (tags.column, tags.column_candidate) == (None, COLUMN)

@@ -22,7 +22,6 @@ from crawler.parsing.wechat import (
     article_fetch_url,
     classify_page,
     extract_wechat,
-    find_byline,
     parse_album_html,
     parse_album_json,
     parse_article,
@@ -236,16 +235,6 @@ def test_album_json_url_is_an_exclusive_cursor() -> None:
         "&count=20&f=json&begin_msgid=2247490008&begin_itemidx=2"
     )
     assert album_json_url(album, 10).endswith("&count=10&f=json")
-
-
-def test_byline_detection() -> None:
-    assert (
-        find_byline("乘势而上 担当实干\n市科学技术局党组书记、局长 叶其炎\n正文。")
-        == "市科学技术局党组书记、局长 叶其炎"
-    )
-    assert find_byline("市财政局党组成员、副局长　孙建平\n正文") == "市财政局党组成员、副局长　孙建平"
-    assert find_byline("市直机关工委书记张明远同志指出，要抓好落实。") is None
-    assert find_byline("编者按：为深入学习宣传贯彻全会精神，现开设专栏。") is None
 
 
 def test_extract_wechat_is_json_ready() -> None:

@@ -21,6 +21,7 @@ import lxml.html  # type: ignore[import-untyped]
 from lxml import etree
 from lxml.cssselect import CSSSelector  # type: ignore[import-untyped]
 
+from crawler.parsing.bylines import author_names, read_credits
 from crawler.parsing.dates import DATETIME, parse_datetime
 from crawler.parsing.encoding import EncodingError, decode_checked
 from crawler.parsing.site_list import select
@@ -36,11 +37,12 @@ class SiteArticle:
     title: str
     published_at: datetime | None
     source_label: str | None  # 来源: a unit or a newspaper, never a person
-    author: str | None
+    author: str | None  # the authors' names, space-separated: the byline's, else the author field's
     body_html: str
     body_text: str
     written_at: datetime | None = None  # 成文日期 of a document, kept apart from 发布日期
-    byline: str | None = None  # "unit + positions + name" line at the top of the body, raw
+    byline: str | None = None  # the byline as printed (top or end of the body), raw
+    author_field: str | None = None  # the page's own author field (作者 label, meta Author, selector)
     method: dict[str, str] = field(default_factory=dict)  # field -> which path found it
     notes: list[str] = field(default_factory=list)  # disagreements worth a look (meta vs visible date)
 
@@ -200,78 +202,6 @@ _WIDGET_LINE = re.compile(
     r"|[【\[]?\s*[大中小]\s*[】\]]?(?:\s*[【\[]?\s*[大中小]\s*[】\]]?){0,2}"
     r")$"
 )
-_POSITIONS = (
-    "书记",
-    "局长",
-    "主任",
-    "部长",
-    "处长",
-    "科长",
-    "委员",
-    "院长",
-    "主席",
-    "队长",
-    "馆长",
-    "所长",
-    "站长",
-    "组长",
-    "社长",
-    "行长",
-    "校长",
-    "厅长",
-    "秘书长",
-    "调研员",
-    "负责人",
-    "党员",
-    "干部",
-    "区长",
-    "县长",
-    "市长",
-    "会长",
-    # the position words of the tag stage (pipeline.tagrules.POSITION_CORES) that the ones above miss
-    "会计师",
-    "经济师",
-    "工程师",
-    "审计师",
-    "经理",
-    "董事长",
-    "理事长",
-    "总监",
-    "巡视员",
-    "研究员",
-    "专员",
-    "督学",
-    "干事",
-    "科员",
-    "办事员",
-    "成员",
-    "镇长",
-    "乡长",
-    "厂长",
-    "检察长",
-    "庭长",
-    "审判长",
-    "政委",
-    "教导员",
-    "指导员",
-    "总编辑",
-    "主编",
-    "联络员",
-)
-# 「市财政局党组成员、总会计师　冯立群」: the gap may be ASCII or ideographic (U+3000) spaces.
-_BYLINE = re.compile(r"^(?P<org>[^\s，。！？：:；;,]{3,40}?)\s+(?P<name>[\u4e00-\u9fff·]{2,4})$")
-
-
-def find_byline(lines: list[str]) -> tuple[str, str] | None:
-    """(raw line, name) of a "unit + positions + name" byline among the first lines of a body.
-
-    Lines are compared without their indentation (bodies indent paragraphs with 「　　」)."""
-    for raw in [line for line in lines if line.strip()][:4]:
-        line = raw.strip()
-        match = _BYLINE.match(line)
-        if match and any(p in match.group("org") for p in _POSITIONS):
-            return line, match.group("name")
-    return None
 
 
 def clean_body_text(text: str) -> str:
@@ -312,14 +242,14 @@ _AUTHOR_LABEL = re.compile(
 # （记者邹伟）, 记者：王明, 记者 王明 李华; not 记者 王明 摄 (a photo credit).
 _REPORTER = re.compile(
     r"[（(]\s*(?:本报|本台|新华社)?记者\s*([\u4e00-\u9fff· 、，,]{2,30}?)\s*[）)]"
-    r"|记者\s*[:：]\s*([\u4e00-\u9fff·]{2,4}(?:[ 、，,]+[\u4e00-\u9fff·]{2,4}){0,3})"
-    r"|记者\s+([\u4e00-\u9fff·]{2,4}(?:[ 、，,]+[\u4e00-\u9fff·]{2,4}){0,3})(?=\s*(?:$|\n|[）)。，]))",
+    # Not 「…告诉记者：…」: a label 记者 starts a line or follows 本报/本台/新华社.
+    r"|(?<![\u4e00-\u9fff])(?:本报|本台|新华社)?记者\s*[:：]\s*([\u4e00-\u9fff·]{2,4}(?:[ 、，,]+[\u4e00-\u9fff·]{2,4}){0,3})"
+    r"|(?<![\u4e00-\u9fff])(?:本报|本台|新华社)?记者\s+([\u4e00-\u9fff·]{2,4}(?:[ 、，,]+[\u4e00-\u9fff·]{2,4}){0,3})(?=\s*(?:$|\n|[）)。，]))",
     re.MULTILINE,
 )
 # A selector may point at "来源：X" / "稿源　X" rather than at the value alone.
 _SOURCE_PREFIX = re.compile(r"^\s*(?:信息来源|文章来源|稿件来源|新闻来源|内容来源|稿源|来源)\s*[:：]?\s*")
 _AUTHOR_PREFIX = re.compile(r"^\s*(?:作者|撰稿|撰文|记者|文)\s*[:：/／]?\s*")
-_SIGN_OFF = re.compile(r"[（(]\s*([\u4e00-\u9fff·]{2,3}(?:\s+[\u4e00-\u9fff·]{2,3}){0,3})\s*[）)]\s*$")
 # Words that end a list of names: credits and the labels that follow an author on one line.
 _NAME_STOP = (
     "通讯员",
@@ -661,35 +591,36 @@ def extract_article(text: str, url: str, selectors: Mapping[str, str] | None = N
     if lines and title and lines[0] == title:
         lines = lines[1:]  # containers often repeat the heading
         body_text = "\n".join(lines)
-    found_byline = find_byline(lines)
-    byline = found_byline[0] if found_byline else None
+    credits = read_credits(body_text, title)
+    byline = credits.byline.text if credits.byline else (credits.note.text if credits.note else None)
 
-    author = _select_text(root, selectors.get("author"))
-    if author:
-        author = _clean_names(_AUTHOR_PREFIX.sub("", author)) or author
+    # The page's own author field: a configured selector, a person-like meta Author, a 作者/撰稿/文/
+    # label, a 记者 label. Bylines, credits and sign-offs in the body are the byline reader's.
+    author_field = _select_text(root, selectors.get("author"))
+    if author_field:
+        author_field = _clean_names(_AUTHOR_PREFIX.sub("", author_field)) or author_field
         method["author"] = "selector"
     elif meta.get("author") and _looks_like_person(meta["author"].strip()):
-        author, method["author"] = meta["author"].strip(), "meta Author"
+        author_field, method["author"] = meta["author"].strip(), "meta Author"
     else:
-        author = None
+        author_field = None
         for pattern, how in ((_AUTHOR_LABEL, "label 作者"), (_REPORTER, "label 记者")):
             for match in pattern.finditer(visible):
-                author = _clean_names(next(g for g in match.groups() if g))
-                if author:
+                author_field = _clean_names(next(g for g in match.groups() if g))
+                if author_field:
                     method["author"] = how
                     break
-            if author:
+            if author_field:
                 break
-        if author is None and found_byline is not None:
-            author, method["author"] = found_byline[1], "byline"
-        if author is None:
-            # News pages sign off with the writers in brackets: 「…新春佳节。（王明 李华）」.
-            for line in lines[-2:]:
-                match = _SIGN_OFF.search(line)
-                if match and _looks_like_person(match.group(1)):
-                    author, method["author"] = re.sub(r"\s+", " ", match.group(1)), "sign-off"
-    if author and source_label and author == source_label:
-        author = None  # 来源 is a unit, never the author
+    if author_field and source_label and author_field == source_label:
+        author_field = None  # 来源 is a unit, never the author
+        method.pop("author", None)
+    names = [name for name in author_names(credits) if name not in credits.editors]
+    author = " ".join(names) or author_field
+    if names:
+        method["author"] = "byline" if credits.byline is not None else "credits"
+    if author_field and author_field in credits.editors:
+        author = " ".join(names) or None  # the field holds an editor's name
 
     return SiteArticle(
         title=title,
@@ -700,6 +631,7 @@ def extract_article(text: str, url: str, selectors: Mapping[str, str] | None = N
         body_text=body_text,
         written_at=written_at,
         byline=byline,
+        author_field=author_field,
         method=method,
         notes=notes,
     )

@@ -37,6 +37,7 @@ from crawler.items import (
     STATE_VIOLATION,
 )
 from crawler.keys import unescape_until_stable, wechat_key
+from crawler.parsing.bylines import find_byline
 from crawler.parsing.dates import parse_datetime
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -281,7 +282,7 @@ def _fill_body(article: WechatArticle, tree: Any, cgi: dict[str, Any]) -> None:
         body_html, body_text, images = clean_body(content[0])
         if body_text or images:
             article.body_html, article.body_text, article.image_urls = body_html, body_text, images
-            article.byline = find_byline(body_text)
+            article.byline = find_byline(body_text, article.title)
             return
     raw = cgi.get("content_noencode")
     if article.item_show_type not in SHARE_TYPES and isinstance(raw, str) and "<" in raw:
@@ -290,7 +291,7 @@ def _fill_body(article: WechatArticle, tree: Any, cgi: dict[str, Any]) -> None:
         nodes = fragment.xpath("//*[@id='js_content']") if fragment is not None else []
         if nodes:
             article.body_html, article.body_text, article.image_urls = clean_body(nodes[0])
-            article.byline = find_byline(article.body_text)
+            article.byline = find_byline(article.body_text, article.title)
             return
     text = raw if isinstance(raw, str) else (cgi.get("desc") if isinstance(cgi.get("desc"), str) else "")
     pictures = cgi.get("picture_page_info_list")
@@ -304,7 +305,7 @@ def _fill_body(article: WechatArticle, tree: Any, cgi: dict[str, Any]) -> None:
         if url
     )
     article.body_html, article.body_text, article.image_urls = share_body(str(text or ""), images)
-    article.byline = find_byline(article.body_text)
+    article.byline = find_byline(article.body_text, article.title)
 
 
 def share_body(text: str, images: list[str]) -> tuple[str, str, list[str]]:
@@ -393,28 +394,6 @@ def _collect_text(node: Any, parts: list[str], top: bool = False) -> None:
             parts.append(_BREAK)
     if node.tail and not top:
         parts.append(node.tail)
-
-
-# A byline: unit + positions + a 2-4 character name, e.g. 市科学技术局党组书记、局长 叶其炎.
-_POSITIONS = (
-    "书记|局长|主任|部长|院长|校长|主席|会长|委员|处长|科长|所长|队长|站长|馆长|社长|行长|组长|厅长|区长|县长|市长|镇长|乡长"
-    "|经理|董事长|理事长|秘书长|检察长|庭长|审判员|干部|党员|负责人|成员|专员|馆员|研究员|调研员|主管|总监|总经理|党组成员"
-)
-_BYLINE = re.compile(
-    rf"^(?:作者[:：]\s*|文[/／:：]\s*)?(?=.*(?:{_POSITIONS}))[\u4e00-\u9fff（）()、·\s]{{4,48}}?(?:{_POSITIONS})[\s\u3000]*[\u4e00-\u9fff·]{{2,4}}$"
-)
-_SENTENCE_MARKS = re.compile(r"[。！？；：，!?;:,“”\"]")
-
-
-def find_byline(body_text: str, max_lines: int = 8) -> str | None:
-    """The raw byline line among the first body paragraphs, if one is there (the tagger splits it)."""
-    for line in body_text.split("\n")[:max_lines]:
-        candidate = line.strip()
-        if len(candidate) > 50 or _SENTENCE_MARKS.search(candidate):
-            continue
-        if _BYLINE.match(candidate):
-            return candidate
-    return None
 
 
 def _published_at(var: dict[str, Any], cgi: dict[str, Any], tree: Any) -> datetime | None:

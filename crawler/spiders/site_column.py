@@ -246,6 +246,9 @@ class SiteColumnSpider(SourceSpider):
             extra["written_at"] = article.written_at.isoformat()
         if article.notes:
             extra["notes"] = article.notes
+        if link.in_column and (self.source.get("options") or {}).get("title_include"):
+            # Listed in a mixed list and kept by the source's title rule: a column candidate only.
+            extra["column_rule"] = "title"
         etag, last_modified = validators_of(response)
         yield ArticleItem(
             source_key=self.source_key,
@@ -255,7 +258,7 @@ class SiteColumnSpider(SourceSpider):
             fetched_at=self.now(),
             state=STATE_OK,
             title=article.title or link.title,
-            author=article.author,
+            author=article.author_field,
             byline=article.byline,
             source_label=article.source_label,
             published_at=published_at,

@@ -1,0 +1,566 @@
+"""Bylines: who wrote an article, with which positions, for which organisation. Pure functions.
+
+Owns reading the credits of an article body: the byline at the top or at the end (organisation +
+positions + names, in every shape the column's pages print it), the 「作者系…」 and 「作者单位：…」
+notes, 来源 / 供稿 lines, 撰稿 / 文 / 图 credits (authors), the 编辑 / 审核 / 初审… tail (never
+authors) and a bracketed sign-off 「（袁源）」; and reading one byline or author field. The spiders
+(through `find_byline`) and the tagger (through `read_credits`) use this one reader and the one
+vocabulary of `crawler.parsing.positions`.
+
+Organisations are returned as written. Which configured unit they name is the tagger's business;
+the optional `is_unit(text)` predicate only helps decide where an organisation ends and a position
+starts (市政府办公室 | 党组书记, not 市政府 | 办公室党组书记).
+
+Must not touch the network, the database, the config or the clock. Matching folds the text (NFKC:
+full-width spaces, brackets and colons become ASCII) but what is returned are the page's words.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from crawler.parsing.positions import (
+    AUTHOR_LABELS,
+    COMPOUND_SURNAMES,
+    EDITOR_LABELS,
+    HAN,
+    MEDIA_MARKERS,
+    NAME_SUFFIXES,
+    ORG_ENDINGS,
+    POSITION_CORES,
+    POSITION_QUALIFIERS,
+    SOURCE_LABELS,
+    SURNAMES,
+    UNIT_ENDINGS,
+    alternation,
+)
+
+IsUnit = Callable[[str], bool]
+
+# Where a byline was read.
+AT_TOP = "top"
+AT_END = "end"
+IN_NOTE = "note"  # 作者系… / 作者单位：…
+IN_FIELD = "field"  # the page's author field
+
+
+@dataclass(frozen=True)
+class Person:
+    name: str
+    positions: tuple[str, ...] = ()
+    org: str | None = None  # the organisation as written, when the byline gives one for this person
+
+
+@dataclass(frozen=True)
+class Byline:
+    """One byline as read: its people (named ones only), the lead's organisation and positions."""
+
+    text: str
+    people: tuple[Person, ...] = ()
+    org: str | None = None
+    positions: tuple[str, ...] = ()
+    where: str = AT_TOP
+
+    @property
+    def names(self) -> list[str]:
+        return [person.name for person in self.people]
+
+
+@dataclass(frozen=True)
+class Credits:
+    """Everything a body says about who wrote it and where it came from."""
+
+    byline: Byline | None = None
+    note: Byline | None = None  # 作者系… / 作者单位：… (an organisation and positions, no name)
+    labels: tuple[str, ...] = ()  # organisations named by 来源 / 供稿 lines, in page order
+    authors: tuple[str, ...] = ()  # 撰稿 / 文 / 图 credits
+    editors: frozenset[str] = field(default_factory=frozenset)  # 编辑 / 审核 / 初审…: never authors
+    signoff: tuple[str, ...] = ()  # names in brackets closing the body: 「…。（袁源）」
+
+
+# --- folding and names ---------------------------------------------------------------------------
+
+_SPACES = re.compile(r"[\s\u3000\u00a0\u200b\ufeff]+")
+_DOTS = "·•・．"
+
+
+def fold(text: str) -> str:
+    """The text as matching sees it: NFKC (full-width spaces, brackets, colons and digits to ASCII),
+    runs of white space as one space, trimmed."""
+    return _SPACES.sub(" ", unicodedata.normalize("NFKC", text)).strip()
+
+
+def squash(text: str) -> str:
+    """Folded text without any space: how organisation names are compared."""
+    return fold(text).replace(" ", "")
+
+
+_DOTTED_NAME = re.compile(rf"^[{HAN}]{{1,8}}[{_DOTS}][{HAN}]{{1,8}}$")
+_HAN_ONLY = re.compile(rf"^[{HAN}]+$")
+_NOT_NAMES = frozenset(
+    {"编者", "编者按", "来源", "作者", "图片", "摄影", "编辑", "审核", "校对", "供稿", "本文", "全文", "正文"}
+)
+_POSITION_CORE_ANYWHERE = re.compile(alternation(POSITION_CORES))
+
+
+def is_person_name(token: str) -> bool:
+    """A Chinese personal name: a known surname and 2-3 Han characters in all (4 with a compound
+    surname), or a minority name written with a middle dot (阿依古丽·买买提)."""
+    if not token or token in _NOT_NAMES:
+        return False
+    if _DOTTED_NAME.match(token):
+        return True
+    if not _HAN_ONLY.match(token):
+        return False
+    if len(token) == 4:
+        return token.startswith(COMPOUND_SURNAMES)
+    if len(token) not in (2, 3) or token[0] not in SURNAMES:
+        return False
+    return not (_POSITION_CORE_ANYWHERE.search(token) or token.endswith(ORG_ENDINGS))
+
+
+def looks_like_media(org: str) -> bool:
+    """An organisation that reports news (张掖日报, 市融媒体中心) rather than a contributing unit."""
+    text = squash(org)
+    return any(marker in text for marker in MEDIA_MARKERS[:-3]) or text.endswith(MEDIA_MARKERS[-3:])
+
+
+def looks_like_unit(org: str) -> bool:
+    """An organisation name by its ending (局, 委, 办公室, 中心…), whether or not it is configured."""
+    text = squash(org)
+    return len(text) >= 2 and text.endswith(UNIT_ENDINGS) and not looks_like_media(text)
+
+
+# --- one byline line ----------------------------------------------------------------------------
+
+_POSITION = rf"(?:{alternation(POSITION_QUALIFIERS)})*(?:{alternation(POSITION_CORES)})"
+_POSITION_WHOLE = re.compile(rf"^{_POSITION}$")
+_POSITION_AT_END = re.compile(rf"{_POSITION}$")
+_PIECE_SEP = re.compile(r"[、,/;]+")
+_COLON = re.compile(r":")
+# Labels and wrappers in front of a byline: 文/, 作者:, 撰稿:, ——.
+_LEAD = re.compile(r"^(?:[—\-–~_·•]+\s*|(?:本文)?(?:文|作者|撰文|撰稿|执笔|口述)\s*[/|:]\s*|(?:作者|撰稿)\s+)+")
+_MARKER = re.compile(r"^\s*(?:[—\-–]{1,2}|(?:本文)?(?:文|作者|撰文|撰稿|执笔)\s*[/|:])")
+_TRAIL = re.compile(r"[\s。.;!]+$")
+_SUFFIX = re.compile(rf"\s*(?:\(\s*(?:{alternation(NAME_SUFFIXES)})\s*\)|(?:{alternation(NAME_SUFFIXES[:2])}))\s*$")
+# 「张掖市科学技术局(张掖市地震局)党组书记」: a second, 挂牌 name in brackets inside the organisation.
+_SECOND_NAME = re.compile(rf"\(([{HAN}]{{2,20}})\)(?=[{HAN}])")
+_NAME_FIRST = re.compile(r"^(?P<name>[^\s(]{2,12})\s*\((?P<head>[^()]+)\)$")
+# 市委常委 / 县委常委: a member of the Party committee's standing committee; the department named in
+# the next position (组织部部长) is the unit: 市委组织部.
+_COMMITTEE = re.compile(rf"^(?P<committee>[{HAN}]{{0,4}}[市县区州]委)$")
+_DEPARTMENT = re.compile(rf"^(?P<dept>[{HAN}]{{1,6}}?(?:部|委|办))(?:副|常务副)?(?:部长|书记|主任|秘书长)$")
+
+BYLINE_MAX_CHARS = 60
+
+
+def _unwrap(text: str) -> str:
+    text = text.strip()
+    while len(text) >= 2 and text[0] in "(【[" and text[-1] in ")】]" and _balanced(text[1:-1]):
+        text = text[1:-1].strip()
+    return text
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for char in text:
+        if char in "(【[":
+            depth += 1
+        elif char in ")】]":
+            depth -= 1
+            if depth < 0:
+                return False
+    return depth == 0
+
+
+def clean_byline(line: str) -> str:
+    """A folded byline without its wrapper: brackets around it, 文/, 作者:, ——, 执笔, end punctuation."""
+    text = _unwrap(fold(line))
+    text = _LEAD.sub("", text)
+    text = _TRAIL.sub("", text)
+    text = _SUFFIX.sub("", text)
+    return text.strip()
+
+
+@dataclass
+class _Draft:
+    org: str | None = None
+    positions: list[str] = field(default_factory=list)
+    name: str | None = None
+
+
+def _split_head_piece(piece: str, is_unit: IsUnit | None) -> tuple[str | None, str | None]:
+    """(organisation, position) of one piece such as 「市总工会常务副主席」.
+
+    Every split whose right side is a whole position is a candidate; the organisation that is a
+    configured unit wins (the longest), else the shortest organisation that ends like one
+    (市总工会 | 常务副主席, not 市总 | 工会常务副主席).
+    """
+    cuts = [i for i in range(len(piece)) if _POSITION_WHOLE.match(piece[i:])]
+    if not cuts:
+        return piece, None
+    if is_unit is not None:
+        units = [i for i in cuts if i > 0 and is_unit(piece[:i])]
+        if units:
+            cut = max(units)
+            return piece[:cut], piece[cut:]
+    if cuts[0] == 0:
+        return None, piece
+    for cut in cuts:
+        if piece[:cut].endswith(ORG_ENDINGS):
+            return piece[:cut], piece[cut:]
+    return piece[: cuts[0]], piece[cuts[0] :]
+
+
+def _read_head(pieces: Sequence[str], is_unit: IsUnit | None) -> _Draft:
+    """Organisation and positions from the words before a name: 「市财政局党组书记、局长」."""
+    draft = _Draft()
+    for piece in pieces:
+        org, position = _split_head_piece(piece, is_unit)
+        if position is None:
+            # No position word: an organisation (or the second half of one split by a space).
+            draft.org = org if draft.org is None else draft.org + (org or "")
+        elif org is None:
+            draft.positions.append(position)
+        elif draft.org is None:
+            draft.org = org
+            draft.positions.append(position)
+        else:
+            # A position in another organisation (兼任) or a department: keep it whole.
+            draft.positions.append(piece)
+    _committee_department(draft)
+    return draft
+
+
+def _committee_department(draft: _Draft) -> None:
+    """「市委常委、组织部部长」: the positions are 市委常委 and 组织部部长, the unit is 市委组织部."""
+    committee = _COMMITTEE.match(draft.org or "")
+    if committee is None or "常委" not in draft.positions:
+        return
+    prefix = committee.group("committee")
+    draft.positions = [f"{prefix}常委" if p == "常委" else p for p in draft.positions]
+    for position in draft.positions:
+        department = _DEPARTMENT.match(position)
+        if department is not None and not position.startswith(prefix):
+            draft.org = prefix + department.group("dept")
+            return
+
+
+def _split_trailing_name(token: str, is_unit: IsUnit | None) -> tuple[str, str] | None:
+    """「局长叶其炎」 → ("局长", "叶其炎"): a name glued to a position or to an organisation."""
+    for size in (3, 2, 4):
+        if len(token) <= size:
+            continue
+        head, name = token[:-size], token[-size:]
+        if not is_person_name(name):
+            continue
+        if _POSITION_AT_END.search(head) or (is_unit is not None and is_unit(head)):
+            return head, name
+    return None
+
+
+def _tokens(text: str) -> list[str]:
+    """Space-separated tokens; single characters in a row (马　军, a name padded to the width of a
+    three-character one) are joined back into one name."""
+    raw = [t for t in _COLON.sub(" ", text).split(" ") if t]
+    tokens: list[str] = []
+    index = 0
+    while index < len(raw):
+        run = index
+        while run < len(raw) and len(raw[run]) == 1 and _HAN_ONLY.match(raw[run]):
+            run += 1
+        if run - index >= 2 and is_person_name("".join(raw[index:run])):
+            tokens.append("".join(raw[index:run]))
+            index = run
+        else:
+            tokens.append(raw[index])
+            index += 1
+    return tokens
+
+
+def _drafts(text: str, is_unit: IsUnit | None) -> list[_Draft]:
+    name_first = _NAME_FIRST.match(text)
+    if name_first and is_person_name(name_first.group("name")):
+        head = [p for p in _PIECE_SEP.split(name_first.group("head")) if p]
+        draft = _read_head(head, is_unit)
+        draft.name = name_first.group("name")
+        return [draft]
+    drafts: list[_Draft] = []
+    pending: list[str] = []
+    # A piece is a name, a head (organisation and/or position), or a head with a name glued on
+    # (局长叶其炎). A name closes the person.
+    pieces = [piece for token in _tokens(text) for piece in _PIECE_SEP.split(token) if piece]
+    for piece in pieces:
+        if is_person_name(piece):
+            draft = _read_head(pending, is_unit)
+            draft.name = piece
+        else:
+            split = _split_trailing_name(piece, is_unit)
+            if split is None:
+                pending.append(piece)
+                continue
+            draft = _read_head([*pending, split[0]], is_unit)
+            draft.name = split[1]
+        drafts.append(draft)
+        pending = []
+    if pending:
+        tail = _read_head(pending, is_unit)
+        if drafts and len(drafts) == 1 and drafts[0].org is None and not drafts[0].positions:
+            # 「叶其炎，市科学技术局党组书记、局长」: the name came first.
+            drafts[0].org, drafts[0].positions = tail.org, tail.positions
+        else:
+            drafts.append(tail)
+    return drafts
+
+
+def parse_byline(line: str, is_unit: IsUnit | None = None, *, where: str = AT_TOP) -> Byline:
+    """The people, organisation and positions of one byline such as 「市科学技术局党组书记、局长 叶其炎」.
+
+    Several people (「市财政局党组书记、局长 王立新　副局长 李敏」) are all kept; the organisation is
+    the first one written, and the positions are those of the people of that organisation (or of
+    none), in order, without repeats. A line with no name gives a `Byline` with no people.
+    """
+    text = clean_byline(line)
+    if not text or len(text) > BYLINE_MAX_CHARS:
+        return Byline(text=line.strip(), where=where)  # a paragraph, not a byline
+    text = _SECOND_NAME.sub(lambda m: "" if looks_like_unit(m.group(1)) else m.group(0), text)
+    drafts = _drafts(text, is_unit)
+    named = [d for d in drafts if d.name]
+    lead = named[0] if named else (drafts[0] if drafts else _Draft())
+    org = lead.org or next((d.org for d in drafts if d.org), None)
+    positions: list[str] = []
+    for draft in drafts:
+        if draft.org is not None and draft.org != org:
+            continue  # someone from another organisation: their titles are not this unit's
+        for position in draft.positions:
+            if position not in positions:
+                positions.append(position)
+    people = tuple(Person(name=d.name, positions=tuple(d.positions), org=d.org) for d in named if d.name)
+    return Byline(text=line.strip(), people=people, org=org, positions=tuple(positions), where=where)
+
+
+def is_byline(byline: Byline, line: str, is_unit: IsUnit | None = None) -> bool:
+    """Whether a parsed line really is a byline: a name after a position, an organisation that looks
+    like one (or is configured), or a label (文/, ——); a bare name needs the caller's context."""
+    if not byline.people:
+        return False
+    if byline.positions or _MARKER.match(fold(line)):
+        return True
+    return byline.org is not None and (looks_like_unit(byline.org) or (is_unit is not None and is_unit(byline.org)))
+
+
+def names_only(line: str) -> list[str]:
+    """The names of a line made only of 1-4 personal names (「叶其炎」, 「刘文博　高远」), else []."""
+    text = clean_byline(line)
+    tokens = _tokens(text)
+    if not 1 <= len(tokens) <= 4:
+        return []
+    pieces = [piece for token in tokens for piece in _PIECE_SEP.split(token) if piece]
+    return pieces if pieces and all(is_person_name(p) for p in pieces) else []
+
+
+# --- credit lines: 编辑/审核, 撰稿/文/图, 来源/供稿 ---------------------------------------------------
+
+_LABEL = re.compile(
+    rf"^(?P<label>{alternation((*AUTHOR_LABELS, *EDITOR_LABELS, *SOURCE_LABELS))})\s*(?:[:/]|\s)\s*(?P<value>.*)$"
+)
+_SEGMENT_SEP = re.compile(r"\s*[|]\s*|\s+")
+_SUPPLIED = re.compile(rf"^(?P<org>[{HAN}()]{{2,30}}?)\s*(?:供稿|供图|提供)$")
+
+
+@dataclass
+class _CreditLine:
+    authors: list[str] = field(default_factory=list)
+    editors: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+
+
+def read_credit_line(line: str) -> _CreditLine | None:
+    """The credits of a line made only of labelled parts, e.g. 「编辑：李晓｜审核：许文杰」,
+    「初审：A 复审：B 终审：C」, 「文/张三 图/李四」, 「来源：市教育局」, 「市民政局供稿」; else None."""
+    text = _unwrap(fold(line))
+    if not text or len(text) > 80:
+        return None
+    supplied = _SUPPLIED.match(text)
+    if supplied is not None:
+        return _CreditLine(labels=[supplied.group("org")])
+    result = _CreditLine()
+    current: list[str] | None = None
+    for segment in (s for s in _SEGMENT_SEP.split(text) if s):
+        labelled = _LABEL.match(segment)
+        if labelled is not None:
+            label, value = labelled.group("label"), labelled.group("value").strip()
+            if label in SOURCE_LABELS:
+                current = result.labels
+            elif label in EDITOR_LABELS:
+                current = result.editors
+            else:
+                current = result.authors
+            if value:
+                current.extend(p for p in _PIECE_SEP.split(value) if p)
+            continue
+        if current is None:
+            return None
+        current.extend(p for p in _PIECE_SEP.split(segment) if p)
+    if not (result.authors or result.editors or result.labels):
+        return None
+    # Authors and editors are people: a part that is no name (an organisation after 文/) means the
+    # line is a byline with a label, not a credit line.
+    if any(not is_person_name(_strip_suffix(name)) for name in (*result.authors, *result.editors)):
+        return None
+    result.authors = [_strip_suffix(name) for name in result.authors]
+    result.labels = [" ".join(result.labels)] if result.labels else []
+    return result
+
+
+def _strip_suffix(name: str) -> str:
+    return _SUFFIX.sub("", name).strip()
+
+
+# --- a whole body -------------------------------------------------------------------------------
+
+_NOTE = re.compile(r"作者(?:系|为|是|现任|单位\s*[:为是]?)\s*(?P<value>[^()]{2,60}?)\s*[)。]?\s*$")
+_SIGNOFF = re.compile(
+    rf"\(\s*(?:(?:本报|本台)?(?:记者|评论员|通讯员)\s*)?(?P<names>[{HAN}{_DOTS} ,、]{{2,30}}?)\s*\)\s*$"
+)
+_SKIP_LINE = re.compile(
+    r"^[【\[(]?\s*(?:编者按|编者的话|编前语|按[:]|导读|摘要|发布|时间|日期|浏览|阅读|字号|点击|图[:]|摄影[:]|"
+    r"转自|转载|原标题|关注|长按|扫码|点击)"
+)
+_SENTENCE = re.compile(r"[。!?;:,“”\"]")
+HEAD_LINES = 8
+TAIL_LINES = 6
+
+
+def _body_lines(body_text: str, title: str) -> list[str]:
+    squashed_title = squash(title)
+    lines: list[str] = []
+    for raw in body_text.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        squashed = squash(line)
+        if squashed_title and len(squashed) >= 4 and (squashed in squashed_title or squashed_title in squashed):
+            continue  # the title (or half of a title split over two lines) repeated in the body
+        lines.append(line)
+    return lines
+
+
+def _top_byline(lines: Sequence[str], note: Byline | None, is_unit: IsUnit | None) -> Byline | None:
+    head = lines[:HEAD_LINES]
+    paragraphs = 0  # long lines passed: an unlabelled lead-in may stand above the byline, the text not
+    for index, line in enumerate(head):
+        folded = fold(line)
+        if _SKIP_LINE.match(folded) or read_credit_line(line) is not None:
+            continue
+        if len(folded) > 50:
+            paragraphs += 1
+            if paragraphs >= 2:
+                break
+            continue
+        in_text = paragraphs > 0
+        byline = parse_byline(line, is_unit)
+        if is_byline(byline, line, is_unit):
+            return byline
+        nxt = head[index + 1] if index + 1 < len(head) else ""
+        if not byline.people and (byline.positions or (byline.org and is_unit and is_unit(byline.org))) and nxt:
+            # 「市科学技术局党组书记、局长」 on one line, 「叶其炎」 on the next.
+            names = names_only(nxt)
+            if names and len(folded) <= 30:
+                joined = parse_byline(f"{line} {' '.join(names)}", is_unit)
+                if joined.people:
+                    return replace(joined, text=f"{line.strip()}\n{nxt.strip()}")
+        names = names_only(line)
+        if names and not in_text and (index < 4 or note is not None) and not _SENTENCE.search(folded):
+            # A line of names only, near the top (or with a 作者系 note at the end saying who they are).
+            return Byline(text=line.strip(), people=tuple(Person(name=n) for n in names))
+    return None
+
+
+def _end_byline(lines: Sequence[str], is_unit: IsUnit | None) -> Byline | None:
+    for line in reversed(lines[-TAIL_LINES:]):
+        folded = fold(line)
+        if len(folded) > 50 or _SKIP_LINE.match(folded) or read_credit_line(line) is not None:
+            continue
+        byline = parse_byline(line, is_unit, where=AT_END)
+        if byline.people and (byline.positions or byline.org) and is_byline(byline, line, is_unit):
+            return byline
+    return None
+
+
+def _note(lines: Sequence[str], is_unit: IsUnit | None) -> Byline | None:
+    for line in reversed(lines[-TAIL_LINES:]):
+        found = _NOTE.search(fold(line))
+        if found is None:
+            continue
+        value = found.group("value").strip()
+        draft = _read_head([p for p in _PIECE_SEP.split(value.replace(" ", "")) if p], is_unit)
+        org = draft.org if draft.org is not None else None
+        if org is None and not draft.positions:
+            continue
+        return Byline(text=line.strip(), org=org, positions=tuple(draft.positions), where=IN_NOTE)
+    return None
+
+
+def _signoff(lines: Sequence[str]) -> tuple[str, ...]:
+    for line in lines[-3:][::-1]:
+        found = _SIGNOFF.search(fold(line))
+        if found is None:
+            continue
+        names = [n for n in re.split(r"[ ,、]+", found.group("names")) if n]
+        if names and all(is_person_name(n) for n in names):
+            return tuple(names)
+    return ()
+
+
+def read_credits(body_text: str, title: str = "", is_unit: IsUnit | None = None) -> Credits:
+    """Who the body says wrote it, with which positions, and which organisation supplied it."""
+    lines = _body_lines(body_text, title)
+    authors: list[str] = []
+    editors: set[str] = set()
+    labels: list[str] = []
+    credit_lines = [*lines[:HEAD_LINES], *lines[max(HEAD_LINES, len(lines) - TAIL_LINES) :]]
+    for line in credit_lines:
+        credit = read_credit_line(line)
+        if credit is None:
+            continue
+        authors.extend(a for a in credit.authors if a not in authors)
+        editors.update(credit.editors)
+        labels.extend(credit.labels)
+    note = _note(lines, is_unit)
+    byline = _top_byline(lines, note, is_unit) or _end_byline(lines, is_unit)
+    return Credits(
+        byline=byline,
+        note=note,
+        labels=tuple(labels),
+        authors=tuple(authors),
+        editors=frozenset(editors),
+        signoff=_signoff(lines),
+    )
+
+
+def find_byline(body_text: str, title: str = "", is_unit: IsUnit | None = None) -> str | None:
+    """The byline of a body as printed (one line, or two when the name stands on its own line)."""
+    credits = read_credits(body_text, title, is_unit)
+    if credits.byline is not None:
+        return credits.byline.text
+    return credits.note.text if credits.note is not None else None
+
+
+def author_names(credits: Credits) -> list[str]:
+    """The authors a body names, in order: the byline's people, then 撰稿/文/图 credits, else a
+    sign-off; never an editor or reviewer."""
+    names: list[str] = []
+    if credits.byline is not None:
+        names.extend(credits.byline.names)
+    names.extend(credits.authors)
+    if not names:
+        names.extend(credits.signoff)
+    unique: list[str] = []
+    for name in names:
+        if name not in unique and name not in credits.editors:
+            unique.append(name)
+    return unique

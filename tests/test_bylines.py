@@ -1,0 +1,159 @@
+"""The one byline reader (crawler.parsing.bylines): lines, bodies, credits, notes and sign-offs."""
+
+from __future__ import annotations
+
+import pytest
+
+from crawler.parsing.bylines import (
+    author_names,
+    find_byline,
+    is_person_name,
+    parse_byline,
+    read_credit_line,
+    read_credits,
+)
+
+UNITS = {"市科学技术局", "科技局", "市财政局", "市教育局", "市民政局", "市总工会", "市政府办公室", "团市委"}
+
+
+def is_unit(text: str) -> bool:
+    return text in UNITS
+
+
+LEAD = "全会精神内涵丰富、意义重大，必须学深悟透、融会贯通，以实际行动推动全会精神在本部门落地见效、开花结果。"
+
+
+@pytest.mark.parametrize(
+    ("line", "org", "positions", "names"),
+    [
+        ("市科学技术局党组书记、局长 叶其炎", "市科学技术局", ("党组书记", "局长"), ["叶其炎"]),
+        ("市科学技术局党组书记、局长\u3000叶其炎", "市科学技术局", ("党组书记", "局长"), ["叶其炎"]),
+        ("市科学技术局党组书记、局长叶其炎", "市科学技术局", ("党组书记", "局长"), ["叶其炎"]),
+        ("市财政局副局长 马\u3000军", "市财政局", ("副局长",), ["马军"]),
+        ("市财政局副局长 王\u3000\u3000军", "市财政局", ("副局长",), ["王军"]),
+        ("——市民政局局长 赵文华", "市民政局", ("局长",), ["赵文华"]),
+        ("市民政局局长 赵文华（执笔）", "市民政局", ("局长",), ["赵文华"]),
+        ("市民政局局长 赵文华 执笔", "市民政局", ("局长",), ["赵文华"]),
+        ("叶其炎（市科学技术局党组书记、局长）", "市科学技术局", ("党组书记", "局长"), ["叶其炎"]),
+        ("叶其炎，市科学技术局党组书记、局长", "市科学技术局", ("党组书记", "局长"), ["叶其炎"]),
+        ("张掖市科学技术局（张掖市地震局）党组书记、局长 叶其炎", "张掖市科学技术局", ("党组书记", "局长"), ["叶其炎"]),
+        ("市总工会党组书记、常务副主席 王红梅", "市总工会", ("党组书记", "常务副主席"), ["王红梅"]),
+        ("市政府办公室党组书记、主任 李国强", "市政府办公室", ("党组书记", "主任"), ["李国强"]),
+        ("团市委书记 张伟", "团市委", ("书记",), ["张伟"]),
+        ("市委常委、组织部部长 周晓明", "市委组织部", ("市委常委", "组织部部长"), ["周晓明"]),
+        ("市财政局党组书记、局长 王立新　副局长 李敏", "市财政局", ("党组书记", "局长", "副局长"), ["王立新", "李敏"]),
+        ("市财政局党组书记、局长王立新，副局长李敏", "市财政局", ("党组书记", "局长", "副局长"), ["王立新", "李敏"]),
+        ("市教育局 刘文博 高远", "市教育局", (), ["刘文博", "高远"]),
+        ("张掖日报记者 刘洋　通讯员 陈静", "张掖日报", ("记者", "通讯员"), ["刘洋", "陈静"]),
+        ("文/市教育局 张晓燕", "市教育局", (), ["张晓燕"]),
+        ("文｜市教育局 张晓燕", "市教育局", (), ["张晓燕"]),
+        ("作者：市财政局办公室主任 孙丽娟", "市财政局", ("办公室主任",), ["孙丽娟"]),
+        ("（市教育局党组书记、局长 陈立平）", "市教育局", ("党组书记", "局长"), ["陈立平"]),
+        ("市科学技术局 党组书记、局长 叶其炎", "市科学技术局", ("党组书记", "局长"), ["叶其炎"]),
+        ("市教育局党组成员 阿依古丽·买买提", "市教育局", ("党组成员",), ["阿依古丽·买买提"]),
+        ("市科技局四级调研员 欧阳明华", "市科技局", ("四级调研员",), ["欧阳明华"]),
+        ("市科学技术局机关党委书记 周文斌", "市科学技术局", ("机关党委书记",), ["周文斌"]),
+    ],
+)
+def test_parse_byline(line: str, org: str, positions: tuple[str, ...], names: list[str]) -> None:
+    byline = parse_byline(line, is_unit)
+    assert (byline.org, byline.positions, byline.names) == (org, positions, names)
+
+
+def test_the_second_of_two_units_keeps_its_positions_apart() -> None:
+    byline = parse_byline("市财政局党组书记、局长 王立新 市教育局副局长 李敏", is_unit)
+    assert (byline.org, byline.positions, byline.names) == ("市财政局", ("党组书记", "局长"), ["王立新", "李敏"])
+    assert byline.people[1].org == "市教育局"
+
+
+@pytest.mark.parametrize(
+    "line", ["乘势而上 担当实干", "学习贯彻党的二十届四中全会精神", "张掖机关党建", "市科技局", "局长"]
+)
+def test_no_person_in_other_lines(line: str) -> None:
+    assert parse_byline(line, is_unit).people == ()
+
+
+@pytest.mark.parametrize(
+    ("token", "expected"),
+    [("叶其炎", True), ("马军", True), ("欧阳明华", True), ("阿依古丽·买买提", True), ("奋斗", False), ("正文", False)],
+)
+def test_person_names_start_with_a_surname(token: str, expected: bool) -> None:
+    assert is_person_name(token) is expected
+
+
+def test_credit_lines() -> None:
+    editors = read_credit_line("编辑：李晓｜审核：许文杰")
+    assert editors is not None and (editors.authors, editors.editors) == ([], ["李晓", "许文杰"])
+    reviews = read_credit_line("初审：张敏　复审：李强　终审：王芳")
+    assert reviews is not None and reviews.editors == ["张敏", "李强", "王芳"]
+    writers = read_credit_line("文/陈静　图/高远")
+    assert writers is not None and writers.authors == ["陈静", "高远"]
+    drafted = read_credit_line("撰稿：刘洋 陈静")
+    assert drafted is not None and drafted.authors == ["刘洋", "陈静"]
+    supplied = read_credit_line("市民政局供稿")
+    assert supplied is not None and supplied.labels == ["市民政局"]
+    labelled = read_credit_line("（来源：市教育局）")
+    assert labelled is not None and labelled.labels == ["市教育局"]
+    # a labelled byline is no credit line: it names an organisation
+    assert read_credit_line("文/市教育局 张晓燕") is None
+    assert read_credit_line(LEAD) is None
+
+
+def test_a_body_with_banner_note_title_byline_and_tail() -> None:
+    body = "\n".join(
+        [
+            "学习贯彻党的二十届四中全会精神",
+            "编者按：为推动市直机关党员干部深入学习贯彻全会精神，本公众号开设专栏，刊发各部门（单位）的学习体会。",
+            "凝心聚力 勇毅前行",
+            "市科学技术局党组书记、局长 叶其炎",
+            LEAD,
+            "来源：市科学技术局",
+            "编辑：李晓｜审核：许文杰",
+        ]
+    )
+    credits = read_credits(body, "凝心聚力 勇毅前行", is_unit)
+    assert credits.byline is not None and credits.byline.names == ["叶其炎"]
+    assert credits.labels == ("市科学技术局",)
+    assert credits.editors == frozenset({"李晓", "许文杰"})
+    assert author_names(credits) == ["叶其炎"]
+    assert find_byline(body, "凝心聚力 勇毅前行") == "市科学技术局党组书记、局长 叶其炎"
+
+
+def test_byline_split_over_two_lines() -> None:
+    body = f"市科学技术局党组书记、局长\n叶其炎\n{LEAD}"
+    credits = read_credits(body, "", is_unit)
+    assert credits.byline is not None
+    assert (credits.byline.org, credits.byline.names) == ("市科学技术局", ["叶其炎"])
+
+
+def test_a_name_on_top_and_the_author_note_at_the_end() -> None:
+    credits = read_credits(f"叶其炎\n{LEAD}\n{LEAD}\n（作者系市科学技术局党组书记、局长）", "")
+    assert credits.byline is not None and credits.byline.names == ["叶其炎"]
+    assert credits.note is not None
+    assert (credits.note.org, credits.note.positions) == ("市科学技术局", ("党组书记", "局长"))
+    unit_note = read_credits(f"{LEAD}\n作者单位：张掖市财政局", "")
+    assert unit_note.note is not None and unit_note.note.org == "张掖市财政局"
+
+
+def test_signatures_and_sign_offs_at_the_end() -> None:
+    credits = read_credits(f"{LEAD}\n{LEAD}\n——市民政局党组书记 赵文华", "")
+    assert credits.byline is not None and credits.byline.where == "end"
+    assert credits.byline.names == ["赵文华"]
+    signoff = read_credits(f"{LEAD}\n年轻人名李简，现任胸外科主任，告诉记者：被称之为难题。\n{LEAD}（袁源）", "")
+    assert signoff.byline is None
+    assert author_names(signoff) == ["袁源"]
+
+
+def test_editors_are_never_authors() -> None:
+    credits = read_credits(f"{LEAD}\n撰稿：刘洋\n编辑：刘洋　审核：许文杰", "")
+    assert author_names(credits) == []
+    credits = read_credits(f"文/陈静\n{LEAD}\n编辑：李晓", "")
+    assert author_names(credits) == ["陈静"]
+
+
+def test_no_byline_in_plain_text() -> None:
+    assert read_credits(f"{LEAD}\n{LEAD}", "").byline is None
+    assert find_byline("市直机关工委书记张明远同志指出，要抓好落实。") is None
+    assert find_byline("编者按：为深入学习宣传贯彻全会精神，现开设专栏。") is None
+    assert find_byline("奋进新征程 李白\n正文内容很长很长。") is None
+    assert find_byline("文/奋进新征程 李白\n正文。") == "文/奋进新征程 李白"
