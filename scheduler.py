@@ -25,8 +25,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -484,7 +485,33 @@ def status_report(config: Config, engine: Engine, sessions: sessionmaker[Session
             err = (src.last_error or "").replace("\n", " ")[:80]
             flag = "" if src.enabled else " (disabled)"
             lines.append(f"  {src.key + flag:28} {src.status:8} {ok:17} {paused:17} {src.consecutive_failures:5} {err}")
+        lines.extend(attribution_lines(session, tz))
     return "\n".join(lines)
+
+
+def attribution_lines(session: Session, tz: ZoneInfo, limit: int = 10) -> list[str]:
+    """What `status` says of attribution: the stories no unit could be read for (never counted for
+    any unit until the office decides), and the column candidates awaiting confirmation."""
+    from pipeline.models import Article
+
+    total = session.scalar(select(func.count(Article.id)).where(Article.unit_id.is_(None))) or 0
+    shown = session.execute(
+        select(Article.guid, Article.published_at, Article.title)
+        .where(Article.unit_id.is_(None))
+        .order_by(Article.published_at.desc().nulls_last(), Article.id.desc())
+        .limit(limit)
+    ).all()
+    candidates = session.scalar(
+        select(func.count(Article.id)).where(Article.column.is_(None), Article.column_candidate.is_not(None))
+    )
+    lines = [f"Unattributed stories: {total} (set a unit with `zhuanlan correct GUID --unit NAME`)"]
+    for guid, published_at, title in shown:
+        day = f"{published_at.astimezone(tz):%Y-%m-%d}" if published_at else "undated"
+        lines.append(f"  {guid}  {day}  {title[:40]}")
+    if total > len(shown):
+        lines.append(f"  … and {total - len(shown)} more (the web app's /review lists them all)")
+    lines.append(f"Column candidates awaiting confirmation: {candidates or 0} (`zhuanlan correct GUID --in-column`)")
+    return lines
 
 
 # --- main ----------------------------------------------------------------------------------

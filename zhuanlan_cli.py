@@ -259,6 +259,40 @@ def cmd_retag(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_correct(args: argparse.Namespace) -> int:
+    from pipeline.corrections import Change, CorrectionError, correct_story, parse_author
+
+    if args.unit is None and not args.unattributed and not args.author and args.in_column is None:
+        raise UserError("nothing to correct: give --unit, --unattributed, --author or --in-column/--not-in-column")
+    if args.unit is not None and args.unattributed:
+        raise UserError("--unit and --unattributed contradict each other: give one")
+    app = open_app(args)
+    try:
+        change = Change(
+            unit=args.unit,
+            unattributed=args.unattributed,
+            authors=tuple(parse_author(a) for a in args.author) if args.author else None,
+            in_column=args.in_column,
+            column=args.column,
+        )
+        actor = args.by or f"{os.environ.get('USER') or 'operator'} (命令行)"
+        with transaction(app.sessions) as session:
+            rows = correct_story(session, args.guid, change, actor=actor, now=utcnow(), note=args.note)
+    except CorrectionError as exc:
+        raise UserError(str(exc)) from exc
+    if not rows:
+        print(f"{args.guid}: nothing changed (the story already says so)")
+        return 0
+    for row in rows:
+        print(f"{args.guid}: {row.field} {_json(row.old_value)} → {_json(row.new_value)} (by {row.actor})")
+    print("feeds show it at their next rebuild (zhuanlan feeds); retag and re-crawls keep it")
+    return 0
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
 def _filters(args: argparse.Namespace) -> Any:
     from archive.search import Filters
 
@@ -340,6 +374,13 @@ def cmd_extract(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror}") from exc
     fields = extract_page(body, args.url, content_type=args.content_type)
+    if args.source and fields.get("state") == "ok":
+        from pipeline.tagging import extract_attribution
+        from pipeline.tagrules import Vocabulary
+
+        config = load_config(config_path(args))
+        source = config.source(args.source)  # an unknown key is a configuration error (exit 2)
+        fields.update(extract_attribution(fields, source, Vocabulary.from_config(config), utcnow()))
     print(json.dumps(fields, ensure_ascii=False, indent=2, default=str))
     return 0
 
@@ -506,8 +547,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from crawler.parsing.evaluate import main as eval_main
+    from pipeline.attribution_eval import main as attribution_main
 
-    return eval_main(Path(args.corpus), strict=args.strict)
+    status = eval_main(Path(args.corpus), strict=args.strict)
+    print("\n== Attribution on the byline fixtures (the project's own pages)")
+    missed = attribution_main(Path(args.fixtures))
+    return 1 if status or (args.strict and missed) else 0
 
 
 # --- parser -------------------------------------------------------------------------
@@ -564,6 +609,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="digest-preview", help="preview: output directory")
     p.add_argument("--dry-run", action="store_true", help="send: render and report, send nothing")
 
+    p = add("correct", cmd_correct, "correct a story's unit, authors or column membership (recorded, kept by retag)")
+    p.add_argument("guid", help="the story's id (in its web page address /story/<id>, and in exports)")
+    p.add_argument("--unit", help="the configured unit the story belongs to")
+    p.add_argument("--unattributed", action="store_true", help="the story belongs to no configured unit")
+    p.add_argument(
+        "--author",
+        action="append",
+        metavar="NAME[:POSITIONS]",
+        help="an author, in order; repeat for several (e.g. --author '叶其炎:党组书记、局长')",
+    )
+    column = p.add_mutually_exclusive_group()
+    column.add_argument("--in-column", dest="in_column", action="store_const", const=True, default=None)
+    column.add_argument("--not-in-column", dest="in_column", action="store_const", const=False)
+    p.add_argument("--column", help="with --in-column: which column (default: the story's candidate)")
+    p.add_argument("--note", help="why (kept with the correction)")
+    p.add_argument("--by", help="who makes the correction (default: $USER)")
+
     p = add("retag", cmd_retag, "recompute tags for the whole corpus (safe to interrupt and rerun)")
     p.add_argument("--batch-size", type=int, default=200)
 
@@ -583,6 +645,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--url", required=True, help="the URL the page was saved from")
     p.add_argument("--content-type", help="the Content-Type header it was served with, if known")
+    p.add_argument(
+        "--source", metavar="KEY", help="also print its attribution as the pipeline computes it for this source"
+    )
 
     p = add("serve", cmd_serve, "run the web app (search, stories, feeds, health)")
     p.add_argument("--host")
@@ -600,8 +665,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smtp-port", type=int, default=8025)
     p.add_argument("--web-port", type=int, default=8080)
 
-    p = add("eval", cmd_eval, "measure extraction on the shared corpus of real pages")
+    p = add("eval", cmd_eval, "measure extraction on the shared corpus of real pages, and attribution")
     p.add_argument("--corpus", default="../shared/corpus")
+    p.add_argument(
+        "--fixtures",
+        default=str(Path(__file__).resolve().parent / "tests" / "fixtures" / "attribution"),
+        help="the byline fixture set for the attribution section",
+    )
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     return parser
 

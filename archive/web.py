@@ -5,7 +5,8 @@ originals (sandboxed), the published feed files (conditional GET), the image pro
 images (allow-listed hosts only: never an open proxy), the unsubscribe page, and the operator's
 login and health view. Configuration and the clock enter through `create_app`; secrets come
 from the environment (`ZHUANLAN_ADMIN_PASSWORD`, `ZHUANLAN_SECRET_KEY`, each also as `_FILE`).
-Every POST form carries a CSRF token. The only database write is a recipient's opt-out.
+Every POST form carries a CSRF token. The database writes are a recipient's opt-out and the
+operator's corrections (`archive.review`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ from sqlalchemy.orm import selectinload
 from werkzeug.exceptions import HTTPException
 
 from archive.query import QueryError
+from archive.review import COLUMN_REASON_NAMES, FIELD_NAMES, UNIT_FROM_NAMES, candidate_count, unattributed_count
+from archive.review import create_blueprint as create_review
 from archive.search import STATES, Filters, SearchResult, search
+from pipeline.corrections import history as correction_history
 from pipeline.models import (
     Appearance,
     Article,
@@ -349,8 +353,20 @@ def create_app(
             tags: dict[str, list[str]] = defaultdict(list)
             for link in article.tags:
                 tags[link.tag.kind].append(link.tag.name)
+            is_admin = bool(session.get("admin"))
             return render_template(
-                "story.html", article=article, body=clean_body(article.body_html), tags=tags, versions=versions
+                "story.html",
+                article=article,
+                body=clean_body(article.body_html),
+                tags=tags,
+                versions=versions,
+                corrections=correction_history(db, article.id),
+                units=db.scalars(select(Unit).order_by(Unit.sort_order, Unit.name)).all() if is_admin else [],
+                columns=[c.name for c in config.columns],
+                is_admin=is_admin,
+                unit_from_names=UNIT_FROM_NAMES,
+                reason_names=COLUMN_REASON_NAMES,
+                field_names=FIELD_NAMES,
             )
 
     @app.get("/snapshot/<sha256>")
@@ -503,8 +519,16 @@ def create_app(
                 .order_by(CrawlRun.started_at.desc())
                 .limit(10)
             ).all()
-            return render_template("health.html", sources=sources, runs=runs, now=now())
+            return render_template(
+                "health.html",
+                sources=sources,
+                runs=runs,
+                now=now(),
+                unattributed=unattributed_count(db),
+                candidates=candidate_count(db),
+            )
 
+    app.register_blueprint(create_review(session_factory, now=now))
     return app
 
 

@@ -272,6 +272,25 @@ def _failed_sources_html(data: DigestData) -> str:
     return "".join(parts)
 
 
+def _unattributed(data: DigestData) -> UnitSummary | None:
+    return next((u for u in data.units if u.unit_id is None), None)
+
+
+def _unattributed_html(data: DigestData, base_url: str) -> str:
+    parts = [f'<h2 style="{_H2}">单位未识别（仅运维，待确认）</h2>']
+    pending = _unattributed(data)
+    if pending is None or not pending.total_count:
+        parts.append(f'<p style="{_P}">所有文章均已识别所属单位。</p>')
+        return "".join(parts)
+    parts.append(
+        f'<p style="{_P}">本周 <b>{pending.week_count}</b> 篇、累计 <b>{pending.total_count}</b> 篇文章读不出所属单位，'
+        f"未计入任何单位。请在 "
+        f'<a href="{escape(base_url)}/review" style="color:#1565c0;">{escape(base_url)}/review</a> 指定单位。</p>'
+    )
+    parts.extend(_article_html(a) for a in pending.articles)
+    return "".join(parts)
+
+
 def _render_html(data: DigestData, recipient: DigestRecipient, operator: bool, base_url: str, unsub: str | None) -> str:
     sections = [
         f'<h1 style="{_FONT}font-size:22px;color:#b71c1c;margin:0 0 4px;">专栏周报</h1>',
@@ -290,6 +309,7 @@ def _render_html(data: DigestData, recipient: DigestRecipient, operator: bool, b
         sections.extend(_article_html(a) for a in u.articles)
     sections.append(_participation_html(data))
     if operator:
+        sections.append(_unattributed_html(data, base_url))
         sections.append(_failed_sources_html(data))
     footer = [f'订阅源：<a href="{escape(base_url)}/feeds/" style="color:#888;">{escape(base_url)}/feeds/</a>']
     if unsub:
@@ -355,6 +375,18 @@ def _render_text(data: DigestData, recipient: DigestRecipient, operator: bool, b
     lines += [f"{u.name}　{u.week_count}　{u.total_count}" for u in data.units if u.unit_id is not None]
     lines += [f"尚未投稿：{'、'.join(u.name for u in data.not_yet) or '无'}", ""]
     if operator:
+        pending = _unattributed(data)
+        lines += ["【单位未识别（仅运维，待确认）】"]
+        if pending is None or not pending.total_count:
+            lines += ["所有文章均已识别所属单位。", ""]
+        else:
+            lines += [
+                f"本周 {pending.week_count} 篇、累计 {pending.total_count} 篇文章读不出所属单位，未计入任何单位。"
+                f"请在 {base_url}/review 指定单位。",
+                "",
+            ]
+            for a in pending.articles:
+                lines += _article_text(a)
         lines += ["【采集异常（仅运维）】"]
         if not data.failed_sources:
             lines += ["本周各采集源运行正常。"]

@@ -101,13 +101,11 @@ def _unit_of(
 def _authors(credits: Credits, field: Byline | None, author_field: str | None) -> tuple[Author, ...]:
     people: dict[str, tuple[str, ...]] = {}
     if credits.byline is not None:
-        lone = len(credits.byline.people) == 1
         for person in credits.byline.people:
-            positions = person.positions
-            if not positions and lone and credits.note is not None:
-                positions = credits.note.positions  # 「叶其炎」 on top, 「（作者系…局长）」 at the end
-            people[person.name] = positions
+            people[person.name] = person.positions
     names = author_names(credits)
+    if len(names) == 1 and not people.get(names[0]) and credits.note is not None:
+        people[names[0]] = credits.note.positions  # 「叶其炎」 or 「文/叶其炎」 on top, 「（作者系…局长）」 at the end
     if not names and author_field:
         # The page's author field: a name (or a short byline); an editor's name there is no author.
         field_people: list[Person] = list(field.people) if field is not None else []
@@ -204,3 +202,16 @@ def column_membership(
         if any(line in banners for line in head if line):
             return Membership(candidate=column.name, reason=BY_BANNER)
     return Membership()
+
+
+def page_item_fields(fields: dict[str, object]) -> dict[str, str | None]:
+    """What a spider puts in an item's attribution fields, from `zhuanlan extract`'s parsed fields:
+    the site parser's author field (not its display names) or WeChat's author variable, the byline
+    as printed, and the page's 来源 label."""
+
+    def text(key: str) -> str | None:
+        value = fields.get(key)
+        return value if isinstance(value, str) and value.strip() else None
+
+    author = text("author_field") if fields.get("kind") == "site" else text("author")
+    return {"author": author, "byline": text("byline"), "source_label": text("source_label")}

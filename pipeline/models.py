@@ -55,7 +55,12 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[str]: JSON}
+    type_annotation_map = {
+        datetime: UTCDateTime,
+        dict[str, Any]: JSON,
+        list[str]: JSON,
+        list[dict[str, Any]]: JSON,
+    }
 
 
 class Unit(Base):
@@ -112,10 +117,19 @@ class Article(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     guid: Mapped[str] = mapped_column(String(64), unique=True)  # stable: feeds' GUID, URLs
     title: Mapped[str] = mapped_column(Text)
-    author: Mapped[str | None] = mapped_column(String(100))
+    author: Mapped[str | None] = mapped_column(String(100))  # the authors' names, 「、」-joined
     positions: Mapped[list[str]] = mapped_column(JSON, default=list)
-    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), index=True)
-    column: Mapped[str | None] = mapped_column(String(200), index=True)
+    # [{"name": ..., "positions": [...]}] in byline order
+    authors: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), index=True)  # None: unattributed
+    # where the unit was read: byline | label | author_field | source_owner | manual
+    unit_from: Mapped[str | None] = mapped_column(String(20))
+    column: Mapped[str | None] = mapped_column(String(200), index=True)  # the column it is in (counts)
+    column_candidate: Mapped[str | None] = mapped_column(String(200))  # proposed by a title rule: unconfirmed
+    column_reason: Mapped[str | None] = mapped_column(String(20))  # album | list | title | banner | manual
+    # The operator's corrections in force ({"unit": ..., "authors": [...], "column": {...}}): they win
+    # over the tagging rules at every retag and re-crawl. Their history is in `corrections`.
+    corrected: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     summary: Mapped[str | None] = mapped_column(Text)
     body_html: Mapped[str] = mapped_column(Text, default="")
@@ -135,6 +149,21 @@ class Article(Base):
         back_populates="article", foreign_keys="Appearance.article_id", order_by="Appearance.id"
     )
     tags: Mapped[list[ArticleTag]] = relationship(back_populates="article", cascade="all, delete-orphan")
+
+
+class Correction(Base):
+    """One correction by the operator: who, when, which field, old → new (the audit trail)."""
+
+    __tablename__ = "corrections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id"), index=True)
+    field: Mapped[str] = mapped_column(String(20))  # unit | authors | column
+    old_value: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    new_value: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    actor: Mapped[str] = mapped_column(String(100))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Appearance(Base):

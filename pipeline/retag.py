@@ -1,8 +1,9 @@
 """Retagging the whole corpus after the vocabulary changed: one call, safe to interrupt.
 
 Owns `retag_corpus`: recomputes every stored story's tags with the tagging rules from what is
-stored (its text, the 来源/byline/column its appearances recorded in `meta`, its first
-appearance's source unit) and writes them with `pipeline.tagstore.apply_tags`.
+stored (its text, the 来源/byline/author/column its appearances recorded in `meta`, their sources'
+kinds and units) and writes them with `pipeline.tagstore.apply_tags`, which keeps the operator's
+corrections in force.
 
 Works in batches ordered by article id, one transaction per batch: an interruption loses at
 most the batch in flight, and because applying the same tags twice changes nothing, a rerun
@@ -19,7 +20,7 @@ from sqlalchemy.orm import selectinload
 
 from pipeline.db import transaction
 from pipeline.models import Appearance, Article, ArticleTag, Source
-from pipeline.tagrules import compute_tags
+from pipeline.tagrules import compute_tags, merge_tags
 from pipeline.tagstore import apply_tags
 
 if TYPE_CHECKING:
@@ -40,14 +41,6 @@ class RetagResult:
     last_id: int  # highest article id done: pass as `after_id` to resume without redoing work
 
 
-def _meta_value(appearances: list[Appearance], key: str) -> str | None:
-    for appearance in appearances:
-        value = (appearance.meta or {}).get(key)
-        if isinstance(value, str) and value.strip():
-            return value.strip()
-    return None
-
-
 def _first_appearance(article: Article) -> Appearance | None:
     for appearance in article.appearances:
         if appearance.id == article.first_appearance_id:
@@ -55,31 +48,45 @@ def _first_appearance(article: Article) -> Appearance | None:
     return article.appearances[0] if article.appearances else None
 
 
-def tags_for_article(article: Article, vocab: Vocabulary) -> Tags:
-    """What the tag rules say of a stored story (appearances loaded, with their sources' units)."""
-    appearances = list(article.appearances)
-    labels = [str(a.meta["source_label"]) for a in appearances if isinstance((a.meta or {}).get("source_label"), str)]
-    # Several places may name a 来源; prefer one that names a configured unit (reposts say 张掖日报).
-    label = next((x for x in labels if vocab.matcher.match(x)), labels[0] if labels else None)
+def _meta_text(appearance: Appearance, key: str) -> str | None:
+    value = (appearance.meta or {}).get(key)
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _appearance_tags(article: Article, appearance: Appearance, vocab: Vocabulary, keyword_count: int) -> Tags:
+    """What the rules say of the story as this appearance showed it (its labels, source, column)."""
+    source = appearance.source
     column = None
-    for appearance in appearances:
-        if appearance.in_column:
-            meta_column = (appearance.meta or {}).get("column")
-            column = meta_column if isinstance(meta_column, str) and meta_column else appearance.source.column
-            if column:
-                break
-    first = _first_appearance(article)
-    owning_unit = first.source.unit.name if first is not None and first.source.unit is not None else None
+    if appearance.in_column:
+        column = _meta_text(appearance, "column") or source.column
+    extra = (appearance.meta or {}).get("extra")
     return compute_tags(
         title=article.title,
         body_text=article.body_text,
         vocab=vocab,
-        byline=_meta_value(appearances, "byline"),
-        author=_meta_value(appearances, "author"),
-        source_label=label,
+        byline=_meta_text(appearance, "byline"),
+        author=_meta_text(appearance, "author"),
+        source_label=_meta_text(appearance, "source_label"),
         item_column=column,
-        owning_unit=owning_unit,
+        owning_unit=source.unit.name if source.unit is not None else None,
+        source_kind=source.kind,
+        by_title_rule=isinstance(extra, dict) and extra.get("column_rule") == "title",
+        keyword_count=keyword_count,
     )
+
+
+def tags_for_article(article: Article, vocab: Vocabulary) -> Tags:
+    """What the tag rules say of a stored story (appearances loaded, with their sources' units):
+    its original's tags, with a unit and column membership the other appearances add (the same
+    merge the store makes when a repost arrives)."""
+    first = _first_appearance(article)
+    if first is None:
+        return compute_tags(title=article.title, body_text=article.body_text, vocab=vocab)
+    tags = _appearance_tags(article, first, vocab, keyword_count=8)
+    for appearance in article.appearances:
+        if appearance is not first:
+            tags = merge_tags(tags, _appearance_tags(article, appearance, vocab, keyword_count=0))
+    return tags
 
 
 def _load_batch(session: Session, after_id: int, batch_size: int) -> list[Article]:

@@ -29,6 +29,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from crawler.items import GONE_STATES, STATE_OK, ArticleItem, ListPageItem, ProblemItem
 from pipeline.ahead import snapshot_parts
+from pipeline.corrections import current_tags
 from pipeline.db import DEFERRED, DatabaseError, describe_failure, insert_or_ignore, transaction
 from pipeline.models import Appearance, Article, ListPage, Snapshot, Source, SourceRun, Unit
 from pipeline.normalize import RejectedItem
@@ -38,7 +39,8 @@ from pipeline.search_index import index_article
 from pipeline.settings_access import config_path, open_sessions, run_id
 from pipeline.similarity import SIGNATURE_SCHEME, signature
 from pipeline.sync import sync_config
-from pipeline.tagstore import apply_tags, article_fields, insert_new_article_tags
+from pipeline.tagrules import merge_tags
+from pipeline.tagstore import apply_tags, article_fields, insert_new_article_tags, unit_name
 from zhuanlan_config import ConfigError, load_config
 
 if TYPE_CHECKING:
@@ -381,12 +383,19 @@ def write_new_appearance(session: Session, record: Record, source: SourceInfo, a
         raise StaleDecisionError(f"article {article_id} no longer exists")
     appearance = _add_appearance(session, record, source.id, article)
     original = elect_original(article)
-    if original is appearance:
-        # The story was first published here: it speaks for the story (title, byline, unit), and
-        # its text replaces ours when it is fuller (the copy seen first may have been truncated).
-        if len(record.body_text) > len(article.body_text):
-            _set_content(session, article, record, now)
-        write_tags(session, article, record.tags, now)
+    if original is appearance and len(record.body_text) > len(article.body_text):
+        # The story was first published here: its text replaces ours when it is fuller (the copy
+        # seen first may have been truncated).
+        _set_content(session, article, record, now)
+    if record.tags is not None:
+        held = current_tags(article, unit_name(session, article.unit_id))
+        if original is appearance:
+            # The original speaks for the story (byline, unit); what the others gave stays.
+            write_tags(session, article, merge_tags(record.tags, held), now)
+        else:
+            # A repost adds what the story lacked: column membership (the album's copy of a story
+            # first seen on a unit site), or a unit when the original named none.
+            write_tags(session, article, merge_tags(held, record.tags), now)
     article.updated_at = now
 
 
@@ -420,7 +429,10 @@ def write_edit(session: Session, record: Record, appearance_id: int | None, now:
     if appearance.is_original or article.first_appearance_id == appearance.id:
         _set_content(session, article, record, now)
         article.state = "edited"
-        write_tags(session, article, record.tags, now)
+        if record.tags is not None:
+            # What other appearances gave the story (column membership, a unit) stays.
+            held = current_tags(article, unit_name(session, article.unit_id))
+            write_tags(session, article, merge_tags(record.tags, held), now)
     elif article.state == "deleted":
         article.state = "live"
 

@@ -11,13 +11,19 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from crawler.items import STATE_OK
+from crawler.items import STATE_OK, ArticleItem
+from pipeline.attribution import page_item_fields
+from pipeline.normalize import normalize_item
 from pipeline.record import Record
 from pipeline.tagrules import Vocabulary, tag_record, warm_up_keywords
 from zhuanlan_config import load_config
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from scrapy.crawler import Crawler
+
+    from zhuanlan_config import SourceConf
 
 logger = logging.getLogger(__name__)
 
@@ -63,3 +69,36 @@ class TagPipeline:
         if isinstance(item, Record) and item.item.state == STATE_OK and item.tags is None:
             item.tags = tag_record(item, self.vocab, self._owning_unit(spider))
         return item
+
+
+def extract_attribution(fields: dict[str, Any], source: SourceConf, vocab: Vocabulary, now: datetime) -> dict[str, Any]:
+    """`zhuanlan extract --source`: the attribution and column membership of a saved page, computed
+    as the pipeline computes them for a page of that source (the same item fields, the same
+    normalizing, the same tag rules, the source's kind, owner and column)."""
+    parsed = page_item_fields(fields)
+    options = source.options or {}
+    item = ArticleItem(
+        source_key=source.key,
+        source_kind=source.kind,
+        url=str(fields.get("url") or ""),
+        canonical_key=str(fields.get("canonical_key") or fields.get("url") or ""),
+        fetched_at=now,
+        title=str(fields.get("title") or ""),
+        author=parsed["author"],
+        byline=parsed["byline"],
+        source_label=parsed["source_label"],
+        body_html=str(fields.get("body_html") or ""),
+        body_text=str(fields.get("body_text") or ""),
+        column=source.column,
+        extra={"column_rule": "title"} if source.kind == "site_column" and options.get("title_include") else {},
+    )
+    tags = tag_record(normalize_item(item), vocab, source.unit)
+    return {
+        "attribution": {
+            "unit": tags.unit,
+            "unit_from": tags.unit_from,
+            "authors": [author.name for author in tags.authors],
+            "positions": list(tags.positions),
+        },
+        "column": {"in_column": tags.column, "candidate": tags.column_candidate, "reason": tags.column_reason},
+    }

@@ -1,8 +1,9 @@
 """Writing `Tags` into the corpus: the one place tags become rows.
 
-Owns `apply_tags`: the article's unit/author/positions/column and its `ArticleTag` rows of
-origin "rule" (topics, column, positions) and "keyword" (jieba keywords). Manual tags (origin
-"manual") are never removed or overwritten. The store pipeline and the retag command both call
+Owns `apply_tags`: the article's unit (with `unit_from`), authors, positions, column (and column
+candidate) and its `ArticleTag` rows of origin "rule" (topics, column, positions) and "keyword"
+(jieba keywords), with the operator's corrections (`pipeline.corrections.overlay`) put over the
+rules. Manual tags (origin "manual") are never removed or overwritten. The store pipeline and the retag command both call
 it, so a story tagged at crawl time and one retagged later get exactly the same rows; a story
 the store has just inserted takes the short way (`article_fields` + `insert_new_article_tags`:
 no read of its rows, one executemany) to the same rows.
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Connection, Engine, Table, bindparam, event, insert, select
 
+from pipeline.corrections import authors_to_json, overlay
 from pipeline.db import insert_or_ignore
 from pipeline.models import Article, ArticleTag, Tag, Unit
 
@@ -264,13 +266,24 @@ def unit_id_for(session: Session, name: str | None) -> int | None:
     return None
 
 
+def unit_name(session: Session, unit_id: int | None) -> str | None:
+    """The name of the unit with id `unit_id` (None for None)."""
+    if unit_id is None:
+        return None
+    return session.scalar(select(Unit.name).where(Unit.id == unit_id))
+
+
 def article_fields(session: Session, tags: Tags) -> dict[str, Any]:
-    """The article columns `tags` decides: unit, author, positions, column."""
+    """The article columns `tags` decides: unit and where it was read, authors, positions, column."""
     return {
         "unit_id": unit_id_for(session, tags.unit),
+        "unit_from": tags.unit_from,
         "author": tags.author[:100] if tags.author else None,
+        "authors": authors_to_json(tags.authors),
         "positions": list(tags.positions),
         "column": tags.column[:200] if tags.column else None,
+        "column_candidate": tags.column_candidate[:200] if tags.column_candidate else None,
+        "column_reason": tags.column_reason,
     }
 
 
@@ -298,6 +311,7 @@ def apply_tags(session: Session, article: Article, tags: Tags, *, now: datetime 
     The article must be in `session`; for a new article, flush it first so it has an id.
     """
     changed = False
+    tags = overlay(tags, article.corrected)  # the operator's corrections win over the rules
     fields = article_fields(session, tags)
     for attr, value in fields.items():
         if getattr(article, attr) != value:

@@ -11,7 +11,8 @@ import pytest
 
 from crawler.parsing.eval_sites import SiteEval, Verdict, evaluate, verdicts
 from crawler.parsing.evaluate import main as eval_main
-from crawler.parsing.site_article import extract_article, find_byline
+from crawler.parsing.bylines import find_byline
+from crawler.parsing.site_article import extract_article
 
 ROOT = Path(__file__).resolve().parent.parent
 URL = "http://www.example.gov.cn/art/2025/11/20/art_1_1.html"
@@ -62,18 +63,17 @@ def test_date_and_source_still_read_beside_the_author() -> None:
     ],
 )
 def test_byline_with_chief_accountant_is_found(line: str) -> None:
-    found = find_byline(["", line, BODY])
+    found = find_byline(f"\n{line}\n{BODY}")
     assert found is not None
-    assert found[1] == "冯立群"
-    assert found[0].endswith("冯立群") and not found[0].startswith("　")
+    assert found.endswith("冯立群") and not found.startswith("　")
     article = extract_article(page("发布时间：2025-11-20", line), URL)
     assert article.byline is not None and article.byline.endswith("冯立群")
     assert article.author == "冯立群" and article.method["author"] == "byline"
 
 
 def test_byline_needs_a_position() -> None:
-    assert find_byline(["全会精神 冯立群"]) is None
-    assert find_byline(["市财政局总经济师　王立"]) == ("市财政局总经济师　王立", "王立")
+    assert find_byline("全会精神 冯立群") is None
+    assert find_byline("市财政局总经济师　王立") == "市财政局总经济师　王立"
 
 
 # --- eval targets ------------------------------------------------------------------------

@@ -250,7 +250,9 @@ def test_crawls_fire_in_order_feeds_follow_each_and_sigterm_exits_clean(
         assert any(line.split()[:3] == [job, "next", "run"] for line in out.splitlines()), out
     last = max(r.id for r in runs(sessions))
     assert f"Last crawl: #{last} ok" in out, out
-    health = {line.split()[0]: line.split() for line in out.split("Sources:", 1)[1].splitlines()[2:]}
+    table = out.split("Sources:", 1)[1].split("Unattributed stories:", 1)[0]
+    health = {line.split()[0]: line.split() for line in table.splitlines()[2:] if line.strip()}
+    assert "Unattributed stories: " in out and "Column candidates awaiting confirmation: " in out, out
     assert set(health) == set(ALL_SOURCES), out
     assert health["wjw-site"][1] == "ok" and health["wjw-site"][2] != "never", out
     assert health["kjj-site"][1] == "(disabled)", out

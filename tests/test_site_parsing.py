@@ -308,7 +308,7 @@ def test_extract_site_json_fields() -> None:
     json.dumps(result, ensure_ascii=False)  # JSON-ready
     assert result["state"] == "ok"
     assert result["title"] == expected["title"]
-    assert result["unit"] == "局办公室"
+    assert result["source_label"] == "局办公室"
     assert result["published_at"] == "2025-11-09T00:00:00+08:00"
     assert result["encoding"] == "gb18030"
     assert "城乡公交一体化" in result["body_text"]

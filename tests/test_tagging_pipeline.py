@@ -76,7 +76,9 @@ def test_tags_a_record_with_the_configured_vocabulary(tmp_path: Path) -> None:
     assert record.tags is not None
     assert record.tags.unit == "张掖市科学技术局"  # the byline beats the source's unit
     assert (record.tags.author, record.tags.positions) == ("叶其炎", ["党组书记", "局长"])
-    assert record.tags.column == "学习贯彻党的二十届四中全会精神"
+    # listed by no album or column list: the title keyword only proposes the column
+    assert (record.tags.column, record.tags.column_candidate) == (None, "学习贯彻党的二十届四中全会精神")
+    assert record.tags.unit_from == "byline"
     assert record.tags.topics == {"科技创新": 1.0 * 1 + 3.0 * 1 + 2.0 * 1}
     assert record.tags.keywords
 

@@ -149,7 +149,11 @@ def test_retag_corpus_end_to_end(sessions: sessionmaker[Session], now: datetime)
     state = _snapshot(sessions)
     kjj, fin, edu, edu2, fin2 = (state[i] for i in ids)
     # byline > 来源 > owning unit
-    assert kjj[:4] == ("张掖市科学技术局", "叶其炎", ["党组书记", "局长"], COLUMN)
+    # a unit site's page whose title names the column is a candidate, not a column article
+    assert kjj[:4] == ("张掖市科学技术局", "叶其炎", ["党组书记", "局长"], None)
+    with sessions() as session:
+        first = session.get(Article, ids[0])
+        assert first is not None and (first.column_candidate, first.column_reason) == (COLUMN, "title")
     assert fin[:4] == ("张掖市财政局", None, [], COLUMN)  # 来源 alias; album column
     assert edu[:4] == ("张掖市教育局", None, [], None)  # newspaper 来源 ignored: owning unit
     assert edu2[:4] == ("张掖市教育局", "张晓燕", [], COLUMN)

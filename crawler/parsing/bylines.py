@@ -464,7 +464,7 @@ def _top_byline(lines: Sequence[str], note: Byline | None, is_unit: IsUnit | Non
         in_text = paragraphs > 0
         byline = parse_byline(line, is_unit)
         if is_byline(byline, line, is_unit):
-            return byline
+            return _with_following(byline, head[index + 1 : index + 3], is_unit)
         nxt = head[index + 1] if index + 1 < len(head) else ""
         if not byline.people and (byline.positions or (byline.org and is_unit and is_unit(byline.org))) and nxt:
             # 「市科学技术局党组书记、局长」 on one line, 「叶其炎」 on the next.
@@ -478,6 +478,28 @@ def _top_byline(lines: Sequence[str], note: Byline | None, is_unit: IsUnit | Non
             # A line of names only, near the top (or with a 作者系 note at the end saying who they are).
             return Byline(text=line.strip(), people=tuple(Person(name=n) for n in names))
     return None
+
+
+def _with_following(byline: Byline, following: Sequence[str], is_unit: IsUnit | None) -> Byline:
+    """A byline with the people of the bylines printed right under it (one author per line:
+    「市财政局党组书记、局长 严卫国」 then 「市财政局副局长 李帆」)."""
+    people = list(byline.people)
+    positions = list(byline.positions)
+    lines = [byline.text]
+    for line in following:
+        folded = fold(line)
+        if len(folded) > 50 or _SKIP_LINE.match(folded) or read_credit_line(line) is not None:
+            break
+        more = parse_byline(line, is_unit)
+        if not (is_byline(more, line, is_unit) and (more.positions or more.org)):
+            break
+        people.extend(p for p in more.people if p.name not in {q.name for q in people})
+        if more.org in (None, byline.org):
+            positions.extend(p for p in more.positions if p not in positions)
+        lines.append(line.strip())
+    if len(lines) == 1:
+        return byline
+    return replace(byline, text="\n".join(lines), people=tuple(people), positions=tuple(positions))
 
 
 def _end_byline(lines: Sequence[str], is_unit: IsUnit | None) -> Byline | None:

@@ -165,6 +165,7 @@ def _cell(value: bool | float | None) -> str:
 TARGET_BODY_F1 = 0.95
 TARGET_DATES = 0.95
 TARGET_MOJIBAKE = 0
+TARGET_AUTHORS = 0.80  # one labelled "author" of the five is the page's 责任编辑, never an author here
 MEAN_NAMES = ("title", "day", "author", "body_f1")
 MEAN_LABELS = {"title": "title exact", "day": "date (day)", "author": "author", "body_f1": "body bigram F1"}
 
@@ -244,6 +245,14 @@ def verdicts(result: SiteEval) -> list[Verdict]:
             len(result.mojibake) <= TARGET_MOJIBAKE,
             f"{len(result.mojibake)} of {result.pages} pages"
             + (f": {', '.join(result.mojibake)}" if result.mojibake else ""),
+        )
+    )
+    author = ours["author"]
+    out.append(
+        Verdict(
+            f"authors right >= {TARGET_AUTHORS:.0%}",
+            author is not None and author >= TARGET_AUTHORS,
+            "no labelled author" if author is None else f"{author:.1%}",
         )
     )
     for name in MEAN_NAMES:

@@ -197,7 +197,7 @@ _WIDGET_LINE = re.compile(
     r"|.*[【\[]?\s*打印\s*(?:本页|此页|文章)?\s*[】\]]?\s*[【\[]?\s*关闭\s*(?:窗口|本页)?\s*[】\]]?.*"
     r"|[【\[]?\s*(?:打印|关闭|打印本页|关闭窗口|返回顶部|收藏|纠错)\s*[】\]]?"
     r"|(?:上一篇|下一篇|上一条|下一条)\s*[:：]?.*"
-    r"|(?:分享到|分享)\s*[:：]?.*"
+    r"|(?:分享到\s*[:：]?|分享\s*[:：]).{0,40}"  # a share bar, not a paragraph 「分享会上，…」
     r"|扫一扫.*|(?:浏览次数|点击数|阅读次数|访问量|浏览量)\s*[:：].*"
     r"|[【\[]?\s*[大中小]\s*[】\]]?(?:\s*[【\[]?\s*[大中小]\s*[】\]]?){0,2}"
     r")$"
@@ -718,8 +718,9 @@ def extract_site(body: bytes, url: str, content_type: str | None = None) -> dict
         "url": url,
         "title": article.title,
         "author": article.author,
+        "author_field": article.author_field,
         "byline": article.byline,
-        "unit": article.source_label,
+        "source_label": article.source_label,
         "published_at": article.published_at.isoformat() if article.published_at else None,
         "written_at": article.written_at.isoformat() if article.written_at else None,
         "body_text": article.body_text,
