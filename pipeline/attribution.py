@@ -100,8 +100,8 @@ def _unit_of(
 
 def _authors(credits: Credits, field: Byline | None, author_field: str | None) -> tuple[Author, ...]:
     people: dict[str, tuple[str, ...]] = {}
-    if credits.byline is not None:
-        for person in credits.byline.people:
+    for read in (credits.note, credits.byline):
+        for person in read.people if read is not None else ():
             people[person.name] = person.positions
     names = author_names(credits)
     if len(names) == 1 and not people.get(names[0]) and credits.note is not None:

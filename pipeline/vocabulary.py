@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 
 _PARTY_PREFIX = re.compile(r"^(?:中国共产党|中共|共青团)")
 # What may stand before a configured name and still be the same unit: nothing, or our own city.
-# A county-level prefix (…县, …区, …旗, 县直, 区直, …州) makes it another unit.
-_COUNTY_BEFORE = re.compile(r"(?:县|区|旗|州|镇|乡|县直|区直)$")
+# A county-level prefix (…县, …区, …旗, …州, 县直, 区委, 县政府…) makes it another unit.
+_COUNTY_BEFORE = re.compile(r"(?:县|区|旗|州|镇|乡)(?:直|委|人民政府|政府)?$")
 _CITY_BEFORE = re.compile(rf"[{HAN}]{{2,6}}市$")
 _PLACE = re.compile(rf"^(?:中国共产党|中共|共青团)?(?P<place>[{HAN}]{{2,4}}?[市县区旗州])")
 

@@ -157,3 +157,15 @@ def test_no_byline_in_plain_text() -> None:
     assert find_byline("编者按：为深入学习宣传贯彻全会精神，现开设专栏。") is None
     assert find_byline("奋进新征程 李白\n正文内容很长很长。") is None
     assert find_byline("文/奋进新征程 李白\n正文。") == "文/奋进新征程 李白"
+
+
+def test_decorated_split_and_profile_bylines() -> None:
+    decorated = read_credits(f"■ 市科学技术局党组书记、局长 叶其炎\n{LEAD}", "", is_unit)
+    assert decorated.byline is not None
+    assert (decorated.byline.org, decorated.byline.names) == ("市科学技术局", ["叶其炎"])
+    bracketed = read_credits(f"叶其炎\n（市科学技术局党组书记、局长）\n{LEAD}", "", is_unit)
+    assert bracketed.byline is not None
+    assert (bracketed.byline.org, bracketed.byline.positions) == ("市科学技术局", ("党组书记", "局长"))
+    profile = read_credits(f"{LEAD}\n{LEAD}\n作者简介：叶其炎，市科学技术局党组书记、局长。", "", is_unit)
+    assert profile.note is not None and profile.note.org == "市科学技术局"
+    assert author_names(profile) == ["叶其炎"]

@@ -262,3 +262,10 @@ def test_tag_record_reads_the_byline_field_when_the_body_has_none() -> None:
     record = _record(body_text="全会精神内涵丰富。", title="学习心得", column=COLUMN, extra={"column_rule": "title"})
     tags = tag_record(record, VOCAB, owning_unit=None)
     assert (tags.column, tags.column_candidate) == (None, COLUMN)
+
+
+def test_county_party_committees_and_governments_are_other_units() -> None:
+    vocab = Vocabulary(units=(UnitConf("中共张掖市委组织部", None, ("市委组织部", "组织部")),))
+    assert vocab.matcher.match("甘州区委组织部") is None
+    assert vocab.matcher.match("肃南县委组织部") is None
+    assert vocab.matcher.match("张掖市委组织部") == "中共张掖市委组织部"

@@ -142,7 +142,9 @@ _POSITION_AT_END = re.compile(rf"{_POSITION}$")
 _PIECE_SEP = re.compile(r"[、,/;]+")
 _COLON = re.compile(r":")
 # Labels and wrappers in front of a byline: 文/, 作者:, 撰稿:, ——.
-_LEAD = re.compile(r"^(?:[—\-–~_·•]+\s*|(?:本文)?(?:文|作者|撰文|撰稿|执笔|口述)\s*[/|:]\s*|(?:作者|撰稿)\s+)+")
+_LEAD = re.compile(
+    r"^(?:[—\-–~_·•■□◆◇●○◎▲△▶►★☆▍▌|]+\s*|(?:本文)?(?:文|作者|撰文|撰稿|执笔|口述)\s*[/|:]\s*|(?:作者|撰稿)\s+)+"
+)
 _MARKER = re.compile(r"^\s*(?:[—\-–]{1,2}|(?:本文)?(?:文|作者|撰文|撰稿|执笔)\s*[/|:])")
 _TRAIL = re.compile(r"[\s。.;!]+$")
 _SUFFIX = re.compile(rf"\s*(?:\(\s*(?:{alternation(NAME_SUFFIXES)})\s*\)|(?:{alternation(NAME_SUFFIXES[:2])}))\s*$")
@@ -423,6 +425,8 @@ def _strip_suffix(name: str) -> str:
 # --- a whole body -------------------------------------------------------------------------------
 
 _NOTE = re.compile(r"作者(?:系|为|是|现任|单位\s*[:为是]?)\s*(?P<value>[^()]{2,60}?)\s*[)。]?\s*$")
+# 「作者简介：叶其炎，市科学技术局党组书记、局长。」 at the end: a name-first byline.
+_PROFILE = re.compile(r"^\(?作者简介\s*[:]\s*(?P<value>.{2,80}?)[)。]?$")
 _SIGNOFF = re.compile(
     rf"\(\s*(?:(?:本报|本台)?(?:记者|评论员|通讯员)\s*)?(?P<names>[{HAN}{_DOTS} ,、]{{2,30}}?)\s*\)\s*$"
 )
@@ -474,6 +478,11 @@ def _top_byline(lines: Sequence[str], note: Byline | None, is_unit: IsUnit | Non
                 if joined.people:
                     return replace(joined, text=f"{line.strip()}\n{nxt.strip()}")
         names = names_only(line)
+        if len(names) == 1 and nxt and _unwrap(fold(nxt)) != fold(nxt):
+            # 「叶其炎」 on one line, 「（市科学技术局党组书记、局长）」 on the next.
+            joined = parse_byline(f"{names[0]}({_unwrap(fold(nxt))})", is_unit)
+            if joined.people and (joined.org or joined.positions):
+                return replace(joined, text=f"{line.strip()}\n{nxt.strip()}")
         if names and not in_text and (index < 4 or note is not None) and not _SENTENCE.search(folded):
             # A line of names only, near the top (or with a 作者系 note at the end saying who they are).
             return Byline(text=line.strip(), people=tuple(Person(name=n) for n in names))
@@ -515,6 +524,12 @@ def _end_byline(lines: Sequence[str], is_unit: IsUnit | None) -> Byline | None:
 
 def _note(lines: Sequence[str], is_unit: IsUnit | None) -> Byline | None:
     for line in reversed(lines[-TAIL_LINES:]):
+        profile = _PROFILE.match(fold(line))
+        if profile is not None:
+            first = re.split(r"[。;]", profile.group("value"))[0]
+            read = parse_byline(first, is_unit, where=IN_NOTE)
+            if read.people and (read.org or read.positions):
+                return replace(read, text=line.strip())
         found = _NOTE.search(fold(line))
         if found is None:
             continue
@@ -578,6 +593,8 @@ def author_names(credits: Credits) -> list[str]:
     names: list[str] = []
     if credits.byline is not None:
         names.extend(credits.byline.names)
+    elif credits.note is not None:
+        names.extend(credits.note.names)  # 「作者简介：叶其炎，…」
     names.extend(credits.authors)
     if not names:
         names.extend(credits.signoff)
