@@ -68,18 +68,42 @@ def test_full_cycle(tmp_path: Path, db_url: str, samples: SampleSources, inbox: 
         by_title = {a.title: a for a in stories}
         # reposts merged: stories that appear on several sites have several appearances, one original
         for title, count in truth["appearances_by_title"].items():
-            story = by_title[title]
-            assert len(story.appearances) == count, title
-            assert sum(ap.is_original for ap in story.appearances) == 1, title
-        # units and authors from bylines
+            article = by_title[title]
+            assert len(article.appearances) == count, title
+            assert sum(ap.is_original for ap in article.appearances) == 1, title
+        # every stored story against the ground truth: its unit (None: unattributed), its authors in
+        # byline order with their positions, and whether it is in the column or only a candidate
         units = {u.id: u.name for u in s.scalars(select(Unit))}
-        for title, unit in truth["unit_by_title"].items():
-            assert units.get(by_title[title].unit_id or -1) == unit, title
-        for title, author in truth["author_by_title"].items():
-            assert by_title[title].author == author, title
-        # column membership and topics
-        column_titles = {a.title for a in stories if a.column}
-        assert column_titles == set(truth["column_titles"])
+        story_key = truth.story_of_appearance()
+        wrong: list[str] = []
+        for article in stories:
+            keys = {story_key[ap.canonical_key] for ap in article.appearances}
+            assert len(keys) == 1, (article.title, keys)
+            expected = truth.story(keys.pop())
+            stored_fields = {
+                "unit": units[article.unit_id] if article.unit_id is not None else None,
+                "authors": article.authors,
+                "author": article.author,
+                "positions": article.positions,
+                "column": article.column,
+                "candidate": article.column_candidate,
+            }
+            expected_fields = {
+                "unit": expected.unit,
+                "authors": expected.authors_json,
+                "author": expected.author,
+                "positions": expected.positions,
+                "column": expected.column,
+                "candidate": expected.column_candidate,
+            }
+            wrong += [
+                f"{expected.key} {field}: expected {expected_fields[field]!r}, stored {stored_fields[field]!r} (byline {expected.byline!r})"
+                for field in expected_fields
+                if stored_fields[field] != expected_fields[field]
+            ]
+        assert not wrong, "\n".join(wrong)
+        assert {a.title for a in stories if a.column} == set(truth["column_titles"])
+        assert {a.title for a in stories if a.unit_id is None} == set(truth["unattributed_titles"])
         topic_count = s.scalar(select(func.count()).select_from(ArticleTag).join(Tag).where(Tag.kind == "topic"))
         assert topic_count and topic_count >= len(truth["column_titles"]) // 2
         # every appearance sits on the story the ground truth says, and 首发 is the earliest place

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import tomllib
@@ -21,7 +22,32 @@ from lxml import html as lhtml
 from crawler.keys import wechat_key, wechat_key_from_url
 from crawler.samples import SampleSources, Truth, expected_truth, sample_config_toml
 from crawler.samples.catalog import SHANGHAI, WECHAT_SOURCE_KEY
-from crawler.samples.content import ACCOUNT_ID, ACCOUNT_NAME, ALBUM_ID, BIZ, COLUMN, STORIES, UNITS, WECHAT_PUSHES
+from crawler.samples.content import (
+    ACCOUNT_ID,
+    ACCOUNT_NAME,
+    ALBUM_ID,
+    BIZ,
+    COLUMN,
+    COLUMN_ARTICLE,
+    DASH,
+    DRAFTER,
+    EDIT_THREE,
+    EXPECTED,
+    FINAL_REVIEWER,
+    FORMS,
+    GLUED,
+    NAME_FIRST,
+    NAME_ONLY,
+    NOTE,
+    PADDED,
+    REVIEWER,
+    SECOND_NAME,
+    SEED,
+    STORIES,
+    UNIT_NOTE,
+    UNITS,
+    WECHAT_PUSHES,
+)
 from crawler.samples.sample_config import TOPIC_MIN_SCORE, TOPICS
 from zhuanlan_config import parse_config
 
@@ -378,17 +404,31 @@ def test_sample_config_passes_the_config_loader(sources: SampleSources, tmp_path
 
 
 def test_truth_has_the_promised_content(truth: Truth) -> None:
-    bylined = [s for s in truth.stories if s.in_column and s.byline]
-    assert len(bylined) >= 32
-    assert len({s.unit for s in bylined}) >= 11
-    on_wechat = [s for s in bylined if any(a.source_key == WECHAT_SOURCE_KEY for a in s.appearances)]
-    assert len(on_wechat) >= 24
+    members = truth.column_stories()
+    credited = [s for s in members if s.unit is not None and s.authors]
+    assert len(credited) >= 28
+    assert len({s.unit for s in credited}) >= 13
+    on_wechat = [s for s in members if any(a.source_key == WECHAT_SOURCE_KEY for a in s.appearances)]
+    assert len(on_wechat) >= 26
     assert len([s for s in truth.stories if not s.in_column]) >= 4
     assert any(len(push) == 2 for push in WECHAT_PUSHES)
-    site_only = [s for s in bylined if all(a.source_key != WECHAT_SOURCE_KEY for a in s.appearances)]
+    site_only = [s for s in credited if all(a.source_key != WECHAT_SOURCE_KEY for a in s.appearances)]
     assert len(site_only) >= 5
     variants = {a.variant for s in truth.stories for a in s.appearances}
     assert {"original", "full", "truncated", "edited"} <= variants
+    # column articles on a unit's mixed list: candidates only (a title keyword or the list's title filter)
+    assert {s.key for s in truth.stories if s.column_candidate} == {"czj-3", "jyj-3", "wjw-3"}
+    assert all(s.column is None for s in truth.stories if s.column_candidate)
+    # album stories nothing names a unit for: unattributed, never the album owner's
+    unattributed = {s.key for s in members if s.unit is None}
+    assert unattributed == {"swj-2", "share-8", "share-10"}
+    # several authors, no authors, editors never
+    assert max(len(s.authors) for s in truth.stories) >= 2
+    for story in STORIES:
+        editors = {story.editor, REVIEWER, *([FINAL_REVIEWER] if story.editing == EDIT_THREE else [])}
+        names = set(truth.story(story.key).names)
+        # jgdj-2: the work committee's deputy secretary wrote it and is the account's reviewer too
+        assert not editors & names or story.key == "jgdj-2", story.key
     # every repost belongs to a story that first appeared elsewhere
     for s in truth.stories:
         assert sum(a.original for a in s.appearances) == 1, s.key
@@ -396,23 +436,147 @@ def test_truth_has_the_promised_content(truth: Truth) -> None:
     # dates: the last ~6 weeks, several in the anchor's ISO week and the one before
     anchor_week = ANCHOR.isocalendar()[:2]
     previous_week = (ANCHOR - timedelta(days=7)).isocalendar()[:2]
-    weeks = [s.published_at.date().isocalendar()[:2] for s in bylined]
+    weeks = [s.published_at.date().isocalendar()[:2] for s in credited]
     assert weeks.count(anchor_week) >= 3 and weeks.count(previous_week) >= 3
     assert all(ANCHOR - timedelta(days=43) <= s.published_at.date() <= ANCHOR for s in truth.stories)
 
 
-@pytest.mark.parametrize("story", [s for s in STORIES if s.byline], ids=lambda s: s.key)
+def test_every_story_has_ground_truth() -> None:
+    assert set(EXPECTED) == {s.key for s in STORIES}
+    codes = {u.code for u in UNITS}
+    for key, (unit, writers) in EXPECTED.items():
+        assert unit is None or unit in codes, key
+        assert len({w.name for w in writers}) == len(writers), key
+    truth = expected_truth("http://127.0.0.1:9", ANCHOR)
+    assert truth.story("czj-1").authors_json == [
+        {"name": "郑国平", "positions": ["党组书记", "局长"]},
+        {"name": "陆涛", "positions": ["副局长"]},
+    ]
+    assert truth.story("czj-1").author == "郑国平、陆涛" and truth.story("czj-1").positions == [
+        "党组书记",
+        "局长",
+        "副局长",
+    ]
+    assert truth.story("swj-2").unit is None and truth.story("swj-2").author is None
+
+
+# The story that carries each byline form on WeChat and on a unit website (the site prints it its way).
+FORM_CARRIERS = {
+    SEED: ("kjj-1", "kjj-1"),
+    GLUED: ("wjw-1", "wjw-1"),
+    PADDED: ("jyj-2", "jyj-2"),
+    DASH: ("sfj-1", "sfj-1"),
+    DRAFTER: ("jtj-1", "jtj-1"),
+    NAME_FIRST: ("kjj-2", "kjj-2"),
+    SECOND_NAME: ("zrzyj-2", "kjj-3"),
+    NOTE: ("mzj-1", "wjw-3"),
+    UNIT_NOTE: ("sthjj-1", "sthjj-1"),
+    NAME_ONLY: ("jtj-2", None),
+}
+
+
+def _wechat_page(truth: Truth, key: str) -> tuple[list[str], str]:
+    """(lines of #js_content, the author field) of a story's WeChat post."""
+    wx = next(a for a in truth.story(key).appearances if a.source_key == WECHAT_SOURCE_KEY)
+    doc = lhtml.fromstring(fetch(wx.url)[2].decode("utf-8"))
+    content = doc.cssselect("div#js_content")[0]
+    lines = [p.text_content().strip() for p in content.iter("p") if p.text_content().strip()]
+    author = doc.cssselect('meta[name="author"]')[0].get("content")
+    assert doc.cssselect("#js_author_name")[0].text_content().strip() == author
+    return lines, author
+
+
+def _site_text(app: Any) -> str:
+    body = fetch(app.url)[2]
+    return body.decode("gb18030" if app.source_key == "jyj-site" else "utf-8")
+
+
+def test_every_byline_form_is_printed_on_wechat_and_on_the_sites(sources: SampleSources, truth: Truth) -> None:
+    assert set(FORM_CARRIERS) == set(FORMS)
+    by_key = {s.key: s for s in STORIES}
+    for form, (on_wechat, on_site) in FORM_CARRIERS.items():
+        byline = by_key[on_wechat].byline
+        assert byline is not None and byline.form == form
+        lines, _author = _wechat_page(truth, on_wechat)
+        top, end = byline.top(), byline.end()
+        if top:
+            assert top in lines[:2], (form, lines[:3])
+        if end:
+            assert end in lines[-4:], (form, lines[-4:])
+        if on_site is None:
+            continue
+        byline = by_key[on_site].byline
+        assert byline is not None and byline.form == form
+        for app in (a for a in truth.story(on_site).appearances if a.source_key != WECHAT_SOURCE_KEY):
+            text = _site_text(app)
+            for sep in (" ", "\u3000"):
+                if any(line and html.escape(line) in text for line in (byline.top(sep), byline.end(sep))):
+                    break
+            else:
+                raise AssertionError(f"{form}: no byline of {on_site} on {app.url}")
+    assert "高\u3000远" in _wechat_page(truth, "jyj-2")[0][0]
+    assert _wechat_page(truth, "zrzyj-2")[0][0] == "临溪市自然资源局（临溪市林业局）党组成员、副局长 潘晓琳"
+    committee = next(a for a in truth.story("jgdj-4").appearances)
+    assert "市委常委、组织部部长 秦立言" in _site_text(committee)
+
+
+def test_credit_lines_and_author_fields_on_wechat_pages(sources: SampleSources, truth: Truth) -> None:
+    lines, author = _wechat_page(truth, "czj-1")
+    assert lines[0] == "市财政局党组书记、局长 郑国平\u3000副局长 陆涛" and author == "郑国平"
+    assert lines[-1] == "编辑：李晓\u3000审核：许文杰" and lines[-2] == "来源：市财政局"
+    assert _wechat_page(truth, "jyj-1")[0][0] == "市教育局 刘文博 邱敏"
+    assert _wechat_page(truth, "czj-2")[0][-1] == "初审：李晓\u3000复审：许文杰\u3000终审：罗建华"
+    # 来源 on top, 撰稿 and 编辑｜审核 at the end
+    lines, author = _wechat_page(truth, "nyj-2")
+    assert lines[0] == "来源：市农业农村局" and lines[-2:] == ["撰稿：严志国", "编辑：李晓｜审核：许文杰"]
+    assert not any(line.startswith("来源") for line in lines[1:])
+    # 文/ 图/ credits and a 供稿 line, no byline
+    lines, author = _wechat_page(truth, "wjw-2")
+    assert lines[-3:] == ["文/苏静怡\u3000图/魏然", "市卫生健康委员会供稿", "编辑：李晓\u3000审核：许文杰"]
+    # a name only on top: the unit is in the 来源 footer
+    lines, author = _wechat_page(truth, "jtj-2")
+    assert lines[0] == "方德明" and lines[-2] == "来源：市交通运输局"
+    # the author field holds the editor, not the author
+    for key in ("zrzyj-1", "swj-1", "mzj-2"):
+        lines, author = _wechat_page(truth, key)
+        assert author == "李晓" and f"编辑：{author}" in lines[-1], key
+        assert author not in truth.story(key).names
+    assert _wechat_page(truth, "mzj-2")[0][0] == "来源：市民政局"
+    # nothing names a unit: no byline, no 来源 or 供稿 line, the author field is the account
+    lines, author = _wechat_page(truth, "swj-2")
+    assert author == ACCOUNT_NAME and truth.story("swj-2").unit is None
+    assert not any("来源" in line or "供稿" in line for line in lines)
+    assert lines[0] == STORIES_BY_KEY["swj-2"].paragraphs[0]
+
+
+STORIES_BY_KEY = {s.key: s for s in STORIES}
+# The column's study articles (kjj-n1 is a meeting report).
+STUDY = [s for s in STORIES if s.kind == COLUMN_ARTICLE and s.key != "kjj-n1"]
+
+
+@pytest.mark.parametrize("story", STUDY, ids=lambda s: s.key)
 def test_column_article_shape(story: Any) -> None:
     assert 5 <= len(story.paragraphs) <= 8
     chinese = sum(len(re.findall(r"[\u4e00-\u9fff]", p)) for p in story.paragraphs)
     assert chinese >= 400 and sum(len(p) for p in story.paragraphs) <= 900
-    unit = next(u for u in UNITS if u.code == story.unit)
-    assert story.byline.unit_label in (unit.name, *unit.aliases)
+
+
+@pytest.mark.parametrize("story", [s for s in STORIES if s.byline], ids=lambda s: s.key)
+def test_a_byline_names_its_unit_as_configured(story: Any) -> None:
+    """The unit a byline prints is the configured name or an alias of the story's expected unit
+    (or none: a name only, 市委常委 naming its unit through the position, a newspaper's reporter)."""
+    code = EXPECTED[story.key][0]
+    label = story.byline.unit_label
+    if label in ("", "临溪日报"):
+        return
+    unit = next(u for u in UNITS if u.code == code)
+    assert label in (unit.name, *unit.aliases)
+    assert list(story.byline.names) == [w.name for w in EXPECTED[story.key][1]]
 
 
 def test_topic_vocabulary_has_signal() -> None:
     """Each column article scores on some topic with the sample vocabulary (title hits count 3x)."""
-    for story in (s for s in STORIES if s.byline):
+    for story in STUDY:
         text = "".join(story.paragraphs)
         scores = {
             topic: sum(w * (text.count(k) + 3 * story.full_title.count(k)) for k, w in words.items())
@@ -463,8 +627,10 @@ def test_truth_summary_for_end_to_end_assertions() -> None:
     assert summary["story_count"] == len(truth.stories) - 3 == truth["story_count"]
     assert summary["appearance_count"] == sum(summary["appearances_by_title"].values())
     assert summary["appearances_by_title"][truth.story("kjj-1").title] == 3  # WeChat, committee, kjj
-    assert summary["author_by_title"][truth.story("kjj-2").title] == "韩雪梅"
-    assert summary["unit_by_title"][truth.story("kjj-2").title] == "市科学技术局"
+    assert truth.story("kjj-2").names == ["韩雪梅"] and truth.story("kjj-2").unit == "市科学技术局"
+    assert set(summary["unattributed_titles"]) <= set(summary["column_titles"])
+    assert len(summary["candidate_titles"]) == 3
+    assert not set(summary["candidate_titles"]) & set(summary["column_titles"])
     assert summary["digest_week"] == "2026-W47" and len(summary["digest_titles"]) >= 3
     assert set(summary["near_template_titles"]) <= set(summary["non_column_titles"])
     assert truth.story("czj-3").title.startswith("学习贯彻党的二十届四中全会精神｜")  # as first published

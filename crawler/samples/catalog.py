@@ -19,6 +19,7 @@ from crawler.samples.content import (
     ALBUM_ID,
     BIZ,
     COLUMN,
+    COLUMN_KEYWORDS,
     EDITS,
     IMAGE_SHARE,
     SITE_PLACEMENTS,
@@ -26,7 +27,9 @@ from crawler.samples.content import (
     TEXT_SHARE,
     WECHAT_PUSHES,
     Story,
-    unit_name,
+    Writer,
+    expected_authors,
+    expected_unit,
 )
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -309,14 +312,39 @@ class TruthStory:
     key: str
     kind: str  # content.COLUMN_ARTICLE | NEWS | NOTICE | IMAGE_SHARE | TEXT_SHARE
     title: str  # as shown at its first appearance: the 首发 speaks for the story
-    unit: str  # configured unit name
-    author: str | None
-    positions: tuple[str, ...]
-    byline: str | None
-    in_column: bool
-    column: str | None
+    unit: str | None  # configured unit name; None: nothing names one (unattributed)
+    authors: tuple[Writer, ...]  # in byline order, with their positions
+    byline: str | None  # the byline as printed (its top line, else its closing line)
+    column: str | None  # the column it is in: it appears in the album or a configured column list
+    column_candidate: str | None  # only a title keyword or a source's title filter points at the column
     published_at: datetime  # first appearance
     appearances: tuple[TruthAppearance, ...]
+
+    @property
+    def in_column(self) -> bool:
+        return self.column is not None
+
+    @property
+    def names(self) -> list[str]:
+        return [writer.name for writer in self.authors]
+
+    @property
+    def author(self) -> str | None:
+        """What articles.author holds: the names joined with 「、」."""
+        return "、".join(self.names) or None
+
+    @property
+    def positions(self) -> list[str]:
+        """Every author's positions, in order, without repeats (articles.positions)."""
+        seen: list[str] = []
+        for writer in self.authors:
+            seen.extend(p for p in writer.positions if p not in seen)
+        return seen
+
+    @property
+    def authors_json(self) -> list[dict[str, Any]]:
+        """What articles.authors holds: [{"name": ..., "positions": [...]}]."""
+        return [{"name": w.name, "positions": list(w.positions)} for w in self.authors]
 
 
 @dataclass(frozen=True)
@@ -339,6 +367,7 @@ class Truth:
         return {a.canonical_key: s.key for s in self.stories for a in s.appearances}
 
     def column_stories(self) -> tuple[TruthStory, ...]:
+        """The stories in the column (not the candidates)."""
         return tuple(s for s in self.stories if s.in_column)
 
     def by_source(self, source_key: str) -> tuple[TruthAppearance, ...]:
@@ -364,10 +393,10 @@ class Truth:
             "story_count": len(stored),
             "appearance_count": sum(a.passes_column_rules for s in stored for a in s.appearances),
             "appearances_by_title": {s.title: sum(a.passes_column_rules for a in s.appearances) for s in stored},
-            "unit_by_title": {s.title: s.unit for s in stored},
-            "author_by_title": {s.title: s.author for s in stored if s.author},
             "column_titles": sorted(s.title for s in stored if s.in_column),
+            "candidate_titles": sorted(s.title for s in stored if s.column_candidate),
             "non_column_titles": sorted(s.title for s in stored if not s.in_column),
+            "unattributed_titles": sorted(s.title for s in stored if s.unit is None),
             "digest_week": self.digest_week,
             "digest_titles": sorted(
                 s.title for s in stored if s.in_column and monday <= s.published_at.date() < monday + timedelta(days=7)
@@ -379,6 +408,19 @@ class Truth:
     def __getitem__(self, key: str) -> Any:
         """`truth["story_count"]` etc.: the keys of `summary()`."""
         return self.summary()[key]
+
+
+def _membership(found: list[TruthAppearance]) -> tuple[str | None, str | None]:
+    """(column, candidate) of a story from where it appears: in the column when the album or a
+    configured column list shows it (wherever it was first seen); a candidate when only a source's
+    title filter or a column title keyword points at it."""
+    fetched = [a for a in found if a.passes_column_rules]
+    sites = {s.source_key: s for s in SITE_SPECS}
+    if any(a.source_key == WECHAT_SOURCE_KEY or sites[a.source_key].is_column for a in fetched):
+        return COLUMN, None
+    if any(sites[a.source_key].title_include or any(k in a.title for k in COLUMN_KEYWORDS) for a in fetched):
+        return None, COLUMN
+    return None, None
 
 
 def truth_from_catalog(catalog: Catalog, base_url: str) -> Truth:
@@ -420,18 +462,17 @@ def truth_from_catalog(catalog: Catalog, base_url: str) -> Truth:
         found = sorted(appearances.get(s.key, []), key=lambda a: a.published_at)
         if not found:
             continue  # hidden or deleted everywhere
-        by = s.byline
+        column, candidate = _membership(found)
         stories.append(
             TruthStory(
                 key=s.key,
                 kind=s.kind,
                 title=found[0].title,
-                unit=unit_name(s.unit),
-                author=by.name if by else None,
-                positions=by.position_list() if by else (),
-                byline=by.text() if by else None,
-                in_column=s.in_column,
-                column=COLUMN if s.in_column else None,
+                unit=expected_unit(s.key),
+                authors=expected_authors(s.key),
+                byline=s.byline.text() if s.byline else None,
+                column=column,
+                column_candidate=candidate,
                 published_at=found[0].published_at,
                 appearances=tuple(found),
             )
@@ -442,7 +483,7 @@ def truth_from_catalog(catalog: Catalog, base_url: str) -> Truth:
 
 def expected_truth(base_url: str = "http://127.0.0.1:8000", anchor: date | None = None) -> Truth:
     """Ground truth of the sample sources served at `base_url` for `anchor` (default today, Shanghai):
-    which stories exist, where each appears (reposts share a story), column membership, unit, author."""
+    which stories exist, where each appears (reposts share a story), column membership, unit, authors."""
     return truth_from_catalog(build_catalog(anchor), base_url)
 
 

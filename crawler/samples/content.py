@@ -1,9 +1,11 @@
-"""The sample content: an invented city's units, their column articles and other pages, and where each
-story is published (WeChat pushes, unit-website placements).
+"""The sample content: an invented city's units, their column articles and other pages, where each
+story is published (WeChat pushes, unit-website placements), and what a reader should take from
+each story's credits (`EXPECTED`: its unit and authors).
 
-Owns only data. Every text here was written for zhuanlan's samples (no real article is copied); the
-people are invented. Dates are offsets in days before an anchor date (see `catalog`), never absolute,
-so the samples always look recent. Nothing here knows about HTTP or HTML.
+Owns only data (and the wording of bylines and credit lines, which is data too). Every text here was
+written for zhuanlan's samples (no real article is copied); the people are invented. Dates are
+offsets in days before an anchor date (see `catalog`), never absolute, so the samples always look
+recent. Nothing here knows about HTTP or HTML.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from dataclasses import dataclass
 
 CITY = "临溪市"
 COLUMN = "学习贯彻党的二十届四中全会精神"
+# The column's title keywords in the config: a title with one of them is a column *candidate*.
+COLUMN_KEYWORDS = ("四中全会", COLUMN)
 ACCOUNT_NAME = "临溪机关党建"
 ACCOUNT_ID = "gh_5c7e1a9d03b2"
 # base64 of a decimal uin, like real __biz values.
@@ -28,35 +32,111 @@ class Unit:
     secretary: str  # the unit's Party secretary: the digest recipient
 
 
+# How a byline is printed. Each form is one way the column's pages really print who wrote a piece.
+SEED = "seed"  # 市科学技术局党组书记、局长 周明远
+GLUED = "glued"  # 市卫生健康委员会党组书记、主任陈晓峰 (no space before the name)
+PADDED = "padded"  # 市教育局党组成员、副局长 高　远 (a 2-character name padded to the width of 3)
+DASH = "dash"  # ——市司法局党组书记、局长 吴正宇, closing the text
+DRAFTER = "drafter"  # 市交通运输局党组书记、局长 孙浩然（执笔）
+NAME_FIRST = "name_first"  # 韩雪梅（市科技局党组成员、副局长）
+SECOND_NAME = "second_name"  # 临溪市科学技术局（临溪市地震局）机关党委书记 邵婉清: a 挂牌 second name
+NOTE = "note"  # 杨慧敏 on top, （作者系市民政局党组书记、局长） at the end
+UNIT_NOTE = "unit_note"  # 何清源 on top, （作者单位：市生态环境局） at the end
+NAME_ONLY = "name_only"  # 方德明 on top, nothing else: the unit is read from a 来源 line
+FORMS = (SEED, GLUED, PADDED, DASH, DRAFTER, NAME_FIRST, SECOND_NAME, NOTE, UNIT_NOTE, NAME_ONLY)
+
+
 @dataclass(frozen=True)
 class Byline:
-    """The column's byline: unit (as printed, a name or alias) + positions + name."""
+    """A story's byline: unit (as printed: a name or an alias, "" for 「市委常委、组织部部长」, which
+    names its unit through the position) + positions + name, printed in one of the FORMS. `more` are
+    further authors on the same line, (positions, name) each: 「…局长 郑国平　副局长 陆涛」."""
 
     unit_label: str
     positions: str  # 「、」-separated, as printed
     name: str
+    form: str = SEED
+    more: tuple[tuple[str, str], ...] = ()
+    second_name: str = ""  # SECOND_NAME: the unit's other (挂牌) name, printed in brackets
+
+    def __post_init__(self) -> None:
+        if self.form not in FORMS:
+            raise ValueError(f"unknown byline form {self.form!r}")
+
+    def _person(self, positions: str, name: str, sep: str) -> str:
+        if self.form == PADDED and len(name) == 2:
+            name = f"{name[0]}\u3000{name[1]}"
+        return f"{positions}{sep}{name}" if positions else name
+
+    def _line(self, sep: str) -> str:
+        unit = f"{self.unit_label}（{self.second_name}）" if self.form == SECOND_NAME else self.unit_label
+        glue = "" if self.form == GLUED else sep
+        line = f"{unit}{self._person(self.positions, self.name, glue)}"
+        if unit and not self.positions and self.form != GLUED:
+            line = f"{unit}{sep}{self.name}"  # 「市教育局 刘文博 邱敏」
+        for positions, name in self.more:
+            line += ("\u3000" if positions else sep) + self._person(positions, name, glue)
+        return line
+
+    def top(self, sep: str = " ") -> str | None:
+        """The line above the text, as printed (None when the byline closes the text instead)."""
+        if self.form == DASH:
+            return None
+        if self.form in (NOTE, UNIT_NOTE, NAME_ONLY):
+            return self.name
+        if self.form == NAME_FIRST:
+            return f"{self.name}（{self.unit_label}{self.positions}）"
+        line = self._line(sep)
+        return f"{line}（执笔）" if self.form == DRAFTER else line
+
+    def end(self, sep: str = " ") -> str | None:
+        """The line below the text, as printed (None when there is none)."""
+        if self.form == DASH:
+            return "——" + self._line(sep)
+        if self.form == NOTE:
+            return f"（作者系{self.unit_label}{self.positions}）"
+        if self.form == UNIT_NOTE:
+            return f"（作者单位：{self.unit_label}）"
+        return None
 
     def text(self, sep: str = " ") -> str:
-        return f"{self.unit_label}{self.positions}{sep}{self.name}"
+        """The byline as printed: its top line, else its closing line."""
+        return self.top(sep) or self.end(sep) or ""
 
-    def position_list(self) -> tuple[str, ...]:
-        return tuple(self.positions.split("、"))
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name, *(name for _, name in self.more))
 
 
 # Story kinds.
-COLUMN_ARTICLE = "column"  # a column member
+COLUMN_ARTICLE = "column"  # written for the column (whether a list makes it a member: see catalog)
 NEWS = "news"  # ordinary work news, not a column member
 NOTICE = "notice"  # a 通知, not a column member
 IMAGE_SHARE = "image_share"  # WeChat item_show_type 8, a column member (it sits in the album)
 TEXT_SHARE = "text_share"  # WeChat item_show_type 10, a column member
 
+# The editing tail of a WeChat post: who edited and reviewed it (never its authors).
+EDIT_PLAIN = "plain"  # 编辑：李晓　审核：许文杰
+EDIT_BAR = "bar"  # 编辑：李晓｜审核：许文杰
+EDIT_THREE = "three"  # 初审：李晓　复审：许文杰　终审：罗建华
+
+# The 编辑/审核 people of the WeChat account (invented).
+REVIEWER = "许文杰"
+
+FINAL_REVIEWER = "罗建华"
+
 
 @dataclass(frozen=True)
 class Story:
-    """One piece of writing, wherever it appears. `days_ago`/`time` is its first publication."""
+    """One piece of writing, wherever it appears. `days_ago`/`time` is its first publication.
+
+    Besides the byline, a body may carry credit lines: `head` above the text (「来源：市农业农村局」),
+    `tail` below it (「撰稿：严志国」, 「文/苏静怡　图/魏然」, 「市卫生健康委员会供稿」). WeChat posts
+    end with 「来源：<unit>」 unless `source_footer` is off, then the `editing` tail. `wechat_author`
+    is what the post's author field says (None: the byline's first name, or nothing)."""
 
     key: str
-    unit: str  # Unit.code
+    unit: str  # Unit.code of the unit that wrote it (what its pages say is in EXPECTED)
     kind: str
     title: str
     subtitle: str
@@ -67,14 +147,41 @@ class Story:
     editor_note: str = ""
     written_days_ago: int | None = None  # 成文日期 of a notice
     editor: str = "李晓"  # the 编辑 line of WeChat posts and reposts
+    head: tuple[str, ...] = ()
+    tail: tuple[str, ...] = ()
+    source_footer: bool = True
+    editing: str = EDIT_PLAIN
+    wechat_author: str | None = None
 
     @property
     def full_title(self) -> str:
         return f"{self.title} {self.subtitle}" if self.subtitle else self.title
 
     @property
-    def in_column(self) -> bool:
+    def written_for_column(self) -> bool:
         return self.kind in {COLUMN_ARTICLE, IMAGE_SHARE, TEXT_SHARE}
+
+    @property
+    def author_field(self) -> str:
+        """The WeChat post's author field (meta author, `var author`, #js_author_name)."""
+        if self.wechat_author is not None:
+            return self.wechat_author
+        return self.byline.name if self.byline else ""
+
+    def editing_line(self) -> str:
+        if self.editing == EDIT_BAR:
+            return f"编辑：{self.editor}｜审核：{REVIEWER}"
+        if self.editing == EDIT_THREE:
+            return f"初审：{self.editor}\u3000复审：{REVIEWER}\u3000终审：{FINAL_REVIEWER}"
+        return f"编辑：{self.editor}\u3000审核：{REVIEWER}"
+
+
+@dataclass(frozen=True)
+class Writer:
+    """An author as the ground truth expects them: name and positions as the byline gives them."""
+
+    name: str
+    positions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,6 +209,8 @@ UNITS: tuple[Unit, ...] = (
     Unit("sfj", "市司法局", "司法局", ("司法局", "临溪市司法局"), "吴正宇"),
     Unit("nyj", "市农业农村局", "农业农村局", ("农业农村局", "市农业局", "临溪市农业农村局"), "马春生"),
     Unit("wlj", "市文化和旅游局", "文旅局", ("文旅局", "市文旅局", "临溪市文化和旅游局"), "唐雅琴"),
+    # A Party department: its head signs 「市委常委、组织部部长 秦立言」, naming the unit in the position.
+    Unit("zzb", "中共临溪市委组织部", "市委组织部", ("市委组织部", "临溪市委组织部"), "秦立言"),
 )
 
 _C = COLUMN_ARTICLE
@@ -168,14 +277,15 @@ STORIES: tuple[Story, ...] = (
         "07:30",
         Byline("市直机关工委", "委员、组织科科长", "潘一鸣"),
     ),
+    # Shown on the work committee's site, written by the Party organisation department.
     Story(
         "jgdj-4",
-        "jgdj",
+        "zzb",
         _C,
         "用全会精神武装青年头脑",
         "引导机关青年在新征程上建功立业",
         (
-            "青年干部是机关事业发展的生力军。学习贯彻党的二十届四中全会精神，青年干部要走在前列。市直机关工委把青年理论学习作为重要抓手，推动全会精神在机关青年中入脑入心、见行见效。",
+            "青年干部是机关事业发展的生力军。学习贯彻党的二十届四中全会精神，青年干部要走在前列。市委组织部会同市直机关工委把青年理论学习作为重要抓手，推动全会精神在机关青年中入脑入心、见行见效。",
             "一是搭建学习平台。依托青年理论学习小组，开展“青年读书会”“青春微课堂”等活动，组织青年干部原原本本学习全会公报和重要文件，在系统学习中把握精神实质。",
             "二是开展交流研讨。组织“青年说”主题分享会，引导青年干部结合岗位实际谈体会、讲打算，在思想碰撞中加深理解，把学习收获转化为工作思路。",
             "三是强化实践锻炼。选派青年干部参与重点项目、信访接待和基层服务，让青年在急难险重任务中经受考验、增长才干，练就过硬本领。",
@@ -185,7 +295,7 @@ STORIES: tuple[Story, ...] = (
         ),
         2,
         "10:00",
-        Byline("市直机关工委", "委员、宣传科科长", "龚雨晴"),
+        Byline("", "市委常委、组织部部长", "秦立言"),
     ),
     Story(
         "share-8",
@@ -251,7 +361,7 @@ STORIES: tuple[Story, ...] = (
         ),
         14,
         "08:55",
-        Byline("市科技局", "党组成员、副局长", "韩雪梅"),
+        Byline("市科技局", "党组成员、副局长", "韩雪梅", NAME_FIRST),
     ),
     Story(
         "kjj-3",
@@ -269,7 +379,7 @@ STORIES: tuple[Story, ...] = (
         ),
         6,
         "16:00",
-        Byline("市科学技术局", "机关党委书记", "邵婉清"),
+        Byline("临溪市科学技术局", "机关党委书记", "邵婉清", SECOND_NAME, second_name="临溪市地震局"),
     ),
     Story(
         "kjj-n1",
@@ -285,6 +395,7 @@ STORIES: tuple[Story, ...] = (
         ),
         33,
         "17:30",
+        Byline("临溪日报", "记者", "柳青", more=(("通讯员", "陈可"),)),
     ),
     # --- 市财政局 --------------------------------------------------------------------------------
     Story(
@@ -303,7 +414,7 @@ STORIES: tuple[Story, ...] = (
         ),
         37,
         "18:30",
-        Byline("市财政局", "党组书记、局长", "郑国平"),
+        Byline("市财政局", "党组书记、局长", "郑国平", more=(("副局长", "陆涛"),)),
     ),
     Story(
         "czj-2",
@@ -323,6 +434,7 @@ STORIES: tuple[Story, ...] = (
         37,
         "18:30",
         Byline("市财政局", "党组成员、副局长", "宋佳"),
+        editing=EDIT_THREE,
     ),
     Story(
         "czj-3",
@@ -403,7 +515,7 @@ STORIES: tuple[Story, ...] = (
         ),
         35,
         "08:45",
-        Byline("市教育局", "党组书记、局长", "刘文博"),
+        Byline("市教育局", "", "刘文博", more=(("", "邱敏"),)),
     ),
     Story(
         "jyj-2",
@@ -422,7 +534,7 @@ STORIES: tuple[Story, ...] = (
         ),
         13,
         "20:00",
-        Byline("市教育局", "党组成员、副局长", "高远"),
+        Byline("市教育局", "党组成员、副局长", "高远", PADDED),
     ),
     Story(
         "jyj-3",
@@ -489,7 +601,7 @@ STORIES: tuple[Story, ...] = (
         ),
         34,
         "20:10",
-        Byline("市卫生健康委员会", "党组书记、主任", "陈晓峰"),
+        Byline("市卫生健康委员会", "党组书记、主任", "陈晓峰", GLUED),
     ),
     Story(
         "wjw-2",
@@ -508,7 +620,9 @@ STORIES: tuple[Story, ...] = (
         ),
         11,
         "09:15",
-        Byline("市卫生健康委员会", "党组成员、副主任", "苏静怡"),
+        tail=("文/苏静怡　图/魏然", "市卫生健康委员会供稿"),
+        source_footer=False,
+        wechat_author="苏静怡",
     ),
     Story(
         "wjw-3",
@@ -527,7 +641,7 @@ STORIES: tuple[Story, ...] = (
         ),
         1,
         "16:40",
-        Byline("市卫生健康委员会", "机关党委书记", "田立伟"),
+        Byline("市卫生健康委员会", "机关党委书记", "田立伟", NOTE),
     ),
     Story(
         "wjw-n1",
@@ -604,7 +718,7 @@ STORIES: tuple[Story, ...] = (
         ),
         32,
         "09:20",
-        Byline("市民政局", "党组书记、局长", "杨慧敏"),
+        Byline("市民政局", "党组书记、局长", "杨慧敏", NOTE),
     ),
     Story(
         "mzj-2",
@@ -623,7 +737,10 @@ STORIES: tuple[Story, ...] = (
         ),
         11,
         "09:15",
-        Byline("市民政局", "党组成员、副局长", "程志刚"),
+        head=("来源：市民政局",),
+        source_footer=False,
+        editing=EDIT_BAR,
+        wechat_author="李晓",
     ),
     # --- 市自然资源局 ----------------------------------------------------------------------------
     Story(
@@ -644,6 +761,8 @@ STORIES: tuple[Story, ...] = (
         30,
         "08:50",
         Byline("市自然资源局", "党组书记、局长", "赵振山"),
+        editing=EDIT_BAR,
+        wechat_author="李晓",
     ),
     Story(
         "zrzyj-2",
@@ -662,7 +781,7 @@ STORIES: tuple[Story, ...] = (
         ),
         9,
         "08:30",
-        Byline("市自然资源局", "党组成员、副局长", "潘晓琳"),
+        Byline("临溪市自然资源局", "党组成员、副局长", "潘晓琳", SECOND_NAME, second_name="临溪市林业局"),
     ),
     # --- 市交通运输局 ----------------------------------------------------------------------------
     Story(
@@ -682,7 +801,8 @@ STORIES: tuple[Story, ...] = (
         ),
         28,
         "19:00",
-        Byline("市交通运输局", "党组书记、局长", "孙浩然"),
+        Byline("市交通运输局", "党组书记、局长", "孙浩然", DRAFTER),
+        editing=EDIT_THREE,
     ),
     Story(
         "jtj-2",
@@ -701,7 +821,7 @@ STORIES: tuple[Story, ...] = (
         ),
         28,
         "19:00",
-        Byline("市交通运输局", "党组成员、副局长", "方德明"),
+        Byline("", "", "方德明", NAME_ONLY),
     ),
     # --- 市商务局 --------------------------------------------------------------------------------
     Story(
@@ -722,6 +842,7 @@ STORIES: tuple[Story, ...] = (
         27,
         "09:10",
         Byline("临溪市商务局", "党组书记、局长", "林海涛"),
+        wechat_author="李晓",
     ),
     Story(
         "swj-2",
@@ -740,7 +861,8 @@ STORIES: tuple[Story, ...] = (
         ),
         7,
         "09:00",
-        Byline("市商务局", "党组成员、副局长", "彭丽华"),
+        source_footer=False,
+        wechat_author=ACCOUNT_NAME,
     ),
     # --- 市生态环境局 ----------------------------------------------------------------------------
     Story(
@@ -760,7 +882,7 @@ STORIES: tuple[Story, ...] = (
         ),
         25,
         "08:40",
-        Byline("市生态环境局", "党组书记、局长", "何清源"),
+        Byline("市生态环境局", "党组书记、局长", "何清源", UNIT_NOTE),
     ),
     Story(
         "sthjj-2",
@@ -799,7 +921,7 @@ STORIES: tuple[Story, ...] = (
         ),
         22,
         "09:00",
-        Byline("市司法局", "党组书记、局长", "吴正宇"),
+        Byline("市司法局", "党组书记、局长", "吴正宇", DASH),
     ),
     Story(
         "sfj-2",
@@ -857,7 +979,10 @@ STORIES: tuple[Story, ...] = (
         ),
         1,
         "19:10",
-        Byline("市农业农村局", "党组副书记、副局长", "严志国"),
+        head=("来源：市农业农村局",),
+        tail=("撰稿：严志国",),
+        source_footer=False,
+        editing=EDIT_BAR,
     ),
     # --- 市文化和旅游局 --------------------------------------------------------------------------
     Story(
@@ -993,8 +1118,58 @@ EDITS: dict[str, tuple[tuple[str, str], ...]] = {
     ),
 }
 
-# The 编辑/审核 people of the WeChat account (invented).
-REVIEWER = "许文杰"
+
+# Ground truth of attribution, written out by hand for every story: the unit its pages name
+# (Unit.code; None when nothing on its pages names a unit: the 工委's album never stands in for one)
+# and its authors in byline order, with the positions the byline (or its 作者系 note) gives them.
+# Editors and reviewers are never authors; 撰稿/文/图 credits are.
+_LEAD = ("党组书记", "局长")
+_DEPUTY = ("党组成员", "副局长")
+EXPECTED: dict[str, tuple[str | None, tuple[Writer, ...]]] = {
+    "jgdj-1": ("jgdj", (Writer("罗建华", ("书记",)),)),
+    "jgdj-2": ("jgdj", (Writer("许文杰", ("副书记",)),)),  # also the account's reviewer (审核)
+    "jgdj-3": ("jgdj", (Writer("潘一鸣", ("委员", "组织科科长")),)),
+    "jgdj-4": ("zzb", (Writer("秦立言", ("市委常委", "组织部部长")),)),
+    "share-8": (None, ()),
+    "share-10": (None, ()),
+    "kjj-1": ("kjj", (Writer("周明远", _LEAD),)),
+    "kjj-2": ("kjj", (Writer("韩雪梅", _DEPUTY),)),
+    "kjj-3": ("kjj", (Writer("邵婉清", ("机关党委书记",)),)),
+    "kjj-n1": ("kjj", (Writer("柳青", ("记者",)), Writer("陈可", ("通讯员",)))),  # the unit from the page's 来源
+    "czj-1": ("czj", (Writer("郑国平", _LEAD), Writer("陆涛", ("副局长",)))),
+    "czj-2": ("czj", (Writer("宋佳", _DEPUTY),)),
+    "czj-3": ("czj", (Writer("冯立群", ("党组成员", "总会计师")),)),
+    "czj-n1": ("czj", ()),
+    "czj-n2": ("czj", ()),
+    "czj-n3": ("czj", ()),
+    "jyj-1": ("jyj", (Writer("刘文博"), Writer("邱敏"))),
+    "jyj-2": ("jyj", (Writer("高远", _DEPUTY),)),
+    "jyj-3": ("jyj", (Writer("贺思宇", ("机关党委专职副书记",)),)),
+    "jyj-n1": ("jyj", ()),
+    "jyj-n2": ("jyj", ()),
+    "wjw-1": ("wjw", (Writer("陈晓峰", ("党组书记", "主任")),)),
+    "wjw-2": ("wjw", (Writer("苏静怡"), Writer("魏然"))),  # 文/ and 图/ credits; the unit from 供稿
+    "wjw-3": ("wjw", (Writer("田立伟", ("机关党委书记",)),)),
+    "wjw-n1": ("wjw", ()),
+    "wjw-t1": ("wjw", ()),
+    "wjw-t2": ("wjw", ()),
+    "mzj-1": ("mzj", (Writer("杨慧敏", _LEAD),)),
+    "mzj-2": ("mzj", ()),  # the author field holds the editor: no author
+    "zrzyj-1": ("zrzyj", (Writer("赵振山", _LEAD),)),
+    "zrzyj-2": ("zrzyj", (Writer("潘晓琳", _DEPUTY),)),
+    "jtj-1": ("jtj", (Writer("孙浩然", _LEAD),)),
+    "jtj-2": ("jtj", (Writer("方德明"),)),  # the unit from the 来源 footer
+    "swj-1": ("swj", (Writer("林海涛", _LEAD),)),
+    "swj-2": (None, ()),  # nothing names its unit: unattributed
+    "sthjj-1": ("sthjj", (Writer("何清源"),)),
+    "sthjj-2": ("sthjj", (Writer("曹映雪", _DEPUTY),)),
+    "sfj-1": ("sfj", (Writer("吴正宇", _LEAD),)),
+    "sfj-2": ("sfj", (Writer("邓雨桐", ("机关党委书记",)),)),
+    "nyj-1": ("nyj", (Writer("马春生", _LEAD),)),
+    "nyj-2": ("nyj", (Writer("严志国"),)),
+    "wlj-1": ("wlj", (Writer("唐雅琴", _LEAD),)),
+    "wlj-2": ("wlj", (Writer("钟书瑶", _DEPUTY),)),
+}
 
 
 def unit_by_code(code: str) -> Unit:
@@ -1006,3 +1181,13 @@ def unit_by_code(code: str) -> Unit:
 
 def unit_name(code: str) -> str:
     return unit_by_code(code).name
+
+
+def expected_unit(key: str) -> str | None:
+    """The configured name of the unit a story's pages name, or None (unattributed)."""
+    code = EXPECTED[key][0]
+    return unit_name(code) if code is not None else None
+
+
+def expected_authors(key: str) -> tuple[Writer, ...]:
+    return EXPECTED[key][1]

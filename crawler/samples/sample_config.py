@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from crawler.samples.catalog import SITE_SPECS, WECHAT_SOURCE_KEY, album_url, today_in_shanghai
-from crawler.samples.content import COLUMN, STORIES, UNITS, unit_name
+from crawler.samples.content import COLUMN, COLUMN_KEYWORDS, STORIES, UNITS, unit_name
 from crawler.samples.site_pages import (
     DATAPROXY_PATH,
     HANWEB_LIST_PATH,
@@ -160,7 +160,7 @@ def sample_config_toml(
     """A complete config for the sample sources served at `base_url`."""
     base = base_url.rstrip("/")
     anchor = anchor or today_in_shanghai()
-    first_column_day = max(s.days_ago for s in STORIES if s.in_column)
+    first_column_day = max(s.days_ago for s in STORIES if s.written_for_column)
     out: list[str] = [
         "# zhuanlan configuration for the bundled sample sources (crawler.samples).",
         f"data_dir = {_q(data_dir)}",
@@ -199,7 +199,7 @@ def sample_config_toml(
         if src.column:
             out.append(f"column = {_q(src.column)}")
         out += [f"options = {_inline(src.options)}", ""]
-    out += ["[[columns]]", f"name = {_q(COLUMN)}", f"title_keywords = {_list(['四中全会', COLUMN])}", ""]
+    out += ["[[columns]]", f"name = {_q(COLUMN)}", f"title_keywords = {_list(COLUMN_KEYWORDS)}", ""]
     for name, keywords in TOPICS.items():
         kw = ", ".join(f"{_q(k)} = {v}" for k, v in keywords.items())
         out += ["[[topics]]", f"name = {_q(name)}", f"keywords = {{ {kw} }}", f"min_score = {TOPIC_MIN_SCORE}", ""]

@@ -30,9 +30,24 @@ def source_label(item: SiteItem) -> str:
     return unit_name(item.story.unit) if item.original else ACCOUNT_NAME
 
 
-def _byline(item: SiteItem, sep: str = " ") -> str:
+def _top(item: SiteItem, sep: str = " ") -> list[str]:
+    """Lines above the text: credit lines (来源 on top), then the byline — as the story prints them."""
     by = item.story.byline
-    return by.text(sep) if by else ""
+    top = by.top(sep) if by else None
+    return [*item.story.head, *([top] if top else [])]
+
+
+def _end(item: SiteItem, sep: str = " ") -> list[str]:
+    """Lines below the text: a closing byline or 作者系 note, then credit lines (撰稿, 供稿…)."""
+    by = item.story.byline
+    end = by.end(sep) if by else None
+    return [*([end] if end else []), *item.story.tail]
+
+
+def _names(item: SiteItem) -> str:
+    """The byline's names as an author field shows them (「刘文博 邱敏」)."""
+    by = item.story.byline
+    return " ".join(by.names) if by else ""
 
 
 def _written_date(item: SiteItem) -> str:
@@ -133,7 +148,8 @@ def render_committee_list(catalog: Catalog, page: int) -> str:
 def render_committee_article(catalog: Catalog, item: SiteItem) -> str:
     s = item.story
     paras = "\n".join(f'<p style="text-indent: 2em;">{_e(p)}</p>' for p in _paragraph_texts(item))
-    byline = f'<p style="text-align: center;">{_e(_byline(item))}</p>\n' if s.byline else ""
+    byline = "".join(f'<p style="text-align: center;">{_e(line)}</p>\n' for line in _top(item))
+    closing = "".join(f'<p style="text-align: right;">{_e(line)}</p>\n' for line in _end(item))
     newer, older = _neighbours(catalog, item)
     prev_link = f'<a href="{_e(older.href)}">{_e(older.title)}</a>' if older else "没有了"
     next_link = f'<a href="{_e(newer.href)}">{_e(newer.title)}</a>' if newer else "没有了"
@@ -146,7 +162,7 @@ def render_committee_article(catalog: Catalog, item: SiteItem) -> str:
     <div class="art-info"><span>发布时间：{item.published:%Y-%m-%d %H:%M}</span>　<span>来源：{_e(source_label(item))}</span>　<span class="fontsize">【字号：<a href="javascript:;">大</a> <a href="javascript:;">中</a> <a href="javascript:;">小</a>】</span></div>
     <div class="art-content" id="artContent">
 {byline}{paras}
-<p style="text-align: right;">（编辑：{_e(s.editor)}　审核：{_e(REVIEWER)}）</p>
+{closing}<p style="text-align: right;">（编辑：{_e(s.editor)}　审核：{_e(REVIEWER)}）</p>
     </div>
     <div class="art-tools"><a href="javascript:window.print();">打印本页</a> <a href="javascript:window.close();">关闭窗口</a></div>
     <div class="art-nav">
@@ -266,10 +282,9 @@ def render_dataproxy(catalog: Catalog, start: int, end: int) -> str:
 def render_hanweb_article(catalog: Catalog, item: SiteItem) -> str:
     s = item.story
     label = source_label(item)
-    body = []
-    if s.byline:
-        body.append(f'<p style="text-align: center;">{_e(_byline(item))}</p>')
+    body = [f'<p style="text-align: center;">{_e(line)}</p>' for line in _top(item)]
     body.extend(f"<p>　　{_e(p)}</p>" for p in _paragraph_texts(item))
+    body.extend(f'<p style="text-align: right;">{_e(line)}</p>' for line in _end(item))
     if not item.original:
         body.append("<p>　　（转自“临溪机关党建”微信公众号）</p>")
     desc = s.paragraphs[0][:60]
@@ -392,10 +407,9 @@ createPageHTML({pages}, {page_index}, "index", "html");
 def render_trs_article(catalog: Catalog, item: SiteItem) -> str:
     s = item.story
     label = source_label(item)
-    body = []
-    if s.byline:
-        body.append(f'<p align="center">{_e(_byline(item, "　"))}</p>')
+    body = [f'<p align="center">{_e(line)}</p>' for line in _top(item, "　")]
     body.extend(f'<p align="justify">　　{_e(p)}</p>' for p in _paragraph_texts(item))
+    body.extend(f'<p align="right">{_e(line)}</p>' for line in _end(item, "　"))
     meta = (
         f'<meta name="ArticleTitle" content="{_e(item.title)}">\n'
         f'<meta name="PubDate" content="{item.published:%Y-%m-%d %H:%M}">\n'
@@ -481,12 +495,10 @@ def render_gbk_list(catalog: Catalog, page: int) -> str:
 
 
 def render_gbk_article(catalog: Catalog, item: SiteItem) -> str:
-    s = item.story
-    author = s.byline.name if s.byline else "办公室"
-    body = []
-    if s.byline:
-        body.append(f'<p align="center">{_e(_byline(item))}</p>')
+    author = _names(item) or "办公室"
+    body = [f'<p align="center">{_e(line)}</p>' for line in _top(item)]
     body.extend(f"<p>　　{_e(p)}</p>" for p in _paragraph_texts(item))
+    body.extend(f'<p align="right">{_e(line)}</p>' for line in _end(item))
     when = item.published
     return (
         _gbk_head(f"{item.title} - 临溪市教育局")
@@ -568,7 +580,7 @@ def render_labels_article(catalog: Catalog, item: SiteItem) -> str:
         info.append("<!-- <span>来源：临溪日报</span> -->")
     info.append(f"<span>来源：{_e(source_label(item))}</span>")
     if s.byline:
-        info.append(f"<span>作者：{_e(s.byline.name)}</span>")
+        info.append(f"<span>作者：{_e(_names(item))}</span>")
     elif s.kind == "news":
         info.append("<span>作者：医政医管科</span>")
     info.append('<span>浏览次数：<em id="hits">0</em></span>')
@@ -581,9 +593,7 @@ def render_labels_article(catalog: Catalog, item: SiteItem) -> str:
 <tr><th>文号：</th><td>临卫发〔{item.published.year}〕{item.doc_id % 97}号</td><th>主题分类：</th><td>卫生健康</td></tr>
 </table>
 """
-    body = []
-    if s.byline:
-        body.append(f'<p style="text-align:center">{_e(_byline(item))}</p>')
+    body = [f'<p style="text-align:center">{_e(line)}</p>' for line in _top(item)]
     paras = _paragraph_texts(item)
     if s.kind == "notice":
         # Salutation flush left, signature and date right-aligned, as notices are laid out.
@@ -592,6 +602,7 @@ def render_labels_article(catalog: Catalog, item: SiteItem) -> str:
         body.extend(f'<p style="text-align:right">{_e(p)}</p>' for p in paras[-2:])
     else:
         body.extend(f'<p style="text-indent:2em">{_e(p)}</p>' for p in paras)
+    body.extend(f'<p style="text-align:right">{_e(line)}</p>' for line in _end(item))
     newer, older = _neighbours(catalog, item)
     nav = ""
     if older:

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from crawler.samples.catalog import SHANGHAI, WechatItem, _hex
-from crawler.samples.content import ACCOUNT_ID, ACCOUNT_NAME, ALBUM_ID, BIZ, COLUMN, REVIEWER, unit_name
+from crawler.samples.content import ACCOUNT_ID, ACCOUNT_NAME, ALBUM_ID, BIZ, COLUMN, unit_name
 
 UIN = base64.b64decode(BIZ).decode()
 ALBUM_FIRST_SCREEN = 10
@@ -279,8 +279,18 @@ def _img(url: str, ratio: str = "0.5625") -> str:
     )
 
 
+_TEXT_OPEN = '<section style="margin: 0px 8px;">'
+_CREDIT_STYLE = "font-size: 14px;color: rgb(136, 136, 136);"
+
+
+def _credit(text: str, align: str = "right") -> str:
+    """A small grey line: 来源, 供稿, 撰稿, 文/图 credits and the editing tail."""
+    return f'<p style="text-align: {align};{_CREDIT_STYLE}"><span leaf="">{html.escape(text)}</span></p>'
+
+
 def article_body(item: WechatItem) -> str:
-    """The #js_content soup: banner, (editor's note), byline first, paragraphs, 来源/编辑 footer."""
+    """The #js_content soup: banner, (editor's note), (credit lines), byline, paragraphs, (closing
+    byline or 作者系 note), (credit lines), 来源 and the editing tail — each as the story says."""
     s = item.story
     parts = [
         '<section style="text-align: center;margin-bottom: 16px;" nodeleaf="">'
@@ -293,32 +303,35 @@ def article_body(item: WechatItem) -> str:
             'rgb(178, 34, 34);margin-bottom: 20px;"><p style="font-size: 14px;color: rgb(102, 102, 102);'
             f'line-height: 1.75em;"><span leaf="">{html.escape(s.editor_note)}</span></p></section>'
         )
-    if s.byline:
+    parts.extend(_credit(line, "left") for line in s.head)
+    top = s.byline.top() if s.byline else None
+    if top:
         parts.append(
             '<section style="margin-bottom: 24px;"><p style="text-align: center;"><span style="font-size: 15px;'
             'color: rgb(89, 89, 89);letter-spacing: 1px;"><strong><span leaf="">'
-            f"{html.escape(s.byline.text())}</span></strong></span></p></section>"
+            f"{html.escape(top)}</span></strong></span></p></section>"
         )
-    parts.append('<section style="margin: 0px 8px;">')
+    parts.append(_TEXT_OPEN)
     parts.extend(_paragraph(p) for p in s.paragraphs)
     parts.append("</section>")
-    parts.append(
-        f'<p style="text-align: right;font-size: 14px;color: rgb(136, 136, 136);"><span leaf="">'
-        f"来源：{html.escape(unit_name(s.unit))}</span></p>"
-        f'<p style="text-align: right;font-size: 14px;color: rgb(136, 136, 136);"><span leaf="">'
-        f"编辑：{html.escape(s.editor)}　审核：{html.escape(REVIEWER)}</span></p>"
-    )
+    end = s.byline.end() if s.byline else None
+    if end:
+        align = "right" if end.startswith("——") else "left"
+        parts.append(f'<p style="text-align: {align};{_SPAN_STYLE}"><span leaf="">{html.escape(end)}</span></p>')
+    parts.extend(_credit(line) for line in s.tail)
+    if s.source_footer:
+        parts.append(_credit(f"来源：{unit_name(s.unit)}"))
+    parts.append(_credit(s.editing_line()))
     return "\n".join(parts)
 
 
-_FOOTER = '<p style="text-align: right;font-size: 14px;color: rgb(136, 136, 136);"><span leaf="">来源：'
-
-
 def add_paragraph(page: str, text: str) -> str:
-    """An article page with one more body paragraph before its 来源 footer (an edit at the source)."""
-    if _FOOTER not in page:
-        raise ValueError("not an ordinary article page: no 来源 footer to insert before")
-    return page.replace(_FOOTER, _paragraph(text) + "\n" + _FOOTER, 1)
+    """An article page with one more paragraph closing its text (an edit at the source)."""
+    start = page.find(_TEXT_OPEN)
+    if start < 0:
+        raise ValueError("not an ordinary article page: no article text to add to")
+    end = page.index("</section>", start)
+    return page[:end] + _paragraph(text) + "\n" + page[end:]
 
 
 def _album_info_list(base: str, size: int) -> str:
@@ -344,7 +357,7 @@ def render_article(item: WechatItem, base: str, album_size: int) -> str:
     s = item.story
     title = s.full_title
     desc = s.paragraphs[0][:54]
-    author = s.byline.name if s.byline else ""
+    author = s.author_field
     link = _attr(item.page_link(base))
     cover = cover_url(item)
     return f"""<!DOCTYPE html>
