@@ -145,10 +145,13 @@ def test_signatures_and_sign_offs_at_the_end() -> None:
 
 
 def test_editors_are_never_authors() -> None:
-    credits = read_credits(f"{LEAD}\n撰稿：刘洋\n编辑：刘洋　审核：许文杰", "")
+    credits = read_credits(f"{LEAD}\n{LEAD}\n编辑：刘洋　审核：许文杰", "")
     assert author_names(credits) == []
     credits = read_credits(f"文/陈静\n{LEAD}\n编辑：李晓", "")
     assert author_names(credits) == ["陈静"]
+    # who signed the byline is an author, even when the same person reviewed the post
+    credits = read_credits(f"市直机关工委副书记 许文杰\n{LEAD}\n编辑：李晓　审核：许文杰", "", is_unit)
+    assert author_names(credits) == ["许文杰"]
 
 
 def test_no_byline_in_plain_text() -> None:

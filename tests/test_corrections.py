@@ -198,15 +198,12 @@ def test_bad_corrections_are_refused_and_write_nothing(sessions: sessionmaker[Se
     _store(sessions, now, _item("b1", "\n".join(PARAGRAPHS), kind="wechat_album", now=now, column=COLUMN))
     with sessions() as s:
         guid = _article(s).guid
-    with pytest.raises(CorrectionError, match="no configured unit"):
-        with sessions.begin() as s:
-            correct_story(s, guid, Change(unit="临溪市不存在局"), actor="周敏", now=now)
-    with pytest.raises(CorrectionError, match="no story"):
-        with sessions.begin() as s:
-            correct_story(s, "nope", Change(unit="临溪市财政局"), actor="周敏", now=now)
-    with pytest.raises(CorrectionError, match="who makes it"):
-        with sessions.begin() as s:
-            correct_story(s, guid, Change(unit="临溪市财政局"), actor=" ", now=now)
+    with pytest.raises(CorrectionError, match="no configured unit"), sessions.begin() as s:
+        correct_story(s, guid, Change(unit="临溪市不存在局"), actor="周敏", now=now)
+    with pytest.raises(CorrectionError, match="no story"), sessions.begin() as s:
+        correct_story(s, "nope", Change(unit="临溪市财政局"), actor="周敏", now=now)
+    with pytest.raises(CorrectionError, match="who makes it"), sessions.begin() as s:
+        correct_story(s, guid, Change(unit="临溪市财政局"), actor=" ", now=now)
     with sessions() as s:
         assert s.scalars(select(Correction)).all() == []
         assert _article(s).unit_id is None

@@ -589,7 +589,8 @@ def find_byline(body_text: str, title: str = "", is_unit: IsUnit | None = None) 
 
 def author_names(credits: Credits) -> list[str]:
     """The authors a body names, in order: the byline's people, then 撰稿/文/图 credits, else a
-    sign-off; never an editor or reviewer."""
+    sign-off. Names found only in the 编辑/审核 tail are never authors; a person who signed the
+    byline and also reviewed the post (a small office's 副书记) stays an author."""
     names: list[str] = []
     if credits.byline is not None:
         names.extend(credits.byline.names)
@@ -600,6 +601,6 @@ def author_names(credits: Credits) -> list[str]:
         names.extend(credits.signoff)
     unique: list[str] = []
     for name in names:
-        if name not in unique and name not in credits.editors:
+        if name not in unique:
             unique.append(name)
     return unique

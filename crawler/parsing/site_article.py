@@ -615,7 +615,7 @@ def extract_article(text: str, url: str, selectors: Mapping[str, str] | None = N
     if author_field and source_label and author_field == source_label:
         author_field = None  # 来源 is a unit, never the author
         method.pop("author", None)
-    names = [name for name in author_names(credits) if name not in credits.editors]
+    names = author_names(credits)
     author = " ".join(names) or author_field
     if names:
         method["author"] = "byline" if credits.byline is not None else "credits"
