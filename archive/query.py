@@ -6,6 +6,9 @@ NOT or a leading `-`, parentheses) and turning each term into the index's tokens
 tsquery text. Any input either parses or raises `QueryError` with a plain message: nothing a
 user types reaches a database as syntax, because every token is re-quoted from the splitter's
 output (Han characters, Latin letters and digits only).
+
+A query is folded as the index is (`pipeline.textsplit.fold_for_matching`): ＡＢＣ１２３ is abc123 and
+full-width （）＂ are read as the grammar's ( ) ".
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from pipeline.textsplit import split_runs
+from pipeline.textsplit import fold_for_matching, split_runs
 
 MAX_QUERY_CHARS = 500
 MAX_TERMS = 32
@@ -27,6 +30,8 @@ _IS_HAN = re.compile(rf"^[{_HAN}]$")
 _GAP = rf"[^{_HAN}{_WORD_CHARS}]*"
 _QUOTES = {'"': '"', "“": "”", "”": "”", "「": "」", "『": "』"}
 _SPECIAL = set(_QUOTES) | {"(", ")"}
+# ASCII letters and digits to their full-width forms (U+FF10…, U+FF21…, U+FF41…), which fold back to them.
+_FULL_WIDTH = {code: code + 0xFEE0 for code in (*range(0x30, 0x3A), *range(0x41, 0x5B), *range(0x61, 0x7B))}
 
 
 class QueryError(ValueError):
@@ -67,6 +72,17 @@ class Term:
     def like_text(self) -> str:
         """The substring a LIKE scan looks for: the runs as they appear in text."""
         return "%".join(self.run_texts())
+
+    def like_texts(self) -> list[str]:
+        """Every form a LIKE scan looks for. The runs are folded (ASCII letters and digits) but the
+        stored text is the page's own, so a term with Latin letters or digits is also looked for in
+        full-width ones, lower and upper case (SQLite's LIKE ignores the case of ASCII letters only)."""
+        text = self.like_text()
+        forms = [text]
+        for form in (text.translate(_FULL_WIDTH), text.upper().translate(_FULL_WIDTH)):
+            if form not in forms:
+                forms.append(form)
+        return forms
 
 
 @dataclass(frozen=True)
@@ -256,7 +272,9 @@ def parse_query(q: str) -> Query:
     text = _clean(q).strip()
     if not text:
         return Query(text="", root=None)
-    parser = _Parser(_lex(text))
+    # Folded before reading the grammar too: （）＂－ work as ( ) " - do, so a query finds the same
+    # rows whether it was typed with full-width or ASCII punctuation, letters and digits.
+    parser = _Parser(_lex(fold_for_matching(text)))
     root = parser.parse_or()
     if root is None:
         raise QueryError("查询中没有可搜索的汉字、字母或数字 / the query has no searchable words")

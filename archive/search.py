@@ -5,6 +5,11 @@ highlights made in Python over the original text (the index holds only bigrams).
 reaches the database only as bound parameters and as tokens re-quoted by `archive.query`.
 Must not write anything.
 
+The index and the query are folded alike (`pipeline.textsplit.fold_for_matching`: full-width
+letters, digits and punctuation as ASCII); the stored text is not. Highlights are found in the
+folded text and mapped back to the original characters (`fold_with_offsets`), and a LIKE scan
+looks for a Latin word or number both as typed and in full-width letters.
+
 SQLite: when FTS5 can express the whole query it is one MATCH ranked by
 `bm25(article_fts, 10.0, 1.0)` (title weighs ten times the body). Otherwise (a lone Han
 character, which exists in the index only inside bigrams) every term becomes its own
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import html
 import itertools
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
@@ -58,10 +64,9 @@ from archive.query import (
     tsquery_phrase,
 )
 from pipeline.models import Appearance, Article, ArticleTag, Source, Tag, Unit
+from pipeline.textsplit import fold_with_offsets
 
 if TYPE_CHECKING:
-    import re
-
     from sqlalchemy.sql.selectable import Subquery
 
 STATES = ("any", "live", "deleted", "edited")
@@ -69,6 +74,8 @@ MAX_PER_PAGE = 100
 MAX_PAGE = 10_000
 SNIPPET_CHARS = 160
 _MIN_DAY, _MAX_DAY = date(1900, 1, 1), date(9998, 12, 31)
+# A snippet is one line: whitespace runs become a space, but a full-width space is the author's text.
+_SNIPPET_SPACES = re.compile(r"[^\S\u3000]+")
 
 
 @dataclass(frozen=True)
@@ -144,7 +151,16 @@ def filter_conditions(session: Session, filters: Filters, tz: tzinfo) -> list[Co
         ids = resolve_units(session, filters.unit)
         conds.append(Article.unit_id.in_(ids) if ids else false())
     if filters.author:
-        conds.append(Article.author == filters.author.strip())
+        # `author` holds every author's name, 「、」-joined: match any one of them exactly.
+        name = filters.author.strip().replace("\\", "").replace("%", "").replace("_", "")
+        conds.append(
+            or_(
+                Article.author == name,
+                Article.author.like(f"{name}、%"),
+                Article.author.like(f"%、{name}"),
+                Article.author.like(f"%、{name}、%"),
+            )
+        )
     if filters.column:
         conds.append(Article.column == filters.column.strip())
     if filters.topic:
@@ -186,8 +202,8 @@ class _Compiler:
         if isinstance(node, Term):
             if node.needs_scan:
                 # Run texts hold only Han characters, letters and digits: nothing to escape for LIKE.
-                pattern = f"%{node.like_text()}%"
-                return or_(Article.title.ilike(pattern), Article.body_text.ilike(pattern))
+                patterns = [f"%{like}%" for like in node.like_texts()]
+                return or_(*(c.ilike(p) for p in patterns for c in (Article.title, Article.body_text)))
             if self.dialect == "postgresql":
                 tsquery = func.to_tsquery(_SIMPLE, tsquery_phrase(node))
                 return or_(_PG_INDEX.c.title_tsv.bool_op("@@")(tsquery), _PG_INDEX.c.body_tsv.bool_op("@@")(tsquery))
@@ -242,7 +258,12 @@ def _statement(session: Session, query: Query, conds: list[ColumnElement[bool]])
 
 
 def _spans(value: str, patterns: list[re.Pattern[str]]) -> list[tuple[int, int]]:
-    found = sorted((m.start(), m.end()) for p in patterns for m in p.finditer(value) if m.end() > m.start())
+    """Where the patterns match `value`, merged: found in the folded text (as the index saw it) and
+    mapped back to the characters of `value` they were folded from."""
+    folded, starts, ends = fold_with_offsets(value)
+    found = sorted(
+        (starts[m.start()], ends[m.end() - 1]) for p in patterns for m in p.finditer(folded) if m.end() > m.start()
+    )
     merged: list[tuple[int, int]] = []
     for start, end in found:
         if merged and start <= merged[-1][1]:
@@ -265,7 +286,7 @@ def highlight_html(value: str, patterns: list[re.Pattern[str]]) -> Markup:
 
 def snippet_html(value: str, patterns: list[re.Pattern[str]], width: int = SNIPPET_CHARS) -> Markup:
     """A window of the text around the first match (or its start), escaped and highlighted."""
-    value = " ".join(value.split())
+    value = _SNIPPET_SPACES.sub(" ", value).strip()
     spans = _spans(value, patterns)
     start = max(0, spans[0][0] - width // 4) if spans else 0
     end = min(len(value), start + width)

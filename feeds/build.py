@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from zhuanlan_config import Config
 
 # Bump when the rendered output changes for the same data, so every feed is rewritten once.
-FORMAT_VERSION = "2"
+FORMAT_VERSION = "3"  # 3: summaries keep full-width spaces (and stored text its full-width punctuation)
 FEED_EXTENSIONS = ("rss", "atom", "json")
 SUMMARY_CHARS = 120
 WECHAT_IMAGE_HOSTS = frozenset({"mmbiz.qpic.cn", "mmbiz.qlogo.cn"})
@@ -40,7 +40,8 @@ JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 # What would open a tag, comment or declaration if a reader took the text for HTML.
 _TAG_OPEN = re.compile(r"<(?=[A-Za-z/!?])")
-_WHITESPACE = re.compile(r"\s+")
+# Whitespace runs of a summary become one space; a full-width space is the author's text (kept).
+_WHITESPACE = re.compile(r"[^\S\u3000]+")
 # An <img> start tag; quoted attribute values may contain ">".
 _IMG_TAG = re.compile(r"""<img\b(?:[^>"']|"[^"]*"|'[^']*')*>""", re.IGNORECASE)
 # WeChat pages lazy-load their images from data-src; sections carry its paragraphs' structure.

@@ -56,8 +56,8 @@ class Record:
     item: ArticleItem
     title: str  # cleaned title
     body_html: str  # sanitized HTML
-    body_text: str  # normalized plain text (what hashes, shingles and search see)
-    content_hash: str  # sha256 hex of body_text
+    body_text: str  # normalized plain text, the page's own characters (matching folds it for itself)
+    content_hash: str  # sha256 hex of the folded text without whitespace (`pipeline.normalize.content_hash`)
     minhash: bytes | None = None  # serialized signature (see pipeline.dedup)
     decision: Decision | None = None
     tags: Tags | None = None

@@ -2,7 +2,8 @@
 
 SQLite: an FTS5 table `article_fts(title, body)` whose rowid is the article id.
 PostgreSQL: `article_search(article_id, title_tsv, body_tsv)` with GIN indexes, built with the
-`'simple'` configuration over the same pre-split text. Both hold `textsplit.split_text` output.
+`'simple'` configuration over the same pre-split text. Both hold `textsplit.split_text` output,
+which is folded (NFKC, titles too) like the queries; nothing shown is read from the index.
 Callers run these inside the transaction that changes the article, so the index never drifts.
 """
 

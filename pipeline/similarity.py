@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pipeline.textsplit import fold_for_matching
+
 if TYPE_CHECKING:
     from datasketch import MinHash
 
@@ -77,7 +79,8 @@ _DROP = _DropTable()
 
 
 def compact(text: str) -> str:
-    """The text shingles are made of: NFKC, lower case, no whitespace, punctuation, symbols or controls.
+    """The text shingles are made of: folded (`fold_for_matching`, NFKC: the stored text is not),
+    lower case, no whitespace, punctuation, symbols or controls.
 
     A line starting with 编者按 (an editor's note shared by every article of a column) is left out:
     it is not part of the article and would make every column article look alike.
@@ -85,7 +88,7 @@ def compact(text: str) -> str:
     if "编者按" in text:
         lines = [line for line in text.splitlines() if not line.lstrip().startswith(_EDITOR_NOTE_PREFIXES)]
         text = "\n".join(lines)
-    return unicodedata.normalize("NFKC", text).lower().translate(_DROP)
+    return fold_for_matching(text).lower().translate(_DROP)
 
 
 def shingle_list(text: str, k: int = SHINGLE) -> list[str]:

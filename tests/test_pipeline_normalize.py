@@ -51,9 +51,9 @@ def test_sanitize_keeps_images_and_makes_lazy_wechat_images_real() -> None:
     assert 'href="https://czj.example.gov.cn/art/2025/12/b.html"' in clean and 'title="下一篇"' in clean
 
 
-def test_normalize_text_nfkc_whitespace_zero_width_and_controls() -> None:
+def test_normalize_text_whitespace_zero_width_and_controls_but_not_folded() -> None:
     raw = "  坚持\u3000政治\u200b引领 ，\t筑牢\x07根基  \r\n\r\n\n\u00a0\n第二段ＡＢＣ１２３\ufeff\u2029第三段"
-    assert normalize_text(raw) == "坚持 政治引领 , 筑牢根基\n第二段ABC123\n第三段"
+    assert normalize_text(raw) == "坚持\u3000政治引领 ， 筑牢根基\n第二段ＡＢＣ１２３\n第三段"
 
 
 def test_title_cleaned_but_not_folded() -> None:
