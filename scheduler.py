@@ -31,7 +31,7 @@ from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.db import make_engine, session_factory, transaction
+from pipeline.corpus.db import make_engine, session_factory, transaction
 from zhuanlan_config import Config, load_config
 
 log = logging.getLogger("zhuanlan.scheduler")
@@ -139,9 +139,9 @@ def stop_child(child: subprocess.Popen[bytes], grace: float = 30.0) -> None:
 
 def _close_run(session: Session, run: Any, now: datetime, reason: str) -> None:
     """Mark a crawl run that did not finish as killed, with its unfinished source runs (whose next
-    crawl then pages fully: `pipeline.runs.last_run_complete`)."""
-    from pipeline.models import SourceRun
-    from pipeline.runs import UNFINISHED_SOURCE_RUN
+    crawl then pages fully: `pipeline.corpus.runs.last_run_complete`)."""
+    from pipeline.corpus.models import SourceRun
+    from pipeline.corpus.runs import UNFINISHED_SOURCE_RUN
 
     source_ids: set[int] = set()
     for source_run in session.scalars(select(SourceRun).where(SourceRun.crawl_run_id == run.id)):
@@ -162,7 +162,7 @@ def record_stopped_run(config: Config, trigger: str, spawned_at: datetime, now: 
     died before it recorded one: then a run row is created, so the overrun is visible in
     `zhuanlan status` and the health view either way. Returns the run ids.
     """
-    from pipeline.models import CrawlRun
+    from pipeline.corpus.models import CrawlRun
 
     engine = make_engine(config.database_url)
     try:
@@ -189,7 +189,7 @@ def record_stopped_run(config: Config, trigger: str, spawned_at: datetime, now: 
 
 def mark_stale_runs(sessions: sessionmaker[Session], now: datetime) -> list[int]:
     """At scheduler start, under the lock: runs a dead scheduler left "running" become killed."""
-    from pipeline.models import CrawlRun
+    from pipeline.corpus.models import CrawlRun
 
     with transaction(sessions) as session:
         runs = list(
@@ -447,7 +447,7 @@ def next_runs(engine: Engine) -> dict[str, datetime | None]:
 
 
 def status_report(config: Config, engine: Engine, sessions: sessionmaker[Session], now: datetime) -> str:
-    from pipeline.models import CrawlRun, Source
+    from pipeline.corpus.models import CrawlRun, Source
 
     tz = config.tz
     lines = ["Jobs:"]
@@ -492,7 +492,7 @@ def status_report(config: Config, engine: Engine, sessions: sessionmaker[Session
 def attribution_lines(session: Session, tz: ZoneInfo, limit: int = 10) -> list[str]:
     """What `status` says of attribution: the stories no unit could be read for (never counted for
     any unit until the office decides), and the column candidates awaiting confirmation."""
-    from pipeline.models import Article
+    from pipeline.corpus.models import Article
 
     total = session.scalar(select(func.count(Article.id)).where(Article.unit_id.is_(None))) or 0
     shown = session.execute(

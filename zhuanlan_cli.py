@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.db import DatabaseError, is_initialised, make_engine, session_factory, transaction, upgrade
+from pipeline.corpus.db import DatabaseError, is_initialised, make_engine, session_factory, transaction, upgrade
 from zhuanlan_config import Config, ConfigError, SourceConf, load_config
 
 DEFAULT_CONFIG = "zhuanlan.toml"
@@ -76,7 +76,7 @@ def source_dict(source: SourceConf) -> dict[str, Any]:
 
 def cmd_init(args: argparse.Namespace) -> int:
     app = open_app(args, initialise=True)
-    from pipeline.sync import sync_config
+    from pipeline.corpus.config_sync import sync_config
 
     with transaction(app.sessions) as session:
         sync_config(session, app.config, utcnow())
@@ -99,8 +99,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_crawl(args: argparse.Namespace) -> int:
     from crawler.process import SourceJob, crawl_settings, run_jobs
-    from pipeline.models import Source
-    from pipeline.runs import (
+    from pipeline.corpus.config_sync import sync_config
+    from pipeline.corpus.models import Source
+    from pipeline.corpus.runs import (
         finish_crawl_run,
         known_state,
         last_run_complete,
@@ -108,7 +109,6 @@ def cmd_crawl(args: argparse.Namespace) -> int:
         recent_wechat_urls,
         start_crawl_run,
     )
-    from pipeline.sync import sync_config
 
     app = open_app(args)
     now = utcnow()
@@ -241,8 +241,8 @@ def cmd_digest(args: argparse.Namespace) -> int:
 
 
 def cmd_retag(args: argparse.Namespace) -> int:
-    from pipeline.retag import retag_corpus
-    from pipeline.tagrules import Vocabulary
+    from pipeline.corpus.retag import retag_corpus
+    from pipeline.tagging.rules import Vocabulary
 
     app = open_app(args)
 
@@ -260,7 +260,7 @@ def cmd_retag(args: argparse.Namespace) -> int:
 
 
 def cmd_correct(args: argparse.Namespace) -> int:
-    from pipeline.corrections import Change, CorrectionError, correct_story, parse_author
+    from pipeline.corpus.corrections import Change, CorrectionError, correct_story, parse_author
 
     if args.unit is None and not args.unattributed and not args.author and args.in_column is None:
         raise UserError("nothing to correct: give --unit, --unattributed, --author or --in-column/--not-in-column")
@@ -375,8 +375,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
         raise UserError(f"cannot read {path}: {exc.strerror}") from exc
     fields = extract_page(body, args.url, content_type=args.content_type)
     if args.source and fields.get("state") == "ok":
-        from pipeline.tagging import extract_attribution
-        from pipeline.tagrules import Vocabulary
+        from pipeline.tag import extract_attribution
+        from pipeline.tagging.rules import Vocabulary
 
         config = load_config(config_path(args))
         source = config.source(args.source)  # an unknown key is a configuration error (exit 2)
@@ -547,7 +547,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from crawler.parsing.evaluate import main as eval_main
-    from pipeline.attribution_eval import main as attribution_main
+    from pipeline.tagging.evaluate import main as attribution_main
 
     status = eval_main(Path(args.corpus), strict=args.strict)
     print("\n== Attribution on the byline fixtures (the project's own pages)")

@@ -1,6 +1,6 @@
 """The read side for people: query parsing, search, exports and the web app.
 
-Reads the corpus through `pipeline.models`; never writes articles (the only write is a
+Reads the corpus through `pipeline.corpus.models`; never writes articles (the only write is a
 recipient's opt-out from the unsubscribe page). Must not import crawler spiders, feeds or
 the scheduler.
 """

@@ -27,7 +27,7 @@ from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 from archive.search import Filters, filter_conditions
-from pipeline.models import Appearance, Article, ArticleTag, Snapshot
+from pipeline.corpus.models import Appearance, Article, ArticleTag, Snapshot
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -2,12 +2,12 @@
 
 Owns the query grammar (terms, "quoted phrases" or “中文引号”, implicit and explicit AND, OR,
 NOT or a leading `-`, parentheses) and turning each term into the index's tokens with
-`pipeline.textsplit.split_runs`, plus the pure translations of terms into FTS5 and PostgreSQL
+`pipeline.corpus.textsplit.split_runs`, plus the pure translations of terms into FTS5 and PostgreSQL
 tsquery text. Any input either parses or raises `QueryError` with a plain message: nothing a
 user types reaches a database as syntax, because every token is re-quoted from the splitter's
 output (Han characters, Latin letters and digits only).
 
-A query is folded as the index is (`pipeline.textsplit.fold_for_matching`): ＡＢＣ１２３ is abc123 and
+A query is folded as the index is (`pipeline.corpus.textsplit.fold_for_matching`): ＡＢＣ１２３ is abc123 and
 full-width （）＂ are read as the grammar's ( ) ".
 """
 
@@ -17,7 +17,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from pipeline.textsplit import fold_for_matching, split_runs
+from pipeline.corpus.textsplit import fold_for_matching, split_runs
 
 MAX_QUERY_CHARS = 500
 MAX_TERMS = 32

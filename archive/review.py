@@ -2,7 +2,7 @@
 
 Owns the pages and forms (login required) where the office sees the stories nobody could
 attribute and the column candidates a title rule proposed, and sets a story's unit, authors or
-column membership. Every change goes through `pipeline.corrections.correct_story`, the same path
+column membership. Every change goes through `pipeline.corpus.corrections.correct_story`, the same path
 as `zhuanlan correct`, so it is recorded (who, when, old → new), shown on the story page and kept
 by retag and re-crawls. The app's CSRF check guards every POST.
 """
@@ -15,9 +15,9 @@ from flask import Blueprint, abort, redirect, render_template, request, session,
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
-from pipeline.corrections import Change, CorrectionError, correct_story, parse_author
-from pipeline.db import transaction
-from pipeline.models import Appearance, Article, Unit
+from pipeline.corpus.corrections import Change, CorrectionError, correct_story, parse_author
+from pipeline.corpus.db import transaction
+from pipeline.corpus.models import Appearance, Article, Unit
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -5,7 +5,7 @@ highlights made in Python over the original text (the index holds only bigrams).
 reaches the database only as bound parameters and as tokens re-quoted by `archive.query`.
 Must not write anything.
 
-The index and the query are folded alike (`pipeline.textsplit.fold_for_matching`: full-width
+The index and the query are folded alike (`pipeline.corpus.textsplit.fold_for_matching`: full-width
 letters, digits and punctuation as ASCII); the stored text is not. Highlights are found in the
 folded text and mapped back to the original characters (`fold_with_offsets`), and a LIKE scan
 looks for a Latin word or number both as typed and in full-width letters.
@@ -63,8 +63,8 @@ from archive.query import (
     to_fts5,
     tsquery_phrase,
 )
-from pipeline.models import Appearance, Article, ArticleTag, Source, Tag, Unit
-from pipeline.textsplit import fold_with_offsets
+from pipeline.corpus.models import Appearance, Article, ArticleTag, Source, Tag, Unit
+from pipeline.corpus.textsplit import fold_with_offsets
 
 if TYPE_CHECKING:
     from sqlalchemy.sql.selectable import Subquery

@@ -39,8 +39,8 @@ from archive.query import QueryError
 from archive.review import COLUMN_REASON_NAMES, FIELD_NAMES, UNIT_FROM_NAMES, candidate_count, unattributed_count
 from archive.review import create_blueprint as create_review
 from archive.search import STATES, Filters, SearchResult, search
-from pipeline.corrections import history as correction_history
-from pipeline.models import (
+from pipeline.corpus.corrections import history as correction_history
+from pipeline.corpus.models import (
     Appearance,
     Article,
     ArticleTag,

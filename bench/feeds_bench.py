@@ -33,8 +33,8 @@ from bench.common import Timing, make_text, measure
 from feeds.build import _render
 from feeds.publish import publish_feeds
 from feeds.queries import load_feed_items, plan_feeds
-from pipeline.db import make_engine, session_factory, upgrade
-from pipeline.models import Appearance, Article, ArticleTag, Source, Tag, Unit
+from pipeline.corpus.db import make_engine, session_factory, upgrade
+from pipeline.corpus.models import Appearance, Article, ArticleTag, Source, Tag, Unit
 from zhuanlan_config import Config, parse_config
 
 if TYPE_CHECKING:

@@ -161,7 +161,7 @@ class RunCounts:
 
 
 def counts(database_url: str, run_id: int) -> RunCounts:
-    from pipeline.db import make_engine
+    from pipeline.corpus.db import make_engine
 
     engine = make_engine(database_url) if database_url.startswith("sqlite") else _pg_engine(database_url)
     try:
@@ -193,7 +193,7 @@ def counts(database_url: str, run_id: int) -> RunCounts:
 
 
 def _pg_engine(url: str) -> Any:
-    from pipeline.db import make_engine
+    from pipeline.corpus.db import make_engine
 
     return make_engine(url)
 
@@ -250,8 +250,8 @@ def preload(database_url: str, n: int, seed: int = 5) -> None:
     import numpy as np
     from sqlalchemy import insert
 
-    from pipeline.db import make_engine
-    from pipeline.models import Appearance, Article, Source
+    from pipeline.corpus.db import make_engine
+    from pipeline.corpus.models import Appearance, Article, Source
     from pipeline.similarity import NUM_PERM, SIGNATURE_SCHEME
 
     rng = np.random.default_rng(seed)

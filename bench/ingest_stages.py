@@ -21,9 +21,9 @@ from crawler.keys import site_key
 from crawler.parsing.encoding import decode_checked
 from crawler.parsing.site_article import extract_article
 from pipeline.chain import SourceChain, SourceRef
-from pipeline.db import BatchedSessions, make_engine, session_factory
-from pipeline.tagging import vocabulary_from_path
-from pipeline.tagrules import warm_up_keywords
+from pipeline.corpus.db import BatchedSessions, make_engine, session_factory
+from pipeline.tag import vocabulary_from_path
+from pipeline.tagging.rules import warm_up_keywords
 from pipeline.worker import MAX_BATCH
 
 STAGES = ("extract", "normalize", "dedup", "tag", "store", "commit")

@@ -10,10 +10,10 @@ from pathlib import Path
 from sqlalchemy import text
 
 from bench.common import make_text, measure
-from pipeline.db import make_engine, session_factory, transaction, upgrade
-from pipeline.models import Article
-from pipeline.search_index import index_article
-from pipeline.textsplit import split_runs
+from pipeline.corpus.db import make_engine, session_factory, transaction, upgrade
+from pipeline.corpus.models import Article
+from pipeline.corpus.search_index import index_article
+from pipeline.corpus.textsplit import split_runs
 
 TITLE = "Search: bigram FTS index vs LIKE scan"
 QUERIES = ("党建", "乡村振兴", "科技创新", "营商环境")

@@ -31,9 +31,9 @@ from sqlalchemy.sql.selectable import Subquery
 from archive.query import parse_query
 from archive.search import Filters, _statement, search
 from bench.common import Timing, make_text, measure
-from pipeline.db import make_engine, session_factory, transaction, upgrade
-from pipeline.models import Article
-from pipeline.search_index import index_article
+from pipeline.corpus.db import make_engine, session_factory, transaction, upgrade
+from pipeline.corpus.models import Article
+from pipeline.corpus.search_index import index_article
 
 TITLE = "Search on SQLite (FTS5) and PostgreSQL (tsvector): bigram index vs LIKE / ILIKE scan"
 PG_URL = os.environ.get("ZHUANLAN_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")

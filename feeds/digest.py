@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
 
-    from pipeline.models import Recipient
+    from pipeline.corpus.models import Recipient
     from zhuanlan_config import Config
 
 _WEEK = re.compile(r"^(\d{4})-W(\d{2})$")

@@ -41,8 +41,8 @@ from sqlalchemy.orm import selectinload
 
 from feeds.digest import DigestRecipient, RenderedDigest, iso_week_bounds, owed_weeks, render_digest
 from feeds.queries import load_digest_data
-from pipeline.db import transaction
-from pipeline.models import Delivery, Digest, Recipient
+from pipeline.corpus.db import transaction
+from pipeline.corpus.models import Delivery, Digest, Recipient
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from feeds.build import FEED_EXTENSIONS, build_feed_documents, feed_hash
 from feeds.opml import build_index_html, build_opml
 from feeds.queries import load_feed_items, plan_feeds
-from pipeline.models import FeedState
+from pipeline.corpus.models import FeedState
 
 if TYPE_CHECKING:
     from datetime import datetime

@@ -1,4 +1,4 @@
-"""Read queries over `pipeline.models` for feeds and the digest.
+"""Read queries over `pipeline.corpus.models` for feeds and the digest.
 
 Owns which stories a feed or a digest shows and turns rows into the plain data that
 `feeds.build` and `feeds.digest` render. Reads only; never writes rows.
@@ -18,7 +18,7 @@ from sqlalchemy.orm import selectinload
 
 from feeds.build import FeedItem, FeedSpec, feed_key, make_summary
 from feeds.digest import DigestArticle, DigestData, FailedSource, UnitSummary, iso_week_bounds
-from pipeline.models import Article, ArticleTag, Source, SourceRun, Tag, Unit, UTCDateTime
+from pipeline.corpus.models import Article, ArticleTag, Source, SourceRun, Tag, Unit, UTCDateTime
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session

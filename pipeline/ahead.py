@@ -15,8 +15,8 @@ import hashlib
 import zlib
 
 from crawler.items import STATE_OK
+from pipeline.corpus.textsplit import split_text
 from pipeline.record import Record
-from pipeline.textsplit import split_text
 
 
 def snapshot_parts(raw: bytes) -> tuple[str, bytes]:

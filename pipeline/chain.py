@@ -22,11 +22,11 @@ from pipeline.dedup import DeduplicatePipeline
 from pipeline.normalize import NormalizePipeline, RejectedItem
 from pipeline.record import Record
 from pipeline.store import StorePipeline
-from pipeline.tagging import TagPipeline
+from pipeline.tag import TagPipeline
 
 if TYPE_CHECKING:
-    from pipeline.db import SessionSource
-    from pipeline.tagrules import Vocabulary
+    from pipeline.corpus.db import SessionSource
+    from pipeline.tagging.rules import Vocabulary
 
 log = logging.getLogger(__name__)
 

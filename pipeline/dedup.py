@@ -21,7 +21,7 @@ from scrapy.exceptions import DropItem
 from sqlalchemy import bindparam, func, select, update
 
 from crawler.items import STATE_OK
-from pipeline.models import Appearance, Article
+from pipeline.corpus.models import Appearance, Article
 from pipeline.record import (
     EDIT,
     NEW_APPEARANCE,
@@ -37,7 +37,7 @@ from pipeline.similarity import SIGNATURE_SCHEME, SignatureIndex, overlap, signa
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from pipeline.db import SessionSource
+    from pipeline.corpus.db import SessionSource
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ an article becomes a `ProblemItem`.
 
 The stored text keeps the page's own characters (DESIGN.md, Text fidelity): normalizing cleans
 layout and invisible characters but never folds full-width punctuation, letters or spaces. The
-content hash folds (`pipeline.textsplit.fold_for_matching`), so equal pages hash equal whatever
+content hash folds (`pipeline.corpus.textsplit.fold_for_matching`), so equal pages hash equal whatever
 their character widths, and it is the same hash as before stored text stopped being folded.
 `restore_original_characters` puts the page's characters back into text that older versions
 stored folded (migration 0004).
@@ -29,8 +29,8 @@ from lxml import etree
 from scrapy.exceptions import DropItem
 
 from crawler.items import STATE_BLOCKED, STATE_OK, STATE_VERIFY, ArticleItem, ProblemItem
+from pipeline.corpus.textsplit import fold_for_matching, fold_pieces
 from pipeline.record import Record
-from pipeline.textsplit import fold_for_matching, fold_pieces
 
 ALLOWED_TAGS = frozenset(
     {

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.prepare import Preparer
 from pipeline.settings_access import config_path, database_url, open_sessions, run_id
-from pipeline.tagging import vocabulary_from_path
+from pipeline.tag import vocabulary_from_path
 from pipeline.worker import WorkerSettings, main
 
 if TYPE_CHECKING:

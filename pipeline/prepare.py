@@ -18,10 +18,10 @@ from crawler.items import STATE_OK, ProblemItem
 from pipeline.ahead import work_ahead
 from pipeline.normalize import NormalizePipeline, RejectedItem
 from pipeline.record import Record
-from pipeline.tagging import TagPipeline
+from pipeline.tag import TagPipeline
 
 if TYPE_CHECKING:
-    from pipeline.tagrules import Vocabulary
+    from pipeline.tagging.rules import Vocabulary
 
 log = logging.getLogger(__name__)
 

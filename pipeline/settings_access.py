@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import make_url
 
-from pipeline.db import is_initialised, make_engine, session_factory
+from pipeline.corpus.db import is_initialised, make_engine, session_factory
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pipeline.textsplit import fold_for_matching
+from pipeline.corpus.textsplit import fold_for_matching
 
 if TYPE_CHECKING:
     from datasketch import MinHash

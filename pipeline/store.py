@@ -9,7 +9,7 @@ every appearance is gone) but keeps our copy. Problems are data on `source_runs`
 
 The unique canonical key is the last line of defence against a concurrent crawl storing the same
 page: an insert that violates it is rolled back and counted as unchanged. Tags are written by
-`pipeline.tagstore.apply_tags`, the one function shared with the retag command.
+`pipeline.corpus.tagstore.apply_tags`, the one function shared with the retag command.
 """
 
 from __future__ import annotations
@@ -29,18 +29,18 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from crawler.items import GONE_STATES, STATE_OK, ArticleItem, ListPageItem, ProblemItem
 from pipeline.ahead import snapshot_parts
-from pipeline.corrections import current_tags
-from pipeline.db import DEFERRED, DatabaseError, describe_failure, insert_or_ignore, transaction
-from pipeline.models import Appearance, Article, ListPage, Snapshot, Source, SourceRun, Unit
+from pipeline.corpus.config_sync import sync_config
+from pipeline.corpus.corrections import current_tags
+from pipeline.corpus.db import DEFERRED, DatabaseError, describe_failure, insert_or_ignore, transaction
+from pipeline.corpus.models import Appearance, Article, ListPage, Snapshot, Source, SourceRun, Unit
+from pipeline.corpus.runs import finish_crawl_run, start_crawl_run
+from pipeline.corpus.search_index import index_article
+from pipeline.corpus.tagstore import apply_tags, article_fields, insert_new_article_tags, unit_name
 from pipeline.normalize import RejectedItem
 from pipeline.record import EDIT, NEW_APPEARANCE, NEW_STORY, STATE_CHANGE, UNCHANGED, Record, Tags
-from pipeline.runs import finish_crawl_run, start_crawl_run
-from pipeline.search_index import index_article
 from pipeline.settings_access import config_path, open_sessions, run_id
 from pipeline.similarity import SIGNATURE_SCHEME, signature
-from pipeline.sync import sync_config
-from pipeline.tagrules import merge_tags
-from pipeline.tagstore import apply_tags, article_fields, insert_new_article_tags, unit_name
+from pipeline.tagging.rules import merge_tags
 from zhuanlan_config import ConfigError, load_config
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.orm import Session
 
-    from pipeline.db import SessionSource
+    from pipeline.corpus.db import SessionSource
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pipeline.db import BatchedSessions, DatabaseError, make_engine, one_line, session_factory
+from pipeline.corpus.db import BatchedSessions, DatabaseError, make_engine, one_line, session_factory
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -78,8 +78,8 @@ class Worker:
 
     def __init__(self, settings: WorkerSettings) -> None:
         import pipeline.chain  # noqa: F401  (the stages: imported now, before "ready", not at the first source)
-        from pipeline.db import is_initialised
-        from pipeline.tagging import vocabulary_from_path
+        from pipeline.corpus.db import is_initialised
+        from pipeline.tag import vocabulary_from_path
 
         self.settings = settings
         self.engine = make_engine(settings.database_url, immediate_transactions=True)

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from crawler.samples.server import SampleSources
-from pipeline.db import make_engine, session_factory, upgrade
+from pipeline.corpus.db import make_engine, session_factory, upgrade
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 

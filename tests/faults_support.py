@@ -18,8 +18,8 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
 from crawler.samples.server import SampleSources
-from pipeline.models import Appearance, Article, ArticleTag, CrawlRun, Snapshot, SourceRun, Tag
-from pipeline.search_index import _dialect, indexed_count
+from pipeline.corpus.models import Appearance, Article, ArticleTag, CrawlRun, Snapshot, SourceRun, Tag
+from pipeline.corpus.search_index import _dialect, indexed_count
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -20,8 +20,8 @@ from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from archive.web import create_app
-from pipeline.models import Appearance, Article, Snapshot, Unit
-from pipeline.search_index import index_article
+from pipeline.corpus.models import Appearance, Article, Snapshot, Unit
+from pipeline.corpus.search_index import index_article
 from tests.test_archive_corpus import SHANGHAI, build_corpus
 from zhuanlan_config import parse_config
 

@@ -12,8 +12,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from pipeline.models import Appearance, Article, ArticleTag, Snapshot, Source, Tag, Unit
-from pipeline.search_index import index_article, indexed_count
+from pipeline.corpus.models import Appearance, Article, ArticleTag, Snapshot, Source, Tag, Unit
+from pipeline.corpus.search_index import index_article, indexed_count
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker

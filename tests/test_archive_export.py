@@ -15,7 +15,7 @@ from warcio.archiveiterator import ArchiveIterator
 
 from archive.export import ExportError, export, manifest_path
 from archive.search import Filters
-from pipeline.models import Snapshot
+from pipeline.corpus.models import Snapshot
 from tests.test_archive_corpus import DOCS, SHANGHAI, build_corpus
 
 if TYPE_CHECKING:

@@ -11,10 +11,10 @@ from sqlalchemy import delete, select, update
 
 from archive.search import Filters, search
 from crawler.items import STATE_DELETED
-from pipeline.models import Appearance, Article, ArticleTag, Snapshot, Unit
-from pipeline.retag import retag_corpus
-from pipeline.search_index import indexed_count, remove_article
-from pipeline.tagrules import Vocabulary
+from pipeline.corpus.models import Appearance, Article, ArticleTag, Snapshot, Unit
+from pipeline.corpus.retag import retag_corpus
+from pipeline.corpus.search_index import indexed_count, remove_article
+from pipeline.tagging.rules import Vocabulary
 from tests.test_archive_corpus import SHANGHAI
 from tests.test_pipeline_support import Chain, article_item, text
 from zhuanlan_config import TopicConf, UnitConf

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from archive import web
 from archive.web import create_app, image_url_allowed
-from pipeline.models import CrawlRun, Delivery, Digest, Recipient, Snapshot, Source, SourceRun, Unit
+from pipeline.corpus.models import CrawlRun, Delivery, Digest, Recipient, Snapshot, Source, SourceRun, Unit
 from tests.test_archive_corpus import SHANGHAI, build_corpus
 from tests.test_archive_search import HOSTILE
 from zhuanlan_config import parse_config

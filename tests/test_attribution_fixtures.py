@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.attribution_eval import DEFAULT_FIXTURES, PageResult, evaluate
+from pipeline.tagging.evaluate import DEFAULT_FIXTURES, PageResult, evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
 ZHUANLAN = Path(sys.executable).with_name("zhuanlan")  # the console script the project installs

@@ -10,11 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from crawler.items import ArticleItem
-from pipeline.corrections import Change, CorrectionError, correct_story, history, parse_author
-from pipeline.models import Article, ArticleTag, Correction, Unit
+from pipeline.corpus.corrections import Change, CorrectionError, correct_story, history, parse_author
+from pipeline.corpus.models import Article, ArticleTag, Correction, Unit
+from pipeline.corpus.retag import retag_corpus
 from pipeline.record import Author, Record
-from pipeline.retag import retag_corpus
-from pipeline.tagrules import Vocabulary, tag_record
+from pipeline.tagging.rules import Vocabulary, tag_record
 from tests.test_pipeline_support import Chain, FakeSpider, article_item
 from zhuanlan_config import ColumnConf, UnitConf
 

@@ -21,8 +21,8 @@ import pytest
 from sqlalchemy import select
 
 from crawler.samples.server import SampleSources, sample_config_toml
-from pipeline.db import make_engine, session_factory
-from pipeline.models import Article, Correction, Unit
+from pipeline.corpus.db import make_engine, session_factory
+from pipeline.corpus.models import Article, Correction, Unit
 from tests.support import free_port
 from zhuanlan_config import load_config
 

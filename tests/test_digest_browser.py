@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from feeds.digest import DigestRecipient, render_digest
 from feeds.queries import load_digest_data
-from pipeline.models import Recipient
+from pipeline.corpus.models import Recipient
 from tests.test_digest_flaky import KJ, seed
 from tests.test_digest_send import SEND_TIME, WEEK
 from tests.test_feeds_factory import BASE_URL, make_config

@@ -21,7 +21,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from feeds.mail import MailTransportError, send_digest
-from pipeline.models import Digest
+from pipeline.corpus.models import Digest
 from tests.test_digest_send import DOMAIN, MON, SEND_TIME, WEEK, Handler, config_for, deliveries, free_port, parse
 from tests.test_feeds_factory import Factory
 

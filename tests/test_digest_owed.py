@@ -14,7 +14,7 @@ from sqlalchemy import select
 import scheduler
 from feeds.digest import owed_weeks, send_time
 from feeds.mail import send_owed_digests
-from pipeline.models import Delivery, Digest
+from pipeline.corpus.models import Delivery, Digest
 from tests.test_digest_flaky import KJ, NN, FlakyHandler, seed, start
 from tests.test_digest_send import config_for, free_port
 from tests.test_feeds_factory import SHANGHAI, make_config

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from feeds.digest import iso_week_bounds
 from feeds.mail import RESUMED_NOTE, MailTransportError, _get_or_create_delivery, send_digest
-from pipeline.models import Delivery, Digest, Recipient
+from pipeline.corpus.models import Delivery, Digest, Recipient
 from tests.test_feeds_factory import BASE_URL, SHANGHAI, Factory, make_config
 
 if TYPE_CHECKING:

@@ -17,8 +17,8 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import func, select
 
 from crawler.samples.server import SampleSources, sample_config_toml
-from pipeline.db import make_engine, session_factory
-from pipeline.models import Appearance, Article, ArticleTag, Delivery, SourceRun, Tag, Unit
+from pipeline.corpus.db import make_engine, session_factory
+from pipeline.corpus.models import Appearance, Article, ArticleTag, Delivery, SourceRun, Tag, Unit
 from tests.support import free_port, run_cli
 from zhuanlan_config import load_config
 

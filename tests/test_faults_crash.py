@@ -25,9 +25,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from crawler.samples.server import SampleSources
-from pipeline.db import make_engine, session_factory
-from pipeline.models import Appearance, CrawlRun, SourceRun
-from pipeline.runs import UNFINISHED_SOURCE_RUN
+from pipeline.corpus.db import make_engine, session_factory
+from pipeline.corpus.models import Appearance, CrawlRun, SourceRun
+from pipeline.corpus.runs import UNFINISHED_SOURCE_RUN
 from tests.conftest import fresh_database
 from tests.faults_support import (
     Corpus,

@@ -32,9 +32,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from crawler.items import ListPageItem
 from crawler.samples.server import SampleSources
-from pipeline.db import BUSY_TIMEOUT_ENV, MAX_PAGE_COUNT_ENV, DatabaseError, make_engine, session_factory, transaction
-from pipeline.models import Appearance, CrawlRun, ListPage, SourceRun
-from pipeline.runs import known_state, last_run_complete
+from pipeline.corpus.db import (
+    BUSY_TIMEOUT_ENV,
+    MAX_PAGE_COUNT_ENV,
+    DatabaseError,
+    make_engine,
+    session_factory,
+    transaction,
+)
+from pipeline.corpus.models import Appearance, CrawlRun, ListPage, SourceRun
+from pipeline.corpus.runs import known_state, last_run_complete
 from tests.faults_support import integrity_problems, log_tail, read_corpus, run_cli, start_cli, wait_for, write_config
 from tests.test_pipeline_support import SOURCE_KEY, Chain, article_item
 from tests.test_pipeline_support import text as fixture_text

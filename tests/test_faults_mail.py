@@ -33,8 +33,8 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from crawler.samples.server import SampleSources
-from pipeline.db import make_engine, session_factory
-from pipeline.models import Delivery, Digest, Recipient
+from pipeline.corpus.db import make_engine, session_factory
+from pipeline.corpus.models import Delivery, Digest, Recipient
 from tests.faults_support import free_port, run_cli, start_cli, wait_for, write_config
 from zhuanlan_config import load_config
 

@@ -19,8 +19,8 @@ import pytest
 from sqlalchemy import select
 
 from crawler.parsing.encoding import looks_binary, looks_mojibake
-from pipeline.db import make_engine, session_factory
-from pipeline.models import Appearance, Article, CrawlRun, Source, SourceRun
+from pipeline.corpus.db import make_engine, session_factory
+from pipeline.corpus.models import Appearance, Article, CrawlRun, Source, SourceRun
 from tests.faultserver import (
     ARTICLE_FAULTS,
     COLUMN,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from pipeline.models import (
+from pipeline.corpus.models import (
     Appearance,
     Article,
     ArticleTag,

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from feeds.build import FeedItem, FeedSpec, build_feed_documents, feed_key, make_summary, rewrite_images
 from feeds.publish import publish_feeds
-from pipeline.models import Article, FeedState, Source, Unit
+from pipeline.corpus.models import Article, FeedState, Source, Unit
 from tests.test_feeds_factory import BASE_URL, COLUMN, SHANGHAI, Factory, make_config
 
 if TYPE_CHECKING:

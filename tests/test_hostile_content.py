@@ -22,8 +22,8 @@ import pytest
 from sqlalchemy import select
 
 from archive.web import create_app
-from pipeline.db import make_engine, session_factory
-from pipeline.models import Article, Unit
+from pipeline.corpus.db import make_engine, session_factory
+from pipeline.corpus.models import Article, Unit
 from tests.hostile import XSS_VECTORS, all_executable, executable_parts
 from tests.support import free_port, run_cli
 from zhuanlan_config import load_config

@@ -15,8 +15,8 @@ from sqlalchemy import select
 
 from crawler.samples.catalog import WECHAT_SOURCE_KEY
 from crawler.samples.server import SampleSources, sample_config_toml
-from pipeline.db import make_engine, session_factory
-from pipeline.models import Appearance, Article, Snapshot, Source, SourceRun
+from pipeline.corpus.db import make_engine, session_factory
+from pipeline.corpus.models import Appearance, Article, Snapshot, Source, SourceRun
 from tests.support import free_port, run_cli
 
 WX = WECHAT_SOURCE_KEY

@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session, selectinload
 
 from crawler.samples.catalog import WECHAT_SOURCE_KEY
 from crawler.samples.server import SampleSources, sample_config_toml
-from pipeline.db import make_engine, session_factory
-from pipeline.models import Appearance, Article, ArticleTag, Source
-from pipeline.retag import retag_corpus, tags_for_article
-from pipeline.tagrules import Vocabulary
+from pipeline.corpus.db import make_engine, session_factory
+from pipeline.corpus.models import Appearance, Article, ArticleTag, Source
+from pipeline.corpus.retag import retag_corpus, tags_for_article
+from pipeline.tagging.rules import Vocabulary
 from zhuanlan_config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +34,7 @@ min_score = 3.0
 # batches are committed: an interrupt at a known point instead of a race with the clock.
 INTERRUPTING = """
 import os, signal, sys
-import pipeline.retag as retag
+import pipeline.corpus.retag as retag
 real = retag.retag_corpus
 def interrupted_after_three(*args, progress=None, **kwargs):
     def report(done, total):

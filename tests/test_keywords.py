@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import rjieba
 
-from pipeline.tagrules import (
+from pipeline.tagging.rules import (
     _good_keyword,
     _jieba_cut,
     _load_keyword_model,
@@ -156,7 +156,7 @@ def test_ranking_is_jiebas_when_the_remembered_weights_start_over(
     jieba_extractor: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The model remembers each word's weight; past the limit it forgets them all and starts over.
-    monkeypatch.setattr("pipeline.tagrules._WEIGHTS_MAX", 5)
+    monkeypatch.setattr("pipeline.tagging.rules._WEIGHTS_MAX", 5)
     model = _load_keyword_model()
     model.weights.clear()
     for text in (COLUMN_ARTICLE, NOTICE, COLUMN_ARTICLE):

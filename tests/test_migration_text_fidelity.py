@@ -18,9 +18,9 @@ import sqlalchemy as sa
 from alembic import command
 from sqlalchemy import Engine
 
-from pipeline.db import alembic_config, make_engine
-from pipeline.models import UTCDateTime
-from pipeline.textsplit import split_text
+from pipeline.corpus.db import alembic_config, make_engine
+from pipeline.corpus.models import UTCDateTime
+from pipeline.corpus.textsplit import split_text
 from tests.test_text_fidelity import FOLDED, PAGE_HASH, STORED, TITLE, old_normalize_text
 
 WHEN = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)

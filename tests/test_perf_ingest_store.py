@@ -14,11 +14,11 @@ import pytest
 from sqlalchemy import event, func, inspect, select
 
 from crawler.items import STATE_OK, ArticleItem
-from pipeline.models import Appearance, Article, ArticleTag, Snapshot, Tag, Unit
+from pipeline.corpus.models import Appearance, Article, ArticleTag, Snapshot, Tag, Unit
+from pipeline.corpus.tagstore import apply_tags, tag_ids, unit_id_for
 from pipeline.record import NEW_STORY, Decision, Record, Tags
 from pipeline.store import SourceInfo, write_new_story
-from pipeline.tagrules import KEYWORD_TEXT_CHARS, Vocabulary, compute_tags, keyword_text
-from pipeline.tagstore import apply_tags, tag_ids, unit_id_for
+from pipeline.tagging.rules import KEYWORD_TEXT_CHARS, Vocabulary, compute_tags, keyword_text
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -59,7 +59,7 @@ def _record(key: str, text: str, tags: Tags | None) -> Record:
 
 
 def _source(session: Session) -> SourceInfo:
-    from pipeline.models import Source
+    from pipeline.corpus.models import Source
 
     source = Source(key="s", kind="site_column", url="http://127.0.0.1/", options={}, column="源栏目")
     session.add(source)

@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import pipeline.dedup
 from crawler.items import STATE_DELETED
+from pipeline.corpus.models import Article
 from pipeline.dedup import DeduplicatePipeline
-from pipeline.models import Article
 from pipeline.record import EDIT, NEW_APPEARANCE, NEW_STORY, STATE_CHANGE, UNCHANGED, Record
 from pipeline.similarity import (
     NUM_PERM,

@@ -9,8 +9,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.models import Appearance, Article, CrawlRun, ListPage, Recipient, Source, SourceRun, Unit
-from pipeline.runs import (
+from pipeline.corpus.config_sync import sync_config
+from pipeline.corpus.models import Appearance, Article, CrawlRun, ListPage, Recipient, Source, SourceRun, Unit
+from pipeline.corpus.runs import (
     finish_crawl_run,
     known_state,
     last_run_complete,
@@ -18,7 +19,6 @@ from pipeline.runs import (
     recent_wechat_urls,
     start_crawl_run,
 )
-from pipeline.sync import sync_config
 from zhuanlan_config import Config, parse_config
 
 

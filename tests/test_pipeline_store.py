@@ -16,10 +16,21 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from crawler.items import STATE_DELETED, ListPageItem, ProblemItem
-from pipeline.models import Appearance, Article, ArticleTag, CrawlRun, ListPage, Snapshot, Source, SourceRun, Tag, Unit
+from pipeline.corpus.models import (
+    Appearance,
+    Article,
+    ArticleTag,
+    CrawlRun,
+    ListPage,
+    Snapshot,
+    Source,
+    SourceRun,
+    Tag,
+    Unit,
+)
+from pipeline.corpus.search_index import indexed_count
 from pipeline.normalize import NormalizePipeline, RejectedItem
 from pipeline.record import NEW_STORY, Record, Tags
-from pipeline.search_index import indexed_count
 from pipeline.settings_access import PipelineSettingsError
 from pipeline.store import StorePipeline, judge_run, story_guid, verification_pause
 from tests.test_pipeline_support import SOURCE, SOURCE_KEY, SOURCE_URL, Chain, FakeSpider, article_item, text, truncated

@@ -22,10 +22,10 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from crawler.samples.server import SampleSources
-from pipeline.db import BatchedSessions, DatabaseError, make_engine, session_factory, transaction
-from pipeline.models import Appearance, Article, ArticleTag, CrawlRun, Snapshot, SourceRun, Tag, Unit
+from pipeline.corpus.db import BatchedSessions, DatabaseError, make_engine, session_factory, transaction
+from pipeline.corpus.models import Appearance, Article, ArticleTag, CrawlRun, Snapshot, SourceRun, Tag, Unit
+from pipeline.corpus.tagstore import insert_new_article_tags, tag_ids
 from pipeline.record import Tags
-from pipeline.tagstore import insert_new_article_tags, tag_ids
 from pipeline.worker import Worker, WorkerSettings
 from tests.faults_support import (
     integrity_problems,
@@ -330,7 +330,7 @@ def test_the_preparer_normalizes_and_tags_and_turns_bad_pages_into_problems(now:
     from crawler.items import STATE_VERIFY, ProblemItem
     from pipeline.prepare import Preparer
     from pipeline.record import Record
-    from pipeline.tagrules import Vocabulary
+    from pipeline.tagging.rules import Vocabulary
     from tests.test_pipeline_support import FakeSpider
 
     preparer = Preparer(Vocabulary.empty())
@@ -367,7 +367,7 @@ def test_work_done_ahead_by_the_crawl_process_stores_what_the_worker_would_have(
     from pipeline.prepare import Preparer
     from pipeline.record import Record
     from pipeline.similarity import signature
-    from pipeline.tagrules import Vocabulary
+    from pipeline.tagging.rules import Vocabulary
     from tests.test_pipeline_support import FakeSpider
 
     preparer = Preparer(Vocabulary.empty())
@@ -444,7 +444,7 @@ def test_pages_the_worker_tags_get_the_tags_the_crawl_process_would_give(
 
     from pipeline.prepare import Preparer
     from pipeline.record import Record
-    from pipeline.tagrules import Vocabulary
+    from pipeline.tagging.rules import Vocabulary
     from tests.test_pipeline_support import FakeSpider
 
     preparer = Preparer(Vocabulary.empty())
@@ -505,7 +505,7 @@ def test_acknowledgements_say_how_long_the_worker_waited_for_pages(
 def test_search_entries_of_a_batch_are_written_with_it_and_not_for_a_failed_unit(
     batch_engine: Engine, sessions: sessionmaker[Session], now: datetime
 ) -> None:
-    from pipeline.search_index import index_article, indexed_count
+    from pipeline.corpus.search_index import index_article, indexed_count
 
     batch = BatchedSessions(session_factory(batch_engine))
     with transaction(batch) as s:

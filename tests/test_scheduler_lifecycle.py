@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import scheduler
 from crawler.samples.server import SampleSources
-from pipeline.models import Appearance, Article, CrawlRun, FeedState
-from pipeline.search_index import indexed_count
+from pipeline.corpus.models import Appearance, Article, CrawlRun, FeedState
+from pipeline.corpus.search_index import indexed_count
 from zhuanlan_config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent

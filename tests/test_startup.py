@@ -52,7 +52,7 @@ def test_crawl_process_loads_the_keyword_model_only_for_a_page_to_tag(tmp_path: 
         "from crawler.items import STATE_OK, ArticleItem\n"
         "from crawler.process import crawl_settings\n"
         "from crawler.spiders.site_column import SiteColumnSpider\n"
-        "from pipeline.db import make_engine, upgrade\n"
+        "from pipeline.corpus.db import make_engine, upgrade\n"
         "from pipeline.offload import OffloadPipeline\n"
         f"upgrade(make_engine({url!r}))\n"
         f"settings = crawl_settings(database_url={url!r}, config_path='absent.toml', run_id=1, crawl={{\n"

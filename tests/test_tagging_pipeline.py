@@ -12,7 +12,7 @@ from scrapy.utils.test import get_crawler
 
 from crawler.items import STATE_DELETED, ArticleItem, ProblemItem
 from pipeline.record import Record
-from pipeline.tagging import TagPipeline
+from pipeline.tag import TagPipeline
 from zhuanlan_config import ConfigError
 
 if TYPE_CHECKING:

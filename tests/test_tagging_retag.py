@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 import pytest
 from sqlalchemy import func, select
 
-from pipeline.models import Appearance, Article, ArticleTag, Source, Tag, Unit
+from pipeline.corpus.models import Appearance, Article, ArticleTag, Source, Tag, Unit
+from pipeline.corpus.retag import retag_corpus
+from pipeline.corpus.tagstore import apply_tags
 from pipeline.record import Tags
-from pipeline.retag import retag_corpus
-from pipeline.tagrules import Vocabulary
-from pipeline.tagstore import apply_tags
+from pipeline.tagging.rules import Vocabulary
 from zhuanlan_config import ColumnConf, TopicConf, UnitConf
 
 if TYPE_CHECKING:

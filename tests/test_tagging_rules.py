@@ -8,7 +8,7 @@ import pytest
 
 from crawler.items import ArticleItem
 from pipeline.record import Record, Tags
-from pipeline.tagrules import Vocabulary, compute_tags, merge_tags, score_topics, tag_record, top_keywords
+from pipeline.tagging.rules import Vocabulary, compute_tags, merge_tags, score_topics, tag_record, top_keywords
 from zhuanlan_config import ColumnConf, TopicConf, UnitConf
 
 COLUMN = "学习贯彻党的二十届四中全会精神"

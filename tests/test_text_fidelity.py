@@ -22,10 +22,10 @@ from archive.export import export
 from archive.query import highlight_pattern, parse_query
 from archive.search import Filters, search, snippet_html
 from feeds.publish import publish_feeds
-from pipeline.models import Article
+from pipeline.corpus.models import Article
+from pipeline.corpus.textsplit import fold_for_matching, fold_with_offsets, split_text
 from pipeline.normalize import content_hash, normalize_item, normalize_line, normalize_text, restore_original_characters
 from pipeline.similarity import compact, signature
-from pipeline.textsplit import fold_for_matching, fold_with_offsets, split_text
 from tests.test_feeds_factory import make_config
 from tests.test_pipeline_support import Chain, article_item
 

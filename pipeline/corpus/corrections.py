@@ -2,7 +2,7 @@
 
 Owns the `corrected` overrides of an article (what is in force) and the `corrections` rows (the
 history: who, when, old → new). `overlay` is the pure rule that makes a correction win over the
-tagging rules; `pipeline.tagstore.apply_tags` calls it, so a correction survives `zhuanlan retag`,
+tagging rules; `pipeline.corpus.tagstore.apply_tags` calls it, so a correction survives `zhuanlan retag`,
 an edit or a re-crawl of the story, and every reader (feeds, digest, search, exports) sees the
 corrected fields because they are the article's own columns. `correct` records one correction.
 
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from pipeline.models import Article, Correction, Unit
+from pipeline.corpus.models import Article, Correction, Unit
 from pipeline.record import Author, Tags
 
 if TYPE_CHECKING:
@@ -161,7 +161,7 @@ def correct(
 def current_tags(article: Article, unit: str | None) -> Tags:
     """The tags an article holds now (its fields and machine tag rows), for rewriting it after a
     correction without running the rules again. `unit` is the name of its unit."""
-    from pipeline.tagstore import KIND_KEYWORD, KIND_TOPIC, MACHINE_ORIGINS
+    from pipeline.corpus.tagstore import KIND_KEYWORD, KIND_TOPIC, MACHINE_ORIGINS
 
     topics = {
         row.tag.name: row.weight for row in article.tags if row.tag.kind == KIND_TOPIC and row.origin in MACHINE_ORIGINS
@@ -198,7 +198,7 @@ def correct_story(
 ) -> list[Correction]:
     """Correct the story `guid`: record the change and rewrite its fields and tag rows with it in
     force (the one path the command line and the web app share). Raises `CorrectionError`."""
-    from pipeline.tagstore import apply_tags, unit_name
+    from pipeline.corpus.tagstore import apply_tags, unit_name
 
     article = session.scalar(select(Article).where(Article.guid == guid))
     if article is None:

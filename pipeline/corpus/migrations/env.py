@@ -1,11 +1,11 @@
-"""Alembic environment: the engine is handed in by `pipeline.db.upgrade` (no ini file, no URL here)."""
+"""Alembic environment: the engine is handed in by `pipeline.corpus.db.upgrade` (no ini file, no URL here)."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import Engine
 
-from pipeline.models import Base
+from pipeline.corpus.models import Base
 
 engine = context.config.attributes.get("engine")
 if not isinstance(engine, Engine):  # pragma: no cover - only when run through the alembic CLI

@@ -4,7 +4,7 @@ A story is an `Article`; every place it appeared is an `Appearance` (one unique 
 key each); the raw bytes of every fetch are `Snapshot`s. Health and history live in
 `CrawlRun`/`SourceRun`; the digest's exactly-once sending rests on the unique
 (digest, recipient) of `Delivery`. The search index tables are created by the migration
-(dialect-specific) and maintained by `pipeline.search_index`.
+(dialect-specific) and maintained by `pipeline.corpus.search_index`.
 
 Must not import crawler spiders, feeds or archive.
 """

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, or_, select
 
 from crawler.items import GONE_STATES
-from pipeline.models import Appearance, CrawlRun, ListPage, Source, SourceRun
+from pipeline.corpus.models import Appearance, CrawlRun, ListPage, Source, SourceRun
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

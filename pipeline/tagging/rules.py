@@ -1,11 +1,11 @@
 """Tagging rules: pure functions from an article's text and labels to its `Tags`.
 
-Owns: putting a record's tags together — its attribution (`pipeline.attribution`: unit with its
+Owns: putting a record's tags together — its attribution (`pipeline.tagging.attribution`: unit with its
 provenance, authors with their positions, read by the one byline reader of
 `crawler.parsing.bylines`), its column membership, topic scores and jieba TF-IDF keywords.
 
 Must not touch the database, Scrapy or the clock: the tag pipeline and the retag command are
-the shells around these functions, and `pipeline.tagstore` writes the result.
+the shells around these functions, and `pipeline.corpus.tagstore` writes the result.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from crawler.parsing.positions import HAN
-from pipeline.attribution import attribute, column_membership
 from pipeline.record import Record, Tags
-from pipeline.vocabulary import UnitMatcher, Vocabulary
+from pipeline.tagging.attribution import attribute, column_membership
+from pipeline.tagging.vocabulary import UnitMatcher, Vocabulary
 
 __all__ = ["UnitMatcher", "Vocabulary", "compute_tags", "score_topics", "tag_record", "top_keywords"]
 

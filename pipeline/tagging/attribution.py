@@ -32,7 +32,7 @@ from crawler.parsing.bylines import (
     squash,
 )
 from pipeline.record import Author
-from pipeline.vocabulary import Vocabulary
+from pipeline.tagging.vocabulary import Vocabulary
 
 FROM_BYLINE = "byline"
 FROM_LABEL = "label"

@@ -1,4 +1,4 @@
-"""The tag stage of the item pipelines: a thin Scrapy shell around `pipeline.tagrules`.
+"""The tag stage of the item pipelines: a thin Scrapy shell around `pipeline.tagging.rules`.
 
 Owns reading the vocabulary from the config named by the `ZHUANLAN_CONFIG` setting and
 setting `Record.tags` on every record whose page state is ok. Other items pass through
@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crawler.items import STATE_OK, ArticleItem
-from pipeline.attribution import page_item_fields
 from pipeline.normalize import normalize_item
 from pipeline.record import Record
-from pipeline.tagrules import Vocabulary, tag_record, warm_up_keywords
+from pipeline.tagging.attribution import page_item_fields
+from pipeline.tagging.rules import Vocabulary, tag_record, warm_up_keywords
 from zhuanlan_config import load_config
 
 if TYPE_CHECKING:

@@ -2,7 +2,7 @@
 
 Owns `retag_corpus`: recomputes every stored story's tags with the tagging rules from what is
 stored (its text, the 来源/byline/author/column its appearances recorded in `meta`, their sources'
-kinds and units) and writes them with `pipeline.tagstore.apply_tags`, which keeps the operator's
+kinds and units) and writes them with `pipeline.corpus.tagstore.apply_tags`, which keeps the operator's
 corrections in force.
 
 Works in batches ordered by article id, one transaction per batch: an interruption loses at
@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
-from pipeline.db import transaction
-from pipeline.models import Appearance, Article, ArticleTag, Source
-from pipeline.tagrules import compute_tags, merge_tags
-from pipeline.tagstore import apply_tags
+from pipeline.corpus.db import transaction
+from pipeline.corpus.models import Appearance, Article, ArticleTag, Source
+from pipeline.corpus.tagstore import apply_tags
+from pipeline.tagging.rules import compute_tags, merge_tags
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
     from pipeline.record import Tags
-    from pipeline.tagrules import Vocabulary
+    from pipeline.tagging.rules import Vocabulary
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from pipeline.models import Recipient, Source, Unit
+from pipeline.corpus.models import Recipient, Source, Unit
 
 if TYPE_CHECKING:
     from datetime import datetime

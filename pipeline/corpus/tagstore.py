@@ -2,7 +2,7 @@
 
 Owns `apply_tags`: the article's unit (with `unit_from`), authors, positions, column (and column
 candidate) and its `ArticleTag` rows of origin "rule" (topics, column, positions) and "keyword"
-(jieba keywords), with the operator's corrections (`pipeline.corrections.overlay`) put over the
+(jieba keywords), with the operator's corrections (`pipeline.corpus.corrections.overlay`) put over the
 rules. Manual tags (origin "manual") are never removed or overwritten. The store pipeline and the retag command both call
 it, so a story tagged at crawl time and one retagged later get exactly the same rows; a story
 the store has just inserted takes the short way (`article_fields` + `insert_new_article_tags`:
@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Connection, Engine, Table, bindparam, event, insert, select
 
-from pipeline.corrections import authors_to_json, overlay
-from pipeline.db import insert_or_ignore
-from pipeline.models import Article, ArticleTag, Tag, Unit
+from pipeline.corpus.corrections import authors_to_json, overlay
+from pipeline.corpus.db import insert_or_ignore
+from pipeline.corpus.models import Article, ArticleTag, Tag, Unit
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

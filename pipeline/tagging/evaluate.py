@@ -2,7 +2,7 @@
 
 Owns reading the fixture set (tests/fixtures/attribution: one folder per byline form, a WeChat
 page and a unit-website page each, `case.json` with the truth, one `zhuanlan.toml`), computing
-each page's attribution exactly as `zhuanlan extract --source` does (`pipeline.tagging
+each page's attribution exactly as `zhuanlan extract --source` does (`pipeline.tag
 .extract_attribution`), and the verdicts: every unit right, authors right on ≥ 97 % of pages.
 
 Reads files only; writes nothing.
@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from crawler.parsing.extract import extract_page
-from pipeline.tagging import extract_attribution
-from pipeline.tagrules import Vocabulary
+from pipeline.tag import extract_attribution
+from pipeline.tagging.rules import Vocabulary
 from zhuanlan_config import load_config
 
 DEFAULT_FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "attribution"

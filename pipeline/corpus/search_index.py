@@ -12,8 +12,8 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from pipeline.db import DEFERRED
-from pipeline.textsplit import split_text
+from pipeline.corpus.db import DEFERRED
+from pipeline.corpus.textsplit import split_text
 
 
 def _dialect(session: Session) -> str:

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from pipeline.normalize import restore_original_characters, snapshot_text, stored_html_text
-from pipeline.textsplit import fold_for_matching, split_text
+from pipeline.corpus.textsplit import fold_for_matching, split_text
 
 revision = "0004"
 down_revision = "0003"
