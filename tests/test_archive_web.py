@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, ClassVar
 import pytest
 from sqlalchemy import select
 
-from archive import web
-from archive.web import create_app, image_url_allowed
+from archive.views import images
+from archive.views.images import image_url_allowed
+from archive.web import create_app
 from pipeline.corpus.models import CrawlRun, Delivery, Digest, Recipient, Snapshot, Source, SourceRun, Unit
 from tests.test_archive_corpus import SHANGHAI, build_corpus
 from tests.test_archive_search import HOSTILE
@@ -305,9 +306,9 @@ def image_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
-    assert not web.image_url_allowed(f"{base}/ok.png")
+    assert not images.image_url_allowed(f"{base}/ok.png")
     # Only for this test: the local server stands in for the allow-listed hosts.
-    monkeypatch.setattr(web, "image_url_allowed", lambda url: url.startswith(base))
+    monkeypatch.setattr(images, "image_url_allowed", lambda url: url.startswith(base))
     try:
         yield base
     finally:
@@ -316,17 +317,17 @@ def image_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 def test_fetch_image_sends_referer_and_enforces_type_size_and_redirects(image_server: str) -> None:
-    data, ctype = web.fetch_image(f"{image_server}/ok.png")
+    data, ctype = images.fetch_image(f"{image_server}/ok.png")
     assert data == PNG and ctype == "image/png"
     assert _ImageHandler.referers[-1] == "https://mp.weixin.qq.com/"
-    with pytest.raises(web.ImageRefused):
-        web.fetch_image(f"{image_server}/page")
-    with pytest.raises(web.ImageRefused):
-        web.fetch_image(f"{image_server}/big.png", limit=1024)
-    with pytest.raises(web.ImageRefused):  # a redirect off the allow-list is never followed
-        web.fetch_image(f"{image_server}/away")
-    with pytest.raises(web.ImageFetchError):
-        web.fetch_image(f"{image_server}/missing.png")
+    with pytest.raises(images.ImageRefused):
+        images.fetch_image(f"{image_server}/page")
+    with pytest.raises(images.ImageRefused):
+        images.fetch_image(f"{image_server}/big.png", limit=1024)
+    with pytest.raises(images.ImageRefused):  # a redirect off the allow-list is never followed
+        images.fetch_image(f"{image_server}/away")
+    with pytest.raises(images.ImageFetchError):
+        images.fetch_image(f"{image_server}/missing.png")
 
 
 def test_feed_directory_page_is_served_with_its_own_policy(

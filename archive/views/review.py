@@ -20,11 +20,10 @@ from pipeline.corpus.db import transaction
 from pipeline.corpus.models import Appearance, Article, Unit
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-    from datetime import datetime
-
-    from sqlalchemy.orm import Session, sessionmaker
+    from sqlalchemy.orm import Session
     from werkzeug.wrappers import Response as BaseResponse
+
+    from archive.views.context import ViewContext
 
 UNIT_FROM_NAMES = {
     "byline": "署名",
@@ -56,8 +55,8 @@ def candidate_count(db: Session) -> int:
     )
 
 
-def create_blueprint(session_factory: sessionmaker[Session], *, now: Callable[[], datetime]) -> Blueprint:
-    """The review pages; `now` stamps the corrections."""
+def blueprint(ctx: ViewContext) -> Blueprint:
+    """The review pages; `ctx.now` stamps the corrections."""
     review = Blueprint("review", __name__)
 
     def require_admin() -> None:
@@ -68,7 +67,7 @@ def create_blueprint(session_factory: sessionmaker[Session], *, now: Callable[[]
     def review_page() -> BaseResponse | str:
         if not session.get("admin"):
             return redirect("/login")
-        with session_factory() as db:
+        with ctx.session_factory() as db:
             options = (selectinload(Article.appearances).selectinload(Appearance.source),)
             unattributed = db.scalars(
                 select(Article)
@@ -116,11 +115,11 @@ def create_blueprint(session_factory: sessionmaker[Session], *, now: Callable[[]
                 in_column={"in": True, "out": False}.get(column),
                 column=form.get("column_name", "").strip() or None,
             )
-            with transaction(session_factory) as db:
-                correct_story(db, guid, change, actor=ACTOR, now=now(), note=form.get("note", "").strip() or None)
+            with transaction(ctx.session_factory) as db:
+                correct_story(db, guid, change, actor=ACTOR, now=ctx.now(), note=form.get("note", "").strip() or None)
         except CorrectionError as exc:
             abort(400, description=f"无法更正：{exc}")
         back = form.get("next", "")
-        return redirect(back if back in {"/review"} else url_for("story", guid=guid))
+        return redirect(back if back in {"/review"} else url_for("story.story", guid=guid))
 
     return review

@@ -1,0 +1,158 @@
+"""The reader's pages: home, search, a unit's contributions by week, the digest archive.
+
+Owns reading request parameters safely (control characters dropped, lengths and numbers capped,
+bad dates and bad queries shown as a message, never an error page) and the queries behind these
+pages. Reads only; the search itself is `archive.search`'s.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING
+
+from flask import Blueprint, abort, render_template, request
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from archive.query import QueryError
+from archive.search import STATES, Filters, SearchResult, search
+from archive.views.feeds import feed_files
+from pipeline.corpus.models import Article, Delivery, Digest, Source, Tag, Unit
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
+    from archive.views.context import ViewContext
+
+SEARCH_PARAMS = ("q", "unit", "author", "topic", "column", "kind", "from", "to", "state")
+
+
+def clean_param(value: str | None, limit: int = 200) -> str:
+    """A GET/POST parameter without control characters (PostgreSQL refuses NUL), length-capped."""
+    if not value:
+        return ""
+    value = "".join(" " if unicodedata.category(ch) in {"Cc", "Cf", "Cs", "Co"} else ch for ch in value)
+    return value.strip()[:limit]
+
+
+def _parse_day(value: str) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+def _parse_int(value: str | None, default: int, maximum: int = 1_000_000) -> int:
+    if value and value.isascii() and value.isdigit() and len(value) <= 9:
+        return min(int(value), maximum)
+    return default
+
+
+@dataclass(frozen=True)
+class WeekCount:
+    week: str
+    count: int
+    articles: list[Article]
+
+
+def weekly_contributions(articles: list[Article], tz: ZoneInfo) -> list[WeekCount]:
+    """Articles grouped by ISO week of publication in `tz`, newest week first (pure)."""
+    weeks: dict[str, list[Article]] = defaultdict(list)
+    for article in articles:
+        if article.published_at is None:
+            continue
+        year, week, _ = article.published_at.astimezone(tz).isocalendar()
+        weeks[f"{year}-W{week:02d}"].append(article)
+    return [WeekCount(week=w, count=len(items), articles=items) for w, items in sorted(weeks.items(), reverse=True)]
+
+
+def blueprint(ctx: ViewContext) -> Blueprint:
+    pages = Blueprint("pages", __name__)
+
+    @pages.get("/")
+    def home() -> str:
+        with ctx.session_factory() as db:
+            latest = db.scalars(
+                select(Article)
+                .options(selectinload(Article.unit))
+                .order_by(Article.published_at.desc().nulls_last(), Article.id.desc())
+                .limit(20)
+            ).all()
+            units = db.scalars(select(Unit).order_by(Unit.sort_order, Unit.name)).all()
+            total = db.scalar(select(func.count(Article.id))) or 0
+            return render_template(
+                "home.html", latest=latest, units=units, total=total, feeds=feed_files(ctx.feeds_dir)
+            )
+
+    @pages.get("/search")
+    def search_page() -> str:
+        args = {name: clean_param(request.args.get(name)) for name in SEARCH_PARAMS}
+        page = _parse_int(request.args.get("page"), 1, 10_000)
+        error = None
+        date_from, date_to = _parse_day(args["from"]), _parse_day(args["to"])
+        if (args["from"] and date_from is None) or (args["to"] and date_to is None):
+            error = "日期格式应为 YYYY-MM-DD / dates must be YYYY-MM-DD"
+        state = args["state"] if args["state"] in STATES else "any"
+        filters = Filters(
+            unit=args["unit"] or None,
+            author=args["author"] or None,
+            topic=args["topic"] or None,
+            column=args["column"] or None,
+            source_kind=args["kind"] or None,
+            date_from=date_from,
+            date_to=date_to,
+            state=state,
+        )
+        result: SearchResult | None = None
+        with ctx.session_factory() as db:
+            if error is None:
+                try:
+                    result = search(db, args["q"], filters, page=page, per_page=20, tz=ctx.tz)
+                except QueryError as exc:
+                    error = exc.message
+            options = {
+                "units": db.scalars(select(Unit).order_by(Unit.sort_order, Unit.name)).all(),
+                "topics": db.scalars(select(Tag.name).where(Tag.kind == "topic").order_by(Tag.name)).all(),
+                "columns": db.scalars(
+                    select(Article.column).distinct().where(Article.column.is_not(None)).order_by(Article.column)
+                ).all(),
+                "kinds": db.scalars(select(Source.kind).distinct().order_by(Source.kind)).all(),
+            }
+        kept = {k: v for k, v in args.items() if v}
+        return render_template(
+            "search.html", args=args, kept=kept, result=result, error=error, options=options, states=STATES
+        )
+
+    @pages.get("/unit/<int:unit_id>")
+    def unit_page(unit_id: int) -> str:
+        with ctx.session_factory() as db:
+            unit = db.get(Unit, unit_id) if unit_id < 2**31 else None
+            if unit is None:
+                abort(404, description="没有这个单位。")
+            articles = list(
+                db.scalars(
+                    select(Article)
+                    .where(Article.unit_id == unit.id)
+                    .order_by(Article.published_at.desc().nulls_last(), Article.id.desc())
+                    .limit(1000)
+                )
+            )
+            return render_template(
+                "unit.html", unit=unit, weeks=weekly_contributions(articles, ctx.tz), total=len(articles)
+            )
+
+    @pages.get("/digests")
+    def digests() -> str:
+        with ctx.session_factory() as db:
+            rows = db.scalars(select(Digest).order_by(Digest.week.desc()).limit(200)).all()
+            counts: dict[int, Counter[str]] = defaultdict(Counter)
+            for digest_id, status, n in db.execute(
+                select(Delivery.digest_id, Delivery.status, func.count()).group_by(Delivery.digest_id, Delivery.status)
+            ):
+                counts[digest_id][status] = n
+            return render_template("digests.html", digests=rows, counts=counts)
+
+    return pages
