@@ -318,8 +318,8 @@ def _date_arg(value: str | None, flag: str) -> date | None:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from archive.query import QueryError
     from archive.search import search
+    from archive.search_syntax import QueryError
 
     app = open_app(args)
     try:

@@ -2,7 +2,7 @@
 
 Owns turning a parsed query plus filters into SQL and the results into hits with snippets and
 highlights made in Python over the original text (the index holds only bigrams). User text
-reaches the database only as bound parameters and as tokens re-quoted by `archive.query`.
+reaches the database only as bound parameters and as tokens re-quoted by `archive.search_syntax`.
 Must not write anything.
 
 The index and the query are folded alike (`pipeline.corpus.textsplit.fold_for_matching`: full-width
@@ -50,7 +50,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, selectinload
 
-from archive.query import (
+from archive.search_syntax import (
     And,
     Node,
     Not,

@@ -26,7 +26,7 @@ from sqlalchemy import delete
 from bench.common import Timing, make_text
 from feeds.digest import DigestRecipient, iso_week_bounds, render_digest
 from feeds.mail import build_message, send_digest
-from feeds.queries import load_digest_data
+from feeds.selection import load_digest_data
 from pipeline.corpus.db import make_engine, session_factory, upgrade
 from pipeline.corpus.models import Appearance, Article, Delivery, Digest, Recipient, Source, Unit
 from zhuanlan_config import Config, parse_config

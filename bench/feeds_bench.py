@@ -32,7 +32,7 @@ from sqlalchemy import insert, update
 from bench.common import Timing, make_text, measure
 from feeds.build import _render
 from feeds.publish import publish_feeds
-from feeds.queries import load_feed_items, plan_feeds
+from feeds.selection import load_feed_items, plan_feeds
 from pipeline.corpus.db import make_engine, session_factory, upgrade
 from pipeline.corpus.models import Appearance, Article, ArticleTag, Source, Tag, Unit
 from zhuanlan_config import Config, parse_config

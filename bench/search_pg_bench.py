@@ -28,8 +28,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import Subquery
 
-from archive.query import parse_query
 from archive.search import Filters, _statement, search
+from archive.search_syntax import parse_query
 from bench.common import Timing, make_text, measure
 from pipeline.corpus.db import make_engine, session_factory, transaction, upgrade
 from pipeline.corpus.models import Article

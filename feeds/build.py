@@ -60,7 +60,7 @@ class FeedSpec:
 
 @dataclass(frozen=True)
 class FeedItem:
-    """One story as a feed shows it (plain data, produced by `feeds.queries`)."""
+    """One story as a feed shows it (plain data, produced by `feeds.selection`)."""
 
     guid: str  # Article.guid
     title: str

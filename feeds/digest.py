@@ -1,6 +1,6 @@
 """The weekly digest's content: ISO week arithmetic and the per-recipient mail (HTML + text).
 
-Pure: it renders `DigestData` (loaded by `feeds.queries.load_digest_data`) for one recipient.
+Pure: it renders `DigestData` (loaded by `feeds.selection.load_digest_data`) for one recipient.
 The HTML uses inline CSS only, one column of at most 600px (mail clients drop <style> and
 phones are narrow); the plain-text part carries the same content. Must not query the
 database or talk to SMTP (`feeds.mail` does that).

@@ -40,7 +40,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from feeds.digest import DigestRecipient, RenderedDigest, iso_week_bounds, owed_weeks, render_digest
-from feeds.queries import load_digest_data
+from feeds.selection import load_digest_data
 from pipeline.corpus.db import transaction
 from pipeline.corpus.models import Delivery, Digest, Recipient
 

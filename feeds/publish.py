@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from feeds.build import FEED_EXTENSIONS, build_feed_documents, feed_hash
 from feeds.opml import build_index_html, build_opml
-from feeds.queries import load_feed_items, plan_feeds
+from feeds.selection import load_feed_items, plan_feeds
 from pipeline.corpus.models import FeedState
 
 if TYPE_CHECKING:

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from archive.query import And, Not, Or, QueryError, Term, parse_query, to_fts5, tsquery_phrase
 from archive.search import Filters, SearchResult, search
+from archive.search_syntax import And, Not, Or, QueryError, Term, parse_query, to_fts5, tsquery_phrase
 from tests.test_archive_corpus import DOCS, SHANGHAI, build_corpus
 
 if TYPE_CHECKING:

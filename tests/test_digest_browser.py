@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from feeds.digest import DigestRecipient, render_digest
-from feeds.queries import load_digest_data
+from feeds.selection import load_digest_data
 from pipeline.corpus.models import Recipient
 from tests.test_digest_flaky import KJ, seed
 from tests.test_digest_send import SEND_TIME, WEEK

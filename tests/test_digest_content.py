@@ -10,7 +10,7 @@ import pytest
 
 from feeds.digest import DigestRecipient, iso_week_bounds, previous_week, render_digest
 from feeds.mail import preview_digest
-from feeds.queries import load_digest_data
+from feeds.selection import load_digest_data
 from tests.test_feeds_factory import BASE_URL, SHANGHAI, Factory, make_config
 
 if TYPE_CHECKING:

@@ -29,7 +29,7 @@ from sqlalchemy import select
 
 from feeds.build import FeedItem, FeedSpec, build_feed_documents, feed_key, item_id, plain_text
 from feeds.publish import atomic_write, publish_feeds
-from feeds.queries import plan_feeds
+from feeds.selection import plan_feeds
 from pipeline.corpus.models import Appearance, Article, Source
 from tests.test_feeds_factory import BASE_URL, COLUMN, SHANGHAI, Factory, make_config
 

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from archive.export import export
-from archive.query import highlight_pattern, parse_query
 from archive.search import Filters, search, snippet_html
+from archive.search_syntax import highlight_pattern, parse_query
 from feeds.publish import publish_feeds
 from pipeline.corpus.models import Article
 from pipeline.corpus.textsplit import fold_for_matching, fold_with_offsets, split_text

@@ -17,8 +17,8 @@ from flask import Blueprint, abort, render_template, request
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
-from archive.query import QueryError
 from archive.search import STATES, Filters, SearchResult, search
+from archive.search_syntax import QueryError
 from archive.views.feeds import feed_files
 from pipeline.corpus.models import Article, Delivery, Digest, Source, Tag, Unit
 

@@ -1,4 +1,4 @@
-"""Read queries over `pipeline.corpus.models` for feeds and the digest.
+"""Read queries over `pipeline.corpus.models` that select the stories of each feed and of the digest.
 
 Owns which stories a feed or a digest shows and turns rows into the plain data that
 `feeds.build` and `feeds.digest` render. Reads only; never writes rows.
