@@ -546,7 +546,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from crawler.parsing.evaluate import main as eval_main
+    from crawler.evaluation.run import main as eval_main
     from pipeline.tagging.evaluate import main as attribution_main
 
     status = eval_main(Path(args.corpus), strict=args.strict)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from crawler.evaluation.run import main as eval_main
+from crawler.evaluation.sites import SiteEval, Verdict, evaluate, verdicts
 from crawler.parsing.bylines import find_byline
-from crawler.parsing.eval_sites import SiteEval, Verdict, evaluate, verdicts
-from crawler.parsing.evaluate import main as eval_main
 from crawler.parsing.site_article import extract_article
 
 ROOT = Path(__file__).resolve().parent.parent

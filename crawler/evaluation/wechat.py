@@ -1,10 +1,9 @@
-"""`make eval`: extraction quality on saved real pages (../shared/corpus), never committed here.
+"""WeChat pages of the saved corpus checked against the parsers in `crawler.parsing.wechat`.
 
-WeChat: for every article page, the parsed title, account and publish time must equal what the
-page itself holds (read here by an independent, deliberately simple reader of the page's own
+For every article page, the parsed title, account and publish time must equal what the page
+itself holds (read here by an independent, deliberately simple reader of the page's own
 variables); every state page must be classified as its file name says; album pages must list
-their items. Websites: `crawler.parsing.eval_sites` (title, date, author, body bigram F1,
-against trafilatura alone as the baseline).
+their items. Reads the corpus folder; the corpus is evaluation data, never committed here.
 """
 
 from __future__ import annotations
@@ -135,35 +134,3 @@ def print_rows(rows: list[Row]) -> None:
         mark = "ok  " if r.ok else "FAIL"
         detail = r.got if r.ok else f"expected {r.expected!r}, got {r.got!r}"
         print(f"{mark} {r.page:{width}}  {r.check:13} {detail[:90]}")
-
-
-def main(corpus: Path, *, strict: bool = False) -> int:
-    """Print the tables and one verdict line per target; with `strict`, exit 1 when a target is missed."""
-    if not corpus.is_dir():
-        print(f"no corpus at {corpus}: nothing to evaluate")
-        return 1 if strict else 0
-    missed = 0
-    wechat_dir = corpus / "wechat"
-    if wechat_dir.is_dir():
-        print("== WeChat pages")
-        rows = eval_wechat(wechat_dir)
-        print_rows(rows)
-        bad = sum(not r.ok for r in rows)
-        print(f"WeChat: {len(rows) - bad}/{len(rows)} checks right")
-        states = [r for r in rows if r.check == "state"]
-        fields = [r for r in rows if r.check in {"title", "account", "published_at"}]
-        for target, group in (
-            ("every WeChat state page classified right", states),
-            ("every WeChat article's title, account and publish time exact", fields),
-        ):
-            wrong = sum(not r.ok for r in group)
-            print(f"target {'MISSED' if wrong else 'MET   '} {target}: {len(group) - wrong}/{len(group)}")
-            missed += 1 if wrong else 0
-    sites_dir = corpus / "sites"
-    if sites_dir.is_dir():
-        from crawler.parsing.eval_sites import main as eval_sites
-
-        print("\n== Unit website pages")
-        missed += 1 if eval_sites(sites_dir) else 0
-    print(f"\n{'all targets met' if not missed else f'{missed} target group(s) missed'}")
-    return 1 if strict and missed else 0

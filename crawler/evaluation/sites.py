@@ -6,7 +6,7 @@ average: title exact, date (day) exact, author where labelled, body character-bi
 our extractor and for trafilatura alone (on the same decoded text) as the baseline. The corpus
 is evaluation data only: nothing from it belongs in the repository.
 
-Run: `python -m crawler.parsing.eval_sites [CORPUS_DIR]` (default ../shared/corpus/sites, relative to the working directory).
+Run: `python -m crawler.evaluation.sites [CORPUS_DIR]` (default ../shared/corpus/sites, relative to the working directory).
 """
 
 from __future__ import annotations
