@@ -100,15 +100,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_crawl(args: argparse.Namespace) -> int:
     from crawler.process import SourceJob, crawl_settings, run_jobs
     from pipeline.corpus.config_sync import sync_config
-    from pipeline.corpus.models import Source
-    from pipeline.corpus.runs import (
-        finish_crawl_run,
-        known_state,
-        last_run_complete,
-        mark_killed_runs,
-        recent_wechat_urls,
-        start_crawl_run,
-    )
+    from pipeline.corpus.runs import finish_crawl_run, plan_crawl
 
     app = open_app(args)
     now = utcnow()
@@ -118,67 +110,55 @@ def cmd_crawl(args: argparse.Namespace) -> int:
         raise UserError(f"no source named {', '.join(unknown)} in {app.config_path}")
     if args.recheck:
         selected = [s for s in selected if s.kind == "wechat_album"]
-    jobs: list[SourceJob] = []
-    skipped: list[str] = []
     with transaction(app.sessions) as session:
         sync_config(session, app.config, now)
-        # A run still 'running' after the subprocess time limit belongs to a killed process.
-        mark_killed_runs(
-            session, now, started_before=now - timedelta(seconds=app.config.crawl.subprocess_timeout_seconds)
+        plan = plan_crawl(
+            session,
+            selected,
+            trigger=args.trigger,
+            now=now,
+            tz=app.config.tz,
+            stale_after=timedelta(seconds=app.config.crawl.subprocess_timeout_seconds),
+            backfill=args.backfill,
+            force=args.force,
+            recheck_since=now - timedelta(days=args.recheck_days) if args.recheck else None,
         )
-        run_id = start_crawl_run(session, args.trigger, now)
-        for source in selected:
-            row = session.query(Source).filter_by(key=source.key).one()
-            if row.paused_until is not None and row.paused_until > now and not args.force:
-                if row.status == "blocked":
-                    skipped.append(f"{source.key} (blocked: pass the site's check, then crawl it with --force)")
-                else:
-                    until = row.paused_until.astimezone(app.config.tz)
-                    skipped.append(f"{source.key} (paused until {until:%Y-%m-%d %H:%M}; --force crawls it now)")
-                continue
-            keys, validators = known_state(session, source.key)
-            # After an interrupted or failed run, page fully so nothing listed then is skipped now.
-            resume = not last_run_complete(session, source.key)
-            recheck: tuple[str, ...] = ()
-            if args.recheck:
-                recheck = tuple(
-                    recent_wechat_urls(session, now - timedelta(days=args.recheck_days), source_key=source.key)
-                )
-                if not recheck:
-                    continue
-            jobs.append(
-                SourceJob(
-                    source=source_dict(source),
-                    known_keys=keys,
-                    validators=validators,
-                    backfill=args.backfill or resume,
-                    refresh=args.refresh,
-                    recheck_urls=recheck,
-                )
-            )
+    jobs = [
+        SourceJob(
+            source=source_dict(p.source),
+            known_keys=p.known_keys,
+            validators=p.validators,
+            backfill=p.backfill,
+            refresh=args.refresh,
+            recheck_urls=p.recheck_urls,
+        )
+        for p in plan.sources
+    ]
     crawl = asdict(app.config.crawl)
+    failures: list[str] = []
     if jobs:
+        from pipeline.worker.shell import RUNNER_SETTING, make_runner, runner_settings
+
         settings = crawl_settings(
             database_url=app.config.database_url,
             config_path=str(app.config_path),
-            run_id=run_id,
+            run_id=plan.run_id,
             crawl=crawl,
             log_level=args.log_level,
         )
-        from pipeline.offload import prestart, stop_unused, worker_settings
-
-        prestart(worker_settings(settings))  # the pipeline worker starts while Scrapy sets up
+        runner = make_runner(runner_settings(settings))  # the pipeline worker starts while Scrapy sets up
+        runner.attach(lambda error: None)  # this command's own hold: the worker outlives every spider
+        settings.set(RUNNER_SETTING, runner, priority="cmdline")
         try:
             run_jobs(jobs, settings, crawl)
         finally:
-            stop_unused()
-    from pipeline.offload import worker_failures
-
+            runner.release()
+            failures = runner.failures
     with transaction(app.sessions) as session:
-        summary = finish_crawl_run(session, run_id, utcnow(), app.config.tz, failures=worker_failures())
-    summary.setdefault("run_id", run_id)
-    if skipped:
-        summary["skipped"] = skipped
+        summary = finish_crawl_run(session, plan.run_id, utcnow(), app.config.tz, failures=failures)
+    summary.setdefault("run_id", plan.run_id)
+    if plan.skipped:
+        summary["skipped"] = list(plan.skipped)
     if args.json:
         print(json.dumps(summary, ensure_ascii=False, default=str))
     else:

@@ -259,16 +259,16 @@ def run() -> list[str]:
         ]
 
         per_article = {k: v / stage_pages * 1000 for k, v in spent.items()}
-        in_crawl = ("extract", "normalize", "tag")  # pipeline/prepare.py; the rest runs in the worker
+        in_crawl = ("extract", "normalize", "tag")  # pipeline/worker/shell.py; the rest runs in the worker
         crawl_ms = sum(v for k, v in per_article.items() if k in in_crawl)
         worker_ms = sum(v for k, v in per_article.items() if k not in in_crawl)
         out += [
             f"Where the time goes (each stage timed in one process over the first {stage_pages} pages, SQLite, "
             "`bench/ingest_stages.py`, as the worker runs them: SAVEPOINT per page, a commit per 64). In a crawl "
             "the crawl process fetches, extracts, normalizes and tags; the pipeline worker process, on the other "
-            "core, deduplicates (with the MinHash signature) and stores. Page by page the split moves: the worker "
-            "tags while it waits for pages, and the crawl process signs, hashes and splits the search text while "
-            "it waits for the worker (`WorkSplit` in pipeline/offload.py):",
+            "core, precomputes (the MinHash signature, snapshot digest, search text), deduplicates and stores. Page "
+            "by page the split moves: the worker tags while it waits for pages, and the crawl process precomputes "
+            "while it waits for the worker (`WorkSplit` in pipeline/worker/split.py):",
             "",
             "| stage | process | ms per article | share |",
             "|---|---|---|---|",

@@ -63,9 +63,9 @@ USER_AGENT = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36 zhuanlan/0.1"
 )
 
-# One entry: the item stages (normalize → deduplicate → tag → store, `pipeline.chain`) run in a
-# worker process (`pipeline.worker`) on another core while this process fetches and extracts.
-ITEM_PIPELINES = {"pipeline.offload.OffloadPipeline": 100}
+# One entry, a thin shell: the ingest (normalize → deduplicate → tag → store, `pipeline.ingest`) runs
+# in the pipeline worker process on another core while this process fetches and extracts.
+ITEM_PIPELINES = {"pipeline.worker.shell.IngestPipeline": 100}
 # Items in flight per response. Scrapy starts this many tasks for every response's output (100 by
 # default: 1.4 ms per response measured with Scrapy 2.19); a page yields one article, a list page
 # one list item plus its links, and the worker handles items one at a time anyway.

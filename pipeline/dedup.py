@@ -1,4 +1,4 @@
-"""Second item stage: decide what storing a `Record` means (`Record.decision`).
+"""The deduplicate stage: decide what storing a `Record` means (`Record.decision`).
 
 Owns the decision order: (a) the same canonical key is already stored → UNCHANGED / EDIT /
 STATE_CHANGE; (b) an article with the same content hash → NEW_APPEARANCE; (c) a near duplicate
@@ -6,18 +6,17 @@ STATE_CHANGE; (b) an article with the same content hash → NEW_APPEARANCE; (c) 
 Reads the database, never writes content: the store writes rows. The only write here is the
 one-time upgrade of signatures stored under another scheme.
 
-The LSH index lives in memory per crawl process. It is built from the *stored signatures*
-(`articles.minhash`), never from text, and caught up before each decision with the articles
-stored since (by this crawl's store or by a concurrent crawl), so a story stored a moment ago
-is found by the next item.
+The LSH index lives in memory, one per `Deduplicator` (the ingest of a crawl holds one for all its
+sources). It is built from the *stored signatures* (`articles.minhash`), never from text, and
+caught up before each decision with the articles stored since (by this ingest or by a concurrent
+crawl), so a story stored a moment ago is found by the next page.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from scrapy.exceptions import DropItem
 from sqlalchemy import bindparam, func, select, update
 
 from crawler.items import STATE_OK
@@ -31,13 +30,10 @@ from pipeline.record import (
     Decision,
     Record,
 )
-from pipeline.settings_access import open_sessions
 from pipeline.similarity import SIGNATURE_SCHEME, SignatureIndex, overlap, signature
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
-
-    from pipeline.corpus.db import SessionSource
 
 log = logging.getLogger(__name__)
 
@@ -177,72 +173,30 @@ def decide(session: Session, record: Record, index: StoryIndex) -> Decision | No
     )
 
 
-# One index per database among the crawls open in this process: `zhuanlan crawl` runs every source's
-# spider in one process, each with its own pipelines, and an index per spider would hold (and build)
-# the whole corpus's signatures once per source. Dropped when the last crawl using it closes, so a
-# later crawl never inherits a high-water mark from another database that happened to share the URL.
-_SHARED: dict[str, tuple[StoryIndex, int]] = {}
+class Deduplicator:
+    """The deduplicate stage of one ingest: decides what storing each record means, with the
+    near-duplicate index over the stories stored so far (by this ingest or any other writer)."""
 
+    def __init__(self) -> None:
+        self.index = StoryIndex()
+        self._built = False
 
-class DeduplicatePipeline:
-    """Sets `Record.decision` (and `Record.minhash`); other items pass through untouched."""
-
-    def __init__(self, sessions: SessionSource, *, owns_engine: bool = False, share_key: str = "") -> None:
-        self.sessions = sessions
-        self.owns_engine = owns_engine
-        self.share_key = share_key  # pipelines of concurrent crawls with the same key share one index
-        self.index: StoryIndex | None = None
-
-    @classmethod
-    def from_crawler(cls, crawler: Any) -> DeduplicatePipeline:
-        sessions = open_sessions(crawler.settings)
-        key = sessions.kw["bind"].url.render_as_string(hide_password=False)
-        return cls(sessions, owns_engine=True, share_key=key)
-
-    def open_spider(self, spider: Any = None) -> None:
-        self._ensure_index()
-
-    def close_spider(self, spider: Any = None) -> None:
-        if self.index is not None and self.share_key in _SHARED:
-            shared, users = _SHARED[self.share_key]
-            if shared is self.index:
-                if users <= 1:
-                    del _SHARED[self.share_key]
-                else:
-                    _SHARED[self.share_key] = (shared, users - 1)
-        self.index = None
-        if self.owns_engine:
-            self.sessions.kw["bind"].dispose()
-
-    def _ensure_index(self) -> StoryIndex:
-        if self.index is None:
-            if self.share_key and self.share_key in _SHARED:
-                index, users = _SHARED[self.share_key]
-                _SHARED[self.share_key] = (index, users + 1)
-                self.index = index
-                return index
-            index = StoryIndex()
-            with self.sessions() as session:
-                loaded = index.catch_up(session)
+    def decide(self, session: Session, record: Record) -> Decision | None:
+        """`record.decision`, also returned; None for a state page (deleted…) of an article never
+        stored. The record's signature must be computed (`pipeline.precompute`)."""
+        loaded = self.index.catch_up(session)
+        if not self._built:
+            self._built = True
             log.info("near-duplicate index built from %d stored signatures", loaded)
-            self.index = index
-            if self.share_key:
-                _SHARED[self.share_key] = (index, 1)
-        return self.index
-
-    def process_item(self, item: Any, spider: Any = None) -> Any:
-        if not isinstance(item, Record):
-            return item
-        index = self._ensure_index()
-        if item.item.state == STATE_OK and item.minhash is None:
-            item.minhash = signature(item.body_text)
-        with self.sessions() as session:
-            index.catch_up(session)
-            decision = decide(session, item, index)
+        decision = decide(session, record, self.index)
         if decision is None:
-            raise DropItem(f"page {item.item.state} at the source, but the article was never stored: {item.item.url}")
+            return None
         variant = decision.kind == EDIT or (decision.kind == NEW_APPEARANCE and decision.similarity != 1.0)
-        if variant and decision.article_id is not None and item.minhash is not None:
-            index.remember(decision.article_id, item.minhash)
-        item.decision = decision
-        return item
+        if variant and decision.article_id is not None and record.minhash is not None:
+            self.index.remember(decision.article_id, record.minhash)
+        record.decision = decision
+        return decision
+
+    def forget(self) -> None:
+        """After a rolled-back batch: reload every stored signature at the next decision."""
+        self.index.reset()

@@ -1,10 +1,10 @@
-"""First item stage: an `ArticleItem` becomes a `Record` with safe HTML, normalized text and its hash.
+"""The normalize stage: an `ArticleItem` becomes a `Record` with safe HTML, normalized text and its hash.
 
-Owns HTML sanitizing (nh3 allow-list), text normalization and the content hash. Pure functions
-plus a thin Scrapy pipeline; no database, no network. Garbage never goes further: an OK page
-without a title or text is rejected (`RejectedItem`, a `DropItem` that carries the problem so the
-store records it on the source's run), and a verification / anti-crawl page that reached us as
-an article becomes a `ProblemItem`.
+Owns HTML sanitizing (nh3 allow-list), text normalization, the content hash and `normalize`, the
+stage itself. Pure functions; no database, no network, no Scrapy. Garbage never goes further: an
+OK page without a title or text is rejected (`Rejected`, carrying the problem its source's run
+records), and a verification / anti-crawl page that reached us as an article becomes a
+`ProblemItem`.
 
 The stored text keeps the page's own characters (DESIGN.md, Text fidelity): normalizing cleans
 layout and invisible characters but never folds full-width punctuation, letters or spaces. The
@@ -20,17 +20,15 @@ import hashlib
 import re
 import zlib
 from bisect import bisect_left
-from typing import Any
 from urllib.parse import urljoin
 
 import lxml.html  # type: ignore[import-untyped]
 import nh3
 from lxml import etree
-from scrapy.exceptions import DropItem
 
 from crawler.items import STATE_BLOCKED, STATE_OK, STATE_VERIFY, ArticleItem, ProblemItem
 from pipeline.corpus.textsplit import fold_for_matching, fold_pieces
-from pipeline.record import Record
+from pipeline.record import Page, Prepared, Record
 
 ALLOWED_TAGS = frozenset(
     {
@@ -67,8 +65,8 @@ _LAZY_SRC_ATTRIBUTES = ("data-src", "data-original", "data-lazy-src")
 _IMG_OR_LINK = re.compile(r"(?i)<(?:img|a)\b")
 
 
-class RejectedItem(DropItem):
-    """An item dropped because it is not worth storing; `problem` is what the store records about it."""
+class Rejected(Exception):
+    """A page not worth storing (no title, no text); `problem` is what its source's run records."""
 
     def __init__(self, reason: str, problem: ProblemItem) -> None:
         super().__init__(reason)
@@ -371,22 +369,22 @@ def problem_for_state_page(item: ArticleItem) -> ProblemItem:
     )
 
 
-# --- Scrapy shell -----------------------------------------------------------------------
+# --- the stage -------------------------------------------------------------------------
 
 
-class NormalizePipeline:
-    """ArticleItem → Record; other items pass through untouched."""
-
-    def process_item(self, item: Any, spider: Any = None) -> Any:
-        if not isinstance(item, ArticleItem):
-            return item
-        if item.state in (STATE_VERIFY, STATE_BLOCKED):
-            return problem_for_state_page(item)
-        record = normalize_item(item)
-        reason = rejection(item, record)
-        if reason is not None:
-            problem = ProblemItem(
-                source_key=item.source_key, url=item.url, kind="parse", reason=reason, http_status=item.http_status
-            )
-            raise RejectedItem(f"{reason}: {item.url}", problem)
-        return record
+def normalize(page: Page | Prepared) -> Prepared:
+    """The normalize stage: an article page becomes a `Record`; a verification or anti-crawl page
+    becomes the `ProblemItem` of its source; a record, a problem or a list page passes as it is.
+    Raises `Rejected` for an article not worth storing."""
+    if not isinstance(page, ArticleItem):
+        return page
+    if page.state in (STATE_VERIFY, STATE_BLOCKED):
+        return problem_for_state_page(page)
+    record = normalize_item(page)
+    reason = rejection(page, record)
+    if reason is not None:
+        problem = ProblemItem(
+            source_key=page.source_key, url=page.url, kind="parse", reason=reason, http_status=page.http_status
+        )
+        raise Rejected(f"{reason}: {page.url}", problem)
+    return record

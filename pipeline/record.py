@@ -1,16 +1,21 @@
-"""What flows between the item pipelines: the spider's item plus each stage's result.
+"""What flows through the ingest: the spider's page, then each stage's result on a `Record`.
 
-normalize → `Record` (sanitized HTML, normalized text, hashes, MinHash signature)
-deduplicate → `Record.decision` (what storing this record means)
-tag → `Record.tags`
-store → writes rows as the decision says, in one transaction per record.
+A spider yields a `Page` (an article, a problem of its source, a list page's validators).
+normalize turns an article into a `Record` (sanitized HTML, the page's text, its content hash);
+the page-only work (`pipeline.precompute`: signature, snapshot digest, search text) fills in
+what no one computed yet; deduplicate sets `Record.decision`; tag sets `Record.tags`; store writes
+the rows the decision means. `pipeline.ingest.Ingest.handle` runs them in that order and answers
+with an `Outcome`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
 
-from crawler.items import ArticleItem
+from crawler.items import ArticleItem, ListPageItem, ProblemItem
 
 # Decision kinds.
 NEW_STORY = "new_story"  # nothing like it stored: a new article and its first appearance
@@ -61,7 +66,48 @@ class Record:
     minhash: bytes | None = None  # serialized signature (see pipeline.dedup)
     decision: Decision | None = None
     tags: Tags | None = None
-    # Computed ahead by the crawl process when the worker is behind (`pipeline.ahead`); the store
-    # computes them itself when they are None.
+    # Page-only work (`pipeline.precompute`): done by the crawl process when the worker is the slower
+    # side, else by the ingest before it deduplicates.
     snapshot: tuple[str, bytes] | None = None  # (sha256 hex, zlib) of item.raw_body
     search: tuple[str, str] | None = None  # (title, body_text) in the search index's form
+
+
+# What a spider yields, and what reaches the ingest (an article already normalized — and maybe
+# tagged and precomputed — by the crawl process arrives as a `Record`).
+Page = ArticleItem | ProblemItem | ListPageItem
+Prepared = Record | ProblemItem | ListPageItem
+
+
+class Outcome(Enum):
+    """What `Ingest.handle` did with one page."""
+
+    STORED = "stored"  # went through every stage (stored, or recorded as a problem / list page)
+    REJECTED = "rejected"  # a stage refused it (no title, no text, a verification page); recorded
+    DROPPED = "dropped"  # nothing to store: a state page (deleted…) of an article never stored
+    FAILED = "failed"  # a stage raised; recorded on the source's run as a fatal problem
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """The crawled source as the stages need it: its key and the definition the spider carries."""
+
+    key: str
+    kind: str = ""
+    url: str = ""
+    unit: str | None = None  # the owning unit's configured name
+    column: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_definition(cls, key: str, definition: Mapping[str, Any] | None) -> SourceRef:
+        """From a spider's `source` dict (key, kind, url, unit, column, options)."""
+        data = dict(definition or {})
+        unit, column = data.get("unit"), data.get("column")
+        return cls(
+            key=key,
+            kind=str(data.get("kind") or ""),
+            url=str(data.get("url") or ""),
+            unit=unit if isinstance(unit, str) and unit else None,
+            column=column if isinstance(column, str) and column else None,
+            options=dict(data.get("options") or {}),
+        )

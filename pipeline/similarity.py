@@ -112,7 +112,7 @@ def _permutations() -> np.ndarray:
     2^64, then offsets b, from numpy's legacy generator seeded with SEED (tests compare the two).
 
     Drawn here rather than by datasketch: signing then needs numpy only, so the crawl process can
-    sign pages (`pipeline.ahead`) without importing datasketch and SciPy (0.4 s)."""
+    sign pages (`pipeline.precompute`) without importing datasketch and SciPy (0.4 s)."""
     generator = np.random.RandomState(SEED)
     a = generator.randint(0, 1 << 63, NUM_PERM, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
     b = generator.randint(0, 1 << 64, NUM_PERM, dtype=np.uint64)

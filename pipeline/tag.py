@@ -1,8 +1,8 @@
-"""The tag stage of the item pipelines: a thin Scrapy shell around `pipeline.tagging.rules`.
+"""The tag stage: `Tagger` sets `Record.tags` with the rules of `pipeline.tagging`.
 
-Owns reading the vocabulary from the config named by the `ZHUANLAN_CONFIG` setting and
-setting `Record.tags` on every record whose page state is ok. Other items pass through
-untouched. Writes no rows: the store stage writes `Record.tags` with `tagstore.apply_tags`.
+Owns reading the vocabulary from a config file (`vocabulary_from_path`) and `zhuanlan extract
+--source`'s attribution, computed as the ingest computes it. Writes no rows: the store writes
+`Record.tags` with `pipeline.corpus.tagstore.apply_tags`.
 """
 
 from __future__ import annotations
@@ -13,15 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from crawler.items import STATE_OK, ArticleItem
 from pipeline.normalize import normalize_item
-from pipeline.record import Record
+from pipeline.record import Record, SourceRef
 from pipeline.tagging.attribution import page_item_fields
-from pipeline.tagging.rules import Vocabulary, tag_record, warm_up_keywords
+from pipeline.tagging.rules import Vocabulary, tag_record
 from zhuanlan_config import load_config
 
 if TYPE_CHECKING:
     from datetime import datetime
-
-    from scrapy.crawler import Crawler
 
     from zhuanlan_config import SourceConf
 
@@ -41,34 +39,17 @@ def vocabulary_from_path(path: str | Path | None) -> Vocabulary:
     return Vocabulary.from_config(load_config(path))
 
 
-class TagPipeline:
-    """Sets `Record.tags`. The owning unit is the crawled source's (`spider.source["unit"]`)."""
+class Tagger:
+    """The tag stage: `Record.tags` from the office's vocabulary and the crawled source's owner."""
 
-    def __init__(self, vocab: Vocabulary, crawler: Crawler | None = None) -> None:
+    def __init__(self, vocab: Vocabulary) -> None:
         self.vocab = vocab
-        self.crawler = crawler
 
-    @classmethod
-    def from_crawler(cls, crawler: Crawler) -> TagPipeline:
-        return cls(vocabulary_from_path(crawler.settings.get("ZHUANLAN_CONFIG")), crawler)
-
-    def open_spider(self, spider: Any = None) -> None:
-        # Load the keyword dictionary and IDF table before the first page, not in the middle of the crawl.
-        warm_up_keywords()
-
-    def _owning_unit(self, spider: Any) -> str | None:
-        if spider is None and self.crawler is not None:
-            spider = self.crawler.spider
-        source = getattr(spider, "source", None)
-        unit = source.get("unit") if isinstance(source, dict) else None
-        return unit if isinstance(unit, str) and unit else None
-
-    # `spider` is optional: Scrapy ≥ 2.14 no longer passes it to components that do not require it.
-    def process_item(self, item: Any, spider: Any = None) -> Any:
-        # A record tagged already (by the crawl process, see `pipeline.prepare`) keeps its tags.
-        if isinstance(item, Record) and item.item.state == STATE_OK and item.tags is None:
-            item.tags = tag_record(item, self.vocab, self._owning_unit(spider))
-        return item
+    def tag(self, record: Record, source: SourceRef) -> Record:
+        """Tags an article record that has none yet (the crawl process may have tagged it)."""
+        if record.item.state == STATE_OK and record.tags is None:
+            record.tags = tag_record(record, self.vocab, source.unit)
+        return record
 
 
 def extract_attribution(fields: dict[str, Any], source: SourceConf, vocab: Vocabulary, now: datetime) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from pipeline.corpus.retag import retag_corpus
 from pipeline.corpus.search_index import indexed_count, remove_article
 from pipeline.tagging.rules import Vocabulary
 from tests.test_archive_corpus import SHANGHAI
-from tests.test_pipeline_support import Chain, article_item, text
+from tests.test_pipeline_support import Crawl, article_item, text
 from zhuanlan_config import TopicConf, UnitConf
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ def _delete_story(session: Session, article_id: int) -> None:
 
 
 def test_insert_edit_and_deleted_at_source(sessions: sessionmaker[Session], now: datetime) -> None:
-    chain = Chain(sessions, now)
+    chain = Crawl(sessions, now)
     assert found(sessions, "十分重要") == []
     chain.run(article_item("a1", text("original"), published_at=now - timedelta(days=1)))
     title = "以全会精神为指引 推动财政工作高质量发展"
@@ -72,7 +72,7 @@ def test_retag_moves_the_topic_filter_and_leaves_the_text_index_alone(
 ) -> None:
     with sessions() as session, session.begin():
         session.add(Unit(name="张掖市财政局", aliases=["市财政局"]))
-    chain = Chain(sessions, now)
+    chain = Crawl(sessions, now)
     chain.run(article_item("r1", text("original"), published_at=now, source_label="张掖市财政局"))
     chain.close()
     title = "以全会精神为指引 推动财政工作高质量发展"
@@ -91,7 +91,7 @@ def test_retag_moves_the_topic_filter_and_leaves_the_text_index_alone(
 
 
 def test_deleted_story_leaves_results_and_index(sessions: sessionmaker[Session], now: datetime) -> None:
-    chain = Chain(sessions, now)
+    chain = Crawl(sessions, now)
     chain.run(article_item("d1", text("original"), published_at=now - timedelta(days=2)))
     chain.run(
         article_item("d2", text("notice_lecture"), title="关于举办专题讲座的通知", published_at=now - timedelta(days=1))
@@ -116,7 +116,7 @@ def test_a_lingering_index_entry_never_brings_a_deleted_story_back(
 ) -> None:
     """A deleter that forgets `remove_article` (PostgreSQL cascades; SQLite's FTS5 table cannot):
     results come from the articles table, so the orphan entry shows nowhere."""
-    chain = Chain(sessions, now)
+    chain = Crawl(sessions, now)
     chain.run(article_item("o1", text("original"), published_at=now))
     chain.close()
     with sessions() as session, session.begin():

@@ -13,9 +13,9 @@ from crawler.items import ArticleItem
 from pipeline.corpus.corrections import Change, CorrectionError, correct_story, history, parse_author
 from pipeline.corpus.models import Article, ArticleTag, Correction, Unit
 from pipeline.corpus.retag import retag_corpus
-from pipeline.record import Author, Record
-from pipeline.tagging.rules import Vocabulary, tag_record
-from tests.test_pipeline_support import Chain, FakeSpider, article_item
+from pipeline.record import Author
+from pipeline.tagging.rules import Vocabulary
+from tests.test_pipeline_support import Crawl, article_item
 from zhuanlan_config import ColumnConf, UnitConf
 
 COLUMN = "学习贯彻党的二十届四中全会精神"
@@ -66,11 +66,8 @@ def _item(
 
 def _store(sessions: sessionmaker[Session], now: datetime, item: ArticleItem) -> None:
     source = ALBUM if item.source_kind == "wechat_album" else SITE
-    chain = Chain(sessions, now, spider=FakeSpider(dict(source)))
-    record = chain.decide(item)
-    assert isinstance(record, Record)
-    record.tags = tag_record(record, VOCAB, str(source["unit"]))
-    chain.store.process_item(record)
+    chain = Crawl(sessions, now, source=dict(source), vocab=VOCAB)
+    chain.run(item)
     chain.close()
 
 

@@ -43,7 +43,7 @@ from pipeline.corpus.db import (
 from pipeline.corpus.models import Appearance, CrawlRun, ListPage, SourceRun
 from pipeline.corpus.runs import known_state, last_run_complete
 from tests.faults_support import integrity_problems, log_tail, read_corpus, run_cli, start_cli, wait_for, write_config
-from tests.test_pipeline_support import SOURCE_KEY, Chain, article_item
+from tests.test_pipeline_support import SOURCE_KEY, Crawl, article_item
 from tests.test_pipeline_support import text as fixture_text
 
 PG_SERVER = os.environ.get("ZHUANLAN_TEST_DATABASE_URL", "")
@@ -333,7 +333,7 @@ def test_a_page_lost_to_the_database_is_recorded_and_the_next_run_stores_it(
     # On SQLite there is no server to restart; the same path (a transaction failed in the database,
     # the page recorded, the run incomplete, the next crawl pages fully) is driven here on both.
     left = lose_connection(sessions, 3)
-    chain = Chain(sessions, now)
+    chain = Crawl(sessions, now)
     first = article_item("a1", fixture_text("original"), published_at=now - timedelta(days=2))
     second = article_item("a2", fixture_text("notice_lecture"), title="另一篇", published_at=now - timedelta(days=1))
     chain.run(first)  # fails twice (the retry on a fresh connection fails too): recorded, not stored
@@ -341,7 +341,7 @@ def test_a_page_lost_to_the_database_is_recorded_and_the_next_run_stores_it(
     page = ListPageItem(
         source_key=SOURCE_KEY, url="https://czj.example.gov.cn/xxgk/", etag='"v1"', last_modified=None, fetched_at=now
     )
-    chain.store.store_list_page(page)
+    chain.run(page)
     chain.close()
     assert left[0] == 0
     with sessions() as s:
@@ -356,7 +356,7 @@ def test_a_page_lost_to_the_database_is_recorded_and_the_next_run_stores_it(
         # the run is incomplete: the next crawl pages fully, without validators
         assert not last_run_complete(s, SOURCE_KEY)
         assert known_state(s, SOURCE_KEY) == (frozenset({second.canonical_key}), {})
-    again = Chain(sessions, now + timedelta(hours=1))
+    again = Crawl(sessions, now + timedelta(hours=1))
     again.run(first)
     again.close()
     with sessions() as s:

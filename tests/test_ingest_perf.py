@@ -6,15 +6,16 @@ unchanged files untouched."""
 from __future__ import annotations
 
 import random
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 from datasketch import MinHash, MinHashLSH
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench.ingest_site import PER_PAGE, Site, list_path, paragraphs
-from pipeline import dedup
-from pipeline.dedup import DeduplicatePipeline
+from pipeline.corpus.models import Article
 from pipeline.similarity import (
     HASH_SCHEME,
     LSH_BANDS,
@@ -169,23 +170,29 @@ def test_compact_index_gives_datasketch_candidates() -> None:
     assert len(index) == 100 and 7 in index and 100 not in index
 
 
-def test_concurrent_crawls_share_one_index(sessions: sessionmaker[Session]) -> None:
-    first = DeduplicatePipeline(sessions, share_key="db-a")
-    second = DeduplicatePipeline(sessions, share_key="db-a")
-    other = DeduplicatePipeline(sessions, share_key="db-b")
-    for pipeline in (first, second, other):
-        pipeline.open_spider()
-    assert first.index is second.index
-    assert other.index is not first.index
-    first.close_spider()
-    assert "db-a" in dedup._SHARED  # still used by the second crawl
-    second.close_spider()
-    other.close_spider()
-    assert "db-a" not in dedup._SHARED and "db-b" not in dedup._SHARED
-    third = DeduplicatePipeline(sessions, share_key="db-a")
-    third.open_spider()
-    assert third.index is not None and third.index is not first.index  # a fresh index, built again
-    third.close_spider()
+def test_the_sources_of_one_crawl_share_one_index_and_a_new_crawl_builds_its_own(
+    sessions: sessionmaker[Session], now: datetime
+) -> None:
+    from pipeline.ingest import Ingest
+    from pipeline.record import SourceRef
+    from pipeline.tagging.vocabulary import Vocabulary
+    from tests.test_pipeline_support import SOURCE, article_item, text, truncated
+
+    ingest = Ingest(sessions.kw["bind"], Vocabulary.empty(), batched=False, clock=lambda: now)
+    ingest.open_source(1, SourceRef.from_definition("czj-site", SOURCE))
+    ingest.open_source(2, SourceRef.from_definition("mirror", {**SOURCE, "key": "mirror"}))
+    ingest.handle(1, article_item("s1", text("original"), published_at=now))
+    index = ingest.deduplicator.index
+    repost = article_item("s2", truncated(text("original")), published_at=now, source_key="mirror")
+    ingest.handle(2, repost)
+    assert ingest.deduplicator.index is index  # one index for every source of the crawl
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Article)) == 1  # the repost found the story
+    ingest.close_source(1, 1)
+    ingest.close_source(2, 1)
+    ingest.shutdown()
+    later = Ingest(sessions.kw["bind"], Vocabulary.empty(), batched=False, clock=lambda: now)
+    assert later.deduplicator.index is not index and len(later.deduplicator.index.signatures) == 0  # built on use
 
 
 def test_generated_site_pages_lists_and_keeps_unchanged_files(tmp_path: Path) -> None:

@@ -14,10 +14,13 @@ import pytest
 from sqlalchemy import event, func, inspect, select
 
 from crawler.items import STATE_OK, ArticleItem
+from pipeline.corpus.batch import Batch
 from pipeline.corpus.models import Appearance, Article, ArticleTag, Snapshot, Tag, Unit
+from pipeline.corpus.runs import SourceRow
 from pipeline.corpus.tagstore import apply_tags, tag_ids, unit_id_for
+from pipeline.precompute import precompute
 from pipeline.record import NEW_STORY, Decision, Record, Tags
-from pipeline.store import SourceInfo, write_new_story
+from pipeline.store import write_new_story
 from pipeline.tagging.rules import KEYWORD_TEXT_CHARS, Vocabulary, compute_tags, keyword_text
 
 if TYPE_CHECKING:
@@ -55,16 +58,16 @@ def _record(key: str, text: str, tags: Tags | None) -> Record:
     record = Record(item=item, title="标题", body_html=f"<p>{text}</p>", body_text=text, content_hash=key * 8)
     record.tags = tags
     record.decision = Decision(NEW_STORY, reason="test")
-    return record
+    return precompute(record)
 
 
-def _source(session: Session) -> SourceInfo:
+def _source(session: Session) -> SourceRow:
     from pipeline.corpus.models import Source
 
     source = Source(key="s", kind="site_column", url="http://127.0.0.1/", options={}, column="源栏目")
     session.add(source)
     session.flush()
-    return SourceInfo(source.id, None, source.column)
+    return SourceRow(source.id, None, source.column)
 
 
 def _rows(session: Session, article_id: int) -> dict[tuple[str, str], tuple[str, float]]:
@@ -97,14 +100,15 @@ def _statements(engine: Engine) -> Iterator[list[str]]:
 
 
 def test_new_story_writes_what_apply_tags_writes(sessions: sessionmaker[Session], now: datetime) -> None:
+    batch = Batch()
     with sessions() as session, session.begin():
         source = _source(session)
-        fast_id = write_new_story(session, _record("a", "正文一", TAGS), source, now)
-        untagged_id = write_new_story(session, _record("b", "正文二", None), source, now)
+        fast_id = write_new_story(session, _record("a", "正文一", TAGS), source, now, batch)
+        untagged_id = write_new_story(session, _record("b", "正文二", None), source, now, batch)
         slow = Article(guid="slow", title="t", body_text="x", content_hash="c" * 64, created_at=now, updated_at=now)
         session.add(slow)
         session.flush()
-        apply_tags(session, slow, TAGS, now=now)
+        apply_tags(session, slow, TAGS, now=now, batch=batch)
         slow_id = slow.id
     with sessions() as session:
         fast, slow_article, untagged = (session.get(Article, i) for i in (fast_id, slow_id, untagged_id))
@@ -123,11 +127,13 @@ def test_new_story_writes_what_apply_tags_writes(sessions: sessionmaker[Session]
 
 
 def test_new_story_reads_no_tag_rows(sessions: sessionmaker[Session], engine: Engine, now: datetime) -> None:
+    batch = Batch()
     with sessions() as session, session.begin():
         source = _source(session)
-        write_new_story(session, _record("a", "正文一", TAGS), source, now)  # ids now cached
+        write_new_story(session, _record("a", "正文一", TAGS), source, now, batch)
+    batch.committed()  # the ids it learnt are shared now
     with _statements(engine) as seen, sessions() as session, session.begin():
-        write_new_story(session, _record("b", "正文二", TAGS), source, now)
+        write_new_story(session, _record("b", "正文二", TAGS), source, now, batch)
     assert not [s for s in seen if "from article_tags" in s or "from tags" in s or "from units" in s]
     assert sum(s.startswith("insert into article_tags") for s in seen) == 1
 
@@ -135,10 +141,11 @@ def test_new_story_reads_no_tag_rows(sessions: sessionmaker[Session], engine: En
 def test_new_story_snapshot_and_new_tags_take_one_statement_each(
     sessions: sessionmaker[Session], engine: Engine, now: datetime
 ) -> None:
+    batch = Batch()
     with sessions() as session, session.begin():
         source = _source(session)
     with _statements(engine) as seen, sessions() as session, session.begin():
-        article_id = write_new_story(session, _record("a", "正文一", TAGS), source, now)
+        article_id = write_new_story(session, _record("a", "正文一", TAGS), source, now, batch)
     assert [s.split(" (")[0] for s in seen if "snapshots" in s] == ["insert into snapshots"]
     assert [s.split(" (")[0] for s in seen if " tags" in s] == ["insert into tags"]
     with sessions() as session:
@@ -152,9 +159,11 @@ def test_new_story_with_bytes_stored_before_shares_their_snapshot(
 ) -> None:
     first, second = _record("a", "正文一", TAGS), _record("b", "正文二", TAGS)
     second.item.raw_body = first.item.raw_body  # the same response under another address
+    second.snapshot = first.snapshot
+    batch = Batch()
     with sessions() as session, session.begin():
         source = _source(session)
-        ids = [write_new_story(session, record, source, now) for record in (first, second)]
+        ids = [write_new_story(session, record, source, now, batch) for record in (first, second)]
     with sessions() as session:
         snapshot = session.scalars(select(Snapshot)).one()
         appearances = session.scalars(select(Appearance).where(Appearance.article_id.in_(ids))).all()
@@ -166,13 +175,16 @@ def test_ids_of_a_rolled_back_transaction_are_not_cached(sessions: sessionmaker[
     class Boom(Exception):
         pass
 
+    batch = Batch()
     with pytest.raises(Boom), sessions() as session, session.begin():
-        tag_ids(session, [("keyword", "回滚的词")])
-        unit_id_for(session, "回滚的单位")
+        tag_ids(session, [("keyword", "回滚的词")], batch)
+        unit_id_for(session, "回滚的单位", batch)
         raise Boom
+    batch.abandoned()
+    assert batch.tag_id(("keyword", "回滚的词")) is None and batch.unit_id("回滚的单位") is None
     with sessions() as session, session.begin():
-        ids = tag_ids(session, [("keyword", "回滚的词")])
-        unit = unit_id_for(session, "回滚的单位")
+        ids = tag_ids(session, [("keyword", "回滚的词")], batch)
+        unit = unit_id_for(session, "回滚的单位", batch)
     with sessions() as session:
         assert session.get(Tag, ids[("keyword", "回滚的词")]) is not None
         assert session.scalar(select(Unit.name).where(Unit.id == unit)) == "回滚的单位"
@@ -180,12 +192,14 @@ def test_ids_of_a_rolled_back_transaction_are_not_cached(sessions: sessionmaker[
 
 
 def test_ids_of_other_writers_are_found(sessions: sessionmaker[Session]) -> None:
+    batch = Batch()
     with sessions() as session, session.begin():
-        first = tag_ids(session, [("topic", "甲")])
+        first = tag_ids(session, [("topic", "甲")], batch)
+    batch.committed()
     with sessions() as session, session.begin():  # another crawl or a retag made this one
         session.add(Tag(kind="topic", name="乙"))
     with sessions() as session, session.begin():
-        both = tag_ids(session, [("topic", "甲"), ("topic", "乙")])
+        both = tag_ids(session, [("topic", "甲"), ("topic", "乙")], batch)
     assert both[("topic", "甲")] == first[("topic", "甲")] and len(set(both.values())) == 2
 
 

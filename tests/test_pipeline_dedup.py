@@ -13,10 +13,12 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 import pipeline.dedup
+import pipeline.similarity
 from crawler.items import STATE_DELETED
 from pipeline.corpus.models import Article
-from pipeline.dedup import DeduplicatePipeline
-from pipeline.record import EDIT, NEW_APPEARANCE, NEW_STORY, STATE_CHANGE, UNCHANGED, Record
+from pipeline.dedup import Deduplicator
+from pipeline.precompute import precompute
+from pipeline.record import EDIT, NEW_APPEARANCE, NEW_STORY, STATE_CHANGE, UNCHANGED, Outcome, Record
 from pipeline.similarity import (
     NUM_PERM,
     SIGNATURE_SCHEME,
@@ -27,7 +29,7 @@ from pipeline.similarity import (
     signature,
     signature_parts,
 )
-from tests.test_pipeline_support import Chain, FakeSpider, article_item, reformatted, text, truncated
+from tests.test_pipeline_support import Crawl, article_item, reformatted, text, truncated
 
 ORIGINAL = text("original")
 
@@ -98,7 +100,7 @@ def test_signature_bytes_round_trip() -> None:
 
 
 def store_original(sessions: sessionmaker[Session], now: datetime) -> int:
-    chain = Chain(sessions, now)
+    chain = Crawl(sessions, now)
     chain.run(article_item("orig", ORIGINAL, published_at=now - timedelta(days=3)))
     chain.close()
     with sessions() as s:
@@ -110,10 +112,10 @@ def test_positive_becomes_new_appearance_of_the_story(
     name: str, sessions: sessionmaker[Session], now: datetime
 ) -> None:
     article_id = store_original(sessions, now)
-    chain = Chain(
+    chain = Crawl(
         sessions,
         now,
-        spider=FakeSpider(source={"key": "other-site", "kind": "site_column", "url": "https://mz.example.gov.cn/"}),
+        source={"key": "other-site", "kind": "site_column", "url": "https://mz.example.gov.cn/"},
     )
     record = chain.decide(article_item("variant", POSITIVES[name](), published_at=now, source_key="other-site"))
     assert record.decision is not None
@@ -123,14 +125,14 @@ def test_positive_becomes_new_appearance_of_the_story(
 @pytest.mark.parametrize("name", sorted(NEGATIVES))
 def test_negative_becomes_new_story(name: str, sessions: sessionmaker[Session], now: datetime) -> None:
     a, b = NEGATIVES[name]
-    chain = Chain(sessions, now)
+    chain = Crawl(sessions, now)
     chain.run(article_item("first", text(a), published_at=now - timedelta(days=1)))
     record = chain.decide(article_item("second", text(b), published_at=now))
     assert record.decision is not None and record.decision.kind == NEW_STORY
 
 
 def test_decisions_by_key(sessions: sessionmaker[Session], now: datetime) -> None:
-    chain = Chain(sessions, now)
+    chain = Crawl(sessions, now)
     chain.run(article_item("k1", ORIGINAL, published_at=now))
     same = chain.decide(article_item("k1", ORIGINAL, published_at=now))
     edited = chain.decide(article_item("k1", text("small_edits"), published_at=now))
@@ -146,7 +148,7 @@ def test_decisions_by_key(sessions: sessionmaker[Session], now: datetime) -> Non
 
 
 def test_a_copy_of_text_the_story_replaced_is_the_same_story(sessions: sessionmaker[Session], now: datetime) -> None:
-    chain = Chain(sessions, now)
+    chain = Crawl(sessions, now)
     # the truncated copy is stored first; the fuller original replaces the story's text
     chain.run(article_item("cut", truncated(ORIGINAL), published_at=now - timedelta(days=1)))
     chain.run(article_item("full", ORIGINAL, published_at=now - timedelta(days=2)))
@@ -164,17 +166,16 @@ def test_a_copy_of_text_the_story_replaced_is_the_same_story(sessions: sessionma
 
 
 def test_state_page_of_unknown_article_is_dropped(sessions: sessionmaker[Session], now: datetime) -> None:
-    from scrapy.exceptions import DropItem
-
-    chain = Chain(sessions, now)
-    with pytest.raises(DropItem, match="never stored"):
-        chain.decide(article_item("unknown", "", published_at=now, state=STATE_DELETED))
+    chain = Crawl(sessions, now)
+    record = chain.decide(article_item("unknown", "", published_at=now, state=STATE_DELETED))
+    assert record.decision is None  # nothing to store
+    assert chain.run(article_item("unknown", "", published_at=now, state=STATE_DELETED)) is Outcome.DROPPED
 
 
 def test_story_stored_during_the_crawl_is_found_by_the_next_item(
     sessions: sessionmaker[Session], now: datetime
 ) -> None:
-    chain = Chain(sessions, now)
+    chain = Crawl(sessions, now)
     chain.run(article_item("s1", ORIGINAL, published_at=now))
     record = chain.decide(article_item("s2", truncated(ORIGINAL), published_at=now))
     assert record.decision is not None and record.decision.kind == NEW_APPEARANCE
@@ -197,16 +198,16 @@ def test_restart_rebuilds_index_from_stored_signatures_not_text(
         return signature(body)
 
     monkeypatch.setattr(pipeline.dedup, "signature", spy)
-    restarted = DeduplicatePipeline(sessions)  # a new crawl process
-    restarted.open_spider(FakeSpider())
-    assert restarted.index is not None and article_id in restarted.index.signatures
-    assert restarted.index.recomputed == 0
-    assert signed == []  # the index came from articles.minhash alone
-    variant = truncated(ORIGINAL)
-    record = restarted.process_item(_normalized(variant, now))
-    assert isinstance(record, Record) and record.decision is not None
+    monkeypatch.setattr(pipeline.similarity, "signature", spy)
+    restarted = Deduplicator()  # a new crawl process
+    record = precompute(_normalized(truncated(ORIGINAL), now))
+    assert len(signed) == 1  # the incoming page
+    with sessions() as s:
+        restarted.decide(s, record)
+    assert article_id in restarted.index.signatures and restarted.index.recomputed == 0
+    assert record.decision is not None
     assert (record.decision.kind, record.decision.article_id) == (NEW_APPEARANCE, article_id)
-    assert stored_text not in signed and len(signed) == 1  # only the incoming page was signed
+    assert stored_text not in signed and len(signed) == 1  # the index came from articles.minhash alone
 
 
 def _normalized(body: str, now: datetime) -> Record:
@@ -219,14 +220,16 @@ def test_signatures_of_another_scheme_are_recomputed_once(sessions: sessionmaker
     article_id = store_original(sessions, now)
     with sessions.begin() as s:
         s.execute(update(Article).values(minhash=b"old", minhash_scheme="datasketch-1:mh128"))
-    first = DeduplicatePipeline(sessions)
-    first.open_spider(FakeSpider())
-    assert first.index is not None and first.index.recomputed == 1 and article_id in first.index.signatures
+    first = Deduplicator()
+    with sessions() as s:
+        first.index.catch_up(s)
+    assert first.index.recomputed == 1 and article_id in first.index.signatures
     with sessions() as s:
         assert s.scalars(select(Article.minhash_scheme)).one() == SIGNATURE_SCHEME
-    second = DeduplicatePipeline(sessions)
-    second.open_spider(FakeSpider())
-    assert second.index is not None and second.index.recomputed == 0
+    second = Deduplicator()
+    with sessions() as s:
+        second.index.catch_up(s)
+    assert second.index.recomputed == 0
 
 
 def _datasketch_sha1_signature(body: str) -> bytes:
@@ -253,13 +256,13 @@ def test_signatures_of_the_previous_datasketch_scheme_are_upgraded_on_the_next_c
         s.execute(
             update(Article).values(minhash=old, minhash_scheme="datasketch-2:affine64:mh128:char3:seed1:full+head")
         )
-    chain = Chain(sessions, now)  # the next crawl
-    assert chain.dedup.index is not None and chain.dedup.index.recomputed == 1
+    chain = Crawl(sessions, now)  # the next crawl
+    record = chain.decide(article_item("cut", truncated(ORIGINAL), published_at=now, source_key="other-site"))
+    assert chain.ingest.deduplicator.index.recomputed == 1  # at its first decision
     with sessions() as s:
         stored = s.get(Article, article_id)
         assert stored is not None
         assert (stored.minhash_scheme, stored.minhash) == (SIGNATURE_SCHEME, signature(ORIGINAL))
-    record = chain.decide(article_item("cut", truncated(ORIGINAL), published_at=now, source_key="other-site"))
     assert record.decision is not None
     assert (record.decision.kind, record.decision.article_id) == (NEW_APPEARANCE, article_id)
     chain.close()

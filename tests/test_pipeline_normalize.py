@@ -8,10 +8,10 @@ import pytest
 
 from crawler.items import STATE_DELETED, STATE_VERIFY, ListPageItem, ProblemItem
 from pipeline.normalize import (
-    NormalizePipeline,
-    RejectedItem,
+    Rejected,
     clean_title,
     content_hash,
+    normalize,
     normalize_item,
     normalize_text,
     sanitize_html,
@@ -83,35 +83,33 @@ def test_text_from_html_when_spider_gave_none(now: datetime) -> None:
     assert normalize_item(item).body_text == "第一段\n续行\n第二段"
 
 
-def test_pipeline_rejects_empty_pages_as_parse_problems(now: datetime) -> None:
-    pipeline = NormalizePipeline()
+def test_the_stage_rejects_empty_pages_as_parse_problems(now: datetime) -> None:
     no_text = article_item("a3", "", published_at=now)
     no_text.body_html = "<p>\u200b \u3000</p><script>var x</script>"
-    with pytest.raises(RejectedItem) as caught:
-        pipeline.process_item(no_text)
+    with pytest.raises(Rejected) as caught:
+        normalize(no_text)
     assert caught.value.problem.kind == "parse"
     assert caught.value.problem.url == no_text.url
     assert "no article text" in str(caught.value)
     no_title = article_item("a4", "正文", title=" \u200b ", published_at=now)
-    with pytest.raises(RejectedItem, match="no title"):
-        pipeline.process_item(no_title)
+    with pytest.raises(Rejected, match="no title"):
+        normalize(no_title)
 
 
-def test_pipeline_state_pages(now: datetime) -> None:
-    pipeline = NormalizePipeline()
-    deleted = pipeline.process_item(article_item("a5", "", published_at=now, state=STATE_DELETED))
+def test_the_stage_on_state_pages(now: datetime) -> None:
+    deleted = normalize(article_item("a5", "", published_at=now, state=STATE_DELETED))
     assert isinstance(deleted, Record) and deleted.body_text == "" and deleted.content_hash == ""
     verification = article_item("a6", "", published_at=now, state=STATE_VERIFY)
     verification.body_html = "<p>环境异常</p>"
-    problem = pipeline.process_item(verification)
+    problem = normalize(verification)
     assert isinstance(problem, ProblemItem) and problem.kind == "verification"
 
 
-def test_pipeline_passes_other_items_untouched(now: datetime) -> None:
+def test_the_stage_passes_other_items_untouched(now: datetime) -> None:
     page = ListPageItem(
         source_key="s", url="https://czj.example.gov.cn/xxgk/", etag='"1"', last_modified=None, fetched_at=now
     )
-    assert NormalizePipeline().process_item(page) is page
+    assert normalize(page) is page
 
 
 def test_control_characters_are_exactly_unicode_category_cc_except_tab() -> None:

@@ -3,14 +3,16 @@ and source health."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import zlib
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 import scrapy
-from scrapy import signals
 from scrapy.utils.test import get_crawler
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,12 +30,13 @@ from pipeline.corpus.models import (
     Tag,
     Unit,
 )
+from pipeline.corpus.runs import judge_run, verification_pause
 from pipeline.corpus.search_index import indexed_count
-from pipeline.normalize import NormalizePipeline, RejectedItem
-from pipeline.record import NEW_STORY, Record, Tags
-from pipeline.settings_access import PipelineSettingsError
-from pipeline.store import StorePipeline, judge_run, story_guid, verification_pause
-from tests.test_pipeline_support import SOURCE, SOURCE_KEY, SOURCE_URL, Chain, FakeSpider, article_item, text, truncated
+from pipeline.normalize import Rejected, normalize
+from pipeline.record import NEW_STORY, Outcome, Tags
+from pipeline.store import story_guid
+from pipeline.worker.shell import IngestPipeline, PipelineSettingsError
+from tests.test_pipeline_support import SOURCE, SOURCE_KEY, SOURCE_URL, Crawl, article_item, text, truncated
 
 ORIGINAL = text("original")
 WECHAT_URL = "https://mp.weixin.qq.com/mp/appmsgalbum?__biz=MzA&album_id=1"
@@ -52,7 +55,7 @@ def source_run(session: Session) -> SourceRun:
 def test_new_story_rows(sessions: sessionmaker[Session], now: datetime) -> None:
     with sessions.begin() as s:
         s.add(Unit(name="张掖市财政局", aliases=["市财政局"], sort_order=1))
-    chain = Chain(sessions, now)
+    chain = Crawl(sessions, now)
     item = article_item("n1", ORIGINAL, published_at=now - timedelta(days=1))
     tags = Tags(
         unit="张掖市财政局", author="顾清远", positions=["党组书记", "局长"], column="学习贯彻党的二十届四中全会精神",
@@ -90,7 +93,7 @@ def test_new_story_rows(sessions: sessionmaker[Session], now: datetime) -> None:
 
 
 def test_repost_attaches_and_earliest_published_is_original(sessions: sessionmaker[Session], now: datetime) -> None:
-    chain = Chain(sessions, now)
+    chain = Crawl(sessions, now)
     # a truncated repost is crawled first, the fuller original (published earlier) arrives later
     chain.run(article_item("repost", truncated(ORIGINAL), published_at=now - timedelta(days=1)))
     chain.run(article_item("orig", ORIGINAL, published_at=now - timedelta(days=3)))
@@ -110,7 +113,7 @@ def test_repost_attaches_and_earliest_published_is_original(sessions: sessionmak
 
 
 def test_edit_keeps_old_snapshot_as_version(sessions: sessionmaker[Session], now: datetime) -> None:
-    chain = Chain(sessions, now)
+    chain = Crawl(sessions, now)
     chain.run(article_item("e1", ORIGINAL, published_at=now))
     with sessions() as s:
         old = s.scalars(select(Article)).one()
@@ -130,7 +133,7 @@ def test_edit_keeps_old_snapshot_as_version(sessions: sessionmaker[Session], now
 
 
 def test_unchanged_refreshes_fetch_time_only(sessions: sessionmaker[Session], now: datetime) -> None:
-    chain = Chain(sessions, now)
+    chain = Crawl(sessions, now)
     chain.run(article_item("u1", ORIGINAL, published_at=now))
     later = now + timedelta(days=1)
     chain.run(article_item("u1", ORIGINAL, published_at=now, fetched_at=later))
@@ -141,7 +144,7 @@ def test_unchanged_refreshes_fetch_time_only(sessions: sessionmaker[Session], no
 
 
 def test_state_change_keeps_our_copy(sessions: sessionmaker[Session], now: datetime) -> None:
-    chain = Chain(sessions, now)
+    chain = Crawl(sessions, now)
     chain.run(article_item("g1", ORIGINAL, published_at=now - timedelta(days=2)))
     chain.run(article_item("g2", text("repost_header_footer"), published_at=now))
     chain.run(article_item("g2", "", published_at=now, state=STATE_DELETED))
@@ -159,23 +162,22 @@ def test_state_change_keeps_our_copy(sessions: sessionmaker[Session], now: datet
 
 
 def test_concurrent_insert_of_the_same_key_counts_as_unchanged(sessions: sessionmaker[Session], now: datetime) -> None:
-    ours = Chain(sessions, now)
+    ours = Crawl(sessions, now)
     record = ours.decide(article_item("race", ORIGINAL, published_at=now))
     assert record.decision is not None and record.decision.kind == NEW_STORY
     # another crawl process stores the same page between our decision and our insert
-    theirs = Chain(sessions, now, spider=FakeSpider(source={**SOURCE, "key": "mirror"}))
+    theirs = Crawl(sessions, now, source={**SOURCE, "key": "mirror"})
     theirs.run(article_item("race", ORIGINAL, published_at=now, source_key="mirror"))
-    ours.store.process_item(record)
+    ours.ingest.store.write(record, ours.run_recorder, ours.ingest.sources[ours.sid].row)
     with sessions() as s:
         assert (count(s, Article), count(s, Appearance), count(s, Snapshot)) == (1, 1, 1)
-        assert ours.store.state is not None
-        mine = s.get(SourceRun, ours.store.state.source_run_id)
+        mine = s.get(SourceRun, ours.run_recorder.source_run_id)
         assert mine is not None
         assert (mine.new_stories, mine.unchanged, mine.errors) == (0, 1, 0)
 
 
 def test_problems_list_pages_and_run_status(sessions: sessionmaker[Session], now: datetime) -> None:
-    chain = Chain(sessions, now)
+    chain = Crawl(sessions, now)
     page = ListPageItem(source_key=SOURCE_KEY, url=SOURCE_URL, etag='"a1"', last_modified=None, fetched_at=now)
     chain.run(page)
     chain.run(ListPageItem(source_key=SOURCE_KEY, url=SOURCE_URL, etag='"a2"', last_modified="Wed", fetched_at=now))
@@ -201,7 +203,7 @@ def test_problems_list_pages_and_run_status(sessions: sessionmaker[Session], now
 
 def test_fatal_problem_fails_the_run_and_counts_failures(sessions: sessionmaker[Session], now: datetime) -> None:
     for attempt in (1, 2):
-        chain = Chain(sessions, now)
+        chain = Crawl(sessions, now)
         chain.run(
             ProblemItem(
                 source_key=SOURCE_KEY,
@@ -217,7 +219,7 @@ def test_fatal_problem_fails_the_run_and_counts_failures(sessions: sessionmaker[
             assert (run.status, run.error_summary) == ("error", "connection refused: is the site down?")
             assert (source.status, source.consecutive_failures, source.last_error_at) == ("error", attempt, now)
             assert source.paused_until is None
-    chain = Chain(sessions, now)
+    chain = Crawl(sessions, now)
     chain.run(article_item("ok1", ORIGINAL, published_at=now))
     chain.close()
     with sessions() as s:
@@ -226,7 +228,7 @@ def test_fatal_problem_fails_the_run_and_counts_failures(sessions: sessionmaker[
 
 
 def test_nothing_fetched_is_an_error(sessions: sessionmaker[Session], now: datetime) -> None:
-    chain = Chain(sessions, now)
+    chain = Crawl(sessions, now)
     chain.close()
     with sessions() as s:
         run = source_run(s)
@@ -235,7 +237,7 @@ def test_nothing_fetched_is_an_error(sessions: sessionmaker[Session], now: datet
 
 def test_wechat_verification_pauses_with_doubling_backoff(sessions: sessionmaker[Session], now: datetime) -> None:
     for expected in (20, 40):
-        chain = Chain(sessions, now, spider=FakeSpider(source=dict(WECHAT)))
+        chain = Crawl(sessions, now, source=dict(WECHAT))
         chain.run(ListPageItem(source_key="jgdj-wx", url=WECHAT_URL, etag=None, last_modified=None, fetched_at=now))
         chain.run(
             ProblemItem(
@@ -258,40 +260,47 @@ def test_judge_run() -> None:
     assert judge_run([], [], 3) == ("ok", None)
 
 
-def test_from_crawler_records_rejections_and_own_crawl_run(
+def _run(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Await on a loop of its own thread (an earlier test may leave a loop running in this one)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+def test_a_spider_run_on_its_own_records_rejections_on_its_own_crawl_run(
     db_url: str, engine: object, sessions: sessionmaker[Session], now: datetime
 ) -> None:
-    crawler = get_crawler(scrapy.Spider, {"ZHUANLAN_DATABASE_URL": db_url})
-    store = StorePipeline.from_crawler(crawler)
-    store.clock = lambda: now
-    spider = FakeSpider()
-    store.open_spider(spider)
+    # `scrapy crawl …` outside `zhuanlan crawl`: no run id, the in-process ingest, its own crawl run
+    crawler = get_crawler(scrapy.Spider, {"ZHUANLAN_DATABASE_URL": db_url, "ZHUANLAN_INGEST": "in-process"})
+    pipeline = IngestPipeline.from_crawler(crawler)
+    spider = scrapy.Spider(name="czj")
+    spider.source_key = SOURCE_KEY  # type: ignore[attr-defined]
+    spider.source = dict(SOURCE)  # type: ignore[attr-defined]
+    pipeline.open_spider(spider)
     empty = article_item("empty", "", published_at=now)
-    with pytest.raises(RejectedItem) as caught:
-        NormalizePipeline().process_item(empty)
-    # Scrapy sends item_dropped when a pipeline raises DropItem
-    crawler.signals.send_catch_log(
-        signal=signals.item_dropped, item=empty, response=None, exception=caught.value, spider=spider
-    )
+    with pytest.raises(Rejected):
+        normalize(empty)
+    _run(pipeline.process_item(empty, spider))
     crawler.stats.set_value("downloader/request_count", 3)
-    store.close_spider(spider)
+    _run(pipeline.close_spider(spider))
     with sessions() as s:
         run = source_run(s)
         assert run.problems[0]["kind"] == "parse" and run.problems[0]["url"] == empty.url and run.errors == 1
         assert run.requests == 3 and run.status == "error"  # no article and no list page was usable
         crawl = s.scalars(select(CrawlRun)).one()
-        assert (crawl.trigger, crawl.status, crawl.finished_at) == ("scrapy", "failed", now)
+        assert (crawl.trigger, crawl.status) == ("scrapy", "failed")
 
 
 def test_missing_database_url_is_a_clear_error() -> None:
     crawler = get_crawler(scrapy.Spider, {"ZHUANLAN_DATABASE_URL": ""})
     with pytest.raises(PipelineSettingsError, match="ZHUANLAN_DATABASE_URL is not set"):
-        StorePipeline.from_crawler(crawler)
+        IngestPipeline.from_crawler(crawler)
 
 
-def test_record_passes_on_after_store(sessions: sessionmaker[Session], now: datetime) -> None:
-    chain = Chain(sessions, now)
-    out = chain.run(article_item("p1", ORIGINAL, published_at=now))
-    assert isinstance(out, Record) and out.decision is not None
+def test_the_ingest_answers_what_it_did(sessions: sessionmaker[Session], now: datetime) -> None:
+    chain = Crawl(sessions, now)
+    assert chain.run(article_item("p1", ORIGINAL, published_at=now)) is Outcome.STORED
+    assert chain.run(article_item("p2", "", published_at=now)) is Outcome.REJECTED
+    assert chain.run(article_item("never", "", published_at=now, state=STATE_DELETED)) is Outcome.DROPPED
     with sessions() as s:
-        assert count(s, ArticleTag) == 0 and count(s, Tag) == 0  # no tag stage, no tags
+        # tagged with an empty vocabulary: the byline's positions and keywords, no topic or column
+        assert count(s, ArticleTag) > 0 and {t.kind for t in s.scalars(select(Tag))} == {"keyword", "position"}

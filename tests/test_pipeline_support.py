@@ -1,9 +1,8 @@
 """Shared helpers of the pipeline tests (no tests here): items built from the fixture texts in
-tests/fixtures/pipeline, a fake spider, and normalize → dedup → (tag) → store in one call."""
+tests/fixtures/pipeline, and `Crawl`: one source's pages through the real ingest."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,10 +10,11 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from crawler.items import STATE_OK, ArticleItem
-from pipeline.dedup import DeduplicatePipeline
-from pipeline.normalize import NormalizePipeline
-from pipeline.record import Record, Tags
-from pipeline.store import StorePipeline
+from pipeline.ingest import Ingest
+from pipeline.normalize import normalize
+from pipeline.precompute import precompute
+from pipeline.record import Outcome, Page, Prepared, Record, SourceRef, Tags
+from pipeline.tagging.vocabulary import Vocabulary
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pipeline"
 SOURCE_KEY = "czj-site"
@@ -80,46 +80,51 @@ def article_item(
     )
 
 
-@dataclass
-class FakeSpider:
-    source: dict[str, Any] = field(default_factory=lambda: dict(SOURCE))
+class Crawl:
+    """One source's pages through the real ingest (`pipeline.ingest.Ingest`), each committed as it
+    is handled, with a frozen clock; the source's run is closed with `requests` requests."""
 
-    @property
-    def source_key(self) -> str:
-        return str(self.source["key"])
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        now: datetime,
+        *,
+        source: dict[str, Any] | None = None,
+        vocab: Vocabulary | None = None,
+        run_id: int | None = None,
+    ) -> None:
+        self.ingest = Ingest(
+            sessions.kw["bind"], vocab or Vocabulary.empty(), run_id=run_id, clock=lambda: now, batched=False
+        )
+        definition = dict(source or SOURCE)
+        self.source = SourceRef.from_definition(str(definition["key"]), definition)
+        self.sid = 1
+        self.ingest.open_source(self.sid, self.source)
+        self.run_recorder = self.ingest.sources[self.sid].run
 
+    def prepared(self, page: Page, tags: Tags | None = None) -> Prepared:
+        """The page as the crawl process prepares it (normalized), with `tags` set when given."""
+        out = normalize(page)
+        if tags is not None:
+            assert isinstance(out, Record)
+            out.tags = tags
+        return out
 
-class FakeStats:
-    def __init__(self, requests: int = 0) -> None:
-        self.values = {"downloader/request_count": requests}
-
-    def get_value(self, key: str, default: Any = None) -> Any:
-        return self.values.get(key, default)
-
-
-class Chain:
-    """normalize → deduplicate → (tags given by the test) → store, as Scrapy would run them."""
-
-    def __init__(self, sessions: sessionmaker[Session], now: datetime, *, spider: FakeSpider | None = None) -> None:
-        self.spider = spider or FakeSpider()
-        self.normalize = NormalizePipeline()
-        self.dedup = DeduplicatePipeline(sessions)
-        self.store = StorePipeline(sessions, clock=lambda: now, stats=FakeStats(7))
-        self.dedup.open_spider(self.spider)
-        self.store.open_spider(self.spider)
+    def run(self, page: Page | Prepared, tags: Tags | None = None) -> Outcome:
+        prepared = self.prepared(page, tags) if tags is not None and not isinstance(page, Record) else page
+        outcome = self.ingest.handle(self.sid, prepared)
+        self.ingest.commit()
+        return outcome
 
     def decide(self, item: ArticleItem) -> Record:
-        record = self.dedup.process_item(self.normalize.process_item(item))
+        """What the deduplicate stage decides for `item` now, without storing it."""
+        record = normalize(item)
         assert isinstance(record, Record)
+        precompute(record)
+        with self.ingest.sessions() as session:
+            self.ingest.deduplicator.decide(session, record)
         return record
 
-    def run(self, item: Any, tags: Tags | None = None) -> Any:
-        out = self.normalize.process_item(item)
-        out = self.dedup.process_item(out)
-        if isinstance(out, Record) and tags is not None:
-            out.tags = tags
-        return self.store.process_item(out)
-
-    def close(self) -> None:
-        self.store.close_spider(self.spider)
-        self.dedup.close_spider(self.spider)
+    def close(self, requests: int = 7) -> None:
+        self.ingest.close_source(self.sid, requests)
+        self.ingest.shutdown()

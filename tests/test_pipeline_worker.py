@@ -24,9 +24,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from crawler.samples.server import SampleSources
 from pipeline.corpus.db import BatchedSessions, DatabaseError, make_engine, session_factory, transaction
 from pipeline.corpus.models import Appearance, Article, ArticleTag, CrawlRun, Snapshot, SourceRun, Tag, Unit
+from pipeline.corpus.runs import count
 from pipeline.corpus.tagstore import insert_new_article_tags, tag_ids
-from pipeline.record import Tags
-from pipeline.worker import Worker, WorkerSettings
+from pipeline.ingest import Ingest
+from pipeline.record import Record, SourceRef, Tags
+from pipeline.tag import Tagger
+from pipeline.tagging.vocabulary import Vocabulary
+from pipeline.worker.shell import prepare
 from tests.faults_support import (
     integrity_problems,
     log_tail,
@@ -156,24 +160,26 @@ def test_tag_ids_stay_right_across_a_rolled_back_savepoint(
 ) -> None:
     batch = BatchedSessions(session_factory(batch_engine))
     with transaction(batch) as s:
-        kept = tag_ids(s, [("keyword", "保留词")])[("keyword", "保留词")]
+        kept = tag_ids(s, [("keyword", "保留词")], batch.batch)[("keyword", "保留词")]
     with pytest.raises(RuntimeError), transaction(batch) as s:
-        tag_ids(s, [("keyword", "回滚词")])  # inserted, then rolled back with its savepoint
+        tag_ids(s, [("keyword", "回滚词")], batch.batch)  # inserted, then rolled back with its savepoint
         raise RuntimeError("the store failed after inserting a tag")
     with transaction(batch) as s:
         # the id of the rolled-back row must not be reused from a cache
-        ids = tag_ids(s, [("keyword", "回滚词"), ("keyword", "保留词")])
+        ids = tag_ids(s, [("keyword", "回滚词"), ("keyword", "保留词")], batch.batch)
         assert ids[("keyword", "保留词")] == kept
         article_id = _insert_article(s, "g1", "正文", now)
-        insert_new_article_tags(s, article_id, Tags(keywords=["回滚词", "保留词"]))
+        insert_new_article_tags(s, article_id, Tags(keywords=["回滚词", "保留词"]), batch.batch)
     batch.commit()
+    assert batch.batch.cache.ids.tags[("keyword", "回滚词")] != 0  # committed ids are shared from now on
     # Then the whole next batch is lost: ids it only read in a tainted transaction are not trusted.
     with pytest.raises(RuntimeError), transaction(batch) as s:
-        tag_ids(s, [("keyword", "新词")])
+        tag_ids(s, [("keyword", "新词")], batch.batch)
         raise RuntimeError("rolled back")
     with transaction(batch) as s:
-        tag_ids(s, [("keyword", "新词")])
+        tag_ids(s, [("keyword", "新词")], batch.batch)
     batch.close()  # rolls back: 新词 never committed
+    assert ("keyword", "新词") not in batch.batch.cache.ids.tags
     with transaction(session_factory(batch_engine)) as s:
         fresh = tag_ids(s, [("keyword", "新词")])[("keyword", "新词")]
         assert s.get(Tag, fresh) is not None
@@ -182,8 +188,14 @@ def test_tag_ids_stay_right_across_a_rolled_back_savepoint(
         assert names == {"回滚词", "保留词"}
 
 
-def _worker(db_url: str) -> Worker:
-    return Worker(WorkerSettings(database_url=db_url, config_path=None, run_id=None))
+SOURCE_REF = SourceRef.from_definition(SOURCE_KEY, SOURCE)
+
+
+def _ingest(db_url: str) -> Ingest:
+    """The ingest as the pipeline worker runs it: batched, on its own engine."""
+    ingest = Ingest.connect(db_url, Vocabulary.empty())
+    ingest.open_source(1, SOURCE_REF)
+    return ingest
 
 
 def test_the_worker_records_every_page_of_a_lost_batch_and_the_next_run_stores_them(
@@ -194,9 +206,8 @@ def test_the_worker_records_every_page_of_a_lost_batch_and_the_next_run_stores_t
         article_item(f"w{i}", text(name), title=f"标题{i}", published_at=now - timedelta(days=i + 1))
         for i, name in enumerate(names)
     ]
-    worker = _worker(db_url)
-    worker.open(1, SOURCE_KEY, dict(SOURCE))
-    worker.item(1, items[0])
+    worker = _ingest(db_url)
+    worker.handle(1, items[0])
     worker.commit()  # the first page is stored
     refuse = [True]
 
@@ -207,10 +218,10 @@ def test_the_worker_records_every_page_of_a_lost_batch_and_the_next_run_stores_t
 
     event.listen(worker.engine, "commit", on_commit)
     for item in items[1:]:
-        worker.item(1, item)
+        worker.handle(1, item)
     worker.commit()  # refused: three pages lost
-    assert worker.settled == worker.handled == 4
-    worker.close(1, requests=5)
+    assert worker.pending == 0  # settled: stored, or recorded as lost
+    worker.close_source(1, requests=5)
     worker.shutdown()
     with sessions() as s:
         assert set(s.scalars(select(Appearance.canonical_key))) == {items[0].canonical_key}
@@ -219,11 +230,10 @@ def test_the_worker_records_every_page_of_a_lost_batch_and_the_next_run_stores_t
         lost = [p for p in run.problems if p["kind"] == "database"]
         assert sorted(p["url"] for p in lost) == sorted(item.url for item in items[1:])
         assert integrity_problems(s) == []
-    again = _worker(db_url)
-    again.open(1, SOURCE_KEY, dict(SOURCE))
+    again = _ingest(db_url)
     for item in items:
-        again.item(1, item)
-    again.close(1, requests=5)
+        again.handle(1, item)
+    again.close_source(1, requests=5)
     again.shutdown()
     with sessions() as s:
         assert set(s.scalars(select(Appearance.canonical_key))) == {item.canonical_key for item in items}
@@ -241,13 +251,13 @@ def test_run_counters_of_a_batch_are_written_with_it_and_a_failed_unit_takes_its
         for i, name in enumerate(names)
     ]
     repost = article_item("c9", text("original"), title="标题0", published_at=now)  # same text, another page
-    worker = _worker(db_url)
-    worker.open(1, SOURCE_KEY, dict(SOURCE))
+    worker = _ingest(db_url)
     for item in [*items, repost]:
-        worker.item(1, item)
-    store = worker.chains[1].store
+        worker.handle(1, item)
+    run_id = worker.sources[1].run.source_run_id
+    batch = worker.sessions.batch if isinstance(worker.sessions, BatchedSessions) else None
     with pytest.raises(RuntimeError), transaction(worker.sessions) as s:
-        store._bump(s, new_stories=5, unchanged=2)
+        count(s, run_id, {"new_stories": 5, "unchanged": 2}, batch)
         raise RuntimeError("a unit that fails after counting")
 
     def counters() -> tuple[int | None, ...]:
@@ -258,8 +268,8 @@ def test_run_counters_of_a_batch_are_written_with_it_and_a_failed_unit_takes_its
     assert counters() == (0, 0, 0, 0)  # written with the batch, not before
     worker.commit()
     assert counters() == (3, 4, 1, 0)
-    worker.item(1, items[0])  # fetched again, unchanged: a batch of its own
-    worker.close(1, requests=6)
+    worker.handle(1, items[0])  # fetched again, unchanged: a batch of its own
+    worker.close_source(1, requests=6)
     worker.shutdown()
     assert counters() == (3, 4, 1, 1)
     with sessions() as s:
@@ -323,37 +333,36 @@ def test_a_crawl_whose_worker_is_killed_says_so_and_the_next_crawl_completes(tmp
         engine.dispose()
 
 
-# --- the crawl process's share: Preparer ---------------------------------------------------------
+# --- the crawl process's share: prepare ---------------------------------------------------------
 
 
-def test_the_preparer_normalizes_and_tags_and_turns_bad_pages_into_problems(now: datetime) -> None:
+def test_the_crawl_process_normalizes_and_tags_and_turns_bad_pages_into_problems(now: datetime) -> None:
     from crawler.items import STATE_VERIFY, ProblemItem
-    from pipeline.prepare import Preparer
-    from pipeline.record import Record
-    from pipeline.tagging.rules import Vocabulary
-    from tests.test_pipeline_support import FakeSpider
 
-    preparer = Preparer(Vocabulary.empty())
-    spider = FakeSpider()
-    good = preparer.prepare(article_item("p1", text("original"), published_at=now), spider)
+    tagger = Tagger(Vocabulary.empty())
+
+    def here(page: Any, *, tag: bool = True) -> Any:
+        return prepare(page, SOURCE_REF, tagger, precompute_here=False, tag_here=tag)
+
+    good = here(article_item("p1", text("original"), published_at=now))
     assert isinstance(good, Record) and good.body_text and good.content_hash
     assert good.tags is not None and good.tags.keywords  # tagged here: the worker keeps these tags
     assert good.minhash is None  # signed by the worker, with deduplication
 
-    empty = preparer.prepare(article_item("p2", "", published_at=now), spider)
+    empty = here(article_item("p2", "", published_at=now))
     assert isinstance(empty, ProblemItem) and empty.kind == "parse" and not empty.fatal
 
-    verify = preparer.prepare(article_item("p3", "x", published_at=now, state=STATE_VERIFY), spider)
+    verify = here(article_item("p3", "x", published_at=now, state=STATE_VERIFY))
     assert isinstance(verify, ProblemItem) and verify.kind == STATE_VERIFY
 
     broken = article_item("p4", text("original"), published_at=now)
     broken.body_html = None  # type: ignore[assignment]  # a spider bug: the stage raises
-    failed = preparer.prepare(broken, spider)
+    failed = here(broken)
     assert isinstance(failed, ProblemItem) and failed.fatal and failed.kind == "pipeline"
     assert failed.url == broken.url and "could not process the page" in failed.reason
 
     other = ProblemItem(source_key=SOURCE_KEY, url="https://x.example/", kind="timeout", reason="timed out")
-    assert preparer.prepare(other, spider) is other
+    assert here(other) is other
 
 
 def test_work_done_ahead_by_the_crawl_process_stores_what_the_worker_would_have(
@@ -364,14 +373,9 @@ def test_work_done_ahead_by_the_crawl_process_stores_what_the_worker_would_have(
     import zlib
 
     from archive.search import Filters, search
-    from pipeline.prepare import Preparer
-    from pipeline.record import Record
     from pipeline.similarity import signature
-    from pipeline.tagging.rules import Vocabulary
-    from tests.test_pipeline_support import FakeSpider
 
-    preparer = Preparer(Vocabulary.empty())
-    spider = FakeSpider()
+    tagger = Tagger(Vocabulary.empty())
     pages = {
         "plain": article_item("a1", text("original"), title="标题甲", published_at=now - timedelta(days=3)),
         "ahead": article_item("a2", text("notice_lecture"), title="标题乙", published_at=now - timedelta(days=2)),
@@ -383,19 +387,18 @@ def test_work_done_ahead_by_the_crawl_process_stores_what_the_worker_would_have(
         ),
         "ahead": article_item("a2", text("notice_lecture") + "\n文末补充通知事项。", title="标题乙", published_at=now),
     }
-    worker = _worker(db_url)
-    worker.open(1, SOURCE_KEY, dict(SOURCE))
+    worker = _ingest(db_url)
     records = []
     for batch in (pages, edits):
         for name, item in batch.items():
-            record = preparer.prepare(item, spider, ahead="ahead" in name)
+            record = prepare(item, SOURCE_REF, tagger, precompute_here="ahead" in name, tag_here=True)
             assert isinstance(record, Record)
             assert (record.minhash is not None) == ("ahead" in name)
             assert (record.search is not None) == (record.snapshot is not None) == ("ahead" in name)
             records.append(record)
-            worker.item(1, record)
+            worker.handle(1, record)
         worker.commit()
-    worker.close(1, requests=5)
+    worker.close_source(1, requests=5)
     worker.shutdown()
     with sessions() as s:
         for record in records:
@@ -419,7 +422,7 @@ def test_work_done_ahead_by_the_crawl_process_stores_what_the_worker_would_have(
 
 
 def test_the_work_split_moves_work_to_the_side_with_time_to_spare() -> None:
-    from pipeline.offload import WORKER_IDLE_SHARE, WorkSplit
+    from pipeline.worker.split import WORKER_IDLE_SHARE, WorkSplit
 
     split = WorkSplit(span=3, tags_move_after=2)
     split.worker_idled(0.9)  # too early in the crawl: loading the keyword model would not pay
@@ -442,22 +445,15 @@ def test_pages_the_worker_tags_get_the_tags_the_crawl_process_would_give(
 ) -> None:
     import copy
 
-    from pipeline.prepare import Preparer
-    from pipeline.record import Record
-    from pipeline.tagging.rules import Vocabulary
-    from tests.test_pipeline_support import FakeSpider
-
-    preparer = Preparer(Vocabulary.empty())
-    spider = FakeSpider()
+    tagger = Tagger(Vocabulary.empty())
     item = article_item("t1", text("original"), title="以全会精神为指引 推动财政工作高质量发展", published_at=now)
-    untagged = preparer.prepare(item, spider, tag=False)
-    tagged_here = preparer.prepare(copy.deepcopy(item), spider)
+    untagged = prepare(item, SOURCE_REF, tagger, precompute_here=False, tag_here=False)
+    tagged_here = prepare(copy.deepcopy(item), SOURCE_REF, tagger, precompute_here=False, tag_here=True)
     assert isinstance(untagged, Record) and untagged.tags is None
     assert isinstance(tagged_here, Record) and tagged_here.tags is not None and tagged_here.tags.keywords
-    worker = _worker(db_url)
-    worker.open(1, SOURCE_KEY, dict(SOURCE))
-    worker.item(1, untagged)
-    worker.close(1, requests=1)
+    worker = _ingest(db_url)
+    worker.handle(1, untagged)
+    worker.close_source(1, requests=1)
     worker.shutdown()
     with sessions() as s:
         article = s.scalars(select(Article)).one()
@@ -479,25 +475,27 @@ def test_acknowledgements_say_how_long_the_worker_waited_for_pages(
     import threading
     import time
 
-    from pipeline.worker import serve
+    from pipeline.worker.protocol import Close, Closed, Open, Opened, Pages, Settled, Stop
+    from pipeline.worker.server import serve
 
-    worker = _worker(db_url)
+    worker = Ingest.connect(db_url, Vocabulary.empty())
     ours, theirs = multiprocessing.Pipe()
     server = threading.Thread(target=serve, args=(theirs, worker), daemon=True)
     server.start()
-    ours.send(("open", 1, SOURCE_KEY, dict(SOURCE)))
-    assert ours.recv() == ("opened", 1, None)
+    ours.send(Open(1, SOURCE_REF))
+    assert ours.recv() == Opened(1, None)
     time.sleep(1.0)  # the worker has nothing to do
-    ours.send(("items", [(1, article_item("i1", text("original"), published_at=now))]))
-    kind, count, idle = ours.recv()
-    assert (kind, count) == ("done", 1)
-    assert 1.0 <= idle <= 10
-    ours.send(("items", [(1, article_item("i2", text("notice_lecture"), published_at=now))]))
-    kind, count, idle = ours.recv()
-    assert (kind, count) == ("done", 1) and idle < 1.0  # counted afresh: about the wait before this commit
-    ours.send(("close", 1, 2))
-    assert ours.recv() == ("closed", 1, None)
-    ours.send(("stop",))
+    ours.send(Pages(((1, article_item("i1", text("original"), published_at=now)),)))
+    settled = ours.recv()
+    assert isinstance(settled, Settled) and settled.pages == 1
+    assert 1.0 <= settled.idle_seconds <= 10
+    ours.send(Pages(((1, article_item("i2", text("notice_lecture"), published_at=now)),)))
+    settled = ours.recv()
+    # counted afresh: about the wait before this commit
+    assert isinstance(settled, Settled) and settled.pages == 1 and settled.idle_seconds < 1.0
+    ours.send(Close(1, 2))
+    assert ours.recv() == Closed(1, None)
+    ours.send(Stop())
     server.join(10)
     worker.shutdown()
 

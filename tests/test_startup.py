@@ -25,7 +25,7 @@ def _modules_after(code: str) -> set[str]:
 
 def test_crawl_process_loads_no_fallback_extractor_or_datasketch() -> None:
     loaded = _modules_after(
-        "import crawler.process, pipeline.offload\n"
+        "import crawler.process, pipeline.worker.shell, pipeline.worker.client\n"
         "from scrapy.crawler import Crawler\n"
         "from crawler.process import crawl_settings\n"
         "settings = crawl_settings(database_url='sqlite://', config_path='z.toml', run_id=1, crawl={\n"
@@ -34,7 +34,7 @@ def test_crawl_process_loads_no_fallback_extractor_or_datasketch() -> None:
         "settings.get_component_priority_dict_with_base('EXTENSIONS')  # imports every listed one\n"
         "from crawler.spiders.site_column import SiteColumnSpider\n"
         "from crawler.spiders.wechat_album import WechatAlbumSpider\n"
-        "from pipeline.ahead import work_ahead\n"
+        "from pipeline.precompute import precompute\n"
         "from pipeline.similarity import signature\n"
         "signature('学习贯彻党的二十届四中全会精神，推动高质量发展')"
     )
@@ -53,19 +53,20 @@ def test_crawl_process_loads_the_keyword_model_only_for_a_page_to_tag(tmp_path: 
         "from crawler.process import crawl_settings\n"
         "from crawler.spiders.site_column import SiteColumnSpider\n"
         "from pipeline.corpus.db import make_engine, upgrade\n"
-        "from pipeline.offload import OffloadPipeline\n"
+        "from pipeline.worker.shell import IngestPipeline, prepare\n"
+        "from pipeline.record import SourceRef\n"
         f"upgrade(make_engine({url!r}))\n"
         f"settings = crawl_settings(database_url={url!r}, config_path='absent.toml', run_id=1, crawl={{\n"
         "    'user_agent': 'x', 'timeout_seconds': 5, 'download_delay_seconds': 0, 'max_page_bytes': 1000,\n"
         "    'obey_robots': True})\n"
-        "pipeline = OffloadPipeline.from_crawler(Crawler(SiteColumnSpider, settings))\n"
+        "pipeline = IngestPipeline.from_crawler(Crawler(SiteColumnSpider, settings))\n"
         "print('rjieba' in sys.modules)\n"
         "item = ArticleItem(source_key='s', source_kind='site_column', url='http://127.0.0.1/a.html',\n"
         "    canonical_key='127.0.0.1/a.html', fetched_at=datetime.now(UTC), state=STATE_OK,\n"
         "    title='学习贯彻全会精神', body_text='机关党组织深入学习贯彻全会精神。' * 20, body_html='<p>x</p>')\n"
-        "record = pipeline.preparer.prepare(item, None)\n"
+        "record = prepare(item, SourceRef('s'), pipeline.tagger, precompute_here=False, tag_here=True)\n"
         "print('rjieba' in sys.modules, bool(record.tags.keywords))\n"
-        "pipeline.client.stop()\n"
+        "pipeline.runner.release()\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -74,7 +75,7 @@ def test_crawl_process_loads_the_keyword_model_only_for_a_page_to_tag(tmp_path: 
 
 def test_worker_stages_load_no_datasketch() -> None:
     loaded = _modules_after(
-        "import pipeline.chain\n"
+        "import pipeline.ingest, pipeline.worker.server\n"
         "from pipeline.similarity import SignatureIndex, signature\n"
         "index = SignatureIndex()\n"
         "index.add(1, signature('学习贯彻党的二十届四中全会精神，推动高质量发展'))\n"

@@ -1,18 +1,16 @@
-"""TagPipeline: the Scrapy shell sets Record.tags from the configured vocabulary."""
+"""The tag stage: `Tagger` sets Record.tags from the configured vocabulary and the source's unit."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import pytest
-from scrapy.utils.test import get_crawler
 
-from crawler.items import STATE_DELETED, ArticleItem, ProblemItem
-from pipeline.record import Record
-from pipeline.tag import TagPipeline
+from crawler.items import STATE_DELETED, ArticleItem
+from pipeline.record import Record, SourceRef, Tags
+from pipeline.tag import Tagger, vocabulary_from_path
 from zhuanlan_config import ConfigError
 
 if TYPE_CHECKING:
@@ -57,22 +55,19 @@ def _record(state: str = "ok") -> Record:
     return Record(item=item, title=item.title, body_html="", body_text=BODY, content_hash="1" * 64)
 
 
-def _pipeline(config_path: str) -> TagPipeline:
-    crawler = get_crawler(settings_dict={"ZHUANLAN_CONFIG": config_path})
-    return TagPipeline.from_crawler(crawler)
+def _tagger(config_path: str) -> Tagger:
+    return Tagger(vocabulary_from_path(config_path))
 
 
-def _spider(unit: str | None) -> SimpleNamespace:
-    return SimpleNamespace(source={"key": "kjj-site", "unit": unit})
+def _source(unit: str | None) -> SourceRef:
+    return SourceRef(key="kjj-site", kind="site_column", unit=unit)
 
 
 def test_tags_a_record_with_the_configured_vocabulary(tmp_path: Path) -> None:
     path = tmp_path / "zhuanlan.toml"
     path.write_text(CONFIG, encoding="utf-8")
-    pipeline = _pipeline(str(path))
-    pipeline.open_spider(_spider("张掖市教育局"))
     record = _record()
-    assert pipeline.process_item(record, _spider("张掖市教育局")) is record
+    assert _tagger(str(path)).tag(record, _source("张掖市教育局")) is record
     assert record.tags is not None
     assert record.tags.unit == "张掖市科学技术局"  # the byline beats the source's unit
     assert (record.tags.author, record.tags.positions) == ("叶其炎", ["党组书记", "局长"])
@@ -86,15 +81,14 @@ def test_tags_a_record_with_the_configured_vocabulary(tmp_path: Path) -> None:
 def test_owning_unit_when_nothing_else_names_one(tmp_path: Path) -> None:
     path = tmp_path / "zhuanlan.toml"
     path.write_text(CONFIG, encoding="utf-8")
-    record = _record()
-    record = replace(record, body_text="全会精神内涵丰富，我们将认真学习领会。")
-    tags = _pipeline(str(path)).process_item(record, _spider("张掖市教育局")).tags
-    assert (tags.unit, tags.author) == ("张掖市教育局", None)
+    record = replace(_record(), body_text="全会精神内涵丰富，我们将认真学习领会。")
+    tags = _tagger(str(path)).tag(record, _source("张掖市教育局")).tags
+    assert tags is not None and (tags.unit, tags.author) == ("张掖市教育局", None)
 
 
 def test_missing_config_tags_with_an_empty_vocabulary(tmp_path: Path) -> None:
     for setting in ("", str(tmp_path / "absent.toml")):
-        record = _pipeline(setting).process_item(_record(), _spider(None))
+        record = _tagger(setting).tag(_record(), _source(None))
         assert record.tags is not None
         assert (record.tags.unit, record.tags.author, record.tags.positions) == (None, "叶其炎", ["党组书记", "局长"])
         assert record.tags.topics == {} and record.tags.column is None
@@ -105,17 +99,13 @@ def test_invalid_config_fails_loudly(tmp_path: Path) -> None:
     path = tmp_path / "zhuanlan.toml"
     path.write_text("[[units]]\nnmae = 1\n", encoding="utf-8")
     with pytest.raises(ConfigError):
-        _pipeline(str(path))
+        _tagger(str(path))
 
 
-def test_other_items_pass_through_untouched() -> None:
-    pipeline = _pipeline("")
+def test_tagged_and_gone_records_keep_what_they_have() -> None:
+    tagger = _tagger("")
     gone = _record(STATE_DELETED)
-    assert pipeline.process_item(gone, _spider(None)).tags is None
-    problem = ProblemItem(source_key="kjj-site", url="https://kjj.example.cn/", kind="http", reason="HTTP 500")
-    assert pipeline.process_item(problem, _spider(None)) is problem
-    # Scrapy ≥ 2.14 calls process_item without the spider: the crawler's spider is used.
-    pipeline.crawler.spider = _spider("张掖市教育局")  # type: ignore[union-attr]
-    record = replace(_record(), body_text="全会精神内涵丰富，我们将认真学习领会。")
-    tags = pipeline.process_item(record).tags
-    assert tags is not None and tags.unit == "张掖市教育局"
+    assert tagger.tag(gone, _source(None)).tags is None
+    record = _record()
+    record.tags = Tags(unit="张掖市教育局")  # tagged by the crawl process already
+    assert tagger.tag(record, _source(None)).tags == Tags(unit="张掖市教育局")

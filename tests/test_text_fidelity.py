@@ -27,7 +27,7 @@ from pipeline.corpus.textsplit import fold_for_matching, fold_with_offsets, spli
 from pipeline.normalize import content_hash, normalize_item, normalize_line, normalize_text, restore_original_characters
 from pipeline.similarity import compact, signature
 from tests.test_feeds_factory import make_config
-from tests.test_pipeline_support import Chain, article_item
+from tests.test_pipeline_support import Crawl, article_item
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -214,7 +214,7 @@ TITLE = "２０２５年ＡＩ赋能（科技）创新"
 
 @pytest.fixture
 def stored(sessions: sessionmaker[Session], now: datetime) -> sessionmaker[Session]:
-    chain = Chain(sessions, now)
+    chain = Crawl(sessions, now)
     chain.run(article_item("fidelity", PAGE, title=TITLE, published_at=now - timedelta(days=1)))
     chain.run(article_item("other", "其他单位的体会，与本文无关。\n二是抓好落实。", title="抓好落实", published_at=now))
     chain.close()

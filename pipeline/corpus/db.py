@@ -32,6 +32,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from pipeline.corpus.batch import Batch, IdCache
+
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
 
@@ -159,19 +161,16 @@ class SessionSource(Protocol):
     def __call__(self) -> AbstractContextManager[Session]: ...
 
 
-# Session.info key of a batch's deferred writes: {key: (statement, params)}, executed (grouped by
-# statement, in order) just before the batch commits; a unit that rolls back drops the ones it added.
-DEFERRED = "zhuanlan.deferred"
-
-
 class BatchedSessions:
     """A stand-in for a sessionmaker that runs many units of work in one transaction.
 
     Each `transaction(...)` on it is a SAVEPOINT of one long transaction (an error rolls back that
     unit only), and `sessions()` lends the same session for reads, so a unit sees what earlier
-    units wrote. The owner calls `commit()` (the pipeline worker: when its input is empty, or every
-    `max_units`). One commit per batch instead of per article: SQLite's full-text index writes a new
-    segment per commit, which cost more than the rest of storing an article.
+    units wrote. The owner calls `commit()` (the ingest: every `max_units`, or when no page came
+    for a moment). One commit per batch instead of per article: SQLite's full-text index writes a
+    new segment per commit, which cost more than the rest of storing an article. `batch` holds the
+    transaction's deferred writes and learnt ids (`pipeline.corpus.batch`); the writes that defer
+    take it as an argument.
 
     When the database itself fails (`OperationalError`: locked, full, connection lost) everything
     not committed is rolled back and `on_abandon(reason)` is called so the owner can record what
@@ -179,23 +178,30 @@ class BatchedSessions:
     must be made with `immediate_transactions=True`.
     """
 
-    def __init__(self, factory: sessionmaker[Session], on_abandon: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        on_abandon: Callable[[str], None] | None = None,
+        *,
+        cache: IdCache | None = None,
+    ) -> None:
         self.factory = factory
         self.kw = factory.kw  # callers read `sessions.kw["bind"]` as on a sessionmaker
         self.on_abandon = on_abandon
+        self.batch = Batch(cache)
         self.units = 0  # units since the last commit
         self._session: Session | None = None
 
     def _current(self) -> Session:
         if self._session is None:
             self._session = self.factory()
-            self._session.info[DEFERRED] = {}
         return self._session
 
     def _abandon(self, exc: DBAPIError) -> DatabaseError:
         reason = describe_failure(exc)
         session, self._session = self._session, None
         self.units = 0
+        self.batch.abandoned()
         if session is not None:
             with suppress(DBAPIError):  # the connection is gone: closing discards it
                 session.rollback()
@@ -215,16 +221,15 @@ class BatchedSessions:
     @contextmanager
     def unit(self) -> Iterator[Session]:
         session = self._current()
-        deferred_before = dict(session.info[DEFERRED])
         savepoint = session.begin_nested()
         try:
-            yield session
+            with self.batch.unit():
+                yield session
         except OperationalError as exc:
             # Not the savepoint: SQLite may already have rolled back the whole transaction (a full
             # disk does), and PostgreSQL has no connection left to roll back to it on.
             raise self._abandon(exc) from exc
         except BaseException:
-            session.info[DEFERRED] = deferred_before
             try:
                 savepoint.rollback()
             except OperationalError as exc:
@@ -242,27 +247,24 @@ class BatchedSessions:
             return
         session = self._session
         try:
-            self._write_deferred(session)
+            self.batch.write(session)
             session.commit()
         except DBAPIError as exc:  # the deferred writes are the batch's too: any failure loses it
             raise self._abandon(exc) from exc
+        self.batch.committed()
         self.units = 0
-
-    @staticmethod
-    def _write_deferred(session: Session) -> None:
-        deferred: dict[Any, tuple[Any, dict[str, Any]]] = session.info[DEFERRED]
-        groups: dict[int, tuple[Any, list[dict[str, Any]]]] = {}
-        for statement, params in deferred.values():
-            groups.setdefault(id(statement), (statement, []))[1].append(params)
-        for statement, rows in groups.values():
-            session.execute(statement, rows)
-        deferred.clear()
 
     def close(self) -> None:
         """Roll back what is not committed and release the connection."""
         session, self._session = self._session, None
+        self.batch.abandoned()
         if session is not None:
             session.close()
+
+
+def batch_of(factory: SessionSource) -> Batch | None:
+    """The batch of a `BatchedSessions` (None for a plain sessionmaker: every write is immediate)."""
+    return factory.batch if isinstance(factory, BatchedSessions) else None
 
 
 @contextmanager

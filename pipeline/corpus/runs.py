@@ -1,10 +1,12 @@
-"""Crawl run recording and the known-state queries a new crawl starts from.
+"""Crawl runs and source health: planning a crawl, recording each source's run, judging it.
 
 Owns the lifecycle of `crawl_runs` rows (start, finish with a summary, mark runs of killed
-processes) and the read-only questions the scheduler asks before spawning a crawl (which
-appearances and list-page validators a source already has; which WeChat articles to recheck).
-The per-source rows (`source_runs`) are written by the store pipeline. Callers own the
-transaction; "now" is always passed in.
+processes), planning a crawl (`plan_crawl`: which sources run, what each spider starts from —
+known appearances, list-page validators, a full paging after an unfinished run, WeChat articles
+to recheck), one source's `source_runs` row through the crawl (`SourceRunRecorder`: problems,
+lost pages, counters, the judgement) and the source's health (status, back-off after a WeChat
+verification page, blocking). Functions take the caller's session and "now"; the recorder opens
+its own units of work on the ingest's sessions.
 
 A run records which process runs it (`summary["process"]`: host, boot, pid and the pid's start
 time), so the next crawl on the same machine can tell at once that a run's process is gone
@@ -14,23 +16,37 @@ subprocess time limit.
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Table, bindparam, func, or_, select, update
+from sqlalchemy.exc import DBAPIError, OperationalError
 
-from crawler.items import GONE_STATES
-from pipeline.corpus.models import Appearance, CrawlRun, ListPage, Source, SourceRun
+from crawler.items import GONE_STATES, ListPageItem, ProblemItem
+from pipeline.corpus.config_sync import sync_config
+from pipeline.corpus.db import DatabaseError, describe_failure, transaction
+from pipeline.corpus.models import Appearance, CrawlRun, ListPage, Source, SourceRun, Unit
+from zhuanlan_config import ConfigError, SourceConf, load_config
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime
 
     from sqlalchemy.orm import Session
+
+    from pipeline.corpus.batch import Batch
+    from pipeline.corpus.db import SessionSource
+    from pipeline.record import SourceRef
+
+log = logging.getLogger(__name__)
 
 UNFINISHED_SOURCE_RUN = "the crawl process ended before this source finished (killed or crashed)"
 DEAD_PROCESS_REASON = "the crawl process (pid {pid}) is gone: it was killed or crashed before it finished"
@@ -291,3 +307,282 @@ def recent_wechat_urls(session: Session, since: datetime, *, source_key: str | N
     if source_key is not None:
         query = query.where(Source.key == source_key)
     return list(session.scalars(query))
+
+
+# --- planning a crawl ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourcePlan:
+    """What one source's spider starts from in this crawl."""
+
+    source: SourceConf
+    known_keys: frozenset[str]
+    validators: dict[str, tuple[str | None, str | None]]
+    backfill: bool  # page to the end (asked for, or the last run did not finish)
+    recheck_urls: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CrawlPlan:
+    run_id: int
+    sources: tuple[SourcePlan, ...]
+    skipped: tuple[str, ...]  # "key (why)" of sources paused or blocked
+
+
+def plan_crawl(
+    session: Session,
+    sources: Sequence[SourceConf],
+    *,
+    trigger: str,
+    now: datetime,
+    tz: ZoneInfo,
+    stale_after: timedelta,
+    backfill: bool = False,
+    force: bool = False,
+    recheck_since: datetime | None = None,
+) -> CrawlPlan:
+    """Start a crawl run of `sources` and say what each spider starts from.
+
+    Runs still "running" past `stale_after` (the crawl subprocess limit) belonged to a killed
+    process and are marked so. A paused or blocked source is skipped unless `force`. After an
+    interrupted or failed run a source pages fully, without validators, so nothing listed then is
+    skipped now. With `recheck_since`, only WeChat articles published since then are re-fetched.
+    """
+    mark_killed_runs(session, now, started_before=now - stale_after)
+    run_id = start_crawl_run(session, trigger, now)
+    plans: list[SourcePlan] = []
+    skipped: list[str] = []
+    for source in sources:
+        row = session.scalar(select(Source).where(Source.key == source.key))
+        if row is not None and row.paused_until is not None and row.paused_until > now and not force:
+            if row.status == "blocked":
+                skipped.append(f"{source.key} (blocked: pass the site's check, then crawl it with --force)")
+            else:
+                until = row.paused_until.astimezone(tz)
+                skipped.append(f"{source.key} (paused until {until:%Y-%m-%d %H:%M}; --force crawls it now)")
+            continue
+        keys, validators = known_state(session, source.key)
+        resume = not last_run_complete(session, source.key)
+        recheck: tuple[str, ...] = ()
+        if recheck_since is not None:
+            recheck = tuple(recent_wechat_urls(session, recheck_since, source_key=source.key))
+            if not recheck:
+                continue
+        plans.append(SourcePlan(source, keys, validators, backfill or resume, recheck))
+    return CrawlPlan(run_id, tuple(plans), tuple(skipped))
+
+
+# --- judging a source's run, and its health --------------------------------------------------
+
+BLOCKING_PROBLEMS = frozenset({"blocked", "verification"})
+DEFAULT_VERIFICATION_BACKOFF_MINUTES = 30
+MAX_PAUSE = timedelta(hours=24)
+
+
+def judge_run(problems: list[dict[str, Any]], fatal_reasons: list[str], fetched: int) -> tuple[str, str | None]:
+    """(status, error summary in plain words) of a finished source run."""
+    for problem in problems:
+        if problem.get("kind") in BLOCKING_PROBLEMS:
+            return "blocked", str(problem.get("reason") or problem.get("kind"))
+    if fatal_reasons:
+        return "error", fatal_reasons[0]
+    if fetched == 0:
+        if problems:
+            return "error", f"nothing could be fetched: {problems[0].get('reason')}"
+        return "error", "nothing could be fetched: the spider produced no article and no list page"
+    if problems:
+        count = len(problems)
+        return "ok", f"{count} problem{'s' if count > 1 else ''}; first: {problems[0].get('reason')}"
+    return "ok", None
+
+
+def verification_pause(options: Mapping[str, Any], consecutive_failures: int) -> timedelta:
+    """Back-off after a WeChat verification page: the source's base minutes, doubled per
+    consecutive failure, at most a day."""
+    base = int(options.get("verification_backoff_minutes") or DEFAULT_VERIFICATION_BACKOFF_MINUTES)
+    minutes = base * 2 ** max(0, consecutive_failures - 1)
+    return min(timedelta(minutes=minutes), MAX_PAUSE)
+
+
+def update_source_health(
+    source: Source, status: str, summary: str | None, now: datetime, *, verification: bool
+) -> None:
+    if status == "ok":
+        source.status = "ok"
+        source.last_success_at = now
+        source.consecutive_failures = 0
+        source.paused_until = None
+        return
+    source.status = status
+    source.last_error_at = now
+    source.last_error = summary
+    source.consecutive_failures = (source.consecutive_failures or 0) + 1
+    if verification and source.kind.startswith("wechat"):
+        source.paused_until = now + verification_pause(source.options or {}, source.consecutive_failures)
+        source.status = "paused"
+
+
+@functools.cache
+def _count_statement(names: tuple[str, ...]) -> Any:
+    """UPDATE source_runs SET name = coalesce(name, 0) + :add_name …: one statement per set of counters."""
+    table = cast(Table, SourceRun.__table__)
+    values = {name: func.coalesce(table.c[name], 0) + bindparam(f"add_{name}") for name in names}
+    return update(table).where(table.c.id == bindparam("run")).values(**values)
+
+
+def count(session: Session, source_run_id: int, counts: Mapping[str, int], batch: Batch | None = None) -> None:
+    """Add `counts` (new_stories, reposts, …) to a source run. With a `batch`, the additions are
+    summed and written once, just before the batch commits."""
+    if not counts:
+        return
+    params = {f"add_{name}": value for name, value in counts.items()}
+    if batch is not None:
+        previous = batch.take(("count", source_run_id))
+        if previous is not None:
+            for name, value in previous[1].items():
+                if name.startswith("add_"):
+                    params[name] = params.get(name, 0) + value
+        names = tuple(sorted(name.removeprefix("add_") for name in params))
+        batch.defer(("count", source_run_id), _count_statement(names), {**params, "run": source_run_id})
+        return
+    session.connection().execute(_count_statement(tuple(sorted(counts))), {**params, "run": source_run_id})
+
+
+# --- recording one source's run ----------------------------------------------------------------
+
+
+class SourceRunRecorder:
+    """One source's `source_runs` row through a crawl: opened with the source, its problems as they
+    come, closed with its judgement and the source's health. Problems the database refuses are
+    kept and written at the close; pages whose batch was rolled back are recorded as lost there."""
+
+    def __init__(self, sessions: SessionSource, *, run_id: int | None, config_path: str | None) -> None:
+        self.sessions = sessions
+        self.run_id = run_id
+        self.config_path = config_path
+        self.owns_run = False  # started its own crawl run (a spider run outside `zhuanlan crawl`)
+        self.source_id = 0
+        self.source_run_id = 0
+        self.fetched = 0
+        self.fatal_reasons: list[str] = []
+        self.unsaved_problems: list[dict[str, Any]] = []
+
+    def open(self, source: SourceRef, now: datetime) -> SourceRow:
+        with transaction(self.sessions) as session:
+            if self.run_id is None:
+                self.run_id = start_crawl_run(session, "scrapy", now)
+                self.owns_run = True
+            row = self._ensure_source(session, source, now)
+            source_run = SourceRun(
+                crawl_run_id=self.run_id, source_id=row.id, started_at=now, status="running", problems=[]
+            )
+            session.add(source_run)
+            session.flush()
+            self.source_id, self.source_run_id = row.id, source_run.id
+            return SourceRow(row.id, row.unit_id, row.column)
+
+    def _ensure_source(self, session: Session, ref: SourceRef, now: datetime) -> Source:
+        source = session.scalar(select(Source).where(Source.key == ref.key))
+        if source is None and self.config_path:
+            try:
+                sync_config(session, load_config(self.config_path), now)
+            except ConfigError as exc:
+                log.warning("cannot load %s to register source %s: %s", self.config_path, ref.key, exc)
+            source = session.scalar(select(Source).where(Source.key == ref.key))
+        if source is None:
+            if not ref.kind or not ref.url:
+                raise RuntimeError(f"source {ref.key!r} is not in the database and the spider does not define it")
+            unit_id = session.scalar(select(Unit.id).where(Unit.name == ref.unit)) if ref.unit else None
+            source = Source(
+                key=ref.key,
+                kind=ref.kind,
+                url=ref.url,
+                unit_id=unit_id,
+                column=ref.column,
+                options=dict(ref.options),
+                enabled=True,
+                status="new",
+                consecutive_failures=0,
+            )
+            session.add(source)
+            session.flush()
+        return source
+
+    def problem(self, problem: ProblemItem) -> None:
+        """A problem of the source, on its run's row at once (kept for the close if the database refuses)."""
+        if problem.fatal:
+            self.fatal_reasons.append(problem.reason)
+        entry = {"url": problem.url, "kind": problem.kind, "reason": problem.reason, "http_status": problem.http_status}
+        try:
+            with transaction(self.sessions) as session:
+                source_run = session.get(SourceRun, self.source_run_id)
+                assert source_run is not None
+                # a new list: JSON columns do not track in-place changes
+                source_run.problems = [*(source_run.problems or []), entry]
+                source_run.errors = (source_run.errors or 0) + 1
+        except DatabaseError as exc:
+            log.error("problem of %s not recorded yet: %s", problem.url, exc)
+            self.unsaved_problems.append(entry)
+
+    def failure(self, page: object, error: BaseException) -> None:
+        """A page a stage failed on: a fatal problem (the run is incomplete; the next crawl pages fully)."""
+        url = str(getattr(page, "url", "") or "")
+        cause = error.orig if isinstance(error, DBAPIError) else error
+        reason = describe_failure(error) if isinstance(error, OperationalError) else f"{type(cause).__name__}: {cause}"
+        self.problem(
+            ProblemItem(
+                source_key=str(getattr(page, "source_key", "") or ""),
+                url=url,
+                kind="database" if isinstance(error, DBAPIError | DatabaseError) else "pipeline",
+                reason=f"could not process the page: {' '.join(reason.split())}",
+                fatal=True,
+            )
+        )
+
+    def lost(self, page: object, reason: str) -> None:
+        """A page handled but rolled back with its batch: recorded at the close, the run incomplete.
+        A list page's validators are not worth one: without them the next crawl only lists again."""
+        if isinstance(page, ListPageItem):
+            return
+        if isinstance(page, ProblemItem):
+            entry = {"url": page.url, "kind": page.kind, "reason": page.reason, "http_status": page.http_status}
+        else:
+            entry = {
+                "url": str(getattr(page, "url", "")),
+                "kind": "database",
+                "reason": f"could not store the page: {reason}",
+                "http_status": getattr(page, "http_status", None),
+            }
+        self.fatal_reasons.append(f"could not store the page: {reason}")
+        self.unsaved_problems.append(entry)
+
+    def close(self, requests: int, now: datetime) -> None:
+        """Judge the run and the source's health (and finish the crawl run it started, if any)."""
+        with transaction(self.sessions) as session:
+            source_run = session.get(SourceRun, self.source_run_id)
+            source = session.get(Source, self.source_id)
+            assert source_run is not None and source is not None
+            if self.unsaved_problems:
+                source_run.problems = [*(source_run.problems or []), *self.unsaved_problems]
+                source_run.errors = (source_run.errors or 0) + len(self.unsaved_problems)
+            problems = list(source_run.problems or [])
+            status, summary = judge_run(problems, self.fatal_reasons, self.fetched)
+            source_run.status = status
+            source_run.error_summary = summary
+            source_run.requests = requests
+            source_run.finished_at = now
+            verification = any(p.get("kind") == "verification" for p in problems)
+            update_source_health(source, status, summary, now, verification=verification)
+            if self.owns_run and self.run_id is not None:
+                finish_crawl_run(session, self.run_id, now)
+        self.unsaved_problems.clear()
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    """What writing a record needs of the crawled source; read once per crawl, not per page."""
+
+    id: int
+    unit_id: int | None
+    column: str | None

@@ -9,11 +9,15 @@ Callers run these inside the transaction that changes the article, so the index 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from pipeline.corpus.db import DEFERRED
 from pipeline.corpus.textsplit import split_text
+
+if TYPE_CHECKING:
+    from pipeline.corpus.batch import Batch
 
 
 def _dialect(session: Session) -> str:
@@ -30,24 +34,30 @@ _FTS_INSERT = text("INSERT INTO article_fts (rowid, title, body) VALUES (:id, :t
 
 
 def index_article(
-    session: Session, article_id: int, title: str, body: str, *, new: bool = False, split: tuple[str, str] | None = None
+    session: Session,
+    article_id: int,
+    title: str,
+    body: str,
+    *,
+    new: bool = False,
+    split: tuple[str, str] | None = None,
+    batch: Batch | None = None,
 ) -> None:
     """Insert or replace the index entry of one article (`new`: it has none yet, skip the delete;
-    `split`: title and body already in the index's form, as `pipeline.ahead.search_parts` gives).
+    `split`: title and body already in the index's form, as `pipeline.precompute.search_parts` gives).
 
-    In a batch of the pipeline worker (`BatchedSessions`), the entry of a new article is written
-    with the batch, just before its commit, in one statement for all of them: SQLite's FTS5 writes
-    a segment at every SAVEPOINT release otherwise, which cost as much as a commit per article."""
+    With a `batch` (the ingest's), the entry of a new article is written with the batch, just before
+    its commit, in one statement for all of them: SQLite's FTS5 writes a segment at every SAVEPOINT
+    release otherwise, which cost as much as a commit per article."""
     split_title, split_body = split if split is not None else (split_text(title), split_text(body))
     params = {"id": article_id, "t": split_title, "b": split_body}
     postgresql = _dialect(session) == "postgresql"
     statement = _PG_UPSERT if postgresql else _FTS_INSERT
-    deferred = session.info.get(DEFERRED)
-    if deferred is not None:
+    if batch is not None:
         if new:
-            deferred[("search", article_id)] = (statement, params)
+            batch.defer(("search", article_id), statement, params)
             return
-        deferred.pop(("search", article_id), None)  # written now instead, after the delete
+        batch.take(("search", article_id))  # written now instead, after the delete
     if postgresql:
         session.execute(_PG_UPSERT, params)
         return
@@ -56,10 +66,9 @@ def index_article(
     session.execute(_FTS_INSERT, params)
 
 
-def remove_article(session: Session, article_id: int) -> None:
-    deferred = session.info.get(DEFERRED)
-    if deferred is not None:
-        deferred.pop(("search", article_id), None)
+def remove_article(session: Session, article_id: int, *, batch: Batch | None = None) -> None:
+    if batch is not None:
+        batch.take(("search", article_id))
     if _dialect(session) == "postgresql":
         session.execute(text("DELETE FROM article_search WHERE article_id = :id"), {"id": article_id})
     else:

@@ -8,8 +8,8 @@ it, so a story tagged at crawl time and one retagged later get exactly the same 
 the store has just inserted takes the short way (`article_fields` + `insert_new_article_tags`:
 no read of its rows, one executemany) to the same rows.
 
-Tag and unit ids are cached per process and database (the tables only ever grow), so a crawl
-asks the database only for names it has not seen yet.
+With the ingest's `Batch` (`pipeline.corpus.batch`), tag and unit ids met before are not asked
+for again (the tables only ever grow), so a crawl asks the database only for names it has not seen.
 
 Runs inside the caller's transaction; never commits.
 """
@@ -17,13 +17,12 @@ Runs inside the caller's transaction; never commits.
 from __future__ import annotations
 
 import functools
-import threading
-import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Connection, Engine, Table, bindparam, event, insert, select
+from sqlalchemy import Table, bindparam, insert, select
 
+from pipeline.corpus.batch import Ids
 from pipeline.corpus.corrections import authors_to_json, overlay
 from pipeline.corpus.db import insert_or_ignore
 from pipeline.corpus.models import Article, ArticleTag, Tag, Unit
@@ -34,6 +33,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.orm import Session
 
+    from pipeline.corpus.batch import Batch
     from pipeline.record import Tags
 
 ORIGIN_RULE = "rule"
@@ -95,106 +95,19 @@ def _insert_ignoring_duplicates(session: Session, table: Table, rows: list[dict[
         session.connection().execute(insert_or_ignore(session.get_bind().dialect.name, table), rows)
 
 
-# --- ids of tags and units, cached per process --------------------------------------------
-#
-# Tag and unit rows are never deleted, so an id once committed stays right for the life of the
-# database. Each engine (one database) has its own cache. An id learnt in a transaction that
-# inserted rows itself is only "pending" until that transaction commits (a rollback would take
-# the row, hence the id, away); ids read from rows this transaction did not try to insert were
-# committed by someone else and are cached at once.
-
-_PENDING = "zhuanlan.tagstore.pending"
-# Set when a SAVEPOINT of the open transaction was rolled back (the pipeline worker's batches):
-# the pending ids were dropped with it, so rows found from then on may be this transaction's own
-# earlier inserts, and are only pending too until the commit.
-_TAINTED = "zhuanlan.tagstore.tainted"
+# --- ids of tags and units ----------------------------------------------------------------
 
 
-@dataclass
-class _Ids:
-    tags: dict[tuple[str, str], int] = field(default_factory=dict)
-    units: dict[str, int] = field(default_factory=dict)
-
-    def update(self, other: _Ids) -> None:
-        self.tags.update(other.tags)
-        self.units.update(other.units)
-
-
-_CACHES: weakref.WeakKeyDictionary[Engine, _Ids] = weakref.WeakKeyDictionary()
-_CACHES_LOCK = threading.Lock()
-
-
-def _engine(session: Session) -> Engine:
-    bind = session.get_bind()
-    return bind.engine if isinstance(bind, Connection) else bind
-
-
-def _committed(session: Session) -> _Ids:
-    engine = _engine(session)
-    with _CACHES_LOCK:
-        ids = _CACHES.get(engine)
-        if ids is None:
-            ids = _CACHES[engine] = _Ids()
-        return ids
-
-
-def _promote(session: Session) -> None:
-    if session.in_nested_transaction():
-        return  # a SAVEPOINT was released (SQLAlchemy calls after_commit for those too): not committed yet
-    session.info.pop(_TAINTED, None)
-    pending: _Ids | None = session.info.pop(_PENDING, None)
-    if pending is not None:
-        committed = _committed(session)
-        with _CACHES_LOCK:
-            committed.update(pending)
-
-
-def _forget(session: Session, *args: Any) -> None:
-    session.info.pop(_PENDING, None)
-    session.info.pop(_TAINTED, None)
-
-
-def _forget_savepoint(session: Session, previous_transaction: Any) -> None:
-    if getattr(previous_transaction, "nested", False):
-        session.info.pop(_PENDING, None)
-        session.info[_TAINTED] = True
-
-
-def _learnt(session: Session) -> _Ids:
-    """Where ids read (not inserted) by this session go: the shared cache, unless the transaction
-    is tainted by a rolled-back savepoint (then they may be its own, and wait for the commit)."""
-    return _pending(session) if session.info.get(_TAINTED) else _committed(session)
-
-
-def _pending(session: Session) -> _Ids:
-    """Ids of rows this session's transaction inserted (or tried to): cached only on commit."""
-    pending: _Ids | None = session.info.get(_PENDING)
-    if pending is None:
-        pending = session.info[_PENDING] = _Ids()
-        if not event.contains(session, "after_commit", _promote):
-            event.listen(session, "after_commit", _promote)
-            event.listen(session, "after_rollback", _forget)
-            event.listen(session, "after_soft_rollback", _forget_savepoint)
-    return pending
-
-
-def clear_id_cache() -> None:
-    """Forget every cached id (for tests that rebuild a database under a living engine)."""
-    with _CACHES_LOCK:
-        _CACHES.clear()
-
-
-def tag_ids(session: Session, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+def tag_ids(
+    session: Session, keys: Iterable[tuple[str, str]], batch: Batch | None = None
+) -> dict[tuple[str, str], int]:
     """(kind, name) → tags.id, creating the missing rows: one insert-or-ignore returning the ids of
-    the rows it made, then one select per kind for the names that were there already."""
-    committed = _committed(session)
-    pending: _Ids | None = session.info.get(_PENDING)
+    the rows it made, then one select per kind for the names that were there already. With a
+    `batch` (the ingest's), ids it knows are not asked for again."""
     found: dict[tuple[str, str], int] = {}
     missing: set[tuple[str, str]] = set()
     for key in keys:
-        tag_id = committed.tags.get(key)
-        if tag_id is None and pending is not None:
-            tag_id = pending.tags.get(key)
+        tag_id = batch.tag_id(key) if batch is not None else None
         if tag_id is None:
             missing.add(key)
         else:
@@ -209,15 +122,13 @@ def tag_ids(session: Session, keys: Iterable[tuple[str, str]]) -> dict[tuple[str
             [{"kind": kind, "name": name} for kind, name in sorted(missing)],
         )
     }
-    _pending(session).tags.update(inserted)
     found.update(inserted)
     existing = missing - inserted.keys()
-    if existing:
-        fresh = _select_tag_ids(session, existing)
-        learnt = _learnt(session)
-        with _CACHES_LOCK:
-            learnt.tags.update(fresh)  # rows this transaction did not insert: committed by others
-        found.update(fresh)
+    fresh = _select_tag_ids(session, existing) if existing else {}
+    found.update(fresh)
+    if batch is not None:
+        batch.inserted(Ids(tags=inserted))
+        batch.found(Ids(tags=fresh))
     return found
 
 
@@ -240,30 +151,26 @@ def _select_tag_ids(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[
     return out
 
 
-def unit_id_for(session: Session, name: str | None) -> int | None:
+def unit_id_for(session: Session, name: str | None, batch: Batch | None = None) -> int | None:
     """The id of the unit named `name`, creating a bare row when the config names a unit the
     table does not have yet (the config sync fills in aliases and order)."""
     if not name:
         return None
-    committed = _committed(session)
-    cached = committed.units.get(name)
+    cached = batch.unit_id(name) if batch is not None else None
     if cached is not None:
         return cached
-    pending: _Ids | None = session.info.get(_PENDING)
-    if pending is not None and name in pending.units:
-        return pending.units[name]
     unit_id = session.connection().execute(_SELECT_UNIT, {"name": name}).scalar()
     if unit_id is not None:
-        learnt = _learnt(session)
-        with _CACHES_LOCK:
-            learnt.units[name] = int(unit_id)
+        if batch is not None:
+            batch.found(Ids(units={name: int(unit_id)}))
         return int(unit_id)
     _insert_ignoring_duplicates(session, UNITS, [{"name": name, "aliases": [], "sort_order": 0}])
     unit_id = session.connection().execute(_SELECT_UNIT, {"name": name}).scalar()
-    if unit_id is not None:
-        _pending(session).units[name] = int(unit_id)
-        return int(unit_id)
-    return None
+    if unit_id is None:
+        return None
+    if batch is not None:
+        batch.inserted(Ids(units={name: int(unit_id)}))
+    return int(unit_id)
 
 
 def unit_name(session: Session, unit_id: int | None) -> str | None:
@@ -273,10 +180,10 @@ def unit_name(session: Session, unit_id: int | None) -> str | None:
     return session.scalar(select(Unit.name).where(Unit.id == unit_id))
 
 
-def article_fields(session: Session, tags: Tags) -> dict[str, Any]:
+def article_fields(session: Session, tags: Tags, batch: Batch | None = None) -> dict[str, Any]:
     """The article columns `tags` decides: unit and where it was read, authors, positions, column."""
     return {
-        "unit_id": unit_id_for(session, tags.unit),
+        "unit_id": unit_id_for(session, tags.unit, batch),
         "unit_from": tags.unit_from,
         "author": tags.author[:100] if tags.author else None,
         "authors": authors_to_json(tags.authors),
@@ -287,13 +194,13 @@ def article_fields(session: Session, tags: Tags) -> dict[str, Any]:
     }
 
 
-def insert_new_article_tags(session: Session, article_id: int, tags: Tags) -> None:
+def insert_new_article_tags(session: Session, article_id: int, tags: Tags, batch: Batch | None = None) -> None:
     """The tag rows of an article that has none yet (just inserted): one executemany, no reads
     of the article's rows. Gives exactly the rows `apply_tags` would."""
     wanted = wanted_tags(tags)
     if not wanted:
         return
-    ids = tag_ids(session, wanted)
+    ids = tag_ids(session, wanted, batch)
     session.connection().execute(
         _INSERT_ARTICLE_TAGS,
         [
@@ -303,7 +210,9 @@ def insert_new_article_tags(session: Session, article_id: int, tags: Tags) -> No
     )
 
 
-def apply_tags(session: Session, article: Article, tags: Tags, *, now: datetime | None = None) -> bool:
+def apply_tags(
+    session: Session, article: Article, tags: Tags, *, now: datetime | None = None, batch: Batch | None = None
+) -> bool:
     """Make the article's fields and machine tags say exactly what `tags` says; True if anything changed.
 
     Replaces rows of origin "rule" and "keyword"; keeps "manual" rows, and never adds a machine
@@ -312,7 +221,7 @@ def apply_tags(session: Session, article: Article, tags: Tags, *, now: datetime 
     """
     changed = False
     tags = overlay(tags, article.corrected)  # the operator's corrections win over the rules
-    fields = article_fields(session, tags)
+    fields = article_fields(session, tags, batch)
     for attr, value in fields.items():
         if getattr(article, attr) != value:
             setattr(article, attr, value)
@@ -339,7 +248,7 @@ def apply_tags(session: Session, article: Article, tags: Tags, *, now: datetime 
             changed = True
     new_keys = [key for key in wanted if key not in kept]
     if new_keys:
-        ids = tag_ids(session, new_keys)
+        ids = tag_ids(session, new_keys, batch)
         for key in new_keys:
             want = wanted[key]
             article.tags.append(ArticleTag(tag_id=ids[key], origin=want.origin, weight=want.weight))

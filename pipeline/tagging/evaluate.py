@@ -21,7 +21,7 @@ from pipeline.tag import extract_attribution
 from pipeline.tagging.rules import Vocabulary
 from zhuanlan_config import load_config
 
-DEFAULT_FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "attribution"
+DEFAULT_FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "attribution"
 TARGET_UNITS = 1.0
 TARGET_AUTHORS = 0.97
 PAGES = (("wechat", "wechat.html"), ("site", "site.html"))

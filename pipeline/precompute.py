@@ -1,10 +1,10 @@
-"""Work of the worker's stages that needs no database, done ahead by the crawl process.
+"""The page-only work of a record: its MinHash signature, its snapshot's digest and compressed
+bytes, and its search-index text. None of it needs the database.
 
-A record's MinHash signature (deduplicate), its snapshot's digest and compressed bytes, and its
-search-index text (store) depend on the page alone. The pipeline worker computes whatever a
-record does not carry; the crawl process fills them in (`work_ahead`) for the records it prepares
-while the worker is the slower side (`pipeline.offload`), so the two processes even out on their
-own, whichever site, page size or database makes one of them the bottleneck.
+`precompute` fills in whatever a record does not carry yet. The crawl process calls it for the
+pages it prepares while the pipeline worker is the slower side (`pipeline.worker.split`); the
+ingest calls it for every record before deduplicating, so each value is computed exactly once,
+by whichever process had time for it.
 
 Cheap to import (the crawl process loads it at start): numpy comes with the first signature.
 """
@@ -29,10 +29,10 @@ def search_parts(title: str, body: str) -> tuple[str, str]:
     return split_text(title), split_text(body)
 
 
-def work_ahead(record: Record) -> None:
-    """Fill in the record's signature, snapshot parts and search text (an article page only)."""
+def precompute(record: Record) -> Record:
+    """The record with its signature, snapshot parts and search text (an article page only)."""
     if record.item.state != STATE_OK:
-        return
+        return record
     if record.minhash is None:
         from pipeline.similarity import signature
 
@@ -41,3 +41,4 @@ def work_ahead(record: Record) -> None:
         record.snapshot = snapshot_parts(record.item.raw_body)
     if record.search is None:
         record.search = search_parts(record.title, record.body_text)
+    return record

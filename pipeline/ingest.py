@@ -1,0 +1,230 @@
+"""The ingest: every page of a crawl through normalize → precompute → deduplicate → tag → store.
+
+`Ingest.handle` is the one place where the stages stand in order, for a page of an open source.
+It runs wherever the crawl puts it — in the pipeline worker process, or in the crawl process
+itself (`pipeline.worker`) — and tests drive it directly. A page may arrive already prepared by
+the crawl process (normalized, maybe tagged and precomputed): each stage does only what is left.
+
+Batched (the pipeline worker), pages are stored many to a transaction (`BatchedSessions`: a
+SAVEPOINT per page) and the owner commits (`commit`, or `commit_due` for the batching policy); if
+the database refuses a batch, every page of it is recorded on its source's run as lost (the run is
+incomplete, so the next crawl fetches them again) and the near-duplicate index reloads. Not
+batched (in the crawl process, and in tests), every page is its own transaction.
+
+Owns no Scrapy type, reads no config by itself, and takes "now" from the clock it is given.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from crawler.items import ListPageItem, ProblemItem
+from pipeline.corpus.batch import IdCache
+from pipeline.corpus.db import (
+    BatchedSessions,
+    DatabaseError,
+    SessionSource,
+    is_initialised,
+    make_engine,
+    session_factory,
+)
+from pipeline.corpus.runs import SourceRow, SourceRunRecorder
+from pipeline.dedup import Deduplicator
+from pipeline.normalize import Rejected, normalize
+from pipeline.precompute import precompute
+from pipeline.record import Outcome, Page, Prepared, Record, SourceRef
+from pipeline.store import Store
+from pipeline.tag import Tagger
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from sqlalchemy import Engine
+
+    from pipeline.tagging.vocabulary import Vocabulary
+
+log = logging.getLogger(__name__)
+
+# When a batch is committed: at MAX_BATCH pages, or when its first page waited MAX_BATCH_SECONDS
+# (the worker also commits when no page came for a moment). 64 articles are about a quarter of a
+# second of work; a page is stored at most about a second after it was fetched.
+MAX_BATCH = 64
+MAX_BATCH_SECONDS = 1.0
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class _OpenSource:
+    ref: SourceRef
+    run: SourceRunRecorder
+    row: SourceRow
+
+
+class Ingest:
+    """The stages of a crawl over one database, for every source the crawl opens."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        vocab: Vocabulary,
+        *,
+        run_id: int | None = None,
+        config_path: str | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        owns_engine: bool = False,
+        batched: bool = True,
+    ) -> None:
+        self.engine = engine
+        self.owns_engine = owns_engine
+        # Batched: many pages per transaction, committed by the owner (SQLite: the engine must begin
+        # its transactions immediately). Not batched: every page is its own transaction.
+        self.sessions: SessionSource = (
+            BatchedSessions(session_factory(engine), on_abandon=self._lost, cache=IdCache())
+            if batched
+            else session_factory(engine)
+        )
+        self.run_id = run_id
+        self.config_path = config_path
+        self.clock = clock
+        self.deduplicator = Deduplicator()
+        self.tagger = Tagger(vocab)
+        self.store = Store(self.sessions, clock)
+        self.sources: dict[int, _OpenSource] = {}
+        self._batch: list[tuple[SourceRunRecorder, Page | Prepared]] = []  # handled since the last commit
+        self._batch_started = 0.0  # monotonic time of the batch's first page
+
+    @classmethod
+    def connect(
+        cls,
+        database_url: str,
+        vocab: Vocabulary,
+        *,
+        run_id: int | None = None,
+        config_path: str | None = None,
+        batched: bool = True,
+    ) -> Ingest:
+        """An ingest on its own engine (SQLite: transactions that take the write lock at their start,
+        so SAVEPOINTs nest in them); the database must be initialised."""
+        engine = make_engine(database_url, immediate_transactions=True)
+        if not is_initialised(engine):
+            engine.dispose()
+            raise DatabaseError("the database has no schema yet: run `zhuanlan init` first")
+        return cls(engine, vocab, run_id=run_id, config_path=config_path, owns_engine=True, batched=batched)
+
+    # -- sources
+
+    def open_source(self, sid: int, source: SourceRef) -> None:
+        """Open the source's run (its row must exist before any page refers to it: committed now)."""
+        run = SourceRunRecorder(self.sessions, run_id=self.run_id, config_path=self.config_path)
+        self.commit()
+        row = run.open(source, self.clock())
+        self.commit()
+        self.sources[sid] = _OpenSource(source, run, row)
+
+    def close_source(self, sid: int, requests: int) -> None:
+        """Judge the source's run, after everything before it is committed (lost pages count)."""
+        source = self.sources.pop(sid, None)
+        if source is None:
+            raise LookupError("the source's run was never opened")
+        self.commit()
+        try:
+            source.run.close(requests, self.clock())
+        finally:
+            self.commit()
+
+    # -- pages
+
+    def handle(self, sid: int, page: Page | Prepared) -> Outcome:
+        """One page through the stages, in order. Never raises: what goes wrong is recorded on the
+        source's run, and the answer says what happened."""
+        source = self.sources.get(sid)
+        if source is None:  # its run could not be opened (the crawl process was told, and says so)
+            return Outcome.DROPPED
+        if not self._batch:
+            self._batch_started = time.monotonic()
+        try:
+            return self._stages(source, page)
+        finally:
+            if isinstance(self.sessions, BatchedSessions):
+                # Known to the batch only now: if this page's own unit failed, `Store` recorded why.
+                self._batch.append((source.run, page))
+
+    def _stages(self, source: _OpenSource, page: Page | Prepared) -> Outcome:
+        current: Page | Prepared = page
+        try:
+            current = normalize(page)
+            if isinstance(current, ProblemItem):
+                source.run.problem(current)
+                return Outcome.STORED
+            if isinstance(current, ListPageItem):
+                self.store.list_page(current, source.run)
+                return Outcome.STORED
+            record = precompute(current)
+            with self.sessions() as session:
+                decision = self.deduplicator.decide(session, record)
+            if decision is None:
+                log.info(
+                    "page %s at the source, but the article was never stored: %s", record.item.state, record.item.url
+                )
+                return Outcome.DROPPED
+            self.tagger.tag(record, source.ref)
+            self.store.write(record, source.run, source.row)
+        except Rejected as exc:
+            log.warning("not stored: %s", exc)
+            source.run.problem(exc.problem)
+            return Outcome.REJECTED
+        except Exception as exc:
+            failed = current.item if isinstance(current, Record) else current
+            log.exception("could not process %s", getattr(failed, "url", failed))
+            source.run.failure(failed, exc)
+            return Outcome.FAILED
+        return Outcome.STORED
+
+    # -- the batch
+
+    @property
+    def pending(self) -> int:
+        """Pages handled since the last commit."""
+        return len(self._batch)
+
+    def commit_due(self) -> bool:
+        """Whether the batching policy wants a commit now (a full batch, or its first page waited long)."""
+        return bool(self._batch) and (
+            len(self._batch) >= MAX_BATCH or time.monotonic() - self._batch_started >= MAX_BATCH_SECONDS
+        )
+
+    def commit(self) -> None:
+        """Commit the batch; if the database refuses it, `_lost` has recorded every page of it."""
+        if isinstance(self.sessions, BatchedSessions):
+            try:
+                self.sessions.commit()
+            except DatabaseError as exc:
+                log.error("a batch of pages was not stored: %s", exc)
+        self._batch.clear()
+
+    def _lost(self, reason: str) -> None:
+        # Called by BatchedSessions after rolling back: every page of the batch is recorded as not
+        # stored (its run becomes incomplete), and the near-duplicate index forgets what it loaded.
+        lost, self._batch = self._batch, []
+        for run, page in lost:
+            run.lost(page.item if isinstance(page, Record) else page, reason)
+        if lost:
+            log.error("%d pages rolled back: %s", len(lost), reason)
+        self.deduplicator.forget()
+
+    def shutdown(self) -> None:
+        """Commit what is handled and release the database. A source never closed keeps its run
+        "running": finishing the crawl run marks it unfinished."""
+        self.commit()
+        self.sources.clear()
+        if isinstance(self.sessions, BatchedSessions):
+            self.sessions.close()
+        if self.owns_engine:
+            self.engine.dispose()

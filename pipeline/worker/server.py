@@ -1,0 +1,155 @@
+"""The pipeline worker process: the ingest of a crawl, on the other core.
+
+Why a process: the stages cost more CPU per article than Scrapy itself, and on Scrapy's reactor
+thread they held up the next request. The crawl process fetches, extracts and prepares each page
+(normalize, and tag or precompute when the split gives it that work, `split.WorkSplit`); this
+process runs `pipeline.ingest.Ingest` on what arrives: whatever stage is left, in order. Pages
+are handled one at a time in arrival order, so a repost is compared with everything fetched
+before it, whichever source it came from.
+
+Messages are `protocol`'s. The worker commits when a batch is full or old (`Ingest.commit_due`),
+or when no message came for `IDLE_COMMIT_SECONDS`, and then says how many more pages are settled.
+It dies with its crawl process (SIGKILL on the parent's death, Linux), ignores SIGINT and SIGTERM
+(the crawl process stops gracefully and then tells it to stop), and stops on end of input. What
+it does not finish is not lost: the source's run stays incomplete and the next crawl pages fully.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import signal
+import sys
+import time
+from typing import TYPE_CHECKING
+
+from pipeline.corpus.db import DatabaseError, one_line
+from pipeline.worker.runner import RunnerSettings
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
+    from pipeline.ingest import Ingest
+
+log = logging.getLogger(__name__)
+
+LOG_FORMAT = "%(asctime)s [%(name)s] %(levelname)s: %(message)s"
+# Waiting a moment for more pages (rather than committing whenever the pipe is empty) keeps batches
+# full when the worker is faster than the crawl: small batches cost a commit and a full-text index
+# segment each.
+IDLE_COMMIT_SECONDS = 0.2
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this process when the crawl process dies (as `scheduler._spawn` does for crawls)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+
+
+def error_text(exc: BaseException) -> str:
+    return one_line(exc) if isinstance(exc, DatabaseError) else f"{type(exc).__name__}: {one_line(exc)}"
+
+
+def open_ingest(settings: RunnerSettings, *, batched: bool = True) -> Ingest:
+    """The ingest of this crawl: its database, vocabulary and run (imported here: the crawl process
+    that only talks to a worker never loads the stages)."""
+    from pipeline.ingest import Ingest
+    from pipeline.tag import vocabulary_from_path
+
+    return Ingest.connect(
+        settings.database_url,
+        vocabulary_from_path(settings.config_path),
+        run_id=settings.run_id,
+        config_path=settings.config_path,
+        batched=batched,
+    )
+
+
+def serve(conn: Connection, ingest: Ingest) -> None:
+    """Answer messages until `Stop` or end of input."""
+    from pipeline.worker.protocol import Close, Closed, Open, Opened, Pages, Settled, Stop
+
+    handled = settled = acked = 0  # pages handled, committed (or recorded as lost), reported
+    idle = 0.0  # seconds spent waiting for input since the last `Settled`
+    while True:
+        waited = time.monotonic()
+        if ingest.pending and not conn.poll(IDLE_COMMIT_SECONDS):
+            idle += time.monotonic() - waited
+            ingest.commit()  # nothing came for a moment: store what was handled before waiting for more
+            settled = handled
+            waited = time.monotonic()
+        if settled > acked:
+            conn.send(Settled(settled - acked, idle))
+            acked, idle = settled, 0.0
+            waited = time.monotonic()
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        idle += time.monotonic() - waited
+        if isinstance(message, Stop):
+            return
+        if isinstance(message, Pages):
+            for sid, page in message.pages:
+                ingest.handle(sid, page)
+                handled += 1
+                if ingest.commit_due():
+                    ingest.commit()
+                if not ingest.pending:
+                    settled = handled
+        elif isinstance(message, Open):
+            try:
+                ingest.open_source(message.sid, message.source)
+                conn.send(Opened(message.sid, None))
+            except Exception as exc:
+                log.exception("could not open the run of source %s", message.source.key)
+                conn.send(Opened(message.sid, error_text(exc)))
+        elif isinstance(message, Close):
+            try:
+                ingest.close_source(message.sid, message.requests)
+                conn.send(Closed(message.sid, None))
+            except Exception as exc:
+                log.exception("could not close the run of source %s", message.sid)
+                conn.send(Closed(message.sid, error_text(exc)))
+            settled = handled
+        else:
+            log.error("pipeline worker: unknown message %r", message)
+
+
+def main(conn: Connection, settings: RunnerSettings) -> None:
+    """The worker process's entry point (multiprocessing target)."""
+    from pipeline.worker.protocol import Ready, StartFailed
+
+    _die_with_parent()
+    parent = os.getppid()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(level=settings.log_level, format=LOG_FORMAT, stream=sys.stderr)
+    if parent == 1:
+        return  # the crawl process died before the death signal was armed
+    try:
+        ingest = open_ingest(settings)
+    except Exception as exc:
+        conn.send(StartFailed(error_text(exc)))
+        conn.close()
+        return
+    # The worker's modules and state live as long as it does: keep them out of the collector's way.
+    gc.collect()
+    gc.freeze()
+    conn.send(Ready())
+    try:
+        serve(conn, ingest)
+    finally:
+        ingest.shutdown()
+        conn.close()
+    # Everything is committed and the database released: skip the interpreter's teardown (a few
+    # tenths of a second of freeing modules) that the crawl process would wait for.
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(0)
