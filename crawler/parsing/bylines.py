@@ -21,6 +21,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 from crawler.parsing.positions import (
     AUTHOR_LABELS,
@@ -87,6 +88,7 @@ _SPACES = re.compile(r"[\s\u3000\u00a0\u200b\ufeff]+")
 _DOTS = "·•・．"
 
 
+@lru_cache(maxsize=4096)  # the reader folds the same few lines of a page several times
 def fold(text: str) -> str:
     """The text as matching sees it: NFKC (full-width spaces, brackets, colons and digits to ASCII),
     runs of white space as one space, trimmed."""
@@ -373,6 +375,11 @@ _SEGMENT_SEP = re.compile(r"\s*[|]\s*|\s+")
 _SUPPLIED = re.compile(rf"^(?P<org>[{HAN}()]{{2,30}}?)\s*(?:供稿|供图|提供)$")
 
 
+# Cheap tests on the line as written, before folding it.
+_LABEL_FIRST = re.compile(rf"^[\s(（【\[]*(?:{alternation((*AUTHOR_LABELS, *EDITOR_LABELS, *SOURCE_LABELS))})")
+_SUPPLIED_END = re.compile(r"(?:供稿|供图|提供)\s*[)）】\]。.]?\s*$")
+
+
 @dataclass
 class _CreditLine:
     authors: list[str] = field(default_factory=list)
@@ -383,6 +390,8 @@ class _CreditLine:
 def read_credit_line(line: str) -> _CreditLine | None:
     """The credits of a line made only of labelled parts, e.g. 「编辑：李晓｜审核：许文杰」,
     「初审：A 复审：B 终审：C」, 「文/张三 图/李四」, 「来源：市教育局」, 「市民政局供稿」; else None."""
+    if len(line) > 2 * LONG_LINE or not (_LABEL_FIRST.match(line) or _SUPPLIED_END.search(line)):
+        return None  # every credit line starts with a label or ends with 供稿: no need to fold the rest
     text = _unwrap(fold(line))
     if not text or len(text) > 80:
         return None
@@ -435,28 +444,62 @@ _SKIP_LINE = re.compile(
     r"转自|转载|原标题|关注|长按|扫码|点击)"
 )
 _SENTENCE = re.compile(r"[。!?;:,“”\"]")
+# Lines longer than this (as written) are paragraphs, never a byline or a credit line: they are
+# not folded at all (folding a long paragraph costs more than reading every short line).
+LONG_LINE = 60
 HEAD_LINES = 8
 TAIL_LINES = 6
 
 
 def _body_lines(body_text: str, title: str) -> list[str]:
+    """The lines a byline can stand on: the first `HEAD_LINES` and the last `TAIL_LINES` non-empty
+    lines that are not the title repeated (the middle of a long article is never folded or read)."""
     squashed_title = squash(title)
-    lines: list[str] = []
-    for raw in body_text.splitlines():
+
+    def kept(raw: str) -> str | None:
         line = raw.strip()
         if not line:
-            continue
+            return None
+        if len(line) > LONG_LINE and len(line) > 2 * len(title) + 10:
+            return line  # a paragraph, not the title repeated
         squashed = squash(line)
         if squashed_title and len(squashed) >= 4 and (squashed in squashed_title or squashed_title in squashed):
-            continue  # the title (or half of a title split over two lines) repeated in the body
-        lines.append(line)
-    return lines
+            return None  # the title (or half of a title split over two lines) repeated in the body
+        return line
+
+    raw_lines = body_text.splitlines()
+    head: list[str] = []
+    consumed = len(raw_lines)
+    for number, raw in enumerate(raw_lines, 1):
+        line = kept(raw)
+        if line is not None:
+            head.append(line)
+            if len(head) > HEAD_LINES:
+                consumed = number
+                break
+    if consumed == len(raw_lines):
+        return head  # a short body: every line
+    tail: list[str] = []
+    for raw in reversed(raw_lines[consumed:]):
+        line = kept(raw)
+        if line is not None:
+            tail.append(line)
+            if len(tail) == TAIL_LINES:
+                break
+    return [*head, *reversed(tail)]
 
 
 def _top_byline(lines: Sequence[str], note: Byline | None, is_unit: IsUnit | None) -> Byline | None:
     head = lines[:HEAD_LINES]
     paragraphs = 0  # long lines passed: an unlabelled lead-in may stand above the byline, the text not
     for index, line in enumerate(head):
+        if len(line) > LONG_LINE:
+            if _SKIP_LINE.match(fold(line[:16])):
+                continue  # a long 编者按 is no paragraph of the text
+            paragraphs += 1
+            if paragraphs >= 2:
+                break
+            continue
         folded = fold(line)
         if _SKIP_LINE.match(folded) or read_credit_line(line) is not None:
             continue
@@ -513,6 +556,8 @@ def _with_following(byline: Byline, following: Sequence[str], is_unit: IsUnit | 
 
 def _end_byline(lines: Sequence[str], is_unit: IsUnit | None) -> Byline | None:
     for line in reversed(lines[-TAIL_LINES:]):
+        if len(line) > LONG_LINE:
+            continue
         folded = fold(line)
         if len(folded) > 50 or _SKIP_LINE.match(folded) or read_credit_line(line) is not None:
             continue
@@ -524,6 +569,8 @@ def _end_byline(lines: Sequence[str], is_unit: IsUnit | None) -> Byline | None:
 
 def _note(lines: Sequence[str], is_unit: IsUnit | None) -> Byline | None:
     for line in reversed(lines[-TAIL_LINES:]):
+        if "作者" not in line:
+            continue
         profile = _PROFILE.match(fold(line))
         if profile is not None:
             first = re.split(r"[。;]", profile.group("value"))[0]
@@ -544,6 +591,8 @@ def _note(lines: Sequence[str], is_unit: IsUnit | None) -> Byline | None:
 
 def _signoff(lines: Sequence[str]) -> tuple[str, ...]:
     for line in lines[-3:][::-1]:
+        if not line.rstrip().endswith((")", "）")):
+            continue
         found = _SIGNOFF.search(fold(line))
         if found is None:
             continue

@@ -3,7 +3,7 @@
 Owns `apply_tags`: the article's unit (with `unit_from`), authors, positions, column (and column
 candidate) and its `ArticleTag` rows of origin "rule" (topics, column, positions) and "keyword"
 (jieba keywords), with the operator's corrections (`pipeline.corpus.corrections.overlay`) put over the
-rules. Manual tags (origin "manual") are never removed or overwritten. The store pipeline and the retag command both call
+rules. Manual tags (origin "manual") are never removed or overwritten. The store stage and the retag command both call
 it, so a story tagged at crawl time and one retagged later get exactly the same rows; a story
 the store has just inserted takes the short way (`article_fields` + `insert_new_article_tags`:
 no read of its rows, one executemany) to the same rows.
