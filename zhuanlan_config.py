@@ -37,6 +37,7 @@ class UnitConf:
     name: str
     short_name: str | None = None
     aliases: tuple[str, ...] = ()
+    slug: str | None = None  # the feed URL's name (/feeds/unit/<slug>.atom); default: from pinyin
 
 
 @dataclass(frozen=True)
@@ -63,12 +64,14 @@ class TopicConf:
     name: str
     keywords: Mapping[str, float]  # keyword or phrase -> weight
     min_score: float = 1.0
+    slug: str | None = None  # the feed URL's name (/feeds/topic/<slug>.atom); default: from pinyin
 
 
 @dataclass(frozen=True)
 class ColumnConf:
     name: str
     title_keywords: tuple[str, ...] = ()  # a title containing one of these is a column member
+    slug: str | None = None  # the feed URL's name (/feeds/column/<slug>.atom); default: from pinyin
 
 
 @dataclass(frozen=True)
@@ -118,12 +121,15 @@ class WebConf:
     host: str = "127.0.0.1"
     port: int = 8080
     base_url: str = "http://127.0.0.1:8080"
+    image_cache_mb: int = 200  # the image proxy's disk cache; least recently used images go first
 
 
 @dataclass(frozen=True)
 class FeedsConf:
     items_per_feed: int = 50
     title_prefix: str = "专栏"
+    # Stories deleted at source: shown in public feeds and pages (true), or only to the operator.
+    show_deleted: bool = False
 
 
 @dataclass(frozen=True)
@@ -313,6 +319,7 @@ _SOURCE_OPTION_KEYS = frozenset(
     }
 )
 _SELECTOR_KEYS = frozenset({"title", "date", "source", "author", "body"})
+_SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
@@ -321,6 +328,21 @@ def _hhmm(table: _Table, key: str, default: str) -> str:
     value = table.string(key, default)
     if not _HHMM.match(value):
         raise ConfigError(table._key(key), f"expected a time HH:MM, got {value!r}")
+    return value
+
+
+def _slug(t: _Table, seen: set[str]) -> str | None:
+    """An optional feed URL slug: lowercase letters, digits and single hyphens, unique per kind."""
+    value = t.opt_string("slug")
+    if value is None:
+        return None
+    if len(value) > 80 or not _SLUG.match(value):
+        raise ConfigError(
+            t._key("slug"), f"expected lowercase letters, digits and single hyphens (at most 80), got {value!r}"
+        )
+    if value in seen:
+        raise ConfigError(t._key("slug"), f"slug {value!r} is already used by another entry of this kind")
+    seen.add(value)
     return value
 
 
@@ -412,9 +434,13 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, path: Path | None =
     public_dir = base_dir / root.string("public_dir", "public")
 
     units: list[UnitConf] = []
+    unit_slugs: set[str] = set()
     for t in root.tables("units"):
         unit = UnitConf(
-            name=t.string("name", required=True), short_name=t.opt_string("short_name"), aliases=t.strings("aliases")
+            name=t.string("name", required=True),
+            short_name=t.opt_string("short_name"),
+            aliases=t.strings("aliases"),
+            slug=_slug(t, unit_slugs),
         )
         t.done()
         units.append(unit)
@@ -444,6 +470,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, path: Path | None =
         raise ConfigError("sources", f"source keys must be unique; repeated: {', '.join(duplicated)}")
 
     topics: list[TopicConf] = []
+    topic_slugs: set[str] = set()
     for t in root.tables("topics"):
         kw = t.raw("keywords")
         if isinstance(kw, list) and all(isinstance(k, str) for k in kw):
@@ -455,13 +482,25 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, path: Path | None =
         if not keywords:
             raise ConfigError(t._key("keywords"), "expected at least one phrase")
         topics.append(
-            TopicConf(name=t.string("name", required=True), keywords=keywords, min_score=t.number("min_score", 1.0))
+            TopicConf(
+                name=t.string("name", required=True),
+                keywords=keywords,
+                min_score=t.number("min_score", 1.0),
+                slug=_slug(t, topic_slugs),
+            )
         )
         t.done()
 
     columns: list[ColumnConf] = []
+    column_slugs: set[str] = set()
     for t in root.tables("columns"):
-        columns.append(ColumnConf(name=t.string("name", required=True), title_keywords=t.strings("title_keywords")))
+        columns.append(
+            ColumnConf(
+                name=t.string("name", required=True),
+                title_keywords=t.strings("title_keywords"),
+                slug=_slug(t, column_slugs),
+            )
+        )
         t.done()
 
     c = root.table("crawl")
@@ -518,6 +557,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, path: Path | None =
         host=w.string("host", WebConf.host),
         port=w.integer("port", WebConf.port, minimum=1, maximum=65535),
         base_url=w.string("base_url", WebConf.base_url).rstrip("/"),
+        image_cache_mb=w.integer("image_cache_mb", WebConf.image_cache_mb, minimum=1, maximum=1_000_000),
     )
     w.done()
 
@@ -525,6 +565,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, path: Path | None =
     feeds = FeedsConf(
         items_per_feed=f.integer("items_per_feed", FeedsConf.items_per_feed, minimum=1, maximum=1000),
         title_prefix=f.string("title_prefix", FeedsConf.title_prefix),
+        show_deleted=f.boolean("show_deleted", FeedsConf.show_deleted),
     )
     f.done()
 

@@ -1,7 +1,9 @@
 """The archive web app: a thin Flask shell over `archive.search` and the corpus models.
 
 Owns what every page shares: the app's settings, the security headers, the error page, the CSRF
-check on every POST form and the template helpers; the pages themselves are the view modules
+check on every POST form (except an RFC 8058 one-click unsubscribe, which its URL's token
+authenticates), the operator's session read from its cookie (`archive.auth`), redirects that never
+name the Host header's host, and the template helpers; the pages themselves are the view modules
 in `archive.views`, registered here. Configuration and the clock enter through `create_app`;
 secrets come from the environment (`ZHUANLAN_ADMIN_PASSWORD`, `ZHUANLAN_SECRET_KEY`, each also
 as `_FILE`). The database writes are a recipient's opt-out and the operator's corrections.
@@ -12,10 +14,12 @@ from __future__ import annotations
 import hmac
 import secrets
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
-from flask import Flask, Response, abort, render_template, request, session
+from flask import Flask, Response, abort, g, make_response, render_template, request, session
 from werkzeug.exceptions import HTTPException
 
+from archive.auth import SESSION_COOKIE, Sessions
 from archive.views import feeds, images, operator, pages, review, story, subscribers
 from archive.views.context import ViewContext
 from archive.views.images import fetch_image, image_src
@@ -34,7 +38,16 @@ PAGE_CSP = (
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 _STATE_NAMES = {"any": "全部", "live": "在线", "deleted": "源站已删除", "edited": "源站已修改"}
-_ERROR_TITLES = {400: "请求有误", 403: "禁止访问", 404: "页面不存在", 405: "不支持的请求方式", 413: "请求过大"}
+_ERROR_TITLES = {
+    400: "请求有误",
+    403: "禁止访问",
+    404: "页面不存在",
+    405: "不支持的请求方式",
+    413: "请求过大",
+    429: "请求过于频繁",
+    502: "上游出错",
+    503: "暂时无法处理",
+}
 
 
 def create_app(
@@ -83,14 +96,34 @@ def create_app(
 
     @app.before_request
     def check_csrf() -> None:
+        if request.routing_exception is not None:
+            return  # no view runs: a 404, or a 405 with Allow, answers first
+        if request.endpoint == "subscribers.unsubscribe" and request.form.get("List-Unsubscribe") == "One-Click":
+            return  # RFC 8058: a mail provider's one-click POST; the token in the URL authenticates it
         if request.method == "POST":
             sent = request.form.get("csrf_token", "")
             expected = session.get("csrf", "")
             if not sent or not expected or not hmac.compare_digest(str(expected).encode(), sent.encode()):
                 abort(400, description="表单已失效或缺少校验码（CSRF），请返回刷新页面后重试。")
 
+    @app.before_request
+    def load_operator() -> None:
+        g.operator = False
+        token = request.cookies.get(SESSION_COOKIE)
+        if token and admin_password is not None:
+            with session_factory() as db:
+                g.operator = Sessions(str(app.secret_key)).check(db, token, admin_password, now())
+
     @app.after_request
     def security_headers(response: Response) -> Response:
+        location = response.headers.get("Location")
+        if location:
+            parts = urlsplit(location)
+            if parts.scheme or parts.netloc:
+                # Werkzeug's own redirects (a missing trailing slash, merged slashes) name the host
+                # from the Host header; every Location we send is relative to this site instead.
+                path = "/" + parts.path.lstrip("/")
+                response.headers["Location"] = urlunsplit(("", "", path, parts.query, parts.fragment))
         response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
@@ -98,10 +131,16 @@ def create_app(
         return response
 
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> tuple[str, int]:
+    def http_error(exc: HTTPException) -> Response:
         code = exc.code or 500
         title = _ERROR_TITLES.get(code, "出错了")
-        return render_template("error.html", code=code, title=title, description=exc.description), code
+        response = make_response(
+            render_template("error.html", code=code, title=title, description=exc.description), code
+        )
+        for name, value in exc.get_headers():  # Allow on a 405, Retry-After on a 429 or 503
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     for blueprint in (
         pages.blueprint(ctx),

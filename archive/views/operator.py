@@ -1,51 +1,125 @@
-"""The operator's pages: login, logout, and the health view of sources and crawl runs.
+"""The operator's pages: login, logout, and the health view of sources, crawl runs and logins.
 
-Owns the admin session (a password from `ZHUANLAN_ADMIN_PASSWORD`, read by `create_app`; without
-one, login is disabled). Must not change rows: corrections are `archive.views.review`'s.
+Owns the admin login (a password from `ZHUANLAN_ADMIN_PASSWORD`, read by `create_app`; without
+one, login is disabled): its rate limits (flask-limiter: per client address and for the account),
+its lockout and its server-side session (`archive.auth`). Must not change rows other than those
+of the login: corrections are `archive.views.review`'s.
 """
 
 from __future__ import annotations
 
 import hmac
-from typing import TYPE_CHECKING
+import logging
+import math
+import secrets
+from typing import TYPE_CHECKING, cast
 
-from flask import Blueprint, redirect, render_template, request, session
+from flask import Blueprint, current_app, redirect, render_template, request, session
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from archive.auth import (
+    ACCOUNT,
+    SESSION_COOKIE,
+    SESSION_LIFETIME,
+    Sessions,
+    is_operator,
+    locked_until,
+    recent_events,
+    record_failure,
+    record_success,
+)
 from archive.views.review import candidate_count, unattributed_count
 from pipeline.corpus.models import CrawlRun, Source, SourceRun
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from flask import Flask
+    from flask_limiter import RequestLimit
     from werkzeug.wrappers import Response as BaseResponse
 
     from archive.views.context import ViewContext
 
+log = logging.getLogger("zhuanlan.web.auth")
+
+# Login attempts (POSTs) a client address, and the account from all addresses, may make.
+ADDRESS_RATE = "10 per minute"
+ACCOUNT_RATE = "30 per minute"
+
+
+def operator_sessions() -> Sessions:
+    """The session store, keyed with this app's secret key."""
+    return Sessions(str(current_app.secret_key))
+
+
+def _log_breach(limit: RequestLimit) -> None:
+    log.warning("login rate limit hit (%s) from %s", limit.limit, get_remote_address())
+
 
 def blueprint(ctx: ViewContext) -> Blueprint:
     operator = Blueprint("operator", __name__)
+    # Counts live in memory: one window per process is enough for a rate limit (the lockout,
+    # which must outlive a restart, is in the database); the memory store is thread-safe.
+    limiter = Limiter(get_remote_address, storage_uri="memory://", headers_enabled=True, on_breach=_log_breach)
+    operator.record_once(lambda state: limiter.init_app(cast("Flask", state.app)))
+
+    def refused(until: datetime, now: datetime) -> tuple[str, int, dict[str, str]]:
+        wait = max(1, math.ceil((until - now).total_seconds()))
+        error = f"登录失败次数过多，已暂时锁定，请于 {until.astimezone(ctx.tz):%H:%M:%S} 后再试。"
+        return render_template("login.html", disabled=False, error=error), 429, {"Retry-After": str(wait)}
 
     @operator.route("/login", methods=["GET", "POST"])
-    def login() -> BaseResponse | tuple[str, int]:
+    @limiter.limit(ADDRESS_RATE, methods=["POST"])
+    @limiter.limit(ACCOUNT_RATE, key_func=lambda: ACCOUNT, methods=["POST"])
+    def login() -> BaseResponse | tuple[str, int] | tuple[str, int, dict[str, str]]:
         if ctx.admin_password is None:
             return render_template("login.html", disabled=True, error=None), 200
-        if request.method == "POST":
+        if request.method == "GET":
+            return render_template("login.html", disabled=False, error=None), 200
+        client = get_remote_address() or "unknown"
+        now = ctx.now()
+        with ctx.session_factory() as db:
+            until = locked_until(db, client, now)
+            if until is not None:  # the password is not even compared while locked
+                log.warning("login refused from %s: locked until %s", client, until.isoformat())
+                return refused(until, now)
             given = request.form.get("password", "")
-            if hmac.compare_digest(given.encode("utf-8"), ctx.admin_password.encode("utf-8")):
-                session.clear()  # a fresh session (and CSRF token) after login: no fixation
-                session["admin"] = True
-                return redirect("/health")
-            return render_template("login.html", disabled=False, error="密码不正确。"), 403
-        return render_template("login.html", disabled=False, error=None), 200
+            if not hmac.compare_digest(given.encode("utf-8"), ctx.admin_password.encode("utf-8")):
+                until = record_failure(db, client, now)
+                if until is not None:
+                    return refused(until, now)
+                return render_template("login.html", disabled=False, error="密码不正确。"), 403
+            record_success(db, client)
+            token = operator_sessions().start(db, ctx.admin_password, client, now)
+        session.clear()  # a fresh CSRF token after login: no fixation
+        session["csrf"] = secrets.token_urlsafe(32)
+        response = redirect("/health")
+        response.set_cookie(
+            SESSION_COOKIE,
+            token,
+            max_age=int(SESSION_LIFETIME.total_seconds()),
+            path="/",
+            httponly=True,
+            samesite="Lax",
+            secure=ctx.config.web.base_url.startswith("https://"),
+        )
+        return response
 
     @operator.post("/logout")
     def logout() -> BaseResponse:
+        with ctx.session_factory() as db:
+            operator_sessions().revoke(db, request.cookies.get(SESSION_COOKIE, ""), ctx.now())
         session.clear()
-        return redirect("/")
+        response = redirect("/")
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="Lax")
+        return response
 
     @operator.get("/health")
     def health() -> BaseResponse | str:
-        if not session.get("admin"):
+        if not is_operator():
             return redirect("/login")
         with ctx.session_factory() as db:
             sources = db.scalars(select(Source).options(selectinload(Source.unit)).order_by(Source.key)).all()
@@ -62,6 +136,7 @@ def blueprint(ctx: ViewContext) -> Blueprint:
                 now=ctx.now(),
                 unattributed=unattributed_count(db),
                 candidates=candidate_count(db),
+                login_events=recent_events(db),
             )
 
     return operator

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from flask import Blueprint, abort, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
+from archive.auth import is_operator
 from pipeline.corpus.corrections import Change, CorrectionError, correct_story, parse_author
 from pipeline.corpus.db import transaction
 from pipeline.corpus.models import Appearance, Article, Unit
@@ -60,12 +61,12 @@ def blueprint(ctx: ViewContext) -> Blueprint:
     review = Blueprint("review", __name__)
 
     def require_admin() -> None:
-        if not session.get("admin"):
+        if not is_operator():
             abort(403, description="请先登录管理员账号。")
 
     @review.get("/review")
     def review_page() -> BaseResponse | str:
-        if not session.get("admin"):
+        if not is_operator():
             return redirect("/login")
         with ctx.session_factory() as db:
             options = (selectinload(Article.appearances).selectinload(Appearance.source),)

@@ -324,3 +324,48 @@ class FeedState(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     built_at: Mapped[datetime] = mapped_column(UTCDateTime)
     item_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class OperatorSession(Base):
+    """An operator's login to the web app, kept server-side so that it can be revoked.
+
+    The cookie carries only a random id; the row keeps its SHA-256 (a stolen database yields no
+    usable cookie) and a fingerprint of the admin password it was made under (an HMAC keyed with
+    the app's secret key), so changing the password ends every older session."""
+
+    __tablename__ = "operator_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    password_mark: Mapped[str] = mapped_column(String(64))
+    client: Mapped[str] = mapped_column(String(64))  # the address it logged in from
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class LoginLock(Base):
+    """Failed logins counted per key (`addr:<client address>` or `account:<name>`) and the lock
+    they led to; in the database, so a restart does not clear it and every thread sees it."""
+
+    __tablename__ = "login_locks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(100), unique=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # since the last lock or success
+    lockouts: Mapped[int] = mapped_column(Integer, default=0)  # since the last success: the delay grows with it
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class LoginEvent(Base):
+    """A failed login or a lockout, for the health page (the log has them too)."""
+
+    __tablename__ = "login_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # failure | lockout
+    client: Mapped[str] = mapped_column(String(64))
+    account: Mapped[str] = mapped_column(String(64))
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
