@@ -109,3 +109,36 @@ def test_cli_exits_2_and_writes_nothing(tmp_path: Path) -> None:
 def test_database_url_from_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ZHUANLAN_DATABASE_URL", "postgresql://u@db.example/z")
     assert parse_config(example(), base_dir=tmp_path).database_url == "postgresql://u@db.example/z"
+
+
+def test_feed_slugs_and_show_deleted(tmp_path: Path) -> None:
+    config = parse_config(example(), base_dir=tmp_path)
+    assert config.units[0].slug == "jiguan-gongwei" and config.units[1].slug is None
+    assert config.columns[0].slug == "sizhong-quanhui" and config.topics[0].slug is None
+    assert config.feeds.show_deleted is False
+    data = example()
+    data["feeds"]["show_deleted"] = True  # type: ignore[index]
+    assert parse_config(data, base_dir=tmp_path).feeds.show_deleted is True
+
+    bad: list[tuple[object, str, str]] = [
+        (lambda d: d["units"][1].update(slug="Keji"), "units[1].slug", "lowercase letters"),
+        (lambda d: d["units"][1].update(slug="ke_ji"), "units[1].slug", "lowercase letters"),
+        (lambda d: d["units"][1].update(slug="ke--ji"), "units[1].slug", "single hyphens"),
+        (lambda d: d["units"][1].update(slug="-keji"), "units[1].slug", "lowercase letters"),
+        (lambda d: d["units"][1].update(slug="科技"), "units[1].slug", "lowercase letters"),
+        (lambda d: d["units"][1].update(slug=3), "units[1].slug", "expected a string"),
+        (lambda d: d["units"][1].update(slug="jiguan-gongwei"), "units[1].slug", "already used"),
+        (lambda d: d["topics"][1].update(slug="a" * 81), "topics[1].slug", "at most 80"),
+        (lambda d: d["feeds"].update(show_deleted="no"), "feeds.show_deleted", "true or false"),
+    ]
+    for mutate, path, words in bad:
+        data = example()
+        mutate(data)  # type: ignore[operator]
+        with pytest.raises(ConfigError) as info:
+            parse_config(data, base_dir=tmp_path)
+        assert info.value.path == path, path
+        assert words in str(info.value), path
+    # Unique per kind only: a topic may share a unit's slug (their URLs differ by kind).
+    data = example()
+    data["topics"][0]["slug"] = "jiguan-gongwei"  # type: ignore[index]
+    assert parse_config(data, base_dir=tmp_path).topics[0].slug == "jiguan-gongwei"
