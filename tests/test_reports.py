@@ -26,12 +26,15 @@ from openpyxl import load_workbook
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from archive.web import create_app
 from feeds.report import competition_ranks, is_head_position
 from pipeline.corpus.config_sync import sync_config
 from pipeline.corpus.models import Appearance, Article, Source, Unit
+from tests.test_archive_web import PASSWORD, login
 from zhuanlan_config import load_config
 
 if TYPE_CHECKING:
+    from flask.testing import FlaskClient
     from sqlalchemy.orm import Session, sessionmaker
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -350,3 +353,51 @@ def test_other_column_and_refusals(corpus: Path) -> None:
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert bad.returncode == 1 and "before --from" in bad.stderr and not (corpus.parent / "x.csv").exists()
+
+
+# --- the web app -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def client(
+    corpus: Path, sessions: sessionmaker[Session], now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> FlaskClient:
+    monkeypatch.setenv("ZHUANLAN_ADMIN_PASSWORD", PASSWORD)
+    monkeypatch.setenv("ZHUANLAN_SECRET_KEY", "test-secret-key")
+    app = create_app(load_config(corpus), sessions, now=lambda: now)
+    app.config["TESTING"] = True
+    return app.test_client()
+
+
+def test_web_download_needs_login_and_matches_the_command(
+    client: FlaskClient, corpus: Path, sessions: sessionmaker[Session]
+) -> None:
+    query = {"from": PERIOD[0], "to": PERIOD[1], "column": COLUMN}
+    for path in ("/reports", "/reports/download"):
+        response = client.get(path, query_string={**query, "format": "xlsx"})
+        assert response.status_code == 302 and response.headers["Location"].endswith("/login")
+    login(client)
+    assert "/reports" in client.get("/health").get_data(as_text=True)
+    page = client.get("/reports").get_data(as_text=True)
+    assert "刊发情况报表" in page and COLUMN in page
+    stories = expected_stories(sessions)
+    for fmt in ("xlsx", "docx", "csv"):
+        response = client.get("/reports/download", query_string={**query, "format": fmt})
+        assert response.status_code == 200, response.get_data(as_text=True)
+        assert "attachment" in response.headers["Content-Disposition"]
+        web = corpus.parent / f"web.{fmt}"
+        web.write_bytes(response.data)
+        proc, cli = report(corpus, fmt)
+        assert proc.returncode == 0, proc.stderr
+        if fmt == "xlsx":
+            check_xlsx(web, stories)
+            for name in ("统计", "明细"):
+                web_rows = list(load_workbook(web)[name].iter_rows(values_only=True))
+                assert web_rows == list(load_workbook(cli)[name].iter_rows(values_only=True))
+        elif fmt == "docx":
+            check_docx(web, stories)
+            assert docx_texts(web)[0] == docx_texts(cli)[0]
+        else:
+            assert response.data == cli.read_bytes()
+    bad = client.get("/reports/download", query_string={**query, "from": "2026-13-01", "format": "csv"})
+    assert bad.status_code == 400 and "起止日期" in bad.get_data(as_text=True)
