@@ -345,6 +345,47 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from feeds.report import load_report
+    from feeds.report_files import render
+
+    date_from = _date_arg(args.date_from, "--from")
+    date_to = _date_arg(args.date_to, "--to")
+    assert date_from is not None and date_to is not None  # required options
+    if date_to < date_from:
+        raise UserError(f"--to {date_to} is before --from {date_from}: give the period's first day, then its last")
+    app = open_app(args)
+    column = report_column(app.config, args.column)
+    with app.sessions() as session:
+        report = load_report(session, app.config, column, date_from, date_to)
+    out = Path(args.out)
+    partial = out.with_name(f".{out.name}.partial")
+    try:
+        partial.write_bytes(render(report, args.format))
+        os.replace(partial, out)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise UserError(f"cannot write {out}: {exc.strerror}") from exc
+    print(
+        f"report {column} {date_from}..{date_to}: {report.total} articles of "
+        f"{sum(1 for u in report.units if u.count)} units, {len(report.unattributed)} unattributed; "
+        f"{args.format} written to {out}"
+    )
+    return 0
+
+
+def report_column(config: Config, name: str | None) -> str:
+    """The column a report is about: `name` when it is configured, else the first configured column."""
+    configured = [c.name for c in config.columns]
+    if not configured:
+        raise UserError("no column is configured: add a [[columns]] table to the config")
+    if name is None:
+        return configured[0]
+    if name not in configured:
+        raise UserError(f"no column named {name!r} is configured; configured: {', '.join(configured)}")
+    return name
+
+
 def cmd_extract(args: argparse.Namespace) -> int:
     from crawler.parsing.extract import extract_page
 
@@ -620,6 +661,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["csv", "jsonl", "warc"], required=True)
     p.add_argument("--out", help="output file")
     _add_filters(p)
+
+    p = add("report", cmd_report, "the column's 统计表 (xlsx), 汇编 (docx) or 明细 (csv) for a period")
+    p.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD", required=True, help="first day (included)")
+    p.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD", required=True, help="last day (included)")
+    p.add_argument("--format", choices=["xlsx", "docx", "csv"], required=True)
+    p.add_argument("--column", help="a configured column (default: the first configured column)")
+    p.add_argument("--out", required=True, metavar="FILE")
 
     p = add("extract", cmd_extract, "print the fields parsed from a saved page as JSON")
     p.add_argument("file")

@@ -7,6 +7,8 @@
 - `feeds.publish`: writes changed feeds atomically into `<public_dir>/feeds/`.
 - `feeds.digest`: pure: the weekly digest's content per recipient (HTML + text).
 - `feeds.mail`: the SMTP transport and the exactly-once delivery loop.
+- `feeds.report`: what a column's report for any period holds (counts, ranks, 明细, 汇编 order);
+  `feeds.report_files` writes it as xlsx, docx and csv.
 
 Depends on `pipeline` (models, db) and `zhuanlan_config`; never on `archive` or the scheduler.
 """

@@ -7,6 +7,7 @@
 - `subscribers`: a digest recipient's unsubscribe page.
 - `operator`: login, logout and the health view.
 - `review`: the operator's attribution review and corrections.
+- `reports`: the operator's period reports (统计表, 汇编, 明细) as downloads.
 
 Each module has `blueprint(ctx)`, which builds a Flask Blueprint named after the module from a
 `ViewContext` (`archive.views.context`); endpoints are therefore `module.function`, e.g.
