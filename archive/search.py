@@ -91,6 +91,7 @@ class Filters:
     date_from: date | None = None
     date_to: date | None = None
     state: str = "any"
+    hide_deleted: bool = False  # leave out stories deleted at source (the public's view)
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,8 @@ def filter_conditions(session: Session, filters: Filters, tz: tzinfo) -> list[Co
         raise QueryError(f"未知的状态 {filters.state!r}，可选：{'、'.join(STATES)} / unknown state")
     if filters.state != "any":
         conds.append(Article.state == filters.state)
+    if filters.hide_deleted:
+        conds.append(Article.state != "deleted")
     if filters.unit:
         ids = resolve_units(session, filters.unit)
         conds.append(Article.unit_id.in_(ids) if ids else false())

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from zhuanlan_config import Config
 
 # Bump when the rendered output changes for the same data, so every feed is rewritten once.
-FORMAT_VERSION = "3"  # 3: summaries keep full-width spaces (and stored text its full-width punctuation)
+FORMAT_VERSION = "4"  # 4: readable feed URLs (/feeds/unit/<slug>.atom) in the self links
 FEED_EXTENSIONS = ("rss", "atom", "json")
 SUMMARY_CHARS = 120
 WECHAT_IMAGE_HOSTS = frozenset({"mmbiz.qpic.cn", "mmbiz.qlogo.cn"})
@@ -50,12 +50,25 @@ _ALLOWED_TAGS = nh3.ALLOWED_TAGS | {"section"}
 
 @dataclass(frozen=True)
 class FeedSpec:
-    """One feed to publish. `key` is the file-safe stem (`all`, `unit-3`, `column-<hash>`, ...)."""
+    """One feed to publish.
+
+    `key` is the feed's identity (`all`, `unit-3`, `column-<hash>`, ...): its FeedState row, its
+    Atom id and the file name earlier releases published, which now redirects. `slug` names
+    its URL (`feeds.slugs`): the files are `<kind>/<slug>.<ext>`, or `all.<ext>`."""
 
     key: str
     title: str
     kind: str  # all | column | unit | topic
     filter: str | int | None  # column name, unit id, topic name; None for "all"
+    slug: str = ""
+    name: str = ""  # what a reader calls it: the unit's, column's or topic's name; "" for "all"
+
+    @property
+    def path(self) -> str:
+        """The feed's URL path under /feeds/ and file path under <public_dir>/feeds/, no extension."""
+        if self.kind == "all" or not self.slug:
+            return self.key
+        return f"{self.kind}/{self.slug}"
 
 
 @dataclass(frozen=True)
@@ -115,8 +128,9 @@ def feed_key(kind: str, value: str | int | None = None) -> str:
     raise ValueError(f"unknown feed kind {kind!r}")
 
 
-def feed_url(base_url: str, key: str, ext: str) -> str:
-    return f"{base_url}/feeds/{key}.{ext}"
+def feed_url(base_url: str, path: str, ext: str) -> str:
+    """The public URL of a feed file; `path` is `FeedSpec.path`."""
+    return f"{base_url}/feeds/{path}.{ext}"
 
 
 def item_id(guid: str) -> str:
@@ -207,7 +221,7 @@ def sanitize_body(html: str, base_url: str) -> str:
 
 def feed_hash(spec: FeedSpec, items: list[FeedItem], base_url: str) -> str:
     """What a feed's output depends on; equal hashes mean the written files need no rewrite."""
-    payload: list[Any] = [FORMAT_VERSION, base_url, spec.key, spec.title]
+    payload: list[Any] = [FORMAT_VERSION, base_url, spec.key, spec.path, spec.title]
     for it in items:
         payload.append(
             [
@@ -295,7 +309,7 @@ def _json_feed(spec: FeedSpec, items: list[_Rendered], config: Config) -> bytes:
         "version": JSON_FEED_VERSION,
         "title": plain_text(spec.title),
         "home_page_url": f"{base}/",
-        "feed_url": feed_url(base, spec.key, "json"),
+        "feed_url": feed_url(base, spec.path, "json"),
         "language": "zh-CN",
         "items": [],
     }
@@ -326,6 +340,6 @@ def build_feed_documents(spec: FeedSpec, items: list[FeedItem], config: Config, 
         raise ValueError("now must be tz-aware")
     base = config.web.base_url
     rendered = [_render(it, base, config.tz) for it in items]
-    rss = _generator(spec, rendered, config, now, feed_url(base, spec.key, "rss")).rss_str(pretty=True)
-    atom = _generator(spec, rendered, config, now, feed_url(base, spec.key, "atom")).atom_str(pretty=True)
+    rss = _generator(spec, rendered, config, now, feed_url(base, spec.path, "rss")).rss_str(pretty=True)
+    atom = _generator(spec, rendered, config, now, feed_url(base, spec.path, "atom")).atom_str(pretty=True)
     return {"rss": bytes(rss), "atom": bytes(atom), "json": _json_feed(spec, rendered, config)}

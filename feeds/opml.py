@@ -37,7 +37,7 @@ def build_opml(specs: list[FeedSpec], base_url: str, title: str) -> bytes:
                 type="rss",
                 text=name,
                 title=name,
-                xmlUrl=feed_url(base_url, s.key, "rss"),
+                xmlUrl=feed_url(base_url, s.path, "rss"),
                 htmlUrl=f"{base_url}/",
             )
     ET.indent(opml)
@@ -50,6 +50,12 @@ def build_index_html(specs: list[FeedSpec], base_url: str, title: str) -> bytes:
         '<!DOCTYPE html>\n<html lang="zh-CN"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width,initial-scale=1">',
         f"<title>{escape(clean_xml_text(title))}</title>",
+        *(
+            f'<link rel="alternate" type="application/atom+xml" title="{escape(plain_text(s.title))}" '
+            f'href="{escape(feed_url(base_url, s.path, "atom"))}">'
+            for s in specs
+            if s.kind == "all"
+        ),
         "<style>body{font-family:sans-serif;max-width:720px;margin:1em auto;padding:0 1em;line-height:1.6}"
         "li{margin:.3em 0}a{color:#0b5394}</style></head><body>",
         f"<h1>{escape(clean_xml_text(title))}</h1>",
@@ -63,7 +69,7 @@ def build_index_html(specs: list[FeedSpec], base_url: str, title: str) -> bytes:
         parts.append(f"<h2>{label}</h2><ul>")
         for s in members:
             links = "　".join(
-                f'<a href="{escape(feed_url(base_url, s.key, ext))}">{name}</a>'
+                f'<a href="{escape(feed_url(base_url, s.path, ext))}">{name}</a>'
                 for ext, name in (("rss", "RSS"), ("atom", "Atom"), ("json", "JSON"))
             )
             parts.append(f"<li>{escape(clean_xml_text(s.title))}　{links}</li>")

@@ -1,5 +1,10 @@
 """Publishing: write the feeds whose content changed into `<public_dir>/feeds/`, atomically.
 
+Layout: `all.<ext>`, `unit/<slug>.<ext>`, `column/<slug>.<ext>`, `topic/<slug>.<ext>` (ext rss,
+atom, json), and the directory in three forms: `index.html` for people, `index.opml` for feed
+readers and `index.json` for the web app (each feed's kind, name, title, path and the file
+name earlier releases used, which the web app redirects to the path).
+
 Owns the files under `<public_dir>/feeds/` and the `feed_states` rows. A feed is rewritten
 only when the hash of what it shows differs from its FeedState (or a file is missing, or
 `force`); every file is written to a temporary file in the same directory and moved into
@@ -11,6 +16,7 @@ valid, if frozen, feed rather than a 404.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -30,6 +36,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.orm import Session, sessionmaker
 
+    from feeds.build import FeedSpec
     from zhuanlan_config import Config
 
 LOCK_TIMEOUT_SECONDS = 600
@@ -39,7 +46,7 @@ LOCK_TIMEOUT_SECONDS = 600
 class PublishResult:
     written: list[str] = field(default_factory=list)  # keys of the feeds (re)written
     unchanged: int = 0
-    directory_written: bool = False  # index.opml / index.html changed
+    directory_written: bool = False  # index.opml / index.html / index.json changed
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -64,6 +71,15 @@ def write_if_changed(path: Path, data: bytes) -> bool:
     return True
 
 
+def build_index_json(specs: list[FeedSpec]) -> bytes:
+    """The machine-readable directory the web app reads: one object per feed, in plan order."""
+    feeds = [
+        {"key": s.key, "kind": s.kind, "name": s.name, "title": s.title, "filter": s.filter, "path": s.path}
+        for s in specs
+    ]
+    return json.dumps({"version": 1, "feeds": feeds}, ensure_ascii=False, indent=1).encode("utf-8") + b"\n"
+
+
 def publish_feeds(
     session_factory: sessionmaker[Session], config: Config, now: datetime, *, force: bool = False
 ) -> PublishResult:
@@ -78,7 +94,7 @@ def publish_feeds(
         for spec in specs:
             items = load_feed_items(session, spec, config)
             content_hash = feed_hash(spec, items, base)
-            paths = {ext: out_dir / f"{spec.key}.{ext}" for ext in FEED_EXTENSIONS}
+            paths = {ext: out_dir / f"{spec.path}.{ext}" for ext in FEED_EXTENSIONS}
             state = states.get(spec.key)
             if (
                 not force
@@ -88,6 +104,7 @@ def publish_feeds(
             ):
                 result.unchanged += 1
                 continue
+            paths["atom"].parent.mkdir(parents=True, exist_ok=True)
             for ext, data in build_feed_documents(spec, items, config, now).items():
                 atomic_write(paths[ext], data)
             if state is None:
@@ -103,5 +120,6 @@ def publish_feeds(
         title = f"{config.feeds.title_prefix}订阅源"
         opml_changed = write_if_changed(out_dir / "index.opml", build_opml(specs, base, title))
         html_changed = write_if_changed(out_dir / "index.html", build_index_html(specs, base, title))
-        result.directory_written = opml_changed or html_changed
+        json_changed = write_if_changed(out_dir / "index.json", build_index_json(specs))
+        result.directory_written = opml_changed or html_changed or json_changed
     return result

@@ -18,6 +18,7 @@ from sqlalchemy.orm import selectinload
 
 from feeds.build import FeedItem, FeedSpec, feed_key, make_summary
 from feeds.digest import DigestArticle, DigestData, FailedSource, UnitSummary, iso_week_bounds
+from feeds.slugs import assign_slugs
 from pipeline.corpus.models import Article, ArticleTag, Source, SourceRun, Tag, Unit, UTCDateTime
 
 if TYPE_CHECKING:
@@ -53,18 +54,28 @@ def _unique(names: list[str]) -> list[str]:
 
 
 def plan_feeds(session: Session, config: Config) -> list[FeedSpec]:
-    """Every feed to publish: all, each column, each unit, each topic (configured or seen)."""
+    """Every feed to publish: all, each column, each unit, each topic (configured or seen),
+    each with its URL slug (`feeds.slugs`: configured, else pinyin; unique per kind)."""
     prefix = config.feeds.title_prefix
     specs = [FeedSpec(feed_key("all"), f"{prefix}·全部文章", "all", None)]
     stored_columns = session.scalars(select(Article.column).where(Article.column.is_not(None)).distinct()).all()
     column_tags = session.scalars(select(Tag.name).where(Tag.kind == "column")).all()
     columns = _unique([c.name for c in config.columns] + sorted({c for c in stored_columns if c} | set(column_tags)))
-    specs += [FeedSpec(feed_key("column", c), f"{prefix}·{c}", "column", c) for c in columns]
-    for unit in session.scalars(select(Unit).order_by(Unit.sort_order, Unit.id)):
-        specs.append(FeedSpec(feed_key("unit", unit.id), f"{prefix}·{unit.name}", "unit", unit.id))
+    configured = {c.name: c.slug for c in config.columns}
+    slugs = assign_slugs((c, configured.get(c)) for c in columns)
+    specs += [FeedSpec(feed_key("column", c), f"{prefix}·{c}", "column", c, slugs[c], c) for c in columns]
+    units = session.scalars(select(Unit).order_by(Unit.sort_order, Unit.id)).all()
+    configured = {u.name: u.slug for u in config.units}
+    slugs = assign_slugs((u.name, configured.get(u.name)) for u in units)
+    for unit in units:
+        specs.append(
+            FeedSpec(feed_key("unit", unit.id), f"{prefix}·{unit.name}", "unit", unit.id, slugs[unit.name], unit.name)
+        )
     topic_tags = session.scalars(select(Tag.name).where(Tag.kind == "topic")).all()
     topics = _unique([t.name for t in config.topics] + sorted(topic_tags))
-    specs += [FeedSpec(feed_key("topic", t), f"{prefix}·主题：{t}", "topic", t) for t in topics]
+    configured = {t.name: t.slug for t in config.topics}
+    slugs = assign_slugs((t, configured.get(t)) for t in topics)
+    specs += [FeedSpec(feed_key("topic", t), f"{prefix}·主题：{t}", "topic", t, slugs[t], t) for t in topics]
     return specs
 
 
@@ -110,7 +121,8 @@ def _spec_filter(spec: FeedSpec) -> ColumnElement[bool] | None:
 
 
 def load_feed_items(session: Session, spec: FeedSpec, config: Config) -> list[FeedItem]:
-    """The newest `feeds.items_per_feed` stories of a feed, newest first."""
+    """The newest `feeds.items_per_feed` stories of a feed, newest first; stories deleted at
+    source only when `feeds.show_deleted`."""
     stmt = (
         select(Article)
         .options(
@@ -124,6 +136,8 @@ def load_feed_items(session: Session, spec: FeedSpec, config: Config) -> list[Fe
     where = _spec_filter(spec)
     if where is not None:
         stmt = stmt.where(where)
+    if not config.feeds.show_deleted:
+        stmt = stmt.where(Article.state != "deleted")
     items = []
     for a in session.scalars(stmt):
         items.append(

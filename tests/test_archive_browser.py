@@ -15,11 +15,13 @@ import zlib
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import feedparser
 import pytest
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from archive.web import create_app
+from feeds.publish import publish_feeds
 from pipeline.corpus.models import Appearance, Article, Snapshot, Unit
 from pipeline.corpus.search_index import index_article
 from tests.test_archive_corpus import SHANGHAI, build_corpus
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
 PASSWORD = "口令-browser-test"
-FILLERS = 24  # with the corpus' five 全会 stories: 29 hits for 全会, two pages of 20
+FILLERS = 24  # with the corpus' four public 全会 stories: 28 hits for 全会, two pages of 20
 HOSTILE_TITLE = "原始页面快照"
 HOSTILE_SNAPSHOT = (
     "<!DOCTYPE html><html><head><meta charset='utf-8'><title>" + HOSTILE_TITLE + "</title>"
@@ -89,6 +91,7 @@ def site(
     monkeypatch.setenv("ZHUANLAN_ADMIN_PASSWORD", PASSWORD)
     monkeypatch.setenv("ZHUANLAN_SECRET_KEY", "browser-test-secret")
     config = parse_config({"data_dir": "data", "public_dir": "public"}, base_dir=tmp_path)
+    publish_feeds(sessions, config, now)
     app = create_app(config, sessions, now=lambda: now)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -150,22 +153,18 @@ def test_search_highlights_filters_and_paginates(site: str, page: Page) -> None:
     assert "from=2026-11-20" in page.url
     assert _hit_titles(page) == ["党建引领 凝聚奋进力量"]
 
-    # The state filter reaches the 源站已删除 story.
-    page.fill("input[name=from]", "")
-    page.fill("input[name=to]", "")
-    page.select_option("select[name=state]", "deleted")
-    _submit(page)
-    assert _hit_titles(page) == ["坚持人民至上 提升财政保障能力"]
+    # The 源站已删除 story is not public: no such state to choose (the operator has one).
+    assert page.locator("select[name=state] option[value=deleted]").count() == 0
 
-    # Pagination: 29 hits, 20 then 9, no story on both pages, the query kept in the link.
+    # Pagination: 28 hits (not the deleted story), 20 then 8, none on both pages, the query kept.
     _search(page, site, "全会")
-    assert "共找到 29 篇，第 1 / 2 页" in page.inner_text("p.count")
+    assert "共找到 28 篇，第 1 / 2 页" in page.inner_text("p.count")
     first = _hit_titles(page)
-    assert len(first) == 20
+    assert len(first) == 20 and "坚持人民至上 提升财政保障能力" not in first
     _submit(page, "nav.pager >> text=下一页")
     assert "page=2" in page.url and "第 2 / 2 页" in page.inner_text("p.count")
     second = _hit_titles(page)
-    assert len(second) == 9 and not set(first) & set(second)
+    assert len(second) == 8 and not set(first) & set(second)
     assert page.input_value("form.search input[name=q]") == "全会"
 
 
@@ -218,6 +217,26 @@ def test_health_needs_the_password_and_the_cookie_is_httponly_samesite(site: str
     _submit(page, "form.logout button")
     page.goto(f"{site}/health")
     assert page.url.endswith("/login")
+
+
+def test_a_feed_reader_discovers_the_feeds(site: str, page: Page) -> None:
+    """What Miniflux or FreshRSS do with the site's address: read <link rel=alternate>, fetch it."""
+    atom = 'link[rel=alternate][type="application/atom+xml"]'
+    page.goto(f"{site}/")
+    hrefs = page.eval_on_selector_all(atom, "els => els.map(e => e.href)")
+    assert hrefs == [f"{site}/feeds/all.atom"]
+    feed = feedparser.parse(page.request.get(hrefs[0]).body())
+    assert not feed.bozo and len(feed.entries) == FILLERS + 4  # every public story, not the deleted one
+    # A unit's page announces its own feed first and links it where people see it.
+    page.click("#units >> text=市教育局")
+    own = page.eval_on_selector_all(atom, "els => els.map(e => e.href)")
+    assert own[0].startswith(f"{site}/feeds/unit/") and own[-1] == f"{site}/feeds/all.atom"
+    page.click("p.feed-links >> text=Atom")
+    assert page.url == own[0]
+    # The directory of every feed is one click away from any page.
+    page.goto(f"{site}/search")
+    page.click("header nav >> text=订阅源")
+    assert page.url == f"{site}/feeds/" and "订阅源" in page.title()
 
 
 def test_search_page_screenshot_is_not_blank(site: str, page: Page, tmp_path: Path) -> None:

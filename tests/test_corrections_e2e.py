@@ -5,6 +5,7 @@ feeds rebuilt and the digest previewed: the corrections hold everywhere."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -169,7 +170,9 @@ def test_corrections_by_cli_and_browser_hold_through_retag_recrawl_feeds_and_dig
 
     # 4. the feeds: the corrected story is in its new unit's feed
     assert zhuanlan(cfg, db_url, "feeds").returncode == 0
-    unit_feed = feedparser.parse((config.public_dir / "feeds" / f"unit-{unit_id}.atom").read_bytes())
+    index = json.loads((config.public_dir / "feeds" / "index.json").read_bytes())
+    unit_path = next(f["path"] for f in index["feeds"] if f["kind"] == "unit" and f["filter"] == unit_id)
+    unit_feed = feedparser.parse((config.public_dir / "feeds" / f"{unit_path}.atom").read_bytes())
     assert lost_title in {e.title for e in unit_feed.entries}
 
     # 5. the digest of the story's week: listed under its unit, no longer as unattributed

@@ -27,7 +27,7 @@ import feedparser
 import pytest
 from sqlalchemy import select
 
-from feeds.build import FeedItem, FeedSpec, build_feed_documents, feed_key, item_id, plain_text
+from feeds.build import FeedItem, FeedSpec, build_feed_documents, item_id, plain_text
 from feeds.publish import atomic_write, publish_feeds
 from feeds.selection import plan_feeds
 from pipeline.corpus.models import Appearance, Article, Source
@@ -383,8 +383,12 @@ def hostile(sessions: sessionmaker[Session], now: datetime) -> dict[str, Any]:
 
 def _ids_by_file(config: Config) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
-    for path in sorted((config.public_dir / "feeds").glob("*.json")):
-        out[path.stem] = [i["id"] for i in json.loads(path.read_bytes())["items"]]
+    feeds_dir = config.public_dir / "feeds"
+    for path in sorted(feeds_dir.rglob("*.json")):
+        if path.name != "index.json":  # the directory, not a feed
+            out[path.relative_to(feeds_dir).with_suffix("").as_posix()] = [
+                i["id"] for i in json.loads(path.read_bytes())["items"]
+            ]
     return out
 
 
@@ -398,7 +402,7 @@ def test_hostile_stories_through_the_database(
     assert sorted(result.written) == sorted(s.key for s in specs)
     checked = 0
     for spec in specs:
-        docs = {ext: (feeds_dir / f"{spec.key}.{ext}").read_bytes() for ext in ("rss", "atom", "json")}
+        docs = {ext: (feeds_dir / f"{spec.path}.{ext}").read_bytes() for ext in ("rss", "atom", "json")}
         doc = json.loads(docs["json"])
         ids = [i["id"] for i in doc["items"]]
         assert_valid_feed(docs, ids)
@@ -410,9 +414,7 @@ def test_hostile_stories_through_the_database(
     assert len(everything["items"]) == 16
     tagged = [i for i in everything["items"] if "科技创新" in i.get("tags", [])]
     assert tagged, "topics become categories"
-    topic_ids = [
-        i["id"] for i in json.loads((feeds_dir / f"{feed_key('topic', '科技创新')}.json").read_bytes())["items"]
-    ]
+    topic_ids = [i["id"] for i in json.loads((feeds_dir / "topic" / "ke-ji-chuang-xin.json").read_bytes())["items"]]
     assert topic_ids == [i["id"] for i in tagged]
     root = assert_inert_xml((feeds_dir / "index.opml").read_bytes())
     assert len([o for o in root.iter("outline") if o.get("type") == "rss"]) == len(specs)
@@ -423,6 +425,7 @@ def test_hostile_stories_through_the_database(
         "head",
         "meta",
         "title",
+        "link",  # the site-wide feed, for autodiscovery
         "style",
         "body",
         "h1",
@@ -495,17 +498,18 @@ def test_opml_groups_every_feed_and_the_directory_links_every_file(
     assert list(groups) == ["全部", "专栏", "单位", "主题"]
     labels = {"all": "全部", "column": "专栏", "unit": "单位", "topic": "主题"}
     for spec in specs:
-        url = f"{BASE_URL}/feeds/{spec.key}.rss"
+        url = f"{BASE_URL}/feeds/{spec.path}.rss"
         assert groups[labels[spec.kind]].count(url) == 1, spec
     assert sum(len(v) for v in groups.values()) == len(specs)
-    assert f"{BASE_URL}/feeds/{feed_key('column', COLUMN)}.rss" in groups["专栏"]
-    assert f"{BASE_URL}/feeds/{feed_key('topic', '乡村振兴')}.rss" in groups["主题"]
+    column_slug = "xue-xi-guan-che-dang-de-er-shi-jie-si-zhong-quan-hui-jing-shen"
+    assert f"{BASE_URL}/feeds/column/{column_slug}.rss" in groups["专栏"]
+    assert f"{BASE_URL}/feeds/topic/xiang-cun-zhen-xing.rss" in groups["主题"]
     page = (feeds_dir / "index.html").read_text(encoding="utf-8")
     hrefs = [dict(attrs).get("href") or "" for tag, attrs in _markup(page).tags if tag == "a"]
     for spec in specs:
         for ext in ("rss", "atom", "json"):
-            assert f"{BASE_URL}/feeds/{spec.key}.{ext}" in hrefs
-            assert (feeds_dir / f"{spec.key}.{ext}").is_file()
+            assert f"{BASE_URL}/feeds/{spec.path}.{ext}" in hrefs
+            assert (feeds_dir / f"{spec.path}.{ext}").is_file()
     assert f"{BASE_URL}/feeds/index.opml" in hrefs
 
 

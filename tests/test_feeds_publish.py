@@ -58,12 +58,24 @@ def corpus(sessions: sessionmaker[Session], now: datetime) -> dict[str, Any]:
         }
 
 
-def _read(config: Config, key: str, ext: str) -> bytes:
-    return (config.public_dir / "feeds" / f"{key}.{ext}").read_bytes()
+# The factory's config sets no slugs: units, columns and topics are named by their pinyin.
+PATHS = {
+    "all": "all",
+    "unit:市科学技术局": "unit/shi-ke-xue-ji-shu-ju",
+    "unit:市农业农村局": "unit/shi-nong-ye-nong-cun-ju",
+    "unit:市审计局": "unit/shi-shen-ji-ju",
+    "topic:科技创新": "topic/ke-ji-chuang-xin",
+    "topic:乡村振兴": "topic/xiang-cun-zhen-xing",
+}
+
+
+def _read(config: Config, path: str, ext: str) -> bytes:
+    return (config.public_dir / "feeds" / f"{PATHS.get(path, path)}.{ext}").read_bytes()
 
 
 def _mtimes(config: Config) -> dict[str, int]:
-    return {p.name: p.stat().st_mtime_ns for p in (config.public_dir / "feeds").iterdir()}
+    out = config.public_dir / "feeds"
+    return {p.relative_to(out).as_posix(): p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
 
 
 def test_all_feeds_are_written_and_parse_back(
@@ -81,10 +93,13 @@ def test_all_feeds_are_written_and_parse_back(
         feed_key("topic", "乡村振兴"),
     }
     assert set(result.written) == expected and result.unchanged == 0
-    for key in expected:
+    index = json.loads(_read(config, "index", "json"))
+    assert {f["key"] for f in index["feeds"]} == expected
+    for feed in index["feeds"]:
         for ext in ("rss", "atom", "json"):
-            assert (config.public_dir / "feeds" / f"{key}.{ext}").is_file()
-    assert not [p for p in (config.public_dir / "feeds").iterdir() if p.suffix == ".tmp"]
+            assert (config.public_dir / "feeds" / f"{feed['path']}.{ext}").is_file()
+    assert set(PATHS.values()) < {f["path"] for f in index["feeds"]}
+    assert not [p for p in (config.public_dir / "feeds").rglob("*") if p.suffix == ".tmp"]
 
     ids = [f"urn:zhuanlan:article:{g}" for g in corpus["guids"]]
     for ext in ("rss", "atom"):
@@ -115,11 +130,11 @@ def test_all_feeds_are_written_and_parse_back(
         assert {"id", "url", "title", "content_html", "summary", "date_published"} <= set(item)
     assert doc["items"][0]["date_published"] == "2026-11-26T09:00:00+08:00"
 
-    unit_feed = feedparser.parse(_read(config, f"unit-{kj}", "atom"))
+    unit_feed = feedparser.parse(_read(config, "unit:市科学技术局", "atom"))
     assert [e.title for e in unit_feed.entries] == ["聚力科技创新 赋能产业升级"]
-    topic_feed = feedparser.parse(_read(config, feed_key("topic", "科技创新"), "rss"))
+    topic_feed = feedparser.parse(_read(config, "topic:科技创新", "rss"))
     assert len(topic_feed.entries) == 2
-    empty = feedparser.parse(_read(config, f"unit-{corpus['units']['sj']}", "atom"))
+    empty = feedparser.parse(_read(config, "unit:市审计局", "atom"))
     assert not empty.bozo and empty.entries == []
 
 
@@ -163,7 +178,7 @@ def test_only_changed_feeds_are_rewritten_and_guids_stay(
     }
     assert result.unchanged == 3
     after = _mtimes(config)
-    untouched = f"unit-{corpus['units']['nn']}.atom"
+    untouched = "unit/shi-nong-ye-nong-cun-ju.atom"
     assert after[untouched] == before[untouched]
     ids = [e.id for e in feedparser.parse(_read(config, "all", "atom")).entries]
     assert ids == [f"urn:zhuanlan:article:{g}" for g in [new_guid, *corpus["guids"]]]
@@ -240,7 +255,7 @@ def test_opml_and_directory_page(
             assert (outline.get("xmlUrl") or "").startswith(f"{BASE_URL}/feeds/")
             assert (outline.get("xmlUrl") or "").isascii()
     page = (config.public_dir / "feeds" / "index.html").read_text(encoding="utf-8")
-    assert "专栏订阅源" in page and f"{BASE_URL}/feeds/unit-{corpus['units']['kj']}.atom" in page
+    assert "专栏订阅源" in page and f"{BASE_URL}/feeds/unit/shi-ke-xue-ji-shu-ju.atom" in page
     # Unchanged set of feeds: the directory is not rewritten.
     assert not publish_feeds(sessions, config, now).directory_written
 

@@ -152,7 +152,7 @@ def test_the_vectors_were_really_crawled(crawled: tuple[Path, str]) -> None:
 
 def feed_fragments(feed_dir: Path) -> list[str]:
     fragments: list[str] = []
-    for path in sorted(feed_dir.glob("*.rss")) + sorted(feed_dir.glob("*.atom")):
+    for path in sorted(feed_dir.rglob("*.rss")) + sorted(feed_dir.rglob("*.atom")):
         tree = lxml.etree.fromstring(path.read_bytes())
         for el in tree.iter():
             tag = el.tag if isinstance(el.tag, str) else ""

@@ -1,18 +1,31 @@
 """Serving the published feed files and their directory page, as `zhuanlan feeds` wrote them.
 
 Owns which files under `<public_dir>/feeds/` are served (feed types only, never a path outside
-that folder) and answering conditional GETs. Must not build or rewrite feeds: the `feeds`
-package does that.
+that folder), answering conditional GETs, `?limit=N` (the newest N entries of the published
+file, cut here), the 301 from the file names earlier releases published (`unit-3.atom`,
+`topic-<hash>.atom`) to today's readable URLs, and what the pages show of the feeds: it reads
+the directory the publisher writes (`index.json`), so the pages link exactly the files that
+exist. Must not build or rewrite feeds: the `feeds` package does that.
 """
 
 from __future__ import annotations
 
+import functools
+import json
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
-from flask import Blueprint, Response, abort, send_from_directory
+from flask import Blueprint, Response, abort, redirect, request, send_from_directory
+from lxml import etree  # type: ignore[import-untyped]
+from werkzeug.security import safe_join
 
 if TYPE_CHECKING:
+    from werkzeug.wrappers import Response as BaseResponse
+
     from archive.views.context import ViewContext
 
 FEED_TYPES = {
@@ -23,23 +36,147 @@ FEED_TYPES = {
     ".opml": "text/x-opml",
 }
 FEED_PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; script-src 'none'; base-uri 'none'"
+FORMATS = ("atom", "rss", "json")  # what the pages offer, Atom first (the autodiscovery type)
+KIND_NAMES = {"all": "全部文章", "column": "专栏", "unit": "单位", "topic": "主题"}
+_ATOM_ENTRY = "{http://www.w3.org/2005/Atom}entry"
 
 
-def feed_files(feeds_dir: Path, limit: int = 500) -> list[str]:
-    """Relative paths of the published feed files, for the feed directory."""
-    if not feeds_dir.is_dir():
-        return []
-    found = sorted(
-        p.relative_to(feeds_dir).as_posix() for p in feeds_dir.rglob("*") if p.is_file() and p.suffix in FEED_TYPES
-    )
-    return found[:limit]
+@dataclass(frozen=True)
+class FeedLink:
+    """One published feed as the pages show it (from the publisher's index.json)."""
+
+    key: str  # the file name earlier releases used (unit-3, topic-<hash>): redirected to `path`
+    kind: str  # all | column | unit | topic
+    name: str  # the unit's, column's or topic's name; "" for all
+    title: str
+    filter: str | int | None  # column name, unit id, topic name
+    path: str  # all, unit/<slug>, ...: the URL is /feeds/<path>.<ext>
+
+    def href(self, ext: str = "atom") -> str:
+        return f"/feeds/{quote(self.path)}.{ext}"
+
+
+@dataclass(frozen=True)
+class FeedDirectory:
+    feeds: tuple[FeedLink, ...] = ()
+
+    @functools.cached_property
+    def _by_key(self) -> dict[str, FeedLink]:
+        return {f.key: f for f in self.feeds}
+
+    @functools.cached_property
+    def _by_filter(self) -> dict[tuple[str, str], FeedLink]:
+        return {(f.kind, str(f.filter)): f for f in self.feeds}
+
+    def site(self) -> FeedLink | None:
+        return self._by_key.get("all")
+
+    def legacy(self, key: str) -> FeedLink | None:
+        """The feed an earlier release published as `<key>.<ext>`, when its URL is now another."""
+        found = self._by_key.get(key)
+        return found if found is not None and found.path != key else None
+
+    def find(self, kind: str, value: str | int | None) -> FeedLink | None:
+        """The feed of a unit (by id), a column or a topic (by name)."""
+        return self._by_filter.get((kind, str(value)))
+
+    def groups(self) -> list[tuple[str, list[FeedLink]]]:
+        """(kind's Chinese name, feeds) in the publisher's order, kinds without feeds left out."""
+        out = []
+        for kind, label in KIND_NAMES.items():
+            members = [f for f in self.feeds if f.kind == kind]
+            if members:
+                out.append((label, members))
+        return out
+
+
+_lock = threading.Lock()
+_loaded: dict[Path, tuple[tuple[int, int], FeedDirectory]] = {}
+
+
+def _parse_directory(raw: bytes) -> FeedDirectory:
+    doc = json.loads(raw)
+    feeds = []
+    for f in doc.get("feeds", []):
+        path = str(f["path"])
+        if ".." in path.split("/") or path.startswith("/"):
+            continue  # never link outside /feeds/, whatever the file says
+        feeds.append(
+            FeedLink(
+                key=str(f["key"]),
+                kind=str(f["kind"]),
+                name=str(f.get("name") or ""),
+                title=str(f.get("title") or ""),
+                filter=f.get("filter"),
+                path=path,
+            )
+        )
+    return FeedDirectory(tuple(feeds))
+
+
+def feed_directory(feeds_dir: Path) -> FeedDirectory:
+    """The published feeds (empty before the first `zhuanlan feeds`); re-read only when the
+    publisher replaced index.json, so a page pays one stat() for it."""
+    path = feeds_dir / "index.json"
+    try:
+        st = path.stat()
+    except OSError:
+        return FeedDirectory()
+    stamp = (st.st_mtime_ns, st.st_size)
+    with _lock:
+        cached = _loaded.get(feeds_dir)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+    try:
+        directory = _parse_directory(path.read_bytes())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        directory = FeedDirectory()  # half-written by hand or from another version: no links, no error page
+    with _lock:
+        _loaded[feeds_dir] = (stamp, directory)
+    return directory
+
+
+@functools.lru_cache(maxsize=32)
+def _limited(path: str, stamp: tuple[int, int], ext: str, limit: int) -> bytes:
+    """The published document at `path` with only its first `limit` entries (newest first, as
+    published). Cached per file version: a reader polling every few minutes costs one parse."""
+    data = Path(path).read_bytes()
+    if ext == "json":
+        doc: dict[str, Any] = json.loads(data)
+        doc["items"] = list(doc.get("items") or [])[:limit]
+        return json.dumps(doc, ensure_ascii=False, indent=2).encode("utf-8")
+    # Our own file, but parsed as if it were not: no entities, no network, no huge trees.
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+    root = etree.fromstring(data, parser)
+    if ext == "atom":
+        entries = root.findall(_ATOM_ENTRY)
+    else:
+        channel = root.find("channel")
+        entries = channel.findall("item") if channel is not None else []
+    for entry in entries[limit:]:
+        parent = entry.getparent()
+        if parent is not None:
+            parent.remove(entry)
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))
+
+
+def _parse_limit(value: str, maximum: int) -> int:
+    if not (value.isascii() and value.isdigit() and len(value) <= 6) or not 1 <= int(value) <= maximum:
+        abort(400, description=f"limit 应为 1 到 {maximum} 之间的整数 / limit must be an integer from 1 to {maximum}")
+    return int(value)
 
 
 def blueprint(ctx: ViewContext) -> Blueprint:
     feeds = Blueprint("feeds", __name__)
 
+    @feeds.app_context_processor
+    def feed_links() -> dict[str, Any]:
+        """Every template can link the published feeds (base.html's autodiscovery needs `site_feed`)."""
+        directory = feed_directory(ctx.feeds_dir)
+        return {"feed_directory": directory, "site_feed": directory.site()}
+
     @feeds.get("/feeds/")
-    def feed_directory() -> Response:
+    def feed_directory_page() -> Response:  # endpoint feeds.feed_directory_page
         """The feed directory page that `zhuanlan feeds` writes beside the feeds."""
         if not (ctx.feeds_dir / "index.html").is_file():
             abort(404, description="还没有生成订阅源：请先运行 zhuanlan feeds。")
@@ -49,15 +186,44 @@ def blueprint(ctx: ViewContext) -> Blueprint:
         return response
 
     @feeds.get("/feeds/<path:name>")
-    def feed(name: str) -> Response:
+    def feed(name: str) -> BaseResponse:
         if name == "index.html":
-            return feed_directory()
-        mimetype = FEED_TYPES.get(Path(name).suffix)
+            return feed_directory_page()
+        suffix = Path(name).suffix
+        mimetype = "application/json" if name == "index.json" else FEED_TYPES.get(suffix)
         if mimetype is None:
             abort(404)
+        ext = suffix[1:]
+        moved = feed_directory(ctx.feeds_dir).legacy(name[: -len(suffix)]) if ext in FORMATS else None
+        if moved is not None:
+            # Relative to this site: never built from the request's Host header.
+            target = moved.href(ext)
+            if request.query_string:
+                target += "?" + request.query_string.decode("ascii", "replace")
+            return redirect(target, code=301)
+        limit = request.args.get("limit")
+        if limit is not None and ext in FORMATS:
+            return _limited_response(name, ext, _parse_limit(limit, ctx.config.feeds.items_per_feed), mimetype)
         # send_from_directory joins safely (no "..", no absolute paths) and answers
         # If-None-Match / If-Modified-Since with 304 using its ETag and Last-Modified.
         # (Werkzeug adds "; charset=utf-8" to the XML types itself.)
         return send_from_directory(ctx.feeds_dir, name, mimetype=mimetype, max_age=300)
+
+    def _limited_response(name: str, ext: str, limit: int, mimetype: str) -> BaseResponse:
+        # The same safe join as send_from_directory: a 404 for anything outside feeds/.
+        joined = safe_join(str(ctx.feeds_dir), name)
+        if joined is None or not Path(joined).is_file():
+            abort(404)
+        st = Path(joined).stat()
+        try:
+            data = _limited(joined, (st.st_mtime_ns, st.st_size), ext, limit)
+        except (ValueError, etree.XMLSyntaxError):
+            abort(404)  # not a feed we published
+        response = Response(data, mimetype=mimetype)
+        response.set_etag(f"{st.st_mtime_ns:x}-{st.st_size:x}-{limit}")
+        response.last_modified = datetime.fromtimestamp(st.st_mtime, UTC)
+        response.cache_control.public = True
+        response.cache_control.max_age = 300
+        return response.make_conditional(request)
 
     return feeds

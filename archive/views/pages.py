@@ -14,12 +14,12 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from flask import Blueprint, abort, render_template, request
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import selectinload
 
 from archive.search import STATES, Filters, SearchResult, search
 from archive.search_syntax import QueryError
-from archive.views.feeds import feed_files
+from archive.views.visibility import show_deleted
 from pipeline.corpus.models import Article, Delivery, Digest, Source, Tag, Unit
 
 if TYPE_CHECKING:
@@ -72,20 +72,24 @@ def weekly_contributions(articles: list[Article], tz: ZoneInfo) -> list[WeekCoun
 def blueprint(ctx: ViewContext) -> Blueprint:
     pages = Blueprint("pages", __name__)
 
+    def visible() -> list[ColumnElement[bool]]:
+        """The condition this request's lists add: no stories deleted at source for the public."""
+        return [] if show_deleted(ctx) else [Article.state != "deleted"]
+
     @pages.get("/")
     def home() -> str:
         with ctx.session_factory() as db:
             latest = db.scalars(
                 select(Article)
+                .where(*visible())
                 .options(selectinload(Article.unit))
                 .order_by(Article.published_at.desc().nulls_last(), Article.id.desc())
                 .limit(20)
             ).all()
             units = db.scalars(select(Unit).order_by(Unit.sort_order, Unit.name)).all()
-            total = db.scalar(select(func.count(Article.id))) or 0
-            return render_template(
-                "home.html", latest=latest, units=units, total=total, feeds=feed_files(ctx.feeds_dir)
-            )
+            total = db.scalar(select(func.count(Article.id)).where(*visible())) or 0
+            # The feeds by name (base.html and the template read the published directory).
+            return render_template("home.html", latest=latest, units=units, total=total)
 
     @pages.get("/search")
     def search_page() -> str:
@@ -95,7 +99,8 @@ def blueprint(ctx: ViewContext) -> Blueprint:
         date_from, date_to = _parse_day(args["from"]), _parse_day(args["to"])
         if (args["from"] and date_from is None) or (args["to"] and date_to is None):
             error = "日期格式应为 YYYY-MM-DD / dates must be YYYY-MM-DD"
-        state = args["state"] if args["state"] in STATES else "any"
+        states = STATES if show_deleted(ctx) else tuple(s for s in STATES if s != "deleted")
+        state = args["state"] if args["state"] in states else "any"
         filters = Filters(
             unit=args["unit"] or None,
             author=args["author"] or None,
@@ -105,6 +110,7 @@ def blueprint(ctx: ViewContext) -> Blueprint:
             date_from=date_from,
             date_to=date_to,
             state=state,
+            hide_deleted=not show_deleted(ctx),
         )
         result: SearchResult | None = None
         with ctx.session_factory() as db:
@@ -123,7 +129,7 @@ def blueprint(ctx: ViewContext) -> Blueprint:
             }
         kept = {k: v for k, v in args.items() if v}
         return render_template(
-            "search.html", args=args, kept=kept, result=result, error=error, options=options, states=STATES
+            "search.html", args=args, kept=kept, result=result, error=error, options=options, states=states
         )
 
     @pages.get("/unit/<int:unit_id>")
@@ -135,7 +141,7 @@ def blueprint(ctx: ViewContext) -> Blueprint:
             articles = list(
                 db.scalars(
                     select(Article)
-                    .where(Article.unit_id == unit.id)
+                    .where(Article.unit_id == unit.id, *visible())
                     .order_by(Article.published_at.desc().nulls_last(), Article.id.desc())
                     .limit(1000)
                 )

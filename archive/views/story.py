@@ -22,6 +22,7 @@ from sqlalchemy.orm import selectinload
 from archive.auth import is_operator
 from archive.views.images import image_src, image_url_allowed
 from archive.views.review import COLUMN_REASON_NAMES, FIELD_NAMES, UNIT_FROM_NAMES
+from archive.views.visibility import show_deleted
 from pipeline.corpus.corrections import history as correction_history
 from pipeline.corpus.models import Appearance, Article, ArticleTag, Snapshot, Unit
 
@@ -52,7 +53,7 @@ def blueprint(ctx: ViewContext) -> Blueprint:
     story_pages = Blueprint("story", __name__)
 
     @story_pages.get("/story/<guid>")
-    def story(guid: str) -> str:
+    def story(guid: str) -> str | tuple[str, int]:
         if len(guid) > 64:
             abort(404)
         with ctx.session_factory() as db:
@@ -68,6 +69,10 @@ def blueprint(ctx: ViewContext) -> Blueprint:
             )
             if article is None:
                 abort(404, description="没有这篇文章。")
+            if article.state == "deleted" and not show_deleted(ctx):
+                # Gone, not unknown: the archive keeps it for the operator, the public gets a notice.
+                notice = "这篇文章已被原发布处删除，不再公开展示。"
+                return render_template("error.html", code=410, title="文章已在源站删除", description=notice), 410
             versions: dict[int, list[Snapshot]] = defaultdict(list)
             ids = [a.id for a in article.appearances]
             if ids:
