@@ -3,6 +3,9 @@
 Owns the decision order: (a) the same canonical key is already stored → UNCHANGED / EDIT /
 STATE_CHANGE; (b) an article with the same content hash → NEW_APPEARANCE; (c) a near duplicate
 (MinHash LSH candidates, each confirmed by `similarity.overlap`) → NEW_APPEARANCE; (d) NEW_STORY.
+A match in (b) or (c) with a short body is one story only when `identity.same_story` finds more
+evidence (titles, an attachment, a cited origin, a 转载 note): notices that share two sentences of
+formula under different titles stay apart.
 Reads the database, never writes content: the store writes rows. The only write here is the
 one-time upgrade of signatures stored under another scheme.
 
@@ -21,6 +24,7 @@ from sqlalchemy import bindparam, func, select, update
 
 from crawler.items import STATE_OK
 from pipeline.corpus.models import Appearance, Article
+from pipeline.identity import SHORT_BODY_CHARS, Copy, body_chars, same_story
 from pipeline.record import (
     EDIT,
     NEW_APPEARANCE,
@@ -65,6 +69,17 @@ _ARTICLE_BY_HASH = select(
     )
 )
 _BODY_TEXT = select(Article.body_text).where(Article.id == bindparam("id"))
+# Every story that holds this hash (its text, or a copy of an appearance): with a short body the
+# first one may be another notice of the same formula, so each is asked in turn.
+_ARTICLES_BY_HASH = (
+    select(Article.id)
+    .where(Article.content_hash == bindparam("hash"))
+    .union(select(Appearance.article_id).where(Appearance.content_hash == bindparam("hash")))
+)
+_STORY = select(Article.title, Article.body_html, Article.body_text).where(Article.id == bindparam("id"))
+_PLACES = select(Appearance.title, Appearance.url, Appearance.canonical_key, Appearance.meta).where(
+    Appearance.article_id == bindparam("id")
+)
 
 
 class StoryIndex:
@@ -128,17 +143,73 @@ def _known_appearance(session: Session, record: Record) -> Decision | None:
     return Decision(EDIT, **ids, reason="same key, content changed")
 
 
-def _same_content(session: Session, record: Record) -> Decision | None:
-    article_id = session.connection().execute(_ARTICLE_BY_HASH, {"hash": record.content_hash}).scalar()
-    if article_id is None:
+def _incoming(record: Record) -> Copy:
+    item = record.item
+    return Copy(
+        titles=(record.title,),
+        body_html=record.body_html,
+        body_text=record.body_text,
+        addresses=frozenset({item.url, item.canonical_key}),
+        cites=frozenset({item.original_url} if item.original_url else ()),
+        names=frozenset(name for name in (item.account_name, item.source_label) if name),
+    )
+
+
+def _stored(session: Session, article_id: int) -> Copy | None:
+    """The stored story as the identity rule reads it: its title and text, and every appearance's
+    title, address and cited origin."""
+    connection = session.connection()
+    story = connection.execute(_STORY, {"id": article_id}).first()
+    if story is None:
         return None
-    return Decision(NEW_APPEARANCE, article_id=article_id, similarity=1.0, reason="same content hash")
+    titles: list[str] = [story.title]
+    addresses: set[str] = set()
+    cites: set[str] = set()
+    names: set[str] = set()
+    for title, url, key, meta in connection.execute(_PLACES, {"id": article_id}).all():
+        titles.append(title)
+        addresses.update((url, key))
+        said = meta or {}
+        origin = said.get("original_url")
+        if isinstance(origin, str) and origin:
+            cites.add(origin)
+        names.update(str(said[field]) for field in ("account_name", "source_label") if said.get(field))
+    return Copy(
+        titles=tuple(dict.fromkeys(t for t in titles if t)),
+        body_html=story.body_html,
+        body_text=story.body_text,
+        addresses=frozenset(addresses),
+        cites=frozenset(cites),
+        names=frozenset(names),
+    )
 
 
-def _near_duplicate(session: Session, record: Record, index: StoryIndex) -> Decision | None:
+def _why_same(session: Session, record: Record, article_id: int, shared_chars: int) -> str | None:
+    """`identity.same_story` of the record and a stored story whose body matches it."""
+    if shared_chars >= SHORT_BODY_CHARS:
+        return same_story(_incoming(record), Copy(titles=()), shared_chars)
+    stored = _stored(session, article_id)
+    return None if stored is None else same_story(_incoming(record), stored, shared_chars)
+
+
+def _same_content(session: Session, record: Record, chars: int) -> Decision | None:
+    connection = session.connection()
+    if chars >= SHORT_BODY_CHARS:  # a long body decides alone: one statement
+        article_id = connection.execute(_ARTICLE_BY_HASH, {"hash": record.content_hash}).scalar()
+        if article_id is None:
+            return None
+        return Decision(NEW_APPEARANCE, article_id=article_id, similarity=1.0, reason="same content hash")
+    for article_id in sorted(set(connection.execute(_ARTICLES_BY_HASH, {"hash": record.content_hash}).scalars())):
+        why = _why_same(session, record, article_id, chars)
+        if why is not None:
+            return Decision(NEW_APPEARANCE, article_id=article_id, similarity=1.0, reason=f"same content hash, {why}")
+    return None
+
+
+def _near_duplicate(session: Session, record: Record, index: StoryIndex, chars: int) -> Decision | None:
     if record.minhash is None:
         return None
-    best: tuple[float, int] | None = None
+    best: tuple[float, int, str] | None = None
     for article_id in index.signatures.candidates(record.minhash):
         text = session.connection().execute(_BODY_TEXT, {"id": article_id}).scalar()
         if text is None:
@@ -146,16 +217,19 @@ def _near_duplicate(session: Session, record: Record, index: StoryIndex) -> Deci
         found = overlap(record.body_text, text)
         if found is None or not found.is_duplicate:
             continue
-        if best is None or found.containment > best[0]:
-            best = (found.containment, article_id)
+        if best is not None and found.containment <= best[0]:
+            continue
+        why = _why_same(session, record, article_id, min(chars, body_chars(text)))
+        if why is not None:
+            best = (found.containment, article_id, why)
     if best is None:
         return None
-    similarity, article_id = best
+    similarity, article_id, why = best
     return Decision(
         NEW_APPEARANCE,
         article_id=article_id,
         similarity=round(similarity, 4),
-        reason=f"near duplicate {similarity:.2f}",
+        reason=f"near duplicate {similarity:.2f}" + ("" if why == "long shared body" else f", {why}"),
     )
 
 
@@ -166,9 +240,10 @@ def decide(session: Session, record: Record, index: StoryIndex) -> Decision | No
         return known
     if record.item.state != STATE_OK:
         return None
+    chars = body_chars(record.body_text)
     return (
-        _same_content(session, record)
-        or _near_duplicate(session, record, index)
+        _same_content(session, record, chars)
+        or _near_duplicate(session, record, index, chars)
         or Decision(NEW_STORY, reason="nothing similar stored")
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ import pipeline.similarity
 from crawler.items import STATE_DELETED
 from pipeline.corpus.models import Article
 from pipeline.dedup import Deduplicator
+from pipeline.identity import SHORT_BODY_CHARS, Copy, body_chars, same_story, title_key, titles_agree
 from pipeline.precompute import precompute
 from pipeline.record import EDIT, NEW_APPEARANCE, NEW_STORY, STATE_CHANGE, UNCHANGED, Outcome, Record
 from pipeline.similarity import (
@@ -158,11 +160,9 @@ def test_a_copy_of_text_the_story_replaced_is_the_same_story(sessions: sessionma
     # the truncated text again, under a third address: only an appearance still has its hash
     again = chain.decide(article_item("cut-again", truncated(ORIGINAL), published_at=now))
     assert again.decision is not None
-    assert (again.decision.kind, again.decision.article_id, again.decision.reason) == (
-        NEW_APPEARANCE,
-        article_id,
-        "same content hash",
-    )
+    assert (again.decision.kind, again.decision.article_id) == (NEW_APPEARANCE, article_id)
+    # a first half is a short body: the titles agree as well
+    assert again.decision.reason == "same content hash, same title"
 
 
 def test_state_page_of_unknown_article_is_dropped(sessions: sessionmaker[Session], now: datetime) -> None:
@@ -266,3 +266,167 @@ def test_signatures_of_the_previous_datasketch_scheme_are_upgraded_on_the_next_c
     assert record.decision is not None
     assert (record.decision.kind, record.decision.article_id) == (NEW_APPEARANCE, article_id)
     chain.close()
+
+
+# --- short bodies: different notices that share a formula stay apart (issue 21, point 7) --------
+
+FORMULA = text("notice_attachment_formula")  # ~200 characters around an attachment, shared word for word
+BRIEF = text("brief_news")  # a short news item, reposted with other titles
+NOTICE_TITLES = [
+    "关于2026年度市直机关优秀共产党员拟表彰对象的公示",
+    "关于2026年度市直机关优秀党务工作者拟表彰对象的公示",
+    "关于2026年度市直机关先进基层党组织拟表彰对象的公示",
+    "关于第一批市直机关模范机关创建单位的公示",
+    "关于第二批市直机关模范机关创建单位的公示",
+    "关于市直机关党建工作示范点拟命名名单的公示",
+    "关于市直机关“四强”党支部拟命名名单的公示",
+    "关于市直机关青年理论学习标兵拟推荐人选的公示",
+    "关于市直机关2026年度发展党员对象的公示",
+    "关于市直机关党务干部培训优秀学员的公示",
+]
+BRIEF_TITLE = "市直机关工委举办学习贯彻党的二十届四中全会精神专题宣讲会（第一场）"
+_BRIEF_HALF_WIDTH = "市直机关工委举办学习贯彻党的二十届四中全会精神专题宣讲会(第一场)"
+# How reposts really retitle a story: each is the same story as BRIEF_TITLE.
+REPOST_TITLES = {
+    "column prefix ｜": f"学习贯彻党的二十届四中全会精神｜{BRIEF_TITLE}",
+    "column prefix 丨": f"学习贯彻四中全会精神丨{BRIEF_TITLE}",
+    "【转载】": f"【转载】{BRIEF_TITLE}",
+    "〔来源〕": f"〔市直机关工委〕{BRIEF_TITLE}",
+    "unit prefix": f"市直机关工委：{BRIEF_TITLE.removeprefix('市直机关工委')}",
+    "trailing site name": f"{BRIEF_TITLE}_青川市人民政府门户网站",
+    "trailing site name after a dash": f"{_BRIEF_HALF_WIDTH} - 青川机关党建网",
+    "punctuation width": _BRIEF_HALF_WIDTH,
+}
+
+
+def test_short_body_threshold_is_between_the_formula_and_a_study_article() -> None:
+    assert body_chars(FORMULA) < SHORT_BODY_CHARS <= body_chars(ORIGINAL)
+    assert body_chars(BRIEF) < SHORT_BODY_CHARS  # the reposts below are decided by their titles
+
+
+@pytest.mark.parametrize("name", sorted(REPOST_TITLES))
+def test_titles_of_a_repost_agree(name: str) -> None:
+    assert titles_agree(REPOST_TITLES[name], BRIEF_TITLE)
+    assert titles_agree(BRIEF_TITLE, REPOST_TITLES[name])
+
+
+def test_titles_of_a_notice_family_disagree() -> None:
+    for i, a in enumerate(NOTICE_TITLES):
+        for b in NOTICE_TITLES[i + 1 :]:
+            assert not titles_agree(a, b), (a, b)
+    # one number apart is another notice; a generic word inside a title proves nothing
+    assert not titles_agree("关于第一批市直机关模范机关创建单位的公示", "关于第二批市直机关模范机关创建单位的公示")
+    assert not titles_agree("公示", "关于第二批市直机关模范机关创建单位的公示")
+    # the same column prefix on two different titles does not make them one
+    assert not titles_agree(f"学习贯彻四中全会精神｜{NOTICE_TITLES[0]}", f"学习贯彻四中全会精神｜{NOTICE_TITLES[5]}")
+
+
+def test_title_key_strips_what_reposts_add() -> None:
+    key = title_key(BRIEF_TITLE)
+    assert {title_key(t) for name, t in REPOST_TITLES.items() if name != "unit prefix"} == {key}
+    assert title_key("「三个务必」的时代内涵") == "三个务必的时代内涵"  # a quotation is not a mark
+
+
+def _copy(title: str, body: str = FORMULA, **kw: Any) -> Copy:
+    return Copy(titles=(title,), body_text=body, **kw)
+
+
+def test_same_story_rule() -> None:
+    short = body_chars(FORMULA)
+    a, b = NOTICE_TITLES[0], NOTICE_TITLES[1]
+    assert same_story(_copy(a), _copy(b), short) is None
+    assert same_story(_copy(a), _copy(f"【转载】{a}"), short) == "same title"
+    assert same_story(_copy(a), _copy(b), SHORT_BODY_CHARS) == "long shared body"  # units retitle reposts
+    file = '<p><a href="https://jgdw.example.gov.cn/files/P020261120_mingdan.xlsx">附件：名单</a></p>'
+    other = '<p><a href="https://jgdw.example.gov.cn/files/P020261121_mingdan.xlsx">附件：名单</a></p>'
+    assert same_story(_copy(a, body_html=file), _copy(b, body_html=file), short) == "same attachment"
+    assert same_story(_copy(a, body_html=file), _copy(b, body_html=other), short) is None
+    origin = "https://jgdw.example.gov.cn/art/1.html"
+    assert (
+        same_story(_copy(a, cites=frozenset({origin})), _copy(b, addresses=frozenset({origin})), short)
+        == "names the other as its origin"
+    )
+    # a 转载 / 来源 note counts when it names where the other was published; a bare mark does not
+    mz = _copy(b, names=frozenset({"青川市民政局"}), addresses=frozenset({"https://mz.example.gov.cn/art/9.html"}))
+    named = "转载 note names the other"
+    assert same_story(_copy(a, body=f"转自：青川市民政局\n{FORMULA}"), mz, short) == named
+    assert same_story(_copy(a, body=f"{FORMULA}\n来源：mz.example.gov.cn"), mz, short) == named
+    assert same_story(_copy(a, body=f"转自：青川市财政局\n{FORMULA}"), mz, short) is None
+    assert same_story(_copy(f"【转载】{a}"), mz, short) is None
+    assert same_story(_copy(a, body=f"{FORMULA}\n未经许可不得转载"), mz, short) is None
+
+
+def _ingest_notices(sessions: sessionmaker[Session], now: datetime, bodies: list[str]) -> None:
+    chain = Crawl(sessions, now)
+    for i, (title, body) in enumerate(zip(NOTICE_TITLES, bodies, strict=True)):
+        published = now - timedelta(days=10 - i)
+        assert chain.run(article_item(f"gs{i}", body, title=title, published_at=published)) is Outcome.STORED
+    chain.close()
+
+
+def _stories(sessions: sessionmaker[Session]) -> dict[str, list[tuple[str, bool]]]:
+    """Each story's title → its appearances' (URL, is original), by publish time."""
+    with sessions() as s:
+        out: dict[str, list[tuple[str, bool]]] = {}
+        for article in s.scalars(select(Article).order_by(Article.id)):
+            places = sorted(article.appearances, key=lambda a: (a.published_at, a.id))
+            out[article.title] = [(a.url, a.is_original) for a in places]
+        return out
+
+
+def test_ten_notices_with_one_formula_stay_ten_stories_and_reposts_find_their_own(
+    sessions: sessionmaker[Session], now: datetime
+) -> None:
+    _ingest_notices(sessions, now, [FORMULA] * len(NOTICE_TITLES))
+    other = Crawl(
+        sessions, now, source={"key": "other-site", "kind": "site_column", "url": "https://mz.example.gov.cn/"}
+    )
+    # reposts of the second and the seventh notice (the first notice holds the same hash, and is not theirs)
+    for key, title in (
+        ("zz1", f"【转载】{NOTICE_TITLES[1]}"),
+        ("zz6", f"{NOTICE_TITLES[6]}_青川市民政局"),
+    ):
+        assert other.run(article_item(key, FORMULA, title=title, published_at=now, source_key="other-site")) is (
+            Outcome.STORED
+        )
+    # the short news item: a repost stored before its original, then the original, then more reposts
+    late = now - timedelta(hours=2)
+    reposts = sorted(REPOST_TITLES.items())
+    other.run(article_item("brief-r0", BRIEF, title=reposts[0][1], published_at=late, source_key="other-site"))
+    other.run(article_item("brief", BRIEF, title=BRIEF_TITLE, published_at=now - timedelta(days=1)))
+    for i, (_name, title) in enumerate(reposts[1:], start=1):
+        other.run(article_item(f"brief-r{i}", BRIEF, title=title, published_at=late, source_key="other-site"))
+    other.close()
+
+    stories = _stories(sessions)
+    assert len(stories) == len(NOTICE_TITLES) + 1
+    for i, title in enumerate(NOTICE_TITLES):
+        expected = [(f"https://czj.example.gov.cn/art/gs{i}.html", True)]
+        if i in (1, 6):
+            expected.append((f"https://czj.example.gov.cn/art/zz{i}.html", False))
+        assert stories[title] == expected, title
+    # the story keeps the title of the page seen first; its 首发 is the original, published first
+    (brief,) = [places for title, places in stories.items() if title not in NOTICE_TITLES]
+    assert brief[0] == ("https://czj.example.gov.cn/art/brief.html", True)
+    assert len(brief) == len(REPOST_TITLES) + 1 and not any(original for _, original in brief[1:])
+
+
+def test_near_duplicate_notices_with_a_short_body_stay_apart(sessions: sessionmaker[Session], now: datetime) -> None:
+    # The same formula with each notice's own dates: not one hash, but near duplicates of each other.
+    bodies = [FORMULA.replace("5个工作日", f"5个工作日（11月{10 + i}日至{16 + i}日）") for i in range(10)]
+    assert overlap(bodies[0], bodies[1]) is not None and overlap(bodies[0], bodies[1]).is_duplicate  # type: ignore[union-attr]
+    _ingest_notices(sessions, now, bodies)
+    assert sorted(_stories(sessions)) == sorted(NOTICE_TITLES)
+    # and a repost of one of them with a near-identical body still joins it
+    chain = Crawl(sessions, now)
+    record = chain.decide(
+        article_item(
+            "zz4",
+            bodies[4] + "\n来源：市直机关工委",
+            title=f"学习贯彻四中全会精神｜{NOTICE_TITLES[4]}",
+            published_at=now,
+        )
+    )
+    assert record.decision is not None and record.decision.kind == NEW_APPEARANCE
+    with sessions() as s:
+        assert s.get(Article, record.decision.article_id).title == NOTICE_TITLES[4]  # type: ignore[union-attr]
