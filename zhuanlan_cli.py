@@ -517,7 +517,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         smtp = _start_outbox(outbox_dir, args.smtp_port)
         cfg_path = demo_dir / "zhuanlan.toml"
         cfg_path.write_text(
-            sample_config_toml(base_url, smtp_port=args.smtp_port, web_port=args.web_port), encoding="utf-8"
+            sample_config_toml(base_url, smtp_port=args.smtp_port, web_port=args.web_port, anchor=samples.anchor),
+            encoding="utf-8",
         )
         args.config = str(cfg_path)
         print(f"sample sources on {base_url}; demo files in {demo_dir}")

@@ -9,7 +9,7 @@ import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from lxml import html as lhtml
 
 from crawler.keys import wechat_key, wechat_key_from_url
 from crawler.samples import SampleSources, Truth, expected_truth, sample_config_toml
-from crawler.samples.catalog import SHANGHAI, WECHAT_SOURCE_KEY
+from crawler.samples.catalog import SHANGHAI, WECHAT_SOURCE_KEY, anchor_at, build_catalog, truth_from_catalog
 from crawler.samples.content import (
     ACCOUNT_ID,
     ACCOUNT_NAME,
@@ -642,3 +642,31 @@ def test_command_prints_a_valid_config(capsys: pytest.CaptureFixture[str], tmp_p
     assert main(["--print-config", "--port", "8123", "--anchor", ANCHOR.isoformat()]) == 0
     config = parse_config(tomllib.loads(capsys.readouterr().out), base_dir=tmp_path)
     assert config.source(WECHAT_SOURCE_KEY).url.startswith("http://127.0.0.1:8123/mp/appmsgalbum?")
+
+
+@pytest.mark.parametrize(
+    "now",
+    [
+        datetime(2026, 11, 26, 0, 0, 30, tzinfo=SHANGHAI),  # just after midnight
+        datetime(2026, 11, 26, 5, 0, tzinfo=SHANGHAI),  # the hour a sample once showed 4 hours ahead
+        datetime(2026, 11, 26, 8, 59, 59, tzinfo=SHANGHAI),
+        datetime(2026, 11, 26, 9, 0, 30, tzinfo=SHANGHAI),
+        datetime(2026, 11, 26, 9, 1, tzinfo=SHANGHAI),
+        datetime(2026, 11, 26, 12, 0, tzinfo=SHANGHAI),
+        datetime(2026, 11, 26, 23, 59, 59, tzinfo=SHANGHAI),
+        datetime(2026, 11, 25, 16, 0, 30, tzinfo=UTC),  # 00:00:30 in Shanghai, given in UTC
+    ],
+)
+def test_no_sample_is_dated_after_the_demo_starts(now: datetime) -> None:
+    catalog = build_catalog(anchor_at(now))
+    wechat = [(i.story.key, i.published) for i in catalog.wechat_all]
+    wechat += [(i.story.key, datetime.fromtimestamp(i.create_time, SHANGHAI)) for i in catalog.wechat_all]
+    site = [(f"{code}/{i.story.key}", i.published) for code in catalog.site_all for i in catalog.site_all[code]]
+    ahead = [(what, when.isoformat()) for what, when in wechat + site if when > now]
+    assert not ahead
+    truth = truth_from_catalog(catalog, "http://127.0.0.1:1")
+    assert all(s.published_at <= now for s in truth.stories)
+    # and the anchor is as late as that allows: today once today's samples are due
+    assert anchor_at(now) in (now.astimezone(SHANGHAI).date(), now.astimezone(SHANGHAI).date() - timedelta(days=1))
+    if now.astimezone(SHANGHAI).hour >= 12:
+        assert anchor_at(now) == now.astimezone(SHANGHAI).date()

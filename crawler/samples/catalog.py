@@ -38,8 +38,28 @@ FIRST_MSGID = 2247483720
 DELETED_MSGID = 2247483651  # an old post, not in the album, deleted by its publisher
 
 
-def today_in_shanghai() -> date:
-    return datetime.now(SHANGHAI).date()
+def _latest_time_of_day() -> timedelta:
+    """How late in its day the latest sample of the anchor day is published, plus a minute for the
+    seconds a WeChat article page's time runs after its album entry (`WechatItem.ct`)."""
+    times = [s.time for s in STORIES if s.days_ago == 0]
+    times += [p.time for placements in SITE_PLACEMENTS.values() for p in placements if p.days_ago == 0]
+    hour, minute = (int(part) for part in max(times, default="00:00").split(":"))
+    return timedelta(hours=hour, minutes=minute + 1)
+
+
+def anchor_at(now: datetime) -> date:
+    """The anchor ("today") of the sample dates for a demo running at `now` (tz-aware): today in
+    Asia/Shanghai once the anchor day's latest sample time has passed, else yesterday. So no sample
+    is ever dated after `now`, at any hour: before 09:01 the 09:00 post of "today" would be in the
+    future, and a crawl would store a story dated ahead of its fetch."""
+    if now.tzinfo is None:
+        raise ValueError("now must be tz-aware")
+    return (now.astimezone(SHANGHAI) - _latest_time_of_day()).date()
+
+
+def current_anchor() -> date:
+    """`anchor_at` the clock's now: what the sample server and the demo use by default."""
+    return anchor_at(datetime.now(SHANGHAI))
 
 
 def at(anchor: date, days_ago: int, hhmm: str) -> datetime:
@@ -255,7 +275,7 @@ def build_catalog(
     anchor: date | None = None, hidden: frozenset[str] = frozenset(), deleted: frozenset[str] = frozenset()
 ) -> Catalog:
     """Place the content in time for `anchor` ("today"). Ids never depend on what is hidden."""
-    anchor = anchor or today_in_shanghai()
+    anchor = anchor or current_anchor()
     wechat: list[WechatItem] = []
     msgid = FIRST_MSGID
     first_push: dict[str, datetime] = {}

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from crawler.samples.catalog import SITE_SPECS, WECHAT_SOURCE_KEY, album_url, today_in_shanghai
+from crawler.samples.catalog import SITE_SPECS, WECHAT_SOURCE_KEY, album_url, current_anchor
 from crawler.samples.content import COLUMN, COLUMN_KEYWORDS, STORIES, UNITS, unit_name
 from crawler.samples.site_pages import (
     DATAPROXY_PATH,
@@ -159,7 +159,7 @@ def sample_config_toml(
 ) -> str:
     """A complete config for the sample sources served at `base_url`."""
     base = base_url.rstrip("/")
-    anchor = anchor or today_in_shanghai()
+    anchor = anchor or current_anchor()
     first_column_day = max(s.days_ago for s in STORIES if s.written_for_column)
     out: list[str] = [
         "# zhuanlan configuration for the bundled sample sources (crawler.samples).",

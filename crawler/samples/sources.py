@@ -25,7 +25,7 @@ from crawler.samples.catalog import (
     Truth,
     album_url,
     build_catalog,
-    today_in_shanghai,
+    current_anchor,
     truth_from_catalog,
 )
 from crawler.samples.content import ALBUM_ID, BIZ
@@ -96,12 +96,12 @@ def _not_modified(reply: Reply, headers: Mapping[str, str]) -> bool:
 
 class SampleSources:
     """The sample sources on one local port. `anchor` is "today" for the publish offsets (default:
-    today in Asia/Shanghai). Thread-safe; pages are rendered per request from the current catalog."""
+    `catalog.current_anchor`: today in Asia/Shanghai, or yesterday before today's samples are due). Thread-safe; pages are rendered per request from the current catalog."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, anchor: date | None = None) -> None:
         self.host = host
         self.port = port
-        self.anchor = anchor or today_in_shanghai()
+        self.anchor = anchor or current_anchor()
         self.base_url = ""
         self.request_log: list[str] = []
         self._lock = threading.Lock()
