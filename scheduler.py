@@ -486,6 +486,7 @@ def status_report(config: Config, engine: Engine, sessions: sessionmaker[Session
             flag = "" if src.enabled else " (disabled)"
             lines.append(f"  {src.key + flag:28} {src.status:8} {ok:17} {paused:17} {src.consecutive_failures:5} {err}")
         lines.extend(attribution_lines(session, tz))
+        lines.extend(future_date_lines(session, tz))
     return "\n".join(lines)
 
 
@@ -511,6 +512,29 @@ def attribution_lines(session: Session, tz: ZoneInfo, limit: int = 10) -> list[s
     if total > len(shown):
         lines.append(f"  … and {total - len(shown)} more (the web app's /review lists them all)")
     lines.append(f"Column candidates awaiting confirmation: {candidates or 0} (`zhuanlan correct GUID --in-column`)")
+    return lines
+
+
+def future_date_lines(session: Session, tz: ZoneInfo, limit: int = 10) -> list[str]:
+    """What `status` says of publish times a page printed after we fetched it: stored as the fetch
+    time (so they cannot sort first everywhere), the printed value kept for the operator to check."""
+    from pipeline.corpus.models import Appearance, Article
+
+    flagged = Appearance.printed_published_at.is_not(None)
+    total = session.scalar(select(func.count(Appearance.id)).where(flagged)) or 0
+    lines = [f"Publish times after the fetch, stored as the fetch time: {total}"]
+    shown = session.execute(
+        select(Article.guid, Appearance.published_at, Appearance.printed_published_at, Appearance.url)
+        .join(Article, Appearance.article_id == Article.id)
+        .where(flagged)
+        .order_by(Appearance.fetched_at.desc(), Appearance.id.desc())
+        .limit(limit)
+    ).all()
+    for guid, stored, printed, url in shown:
+        stored_at, printed_at = (f"{when.astimezone(tz):%Y-%m-%d %H:%M}" if when else "-" for when in (stored, printed))
+        lines.append(f"  {guid}  stored {stored_at}  printed {printed_at}  {url}")
+    if total > len(shown):
+        lines.append(f"  … and {total - len(shown)} more")
     return lines
 
 

@@ -12,14 +12,20 @@ content hash folds (`pipeline.corpus.textsplit.fold_for_matching`), so equal pag
 their character widths, and it is the same hash as before stored text stopped being folded.
 `restore_original_characters` puts the page's characters back into text that older versions
 stored folded (migration 0004).
+
+A publish time after the page's fetch time (a typo, a scheduled post shown early, a sample dated
+"today" at a later hour) is clamped to the fetch time and the printed value kept
+(`Record.printed_published_at`), so a wrong date cannot sort a story first in every list and feed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import zlib
 from bisect import bisect_left
+from datetime import datetime, timedelta
 from urllib.parse import urljoin
 
 import lxml.html  # type: ignore[import-untyped]
@@ -63,6 +69,12 @@ _HASH_IGNORED = re.compile(rf"[\s\x00-\x1f\x7f-\x9f{_ZERO_WIDTH_CHARS}]+")
 _BLOCK_END = re.compile(r"(?i)<br\s*/?>|</(?:p|div|section|h[1-6]|li|tr|blockquote|table|ul|ol|caption)\s*>")
 _LAZY_SRC_ATTRIBUTES = ("data-src", "data-original", "data-lazy-src")
 _IMG_OR_LINK = re.compile(r"(?i)<(?:img|a)\b")
+
+
+# A publish time this far after the fetch is our clock and the site's disagreeing, not a wrong date:
+# it is kept as printed (servers and PCs drift by seconds to a few minutes). Beyond this, the date
+# is clamped to the fetch time and flagged.
+CLOCK_SKEW_TOLERANCE = timedelta(minutes=5)
 
 
 class Rejected(Exception):
@@ -334,16 +346,41 @@ def snapshot_text(content: bytes, encoding: str) -> str:
     return stored_html_text(sanitize_html(page))
 
 
+def plausible_published(published: datetime | None, fetched: datetime) -> tuple[datetime | None, bool]:
+    """(the publish time to store, whether it was clamped): a time more than `CLOCK_SKEW_TOLERANCE`
+    after `fetched` becomes `fetched` (a page cannot have been published after we read it).
+    ValueError for a naive datetime: "ahead" means nothing without a time zone."""
+    if fetched.tzinfo is None or fetched.utcoffset() is None:
+        raise ValueError(f"the fetch time {fetched.isoformat()} has no time zone")
+    if published is None:
+        return None, False
+    if published.tzinfo is None or published.utcoffset() is None:
+        raise ValueError(f"the publish time {published.isoformat()} has no time zone")
+    if published - fetched > CLOCK_SKEW_TOLERANCE:
+        return fetched, True
+    return published, False
+
+
 def normalize_item(item: ArticleItem) -> Record:
-    """The Record of an article item. Non-OK states carry no content (empty text and hash)."""
+    """The Record of an article item. Non-OK states carry no content (empty text and hash).
+    A publish time after the fetch is clamped to it (`plausible_published`), the printed value kept."""
     title = clean_title(item.title)
     if item.state != STATE_OK:
         return Record(item=item, title=title, body_html="", body_text="", content_hash="")
+    published, clamped = plausible_published(item.published_at, item.fetched_at)
+    printed = item.published_at if clamped else None
+    if clamped:
+        item = dataclasses.replace(item, published_at=published)
     body_html = sanitize_html(item.body_html, item.url)
     text = item.body_text or html_to_text(body_html)
     # Hashed as extracted: folding first and cleaning after is how the stored hashes were made.
     return Record(
-        item=item, title=title, body_html=body_html, body_text=normalize_text(text), content_hash=content_hash(text)
+        item=item,
+        title=title,
+        body_html=body_html,
+        body_text=normalize_text(text),
+        content_hash=content_hash(text),
+        printed_published_at=printed,
     )
 
 

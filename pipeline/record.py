@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
@@ -70,6 +71,9 @@ class Record:
     # side, else by the ingest before it deduplicates.
     snapshot: tuple[str, bytes] | None = None  # (sha256 hex, zlib) of item.raw_body
     search: tuple[str, str] | None = None  # (title, body_text) in the search index's form
+    # The page's publish time when it was after the fetch (`item.published_at` then holds the fetch
+    # time: `pipeline.normalize.plausible_published`); None when the printed time was plausible.
+    printed_published_at: datetime | None = None
 
 
 # What a spider yields, and what reaches the ingest (an article already normalized — and maybe

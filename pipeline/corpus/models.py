@@ -178,6 +178,9 @@ class Appearance(Base):
     url: Mapped[str] = mapped_column(Text)
     title: Mapped[str] = mapped_column(Text, default="")
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The publish time the page printed when it was after the fetch: published_at then holds the
+    # fetch time, and the date is flagged for the operator (migration 0012). None: as printed.
+    printed_published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
     http_status: Mapped[int] = mapped_column(Integer, default=200)
     etag: Mapped[str | None] = mapped_column(String(200))
