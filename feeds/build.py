@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from zhuanlan_config import Config
 
 # Bump when the rendered output changes for the same data, so every feed is rewritten once.
-FORMAT_VERSION = "4"  # 4: readable feed URLs (/feeds/unit/<slug>.atom) in the self links
+FORMAT_VERSION = "5"  # 5: each entry's own updated time; 4: readable feed URLs in the self links
 FEED_EXTENSIONS = ("rss", "atom", "json")
 SUMMARY_CHARS = 120
 WECHAT_IMAGE_HOSTS = frozenset({"mmbiz.qpic.cn", "mmbiz.qlogo.cn"})
@@ -85,6 +85,21 @@ class FeedItem:
     text: str  # plain text, for the summary
     body_html: str  # the stored (already sanitized) HTML
     content_hash: str  # Article.content_hash
+    updated: datetime | None = None  # the story's last change (`entry_updated`); None: `published`
+
+    @property
+    def last_change(self) -> datetime:
+        return self.updated or self.published
+
+
+def entry_updated(published: datetime, created_at: datetime, updated_at: datetime) -> datetime:
+    """An entry's Atom `updated`: when the story last changed in what the entry shows. A story
+    unchanged since it was stored has its publish time (a backfill stores many at once: they must
+    not all claim the crawl's time); an edit, a correction, a retag or a new 首发 after that
+    (`Article.updated_at` moved past `created_at`) is the later of the two."""
+    if updated_at > created_at:
+        return max(published, updated_at)
+    return published
 
 
 def clean_xml_text(value: str) -> str:
@@ -230,6 +245,7 @@ def feed_hash(spec: FeedSpec, items: list[FeedItem], base_url: str) -> str:
                 it.title,
                 it.link,
                 it.published.isoformat(),
+                it.last_change.isoformat(),
                 it.author,
                 it.unit,
                 [list(c) for c in it.categories],
@@ -248,6 +264,7 @@ class _Rendered:
     title: str
     link: str
     published: datetime
+    updated: datetime
     byline: str
     categories: tuple[tuple[str, str], ...]
     summary: str
@@ -263,6 +280,7 @@ def _render(item: FeedItem, base_url: str, tz: tzinfo) -> _Rendered:
         title=_title(item),
         link=item_link(item, base_url),
         published=item.published.astimezone(tz),
+        updated=item.last_change.astimezone(tz),
         byline=_byline(item),
         categories=tuple((kind, plain_text(term)) for kind, term in item.categories),
         summary=_summary(item),
@@ -289,8 +307,8 @@ def _generator(spec: FeedSpec, items: list[_Rendered], config: Config, now: date
         fe.guid(it.id, permalink=False)  # sets the Atom id too (id() and guid() share it)
         fe.title(it.title)
         fe.link(href=it.link, rel="alternate")
-        fe.published(it.published)
-        fe.updated(it.published)
+        fe.published(it.published)  # RSS pubDate and Atom published
+        fe.updated(it.updated)  # Atom only (RSS items have no updated); unset, feedgen writes the build time
         if it.byline:
             fe.author({"name": it.byline})
             fe.dc.dc_creator(it.byline)
@@ -321,6 +339,7 @@ def _json_feed(spec: FeedSpec, items: list[_Rendered], config: Config) -> bytes:
             "content_html": it.content_html,
             "summary": it.summary,
             "date_published": it.published.isoformat(),
+            "date_modified": it.updated.isoformat(),
         }
         if it.byline:
             entry["authors"] = [{"name": it.byline}]

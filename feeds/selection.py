@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import selectinload
 
-from feeds.build import FeedItem, FeedSpec, feed_key, make_summary
+from feeds.build import FeedItem, FeedSpec, entry_updated, feed_key, make_summary
 from feeds.digest import DigestArticle, DigestData, FailedSource, UnitSummary, iso_week_bounds
 from feeds.slugs import assign_slugs
 from pipeline.corpus.models import Article, ArticleTag, Source, SourceRun, Tag, Unit, UTCDateTime
@@ -146,6 +146,7 @@ def load_feed_items(session: Session, spec: FeedSpec, config: Config) -> list[Fe
                 title=a.title,
                 link=_link(a, config.web.base_url),
                 published=a.published_at or a.created_at,
+                updated=entry_updated(a.published_at or a.created_at, a.created_at, a.updated_at),
                 author=a.author,
                 unit=a.unit.name if a.unit is not None else None,
                 categories=_categories(a),

@@ -326,6 +326,7 @@ def write_new_appearance(
     if article is None:
         raise StaleDecisionError(f"article {article_id} no longer exists")
     appearance = _add_appearance(session, record, source.id, article)
+    first_before = article.first_appearance_id
     original = elect_original(article)
     if original is appearance and len(record.body_text) > len(article.body_text):
         # The story was first published here: its text replaces ours when it is fuller (the copy
@@ -340,7 +341,10 @@ def write_new_appearance(
             # A repost adds what the story lacked: column membership (the album's copy of a story
             # first seen on a unit site), or a unit when the original named none.
             write_tags(session, article, merge_tags(held, record.tags), now, batch)
-    article.updated_at = now
+    if article.first_appearance_id != first_before:
+        # A new 首发: the story's link and date changed. (New text and new tags set `updated_at`
+        # themselves; a repost that changes nothing a reader sees leaves it: feeds show it.)
+        article.updated_at = now
 
 
 def _known(session: Session, appearance_id: int | None) -> Appearance:

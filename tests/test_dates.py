@@ -1,17 +1,25 @@
-"""Publish times a page prints after we fetched it (issue 21, point 9): clamped to the fetch time in
-normalize, the printed value kept on the appearance, shown to the operator on the story page and
-by `zhuanlan status`, and the schema (migration 0012) in agreement with the models."""
+"""Dates (issue 21, point 9). Publish times a page prints after we fetched it: clamped to the fetch
+time in normalize, the printed value kept on the appearance, shown to the operator on the story
+page and by `zhuanlan status`, the schema (migration 0012) in agreement with the models. Feed
+entries: each carries its story's own last change as Atom `updated` / JSON `date_modified`."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
 
+import feedparser
 import pytest
 from sqlalchemy import Engine, inspect, select
 
+from feeds.build import build_feed_documents, entry_updated
+from feeds.selection import load_feed_items, plan_feeds
+from pipeline.corpus.corrections import Change, correct_story
 from pipeline.corpus.models import Appearance, Article
 from pipeline.normalize import CLOCK_SKEW_TOLERANCE, normalize_item, plausible_published
+from pipeline.record import Author
 from scheduler import status_report
 from tests.test_archive_web import PASSWORD, login, make_app
 from tests.test_pipeline_support import Crawl, article_item, text
@@ -103,3 +111,81 @@ def test_migration_and_models_agree_on_appearances(engine: Engine) -> None:
     columns = {c["name"] for c in inspect(engine).get_columns("appearances")}
     assert columns == set(Appearance.__table__.columns.keys())
     assert "printed_published_at" in columns
+
+
+# --- feeds: each entry's own updated time ---------------------------------------------------------
+
+
+def test_entry_updated_is_the_publish_time_until_the_story_changes(now: datetime) -> None:
+    published = now - timedelta(days=5)
+    assert entry_updated(published, now, now) == published  # stored by a backfill today, never changed
+    assert entry_updated(published, now, now + timedelta(hours=3)) == now + timedelta(hours=3)
+    # a change stored before the (later) publish time of a new 首发 cannot move the entry back
+    assert entry_updated(now + timedelta(hours=5), now, now + timedelta(hours=3)) == now + timedelta(hours=5)
+
+
+def _feeds(tmp_path: Path, sessions: sessionmaker[Session], built: datetime) -> dict[str, Any]:
+    config = parse_config({}, base_dir=tmp_path)
+    with sessions() as s:
+        spec = next(spec for spec in plan_feeds(s, config) if spec.kind == "all")
+        docs = build_feed_documents(spec, load_feed_items(s, spec, config), config, built)
+    atom, rss = feedparser.parse(docs["atom"]), feedparser.parse(docs["rss"])
+    assert not atom.bozo and not rss.bozo
+    return {
+        "atom": {e.title: (_parsed(e.published), _parsed(e.updated)) for e in atom.entries},
+        "rss": {e.title: _parsed(e.published) for e in rss.entries},
+        "json": {i["title"]: datetime.fromisoformat(i["date_modified"]) for i in json.loads(docs["json"])["items"]},
+    }
+
+
+def _parsed(value: str) -> datetime:
+    """An Atom (RFC 3339) or RSS (RFC 2822) date as written."""
+    return parsedate_to_datetime(value) if "," in value else datetime.fromisoformat(value)
+
+
+def test_feed_entries_carry_their_own_updated_time(
+    tmp_path: Path, sessions: sessionmaker[Session], now: datetime
+) -> None:
+    # a backfill: two stories published days apart, stored by one crawl at `now`
+    chain = Crawl(sessions, now)
+    chain.run(article_item("a", text("original"), title="甲文", published_at=now - timedelta(days=3)))
+    chain.run(article_item("b", text("same_unit_other"), title="乙文", published_at=now - timedelta(days=2)))
+    chain.close()
+    built = now + timedelta(days=1)
+    feeds = _feeds(tmp_path, sessions, built)
+    assert feeds["atom"] == {
+        "甲文": (now - timedelta(days=3), now - timedelta(days=3)),
+        "乙文": (now - timedelta(days=2), now - timedelta(days=2)),
+    }  # not the build time, not the crawl time
+    assert feeds["rss"] == {"甲文": now - timedelta(days=3), "乙文": now - timedelta(days=2)}
+    assert feeds["json"] == {"甲文": now - timedelta(days=3), "乙文": now - timedelta(days=2)}
+
+    # a repost that changes nothing the entry shows leaves it; a correction moves it
+    later = now + timedelta(hours=6)
+    repost = Crawl(
+        sessions, later, source={"key": "other-site", "kind": "site_column", "url": "https://mz.example.gov.cn/"}
+    )
+    repost.run(article_item("a-copy", text("original"), title="甲文", published_at=now - timedelta(days=1)))
+    repost.close()
+    assert _feeds(tmp_path, sessions, built)["atom"]["甲文"][1] == now - timedelta(days=3)
+    corrected = now + timedelta(hours=8)
+    with sessions() as s, s.begin():
+        guid = s.scalars(select(Article.guid).where(Article.title == "乙文")).one()
+        correct_story(s, guid, Change(authors=(Author("顾清远", ("局长",)),)), actor="office", now=corrected)
+    feeds = _feeds(tmp_path, sessions, built)
+    assert feeds["atom"]["乙文"] == (now - timedelta(days=2), corrected)
+    assert feeds["json"]["乙文"] == corrected
+    assert feeds["atom"]["甲文"][1] == now - timedelta(days=3)
+
+
+def test_a_new_original_moves_the_entry(tmp_path: Path, sessions: sessionmaker[Session], now: datetime) -> None:
+    chain = Crawl(sessions, now)
+    chain.run(article_item("copy", text("original"), title="甲文", published_at=now - timedelta(days=1)))
+    chain.close()
+    found = now + timedelta(hours=2)
+    first = Crawl(
+        sessions, found, source={"key": "other-site", "kind": "site_column", "url": "https://mz.example.gov.cn/"}
+    )
+    first.run(article_item("first", text("original"), title="甲文", published_at=now - timedelta(days=2)))
+    first.close()
+    assert _feeds(tmp_path, sessions, now + timedelta(days=1))["atom"]["甲文"] == (now - timedelta(days=2), found)
