@@ -6,8 +6,12 @@ entries: each carries its story's own last change as Atom `updated` / JSON `date
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import feedparser
@@ -26,8 +30,6 @@ from tests.test_pipeline_support import Crawl, article_item, text
 from zhuanlan_config import parse_config
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -90,6 +92,27 @@ def test_status_lists_the_clamped_publish_times(
     assert "Publish times after the fetch, stored as the fetch time: 1" in report
     (line,) = [line for line in report.splitlines() if guid in line and "printed" in line]
     assert "stored 2026-11-26 10:00" in line and "printed 2026-11-26 14:00" in line and "/art/ahead.html" in line
+
+
+def test_the_installed_status_command_lists_them(
+    tmp_path: Path, db_url: str, sessions: sessionmaker[Session], now: datetime
+) -> None:
+    guid, _printed = _ingest_one_ahead(sessions, now)
+    cfg = tmp_path / "zhuanlan.toml"
+    cfg.write_text('data_dir = "data"\n', encoding="utf-8")
+    (tmp_path / "data").mkdir()
+    status = subprocess.run(
+        [str(Path(sys.executable).with_name("zhuanlan")), "--config", str(cfg), "status"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "ZHUANLAN_DATABASE_URL": db_url},
+        timeout=120,
+        check=False,
+    )
+    assert status.returncode == 0, status.stderr
+    assert "Publish times after the fetch, stored as the fetch time: 1" in status.stdout
+    assert any(guid in line and "printed 2026-11-26 14:00" in line for line in status.stdout.splitlines())
 
 
 def test_the_story_page_shows_the_flag_to_the_operator_only(
