@@ -125,10 +125,16 @@ def repost_notes(body_text: str) -> list[str]:
     return [note.group(1).strip() for note in notes if note is not None]
 
 
+def _origins(copy: Copy) -> set[str]:
+    """Who published a copy, as a note would name them: its accounts and 来源 labels, its hosts."""
+    hosts = {urlsplit(address).hostname for address in copy.addresses}
+    return {fold_for_matching(name) for name in copy.names if len(name) >= 2} | {h for h in hosts if h}
+
+
 def _names_origin(copy: Copy, other: Copy) -> bool:
-    """Whether a 转载 / 来源 note of `copy` names where `other` was published (a name or a host)."""
-    hosts = {urlsplit(address).hostname for address in other.addresses} - {None}
-    origins = {fold_for_matching(name) for name in other.names if len(name) >= 2} | {str(h) for h in hosts}
+    """Whether a 转载 / 来源 note of `copy` names where `other` was published, someone other than
+    `copy`'s own publisher (a notice family of one office all end 「来源：市直机关工委」)."""
+    origins = _origins(other) - _origins(copy)
     return any(origin in fold_for_matching(note) for note in repost_notes(copy.body_text) for origin in origins)
 
 

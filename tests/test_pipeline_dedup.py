@@ -354,6 +354,10 @@ def test_same_story_rule() -> None:
     assert same_story(_copy(a, body=f"转自：青川市财政局\n{FORMULA}"), mz, short) is None
     assert same_story(_copy(f"【转载】{a}"), mz, short) is None
     assert same_story(_copy(a, body=f"{FORMULA}\n未经许可不得转载"), mz, short) is None
+    # one office's notices all name it: that is their publisher, not the other notice's
+    jg = {"names": frozenset({"市直机关工委"}), "addresses": frozenset({"https://jgdw.example.gov.cn/art/1.html"})}
+    signed = f"{FORMULA}\n来源：市直机关工委"
+    assert same_story(_copy(a, body=signed, **jg), _copy(b, body=signed, **jg), short) is None
 
 
 def _ingest_notices(sessions: sessionmaker[Session], now: datetime, bodies: list[str]) -> None:
