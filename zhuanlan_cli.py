@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.corpus.db import DatabaseError, is_initialised, make_engine, session_factory, transaction, upgrade
-from zhuanlan_config import Config, ConfigError, SourceConf, load_config
+from zhuanlan_config import Config, ConfigError, ConfigErrors, SourceConf, load_config
 
 DEFAULT_CONFIG = "zhuanlan.toml"
 
@@ -710,7 +710,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except ConfigError as exc:
-        print(f"zhuanlan: configuration error: {exc}", file=sys.stderr)
+        for error in exc.errors if isinstance(exc, ConfigErrors) else (exc,):
+            print(f"zhuanlan: configuration error: {error}", file=sys.stderr)
         return 2
     except (UserError, DatabaseError) as exc:
         print(f"zhuanlan: {exc}", file=sys.stderr)
