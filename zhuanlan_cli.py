@@ -98,11 +98,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_crawl(args: argparse.Namespace) -> int:
-    from crawler.process import SourceJob, crawl_settings, run_jobs
+    from crawler.process import SourceJob, crawl_settings, log_to_file, run_jobs
     from pipeline.corpus.config_sync import sync_config
     from pipeline.corpus.runs import finish_crawl_run, plan_crawl
 
     app = open_app(args)
+    log_file = log_to_file(app.config.data_dir, args.log_level)
     now = utcnow()
     selected = [s for s in app.config.sources if s.enabled and (not args.source or s.key in args.source)]
     unknown = sorted(set(args.source or ()) - {s.key for s in app.config.sources})
@@ -145,6 +146,7 @@ def cmd_crawl(args: argparse.Namespace) -> int:
             run_id=plan.run_id,
             crawl=crawl,
             log_level=args.log_level,
+            log_file=log_file,
         )
         runner = make_runner(runner_settings(settings))  # the pipeline worker starts while Scrapy sets up
         runner.attach(lambda error: None)  # this command's own hold: the worker outlives every spider
@@ -159,23 +161,30 @@ def cmd_crawl(args: argparse.Namespace) -> int:
     summary.setdefault("run_id", plan.run_id)
     if plan.skipped:
         summary["skipped"] = list(plan.skipped)
+    summary["log_file"] = str(log_file)
     if args.json:
         print(json.dumps(summary, ensure_ascii=False, default=str))
     else:
         print_crawl_summary(summary)
+    for line in summary.get("failures", []) or []:
+        print(f"zhuanlan: crawl failed: {line}", file=sys.stderr)
     return 1 if summary.get("status") == "failed" else 0
 
 
 def print_crawl_summary(summary: dict[str, Any]) -> None:
+    from pipeline.corpus.reasons import failed_source_line
+
     print(
         f"crawl run {summary.get('run_id')}: {summary.get('status')} — sources {summary.get('sources', 0)}, "
         f"new stories {summary.get('new_stories', 0)}, reposts merged {summary.get('reposts', 0)}, "
         f"problems {summary.get('problems', 0)}"
     )
-    for line in summary.get("failures", []) or []:
-        print(f"  ! {line}")
+    for failed in summary.get("failed_sources", []) or []:
+        print(failed_source_line(failed["source"], failed["reason"]))
     for line in summary.get("skipped", []) or []:
         print(f"  - skipped {line}")
+    if summary.get("failed_sources") or summary.get("failures"):
+        print(f"details (tracebacks, Scrapy's log): {summary.get('log_file')}")
 
 
 def cmd_feeds(args: argparse.Namespace) -> int:
