@@ -1,7 +1,8 @@
 """Configuration: one TOML file, validated on load into frozen dataclasses.
 
 Owns reading and validating `zhuanlan.toml`. Every error names the key path and what was
-expected (`ConfigError`); the CLI turns it into exit code 2. Secrets never live in the
+expected (`ConfigError`); one pass finds them all (`ConfigErrors` when there are several); the CLI
+prints one line per error and exits with code 2. Secrets never live in the
 file: they come from environment variables (each also accepted as `NAME_FILE`).
 Nothing here reads configuration at import time.
 """
