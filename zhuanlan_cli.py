@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.corpus.db import DatabaseError, is_initialised, make_engine, session_factory, transaction, upgrade
-from zhuanlan_config import Config, ConfigError, SourceConf, load_config
+from zhuanlan_config import Config, ConfigError, ConfigErrors, SourceConf, load_config
 
 DEFAULT_CONFIG = "zhuanlan.toml"
 
@@ -98,11 +98,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_crawl(args: argparse.Namespace) -> int:
-    from crawler.process import SourceJob, crawl_settings, run_jobs
+    from crawler.process import SourceJob, crawl_settings, log_to_file, run_jobs
     from pipeline.corpus.config_sync import sync_config
     from pipeline.corpus.runs import finish_crawl_run, plan_crawl
 
     app = open_app(args)
+    log_file = log_to_file(app.config.data_dir, args.log_level)
     now = utcnow()
     selected = [s for s in app.config.sources if s.enabled and (not args.source or s.key in args.source)]
     unknown = sorted(set(args.source or ()) - {s.key for s in app.config.sources})
@@ -145,6 +146,7 @@ def cmd_crawl(args: argparse.Namespace) -> int:
             run_id=plan.run_id,
             crawl=crawl,
             log_level=args.log_level,
+            log_file=log_file,
         )
         runner = make_runner(runner_settings(settings))  # the pipeline worker starts while Scrapy sets up
         runner.attach(lambda error: None)  # this command's own hold: the worker outlives every spider
@@ -159,23 +161,30 @@ def cmd_crawl(args: argparse.Namespace) -> int:
     summary.setdefault("run_id", plan.run_id)
     if plan.skipped:
         summary["skipped"] = list(plan.skipped)
+    summary["log_file"] = str(log_file)
     if args.json:
         print(json.dumps(summary, ensure_ascii=False, default=str))
     else:
         print_crawl_summary(summary)
+    for line in summary.get("failures", []) or []:
+        print(f"zhuanlan: crawl failed: {line}", file=sys.stderr)
     return 1 if summary.get("status") == "failed" else 0
 
 
 def print_crawl_summary(summary: dict[str, Any]) -> None:
+    from pipeline.corpus.reasons import failed_source_line
+
     print(
         f"crawl run {summary.get('run_id')}: {summary.get('status')} — sources {summary.get('sources', 0)}, "
         f"new stories {summary.get('new_stories', 0)}, reposts merged {summary.get('reposts', 0)}, "
         f"problems {summary.get('problems', 0)}"
     )
-    for line in summary.get("failures", []) or []:
-        print(f"  ! {line}")
+    for failed in summary.get("failed_sources", []) or []:
+        print(failed_source_line(failed["source"], failed["reason"]))
     for line in summary.get("skipped", []) or []:
         print(f"  - skipped {line}")
+    if summary.get("failed_sources") or summary.get("failures"):
+        print(f"details (tracebacks, Scrapy's log): {summary.get('log_file')}")
 
 
 def cmd_feeds(args: argparse.Namespace) -> int:
@@ -487,8 +496,78 @@ def ensure_port_free(port: int, flag: str) -> None:
             ) from exc
 
 
+DEMO_STATE = "demo-state.json"
+DEFAULT_SAMPLE_PORT = 8750
+
+
+@dataclass(frozen=True)
+class DemoState:
+    """What makes a demo directory's sample sources the same sources on every run: the stories'
+    identity is their address (port included) and their dates follow the anchor day."""
+
+    sample_port: int
+    anchor: date
+
+
+def demo_state(demo_dir: Path, requested_port: int | None, today: date) -> tuple[DemoState, bool]:
+    """The directory's demo state (and whether it is new): kept from its first run; a first run
+    takes `requested_port` (default 8750) and today as the anchor."""
+    path = demo_dir / DEMO_STATE
+    if not path.is_file():
+        return DemoState(requested_port or DEFAULT_SAMPLE_PORT, today), True
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        state = DemoState(int(data["sample_port"]), date.fromisoformat(data["anchor"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"cannot read {path} ({exc}): remove the directory {demo_dir} to start a new demo") from exc
+    if requested_port is not None and requested_port != state.sample_port:
+        raise UserError(
+            f"the demo in {demo_dir} serves its sample sources on port {state.sample_port}: their addresses "
+            f"are part of every stored story's identity, so port {requested_port} would store them all again. "
+            f"Run without --sample-port to reuse {state.sample_port}, or pass another --dir for a new demo"
+        )
+    return state, False
+
+
+def command_hint(config: Path) -> str:
+    """How to run a command against `config` from here, as the operator started this one."""
+    program = Path(sys.argv[0])
+    shown = _relative(program) if program.name == "zhuanlan" else f"{sys.executable} -m zhuanlan_cli"
+    return f"{shown} --config {_relative(config)}"
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on the bundled sample sources: one full production cycle, then web app + scheduler."""
+    from crawler.samples.catalog import anchor_at
+
+    demo_dir = Path(args.dir).resolve()
+    state, new = demo_state(demo_dir, args.sample_port, anchor_at(utcnow()))
+    ports = [("--sample-port", state.sample_port), ("--smtp-port", args.smtp_port)]
+    if not args.once:
+        ports.append(("--web-port", args.web_port))
+    for flag, port in ports:
+        if flag == "--sample-port" and not new:
+            flag = f"--dir (the demo in {demo_dir} keeps its sample sources on port {port})"
+        ensure_port_free(port, flag)
+    try:
+        return _run_demo(args, demo_dir, state)
+    except KeyboardInterrupt:
+        print(
+            "zhuanlan demo: stopped by Ctrl-C. What was stored is kept; run it again to finish "
+            "(nothing is stored or sent twice).",
+            file=sys.stderr,
+        )
+        return 130
+
+
+def _run_demo(args: argparse.Namespace, demo_dir: Path, state: DemoState) -> int:
     import subprocess
     import threading
 
@@ -497,31 +576,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from feeds.mail import send_digest
     from feeds.publish import publish_feeds
 
-    ports = [("--sample-port", args.sample_port), ("--smtp-port", args.smtp_port)]
-    if not args.once:
-        ports.append(("--web-port", args.web_port))
-    for flag, port in ports:
-        ensure_port_free(port, flag)
-    demo_dir = Path(args.dir).resolve()
     demo_dir.mkdir(parents=True, exist_ok=True)
-    samples = SampleSources(port=args.sample_port)
+    samples = SampleSources(port=state.sample_port, anchor=state.anchor)
     try:
         base_url = samples.start()
     except OSError as exc:
         raise UserError(
-            f"cannot serve the sample sources on 127.0.0.1:{args.sample_port} ({exc}): pass --sample-port"
+            f"cannot serve the sample sources on 127.0.0.1:{state.sample_port} ({exc}): pass --sample-port"
         ) from exc
+    state_file = demo_dir / DEMO_STATE
+    if not state_file.is_file():
+        state_file.write_text(
+            json.dumps({"sample_port": state.sample_port, "anchor": state.anchor.isoformat()}) + "\n", encoding="utf-8"
+        )
     outbox_dir = demo_dir / "outbox"
     smtp = None
     try:
         smtp = _start_outbox(outbox_dir, args.smtp_port)
         cfg_path = demo_dir / "zhuanlan.toml"
         cfg_path.write_text(
-            sample_config_toml(base_url, smtp_port=args.smtp_port, web_port=args.web_port, anchor=samples.anchor),
+            sample_config_toml(base_url, smtp_port=args.smtp_port, web_port=args.web_port, anchor=state.anchor),
             encoding="utf-8",
         )
         args.config = str(cfg_path)
-        print(f"sample sources on {base_url}; demo files in {demo_dir}")
+        print(f"sample sources on {base_url}; demo files in {demo_dir}", flush=True)
         cmd_init(args)
         app = open_app(args)
         # The crawl runs exactly as in production: a fresh `zhuanlan crawl` process.
@@ -539,6 +617,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         feeds = publish_feeds(app.sessions, app.config, now)
         week = previous_week(now.astimezone(app.config.tz))
         sent = send_digest(app.sessions, app.config, week, now)
+        hint = command_hint(cfg_path)
         print()
         print("== zhuanlan demo: one full cycle done")
         print(f"  sources crawled : {summary.get('sources', 0)} ({summary.get('ok', 0)} ok)")
@@ -550,7 +629,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"  database        : {app.config.database_url}")
         print(f"  feeds           : {app.config.public_dir / 'feeds'}")
         print(f"  mail (.eml)     : {outbox_dir}")
+        print(f"  crawl log       : {summary.get('log_file', '')}")
+        for failed in summary.get("failed_sources", []) or []:
+            print(f"  ! 来源 {failed['source']}：{failed['reason']}")
         if args.once:
+            print(f"\nCommands against this demo: {hint} status (search, export, report, …)", flush=True)
             return 0
         from archive.web import create_app, serve
 
@@ -558,6 +641,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         thread = threading.Thread(target=serve, args=(web, "127.0.0.1", args.web_port), daemon=True)
         thread.start()
         print(f"\nOpen http://127.0.0.1:{args.web_port}/ — the scheduler keeps running; Ctrl-C to stop.")
+        print(f"Commands against this demo (from another terminal): {hint} status", flush=True)
         import scheduler
 
         return scheduler.run(str(cfg_path))
@@ -690,7 +774,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("demo", cmd_demo, "the whole pipeline against the bundled sample sources, then web app + scheduler")
     p.add_argument("--dir", default="demo", help="where the demo keeps its config, database, feeds and mail")
     p.add_argument("--once", action="store_true", help="run one cycle, print the summary and exit")
-    p.add_argument("--sample-port", type=int, default=8750)
+    p.add_argument(
+        "--sample-port",
+        type=int,
+        help=f"a new demo's sample sources (default {DEFAULT_SAMPLE_PORT}); a demo directory keeps its port",
+    )
     p.add_argument("--smtp-port", type=int, default=8025)
     p.add_argument("--web-port", type=int, default=8080)
 
@@ -711,7 +799,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except ConfigError as exc:
-        print(f"zhuanlan: configuration error: {exc}", file=sys.stderr)
+        for error in exc.errors if isinstance(exc, ConfigErrors) else (exc,):
+            print(f"zhuanlan: configuration error: {error}", file=sys.stderr)
         return 2
     except (UserError, DatabaseError) as exc:
         print(f"zhuanlan: {exc}", file=sys.stderr)

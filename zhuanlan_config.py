@@ -1,7 +1,8 @@
 """Configuration: one TOML file, validated on load into frozen dataclasses.
 
 Owns reading and validating `zhuanlan.toml`. Every error names the key path and what was
-expected (`ConfigError`); the CLI turns it into exit code 2. Secrets never live in the
+expected (`ConfigError`); one pass finds them all (`ConfigErrors` when there are several); the CLI
+prints one line per error and exits with code 2. Secrets never live in the
 file: they come from environment variables (each also accepted as `NAME_FILE`).
 Nothing here reads configuration at import time.
 """
@@ -11,10 +12,11 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 SOURCE_KINDS = ("wechat_album", "site_column")
@@ -30,6 +32,45 @@ class ConfigError(ValueError):
         super().__init__(f"{path}: {message}" if path else message)
         self.path = path
         self.message = message
+
+
+class ConfigErrors(ConfigError):
+    """Every problem found in one config, in file order; `path` and `message` are the first's."""
+
+    def __init__(self, errors: Iterable[ConfigError]) -> None:
+        self.errors: tuple[ConfigError, ...] = tuple(_flatten(errors))
+        assert self.errors, "ConfigErrors needs at least one error"
+        super().__init__(self.errors[0].path, self.errors[0].message)
+        self.args = ("\n".join(str(e) for e in self.errors),)
+
+
+def _flatten(errors: Iterable[ConfigError]) -> Iterable[ConfigError]:
+    for error in errors:
+        yield from error.errors if isinstance(error, ConfigErrors) else (error,)
+
+
+T = TypeVar("T")
+
+
+class _Collector:
+    """Gathers the config's problems so one run of `check-config` names them all."""
+
+    def __init__(self) -> None:
+        self.errors: list[ConfigError] = []
+
+    def get(self, read: Callable[[], T], fallback: T) -> T:
+        """`read()`, or `fallback` with its problem kept."""
+        try:
+            return read()
+        except ConfigError as exc:
+            self.errors.append(exc)
+            return fallback
+
+    def raise_any(self) -> None:
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            raise ConfigErrors(self.errors)
 
 
 @dataclass(frozen=True)
@@ -286,9 +327,12 @@ class _Table:
 
     def done(self, allowed_extra: tuple[str, ...] = ()) -> None:
         unknown = sorted(set(self.data) - self.used - set(allowed_extra))
-        if unknown:
-            known = ", ".join(sorted(self.used)) or "none"
-            raise ConfigError(self._key(unknown[0]), f"unknown key; expected one of: {known}")
+        known = ", ".join(sorted(self.used)) or "none"
+        errors = [ConfigError(self._key(name), f"unknown key; expected one of: {known}") for name in unknown]
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            raise ConfigErrors(errors)
 
 
 _SOURCE_OPTION_KEYS = frozenset(
@@ -346,56 +390,84 @@ def _slug(t: _Table, seen: set[str]) -> str | None:
     return value
 
 
-def _source(t: _Table, units: set[str]) -> SourceConf:
-    key = t.string("key", required=True)
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", key):
-        raise ConfigError(t._key("key"), f"expected letters, digits, '-', '_' or '.', got {key!r}")
-    kind = t.choice("kind", SOURCE_KINDS)
-    url = t.string("url", required=True)
-    if not url.startswith(("http://", "https://")):
-        raise ConfigError(t._key("url"), f"expected an http(s) URL, got {url!r}")
-    unit = t.opt_string("unit")
-    if unit is not None and unit not in units:
-        raise ConfigError(t._key("unit"), f"expected the name of a configured unit, got {unit!r}")
+def unit_reference_error(path: str, name: str, units: Iterable[UnitConf]) -> ConfigError:
+    """A unit named where a configured unit's full name is expected; names the unit `name` is an
+    alias or short name of, when it is one."""
+    meant = [u.name for u in units if name in u.aliases or name == u.short_name]
+    if meant:
+        return ConfigError(path, f"units 中没有“{name}”，是否指“{'”或“'.join(meant)}”？")
+    return ConfigError(path, f"expected the name of a configured unit, got {name!r}")
+
+
+def _source_option(opt_path: str, name: str, value: object) -> None:
+    if name not in _SOURCE_OPTION_KEYS:
+        raise ConfigError(opt_path, f"unknown option; expected one of: {', '.join(sorted(_SOURCE_OPTION_KEYS))}")
+    if name == "list_type" and value not in LIST_TYPES:
+        raise ConfigError(opt_path, f"expected one of {', '.join(LIST_TYPES)}, got {value!r}")
+    if name == "selectors":
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ConfigError(opt_path, "expected a table of CSS selectors (title, date, source, author, body)")
+        bad = set(value) - _SELECTOR_KEYS
+        if bad:
+            raise ConfigError(
+                f"{opt_path}.{sorted(bad)[0]}",
+                f"unknown selector; expected one of: {', '.join(sorted(_SELECTOR_KEYS))}",
+            )
+    if name in {"include", "exclude", "title_include", "title_exclude"}:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(opt_path, "expected a list of strings (regular expressions)")
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ConfigError(opt_path, f"invalid regular expression {pattern!r}: {exc}") from exc
+    if name == "keep_non_column" and not isinstance(value, bool):
+        raise ConfigError(opt_path, "expected true or false")
+    if name in {"delay_seconds"} and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
+        raise ConfigError(opt_path, "expected a number >= 0")
+    if name in {
+        "page_size",
+        "max_pages",
+        "page_limit",
+        "verification_backoff_minutes",
+        "verification_max_retries",
+        "per_page",
+    } and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ConfigError(opt_path, "expected an integer >= 0")
+
+
+def _source(t: _Table, units: Iterable[UnitConf], errors: _Collector) -> SourceConf:
+    """A [[sources]] entry; each of its problems goes to `errors` (the config then fails)."""
+    units = tuple(units)
+
+    def key_of() -> str:
+        key = t.string("key", required=True)
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", key):
+            raise ConfigError(t._key("key"), f"expected letters, digits, '-', '_' or '.', got {key!r}")
+        return key
+
+    def url_of() -> str:
+        url = t.string("url", required=True)
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(t._key("url"), f"expected an http(s) URL, got {url!r}")
+        return url
+
+    def unit_of() -> str | None:
+        unit = t.opt_string("unit")
+        if unit is not None and unit not in {u.name for u in units}:
+            raise unit_reference_error(t._key("unit"), unit, units)
+        return unit
+
+    key = errors.get(key_of, "")
+    kind = errors.get(lambda: t.choice("kind", SOURCE_KINDS), "")
+    url = errors.get(url_of, "")
+    unit = errors.get(unit_of, None)
     options = t.raw("options") or {}
     if not isinstance(options, dict):
-        raise ConfigError(t._key("options"), f"expected a table, got {_type_name(options)}")
+        errors.errors.append(ConfigError(t._key("options"), f"expected a table, got {_type_name(options)}"))
+        options = {}
     for name, value in options.items():
-        opt_path = f"{t._key('options')}.{name}"
-        if name not in _SOURCE_OPTION_KEYS:
-            raise ConfigError(opt_path, f"unknown option; expected one of: {', '.join(sorted(_SOURCE_OPTION_KEYS))}")
-        if name == "list_type" and value not in LIST_TYPES:
-            raise ConfigError(opt_path, f"expected one of {', '.join(LIST_TYPES)}, got {value!r}")
-        if name == "selectors":
-            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-                raise ConfigError(opt_path, "expected a table of CSS selectors (title, date, source, author, body)")
-            bad = set(value) - _SELECTOR_KEYS
-            if bad:
-                raise ConfigError(
-                    f"{opt_path}.{sorted(bad)[0]}",
-                    f"unknown selector; expected one of: {', '.join(sorted(_SELECTOR_KEYS))}",
-                )
-        if name in {"include", "exclude", "title_include", "title_exclude"}:
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise ConfigError(opt_path, "expected a list of strings (regular expressions)")
-            for pattern in value:
-                try:
-                    re.compile(pattern)
-                except re.error as exc:
-                    raise ConfigError(opt_path, f"invalid regular expression {pattern!r}: {exc}") from exc
-        if name == "keep_non_column" and not isinstance(value, bool):
-            raise ConfigError(opt_path, "expected true or false")
-        if name in {"delay_seconds"} and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
-            raise ConfigError(opt_path, "expected a number >= 0")
-        if name in {
-            "page_size",
-            "max_pages",
-            "page_limit",
-            "verification_backoff_minutes",
-            "verification_max_retries",
-            "per_page",
-        } and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-            raise ConfigError(opt_path, "expected an integer >= 0")
+        errors.get(partial(_source_option, f"{t._key('options')}.{name}", name, value), None)
     if kind == "site_column" and "list_type" not in options:
         options = {**options, "list_type": "html"}
     conf = SourceConf(
@@ -403,11 +475,11 @@ def _source(t: _Table, units: set[str]) -> SourceConf:
         kind=kind,
         url=url,
         unit=unit,
-        column=t.opt_string("column"),
-        enabled=t.boolean("enabled", True),
+        column=errors.get(lambda: t.opt_string("column"), None),
+        enabled=errors.get(lambda: t.boolean("enabled", True), True),
         options=options,
     )
-    t.done()
+    errors.get(t.done, None)
     return conf
 
 
@@ -424,159 +496,216 @@ def _resolve_sqlite(url: str, base_dir: Path) -> str:
 
 
 def parse_config(data: Mapping[str, Any], *, base_dir: Path, path: Path | None = None) -> Config:
-    """Validate a parsed TOML document. Relative directories resolve against `base_dir`."""
+    """Validate a parsed TOML document. Relative directories resolve against `base_dir`.
+
+    Every problem is found in one pass: one raises `ConfigError`, several `ConfigErrors`."""
+    errors = _Collector()
+    get = errors.get
     root = _Table(dict(data), "")
-    db_default = "sqlite:///" + str((base_dir / root.string("data_dir", "data")) / "zhuanlan.db")
-    file_url = root.string("database_url", db_default)
+    data_dir_name = get(lambda: root.string("data_dir", "data"), "data")
+    db_default = "sqlite:///" + str((base_dir / data_dir_name) / "zhuanlan.db")
+    file_url = get(lambda: root.string("database_url", db_default), db_default)
     database_url = secret_from_env("ZHUANLAN_DATABASE_URL") or file_url
-    database_url = _resolve_sqlite(database_url, base_dir)
-    data_dir = base_dir / root.string("data_dir", "data")
-    public_dir = base_dir / root.string("public_dir", "public")
+    database_url = get(lambda: _resolve_sqlite(database_url, base_dir), database_url)
+    data_dir = base_dir / data_dir_name
+    public_dir = base_dir / get(lambda: root.string("public_dir", "public"), "public")
+
+    def tables(key: str) -> list[_Table]:
+        """The array's tables; an entry that is not a table is a problem, the others are read."""
+        value = root.raw(key)
+        if value is not None and not isinstance(value, list):
+            return get(lambda: root.tables(key), [])
+        found = []
+        for i, item in enumerate(value or []):
+            table = get(partial(_Table, item, f"{key}[{i}]"), None)
+            if table is not None:
+                found.append(table)
+        return found
 
     units: list[UnitConf] = []
     unit_slugs: set[str] = set()
-    for t in root.tables("units"):
+    for t in tables("units"):
         unit = UnitConf(
-            name=t.string("name", required=True),
-            short_name=t.opt_string("short_name"),
-            aliases=t.strings("aliases"),
-            slug=_slug(t, unit_slugs),
+            name=get(partial(t.string, "name", required=True), ""),
+            short_name=get(partial(t.opt_string, "short_name"), None),
+            aliases=get(partial(t.strings, "aliases"), ()),
+            slug=get(partial(_slug, t, unit_slugs), None),
         )
-        t.done()
+        get(t.done, None)
         units.append(unit)
-    unit_names = {u.name for u in units}
-    if len(unit_names) != len(units):
-        raise ConfigError("units", "unit names must be unique")
+    named_units = [u for u in units if u.name]
+    unit_names = {u.name for u in named_units}
+    if len(unit_names) != len(named_units):
+        errors.errors.append(ConfigError("units", "unit names must be unique"))
 
-    recipients: list[RecipientConf] = []
-    for t in root.tables("recipients"):
+    def recipient(t: _Table) -> RecipientConf:
         r = RecipientConf(
-            unit=t.string("unit", required=True),
-            name=t.string("name", required=True),
-            email=t.string("email", required=True),
-            active=t.boolean("active", True),
+            unit=get(lambda: t.string("unit", required=True), ""),
+            name=get(lambda: t.string("name", required=True), ""),
+            email=get(lambda: t.string("email", required=True), ""),
+            active=get(lambda: t.boolean("active", True), True),
         )
-        if r.unit not in unit_names:
-            raise ConfigError(t._key("unit"), f"expected the name of a configured unit, got {r.unit!r}")
-        if not _EMAIL.match(r.email):
-            raise ConfigError(t._key("email"), f"expected an email address, got {r.email!r}")
-        t.done()
-        recipients.append(r)
+        if r.unit and r.unit not in unit_names:
+            errors.errors.append(unit_reference_error(t._key("unit"), r.unit, named_units))
+        if r.email and not _EMAIL.match(r.email):
+            errors.errors.append(ConfigError(t._key("email"), f"expected an email address, got {r.email!r}"))
+        get(t.done, None)
+        return r
 
-    sources = [_source(t, unit_names) for t in root.tables("sources")]
-    keys = [s.key for s in sources]
+    recipients = [recipient(t) for t in tables("recipients")]
+    sources = [_source(t, named_units, errors) for t in tables("sources")]
+    keys = [s.key for s in sources if s.key]
     duplicated = sorted({k for k in keys if keys.count(k) > 1})
     if duplicated:
-        raise ConfigError("sources", f"source keys must be unique; repeated: {', '.join(duplicated)}")
+        errors.errors.append(ConfigError("sources", f"source keys must be unique; repeated: {', '.join(duplicated)}"))
 
-    topics: list[TopicConf] = []
-    topic_slugs: set[str] = set()
-    for t in root.tables("topics"):
+    def topic(t: _Table, slugs: set[str]) -> TopicConf:
         kw = t.raw("keywords")
+        keywords: dict[str, float] = {}
         if isinstance(kw, list) and all(isinstance(k, str) for k in kw):
-            keywords: dict[str, float] = {k: 1.0 for k in kw}
+            keywords = {k: 1.0 for k in kw}
         elif isinstance(kw, dict) and all(isinstance(v, int | float) and not isinstance(v, bool) for v in kw.values()):
             keywords = {str(k): float(v) for k, v in kw.items()}
         else:
-            raise ConfigError(t._key("keywords"), "expected a list of phrases or a table phrase = weight")
-        if not keywords:
-            raise ConfigError(t._key("keywords"), "expected at least one phrase")
-        topics.append(
-            TopicConf(
-                name=t.string("name", required=True),
-                keywords=keywords,
-                min_score=t.number("min_score", 1.0),
-                slug=_slug(t, topic_slugs),
+            errors.errors.append(
+                ConfigError(t._key("keywords"), "expected a list of phrases or a table phrase = weight")
             )
+            kw = None
+        if kw is not None and not keywords:
+            errors.errors.append(ConfigError(t._key("keywords"), "expected at least one phrase"))
+        conf = TopicConf(
+            name=get(lambda: t.string("name", required=True), ""),
+            keywords=keywords,
+            min_score=get(lambda: t.number("min_score", 1.0), 1.0),
+            slug=get(lambda: _slug(t, slugs), None),
         )
-        t.done()
+        get(t.done, None)
+        return conf
+
+    topic_slugs: set[str] = set()
+    topics = [topic(t, topic_slugs) for t in tables("topics")]
 
     columns: list[ColumnConf] = []
     column_slugs: set[str] = set()
-    for t in root.tables("columns"):
+    for t in tables("columns"):
         columns.append(
             ColumnConf(
-                name=t.string("name", required=True),
-                title_keywords=t.strings("title_keywords"),
-                slug=_slug(t, column_slugs),
+                name=get(partial(t.string, "name", required=True), ""),
+                title_keywords=get(partial(t.strings, "title_keywords"), ()),
+                slug=get(partial(_slug, t, column_slugs), None),
             )
         )
-        t.done()
+        get(t.done, None)
 
-    c = root.table("crawl")
+    def section(key: str) -> _Table:
+        return get(lambda: root.table(key), _Table({}, key))
+
+    c = section("crawl")
     crawl = CrawlConf(
-        user_agent=c.string("user_agent", CrawlConf.user_agent),
-        timeout_seconds=c.number("timeout_seconds", CrawlConf.timeout_seconds, minimum=0.1),
-        download_delay_seconds=c.number("download_delay_seconds", CrawlConf.download_delay_seconds),
-        wechat_delay_seconds=c.number("wechat_delay_seconds", CrawlConf.wechat_delay_seconds),
-        max_page_bytes=c.integer("max_page_bytes", CrawlConf.max_page_bytes, minimum=1024),
-        obey_robots=c.boolean("obey_robots", True),
-        subprocess_timeout_seconds=c.integer(
-            "subprocess_timeout_seconds", CrawlConf.subprocess_timeout_seconds, minimum=1
+        user_agent=get(lambda: c.string("user_agent", CrawlConf.user_agent), CrawlConf.user_agent),
+        timeout_seconds=get(
+            lambda: c.number("timeout_seconds", CrawlConf.timeout_seconds, minimum=0.1), CrawlConf.timeout_seconds
+        ),
+        download_delay_seconds=get(
+            lambda: c.number("download_delay_seconds", CrawlConf.download_delay_seconds),
+            CrawlConf.download_delay_seconds,
+        ),
+        wechat_delay_seconds=get(
+            lambda: c.number("wechat_delay_seconds", CrawlConf.wechat_delay_seconds), CrawlConf.wechat_delay_seconds
+        ),
+        max_page_bytes=get(
+            lambda: c.integer("max_page_bytes", CrawlConf.max_page_bytes, minimum=1024), CrawlConf.max_page_bytes
+        ),
+        obey_robots=get(lambda: c.boolean("obey_robots", True), True),
+        subprocess_timeout_seconds=get(
+            lambda: c.integer("subprocess_timeout_seconds", CrawlConf.subprocess_timeout_seconds, minimum=1),
+            CrawlConf.subprocess_timeout_seconds,
         ),
     )
-    c.done()
+    get(c.done, None)
 
-    s = root.table("schedule")
-    tz_name = s.string("timezone", ScheduleConf.timezone)
-    try:
-        ZoneInfo(tz_name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ConfigError(
-            "schedule.timezone", f"expected an IANA time zone such as Asia/Shanghai, got {tz_name!r}"
-        ) from exc
+    s = section("schedule")
+
+    def timezone() -> str:
+        tz_name = s.string("timezone", ScheduleConf.timezone)
+        try:
+            ZoneInfo(tz_name)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ConfigError(
+                "schedule.timezone", f"expected an IANA time zone such as Asia/Shanghai, got {tz_name!r}"
+            ) from exc
+        return tz_name
+
+    sc = ScheduleConf
     schedule = ScheduleConf(
-        timezone=tz_name,
-        crawl_interval_minutes=s.integer("crawl_interval_minutes", ScheduleConf.crawl_interval_minutes, minimum=1),
-        crawl_jitter_seconds=s.integer("crawl_jitter_seconds", ScheduleConf.crawl_jitter_seconds, minimum=0),
-        digest_weekday=s.choice("digest_weekday", WEEKDAYS, "mon"),
-        digest_time=_hhmm(s, "digest_time", ScheduleConf.digest_time),
-        recheck_time=_hhmm(s, "recheck_time", ScheduleConf.recheck_time),
-        maintenance_time=_hhmm(s, "maintenance_time", ScheduleConf.maintenance_time),
-        misfire_grace_hours=s.number("misfire_grace_hours", ScheduleConf.misfire_grace_hours),
+        timezone=get(timezone, sc.timezone),
+        crawl_interval_minutes=get(
+            lambda: s.integer("crawl_interval_minutes", sc.crawl_interval_minutes, minimum=1), sc.crawl_interval_minutes
+        ),
+        crawl_jitter_seconds=get(
+            lambda: s.integer("crawl_jitter_seconds", sc.crawl_jitter_seconds, minimum=0), sc.crawl_jitter_seconds
+        ),
+        digest_weekday=get(lambda: s.choice("digest_weekday", WEEKDAYS, "mon"), "mon"),
+        digest_time=get(lambda: _hhmm(s, "digest_time", sc.digest_time), sc.digest_time),
+        recheck_time=get(lambda: _hhmm(s, "recheck_time", sc.recheck_time), sc.recheck_time),
+        maintenance_time=get(lambda: _hhmm(s, "maintenance_time", sc.maintenance_time), sc.maintenance_time),
+        misfire_grace_hours=get(
+            lambda: s.number("misfire_grace_hours", sc.misfire_grace_hours), sc.misfire_grace_hours
+        ),
     )
-    s.done()
+    get(s.done, None)
 
-    m = root.table("smtp")
+    m = section("smtp")
     smtp = SmtpConf(
-        host=m.string("host", SmtpConf.host),
-        port=m.integer("port", SmtpConf.port, minimum=1, maximum=65535),
-        security=m.choice("security", SMTP_SECURITY, "none"),
-        user=m.opt_string("user"),
-        from_addr=m.string("from_addr", SmtpConf.from_addr),
-        from_name=m.string("from_name", SmtpConf.from_name),
-        password_env=m.string("password_env", SmtpConf.password_env),
-        timeout_seconds=m.number("timeout_seconds", SmtpConf.timeout_seconds, minimum=0.1),
-        max_per_minute=m.integer("max_per_minute", SmtpConf.max_per_minute, minimum=1),
-        max_attempts=m.integer("max_attempts", SmtpConf.max_attempts, minimum=1),
+        host=get(lambda: m.string("host", SmtpConf.host), SmtpConf.host),
+        port=get(lambda: m.integer("port", SmtpConf.port, minimum=1, maximum=65535), SmtpConf.port),
+        security=get(lambda: m.choice("security", SMTP_SECURITY, "none"), "none"),
+        user=get(lambda: m.opt_string("user"), None),
+        from_addr=get(lambda: m.string("from_addr", SmtpConf.from_addr), SmtpConf.from_addr),
+        from_name=get(lambda: m.string("from_name", SmtpConf.from_name), SmtpConf.from_name),
+        password_env=get(lambda: m.string("password_env", SmtpConf.password_env), SmtpConf.password_env),
+        timeout_seconds=get(
+            lambda: m.number("timeout_seconds", SmtpConf.timeout_seconds, minimum=0.1), SmtpConf.timeout_seconds
+        ),
+        max_per_minute=get(
+            lambda: m.integer("max_per_minute", SmtpConf.max_per_minute, minimum=1), SmtpConf.max_per_minute
+        ),
+        max_attempts=get(lambda: m.integer("max_attempts", SmtpConf.max_attempts, minimum=1), SmtpConf.max_attempts),
     )
-    m.done()
+    get(m.done, None)
 
-    w = root.table("web")
+    w = section("web")
     web = WebConf(
-        host=w.string("host", WebConf.host),
-        port=w.integer("port", WebConf.port, minimum=1, maximum=65535),
-        base_url=w.string("base_url", WebConf.base_url).rstrip("/"),
-        image_cache_mb=w.integer("image_cache_mb", WebConf.image_cache_mb, minimum=1, maximum=1_000_000),
+        host=get(lambda: w.string("host", WebConf.host), WebConf.host),
+        port=get(lambda: w.integer("port", WebConf.port, minimum=1, maximum=65535), WebConf.port),
+        base_url=get(lambda: w.string("base_url", WebConf.base_url), WebConf.base_url).rstrip("/"),
+        image_cache_mb=get(
+            lambda: w.integer("image_cache_mb", WebConf.image_cache_mb, minimum=1, maximum=1_000_000),
+            WebConf.image_cache_mb,
+        ),
     )
-    w.done()
+    get(w.done, None)
 
-    f = root.table("feeds")
+    f = section("feeds")
     feeds = FeedsConf(
-        items_per_feed=f.integer("items_per_feed", FeedsConf.items_per_feed, minimum=1, maximum=1000),
-        title_prefix=f.string("title_prefix", FeedsConf.title_prefix),
-        show_deleted=f.boolean("show_deleted", FeedsConf.show_deleted),
+        items_per_feed=get(
+            lambda: f.integer("items_per_feed", FeedsConf.items_per_feed, minimum=1, maximum=1000),
+            FeedsConf.items_per_feed,
+        ),
+        title_prefix=get(lambda: f.string("title_prefix", FeedsConf.title_prefix), FeedsConf.title_prefix),
+        show_deleted=get(lambda: f.boolean("show_deleted", FeedsConf.show_deleted), FeedsConf.show_deleted),
     )
-    f.done()
+    get(f.done, None)
 
-    d = root.table("digest")
+    d = section("digest")
     digest = DigestConf(
-        operator_email=d.opt_string("operator_email"),
-        grace_days=d.integer("grace_days", DigestConf.grace_days, minimum=0),
-        column_start=d.opt_string("column_start"),
+        operator_email=get(lambda: d.opt_string("operator_email"), None),
+        grace_days=get(lambda: d.integer("grace_days", DigestConf.grace_days, minimum=0), DigestConf.grace_days),
+        column_start=get(lambda: d.opt_string("column_start"), None),
     )
-    d.done()
-    root.done()
+    get(d.done, None)
+    get(root.done, None)
+    errors.raise_any()
     return Config(
         database_url=database_url,
         data_dir=data_dir,

@@ -69,7 +69,6 @@ def main(argv: list[str]) -> int:
             "REQUEST_FINGERPRINTER_IMPLEMENTATION": "2.7",
             "TWISTED_REACTOR": "twisted.internet.asyncioreactor.AsyncioSelectorReactor",
         },
-        install_root_handler=True,
     )
     crawler = process.create_crawler(BareSpider)
     process.crawl(crawler, list_url=list_url)

@@ -7,8 +7,11 @@ This module knows only spiders and Scrapy settings; it never touches the databas
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
 from typing import Any
 
 from scrapy.crawler import CrawlerProcess
@@ -41,6 +44,35 @@ def spider_class(kind: str) -> type[Any]:
     raise ValueError(f"no spider for source kind {kind!r}")
 
 
+# The crawl's log: data_dir/logs/crawl.log, rotated at the start of a crawl once it passes the size.
+CRAWL_LOG = Path("logs") / "crawl.log"
+CRAWL_LOG_MAX_BYTES = 5 * 1024 * 1024
+CRAWL_LOG_BACKUPS = 5
+LOG_FORMAT = "%(asctime)s %(process)d [%(name)s] %(levelname)s: %(message)s"
+
+
+def log_to_file(data_dir: Path, level: str) -> Path:
+    """Send this process's log (Scrapy's, Twisted's, warnings, tracebacks) to the crawl log, and
+    nothing to the terminal; returns the file's path.
+
+    The file is rotated here, before the crawl starts, when it is over CRAWL_LOG_MAX_BYTES (five
+    older files kept): the pipeline worker appends to it too, and two processes must not rotate."""
+    path = data_dir / CRAWL_LOG
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = RotatingFileHandler(
+        path, maxBytes=CRAWL_LOG_MAX_BYTES, backupCount=CRAWL_LOG_BACKUPS, encoding="utf-8", delay=True
+    )
+    if path.is_file() and path.stat().st_size >= CRAWL_LOG_MAX_BYTES:
+        handler.doRollover()
+    handler.maxBytes = 0  # no rollover during the run
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logging.root.addHandler(handler)
+    logging.root.setLevel(logging.NOTSET)
+    logging.captureWarnings(True)
+    return path
+
+
 def crawl_settings(
     *,
     database_url: str,
@@ -48,6 +80,7 @@ def crawl_settings(
     run_id: int,
     crawl: Mapping[str, Any],
     log_level: str = "WARNING",
+    log_file: Path | None = None,
 ) -> Settings:
     settings = get_project_settings()
     settings.setmodule("crawler.settings", priority="project")
@@ -62,12 +95,15 @@ def crawl_settings(
     if float(crawl["download_delay_seconds"]) == 0:
         settings.set("AUTOTHROTTLE_ENABLED", False, priority="cmdline")
     settings.set("LOG_LEVEL", log_level, priority="cmdline")
+    if log_file is not None:  # the caller logs to this file (`log_to_file`): Scrapy adds no handler
+        settings.set("LOG_ENABLED", False, priority="cmdline")
+        settings.set("ZHUANLAN_LOG_FILE", str(log_file), priority="cmdline")
     return settings
 
 
 def run_jobs(jobs: Sequence[SourceJob], settings: Settings, crawl: Mapping[str, Any]) -> None:
     """Crawl every job's source concurrently; returns when all spiders have closed."""
-    process = CrawlerProcess(settings, install_root_handler=True)
+    process = CrawlerProcess(settings)
     for job in jobs:
         kwargs: dict[str, Any] = {
             "source": dict(job.source),

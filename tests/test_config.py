@@ -142,3 +142,43 @@ def test_feed_slugs_and_show_deleted(tmp_path: Path) -> None:
     data = example()
     data["topics"][0]["slug"] = "jiguan-gongwei"  # type: ignore[index]
     assert parse_config(data, base_dir=tmp_path).topics[0].slug == "jiguan-gongwei"
+
+
+def test_check_config_names_every_problem_at_once_and_suggests_the_full_unit_name(tmp_path: Path) -> None:
+    """Through the installed `zhuanlan` script: a config with problems in several tables gets one line
+    per problem, each with its key path, in a single run; a unit's alias or short name used where the
+    full name belongs is answered with that name."""
+    text = EXAMPLE.read_text(encoding="utf-8")
+    edits = [
+        ('security = "starttls"', 'security = "tls"'),
+        ('digest_time = "08:00"', 'digest_time = "8am"'),
+        ('[[recipients]]\nunit = "张掖市科学技术局"', '[[recipients]]\nunit = "市科技局"'),  # its short name
+        ('unit = "中共张掖市直机关工委"\ncolumn', 'unit = "机关工委"\ncolumn'),  # an alias
+    ]
+    for old, new in edits:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    text += '\n[[sources]]\nkey = "bad key"\nkind = "rss"\nurl = "ftp://x"\nunit = "不存在的局"\n'
+    cfg = tmp_path / "zhuanlan.toml"
+    cfg.write_text(text, encoding="utf-8")
+    script = Path(sys.executable).parent / "zhuanlan"
+    proc = subprocess.run(
+        [str(script), "--config", str(cfg), "check-config"], capture_output=True, text=True, cwd=tmp_path, check=False
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    n = len(tomllib.loads(text)["sources"]) - 1
+    expected = [
+        ("recipients[0].unit", "units 中没有“市科技局”，是否指“张掖市科学技术局”？"),
+        ("sources[0].unit", "units 中没有“机关工委”，是否指“中共张掖市直机关工委”？"),
+        (f"sources[{n}].key", "expected letters"),
+        (f"sources[{n}].kind", "expected one of wechat_album, site_column"),
+        (f"sources[{n}].url", "expected an http(s) URL"),
+        (f"sources[{n}].unit", "expected the name of a configured unit, got '不存在的局'"),
+        ("schedule.digest_time", "HH:MM"),
+        ("smtp.security", "expected one of starttls, ssl, none"),
+    ]
+    assert len(lines) == len(expected), lines
+    for line, (path, words) in zip(lines, expected, strict=True):
+        assert line.startswith(f"zhuanlan: configuration error: {path}: ") and words in line, (path, line)
+    assert "Traceback" not in proc.stderr and proc.stdout == ""

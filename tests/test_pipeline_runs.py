@@ -64,6 +64,7 @@ def test_crawl_run_summary_and_status(sessions: sessionmaker[Session], now: date
         "new_stories": 2,
         "reposts": 1,
         "problems": 0,
+        "failed_sources": [{"source": "czj-site", "status": "blocked", "reason": "原因不明"}],
         "status": "partial",
     }
     with sessions() as s:

@@ -8,6 +8,7 @@ request log. Pages come from `wechat_pages` and `site_pages`; what exists comes 
 from __future__ import annotations
 
 import hashlib
+import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from datetime import UTC, date, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from crawler.samples import site_pages as sp
@@ -373,6 +375,13 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # idle keep-alive connections must not hold up stop()
     sources: SampleSources
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up (a crawl stopped by Ctrl-C) is no error of the server's: no
+        traceback on the demo's terminal. Anything else is reported as the standard server does."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -34,6 +34,8 @@ from crawler.items import GONE_STATES, ListPageItem, ProblemItem
 from pipeline.corpus.config_sync import sync_config
 from pipeline.corpus.db import DatabaseError, describe_failure, transaction
 from pipeline.corpus.models import Appearance, CrawlRun, ListPage, Source, SourceRun, Unit
+from pipeline.corpus.reasons import BLOCKING_KINDS, run_reason_zh
+from pipeline.corpus.reasons import UNFINISHED_SOURCE_RUN as UNFINISHED_SOURCE_RUN  # importers keep this name
 from zhuanlan_config import ConfigError, SourceConf, load_config
 
 if TYPE_CHECKING:
@@ -48,7 +50,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-UNFINISHED_SOURCE_RUN = "the crawl process ended before this source finished (killed or crashed)"
 DEAD_PROCESS_REASON = "the crawl process (pid {pid}) is gone: it was killed or crashed before it finished"
 DEFAULT_VERIFICATION_MAX_RETRIES = 3
 # A blocked source is skipped by every crawl until an operator crawls it with --force (a success
@@ -194,7 +195,9 @@ def finish_crawl_run(
 
     Status: "ok" when every source run is ok (also when no source ran), "failed" when none is,
     "partial" otherwise. `failures` are errors of the crawl itself (the pipeline worker died, …):
-    with any, the run is "failed" unless some source run is ok ("partial"), and they are listed. The summary is also stored on the row. WeChat sources that met the
+    with any, the run is "failed" unless some source run is ok ("partial"), and they are listed.
+    Each source whose run is not ok is listed (`failed_sources`) with its reason in Chinese, for the
+    terminal. The summary is also stored on the row. WeChat sources that met the
     verification page in this run get their pause explained, or are blocked at their retry limit.
     """
     run = session.get(CrawlRun, run_id)
@@ -214,6 +217,17 @@ def finish_crawl_run(
         "reposts": sum(r.reposts for r in source_runs),
         "problems": sum(len(r.problems or []) for r in source_runs),
     }
+    failed_sources = [
+        {
+            "source": r.source.key,
+            "status": r.status,
+            "reason": run_reason_zh(r.status, r.error_summary, r.problems or []),
+        }
+        for r in source_runs
+        if r.status != "ok"
+    ]
+    if failed_sources:
+        summary["failed_sources"] = failed_sources
     if failures:
         summary["failures"] = list(failures)
     if failed == 0 and not failures:
@@ -375,7 +389,7 @@ def plan_crawl(
 
 # --- judging a source's run, and its health --------------------------------------------------
 
-BLOCKING_PROBLEMS = frozenset({"blocked", "verification"})
+BLOCKING_PROBLEMS = BLOCKING_KINDS
 DEFAULT_VERIFICATION_BACKOFF_MINUTES = 30
 MAX_PAUSE = timedelta(hours=24)
 

@@ -62,6 +62,7 @@ class RunnerSettings:
     config_path: str | None
     run_id: int | None
     log_level: str = "WARNING"
+    log_file: str | None = None  # where the worker logs (appending; the crawl process rotates it)
 
 
 class SharedBySettings:

@@ -130,7 +130,10 @@ def main(conn: Connection, settings: RunnerSettings) -> None:
     parent = os.getppid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    logging.basicConfig(level=settings.log_level, format=LOG_FORMAT, stream=sys.stderr)
+    if settings.log_file:
+        logging.basicConfig(level=settings.log_level, format=LOG_FORMAT, filename=settings.log_file, encoding="utf-8")
+    else:
+        logging.basicConfig(level=settings.log_level, format=LOG_FORMAT, stream=sys.stderr)
     if parent == 1:
         return  # the crawl process died before the death signal was armed
     try:

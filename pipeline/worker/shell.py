@@ -54,7 +54,8 @@ def runner_settings(settings: Any) -> RunnerSettings:
     except (TypeError, ValueError) as exc:
         raise PipelineSettingsError(f"ZHUANLAN_RUN_ID must be a crawl_runs id (an integer), got {value!r}") from exc
     config = str(settings.get("ZHUANLAN_CONFIG") or "").strip() or None
-    return RunnerSettings(url, config, run_id, str(settings.get("LOG_LEVEL") or "WARNING"))
+    log_file = str(settings.get("ZHUANLAN_LOG_FILE") or "").strip() or None
+    return RunnerSettings(url, config, run_id, str(settings.get("LOG_LEVEL") or "WARNING"), log_file)
 
 
 def check_database(url: str) -> None:
