@@ -97,6 +97,7 @@ class ScheduleConf:
     recheck_time: str = "03:30"
     maintenance_time: str = "04:30"
     misfire_grace_hours: float = 6.0
+    heartbeat_seconds: int = 30  # how often a running scheduler writes its heartbeat
 
 
 @dataclass(frozen=True)
@@ -534,6 +535,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, path: Path | None =
         recheck_time=_hhmm(s, "recheck_time", ScheduleConf.recheck_time),
         maintenance_time=_hhmm(s, "maintenance_time", ScheduleConf.maintenance_time),
         misfire_grace_hours=s.number("misfire_grace_hours", ScheduleConf.misfire_grace_hours),
+        heartbeat_seconds=s.integer("heartbeat_seconds", ScheduleConf.heartbeat_seconds, minimum=1, maximum=3600),
     )
     s.done()
 
