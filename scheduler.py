@@ -496,7 +496,8 @@ def _when(value: datetime | None, tz: ZoneInfo, empty: str = "—") -> str:
 
 def status_report(config: Config, engine: Engine, sessions: sessionmaker[Session], now: datetime) -> str:
     """What `zhuanlan status` prints, in Chinese: whether the scheduler is alive (its next runs
-    only then), the last crawl, each source's health, and attribution awaiting the office."""
+    only then), the last crawl, each source's health, attribution awaiting the office, and the
+    latest failed logins and lockouts of the web app."""
     from pipeline.corpus import labels
     from pipeline.corpus.heartbeat import next_runs as stored_next_runs
     from pipeline.corpus.heartbeat import scheduler_state
@@ -546,7 +547,25 @@ def status_report(config: Config, engine: Engine, sessions: sessionmaker[Session
                 f"{labels.reason(src.last_error)[:120]}"
             )
         lines.extend(attribution_lines(session, tz))
+        lines.extend(login_lines(session, tz))
     return "\n".join(lines)
+
+
+def login_lines(session: Session, tz: ZoneInfo, limit: int = 10) -> list[str]:
+    """The latest failed logins and lockouts of the web app's operator (as on the health page)."""
+    from archive.auth import recent_events
+    from pipeline.corpus import labels
+
+    events = recent_events(session, limit)
+    if not events:
+        return ["最近的登录失败与锁定：没有"]
+    lines = ["最近的登录失败与锁定："]
+    for event in events:
+        until = f"，锁定至 {event.locked_until.astimezone(tz):%Y-%m-%d %H:%M:%S}" if event.locked_until else ""
+        lines.append(
+            f"  {event.at.astimezone(tz):%Y-%m-%d %H:%M:%S}  {labels.login_event(event.kind)}  {event.client}{until}"
+        )
+    return lines
 
 
 def attribution_lines(session: Session, tz: ZoneInfo, limit: int = 10) -> list[str]:

@@ -175,6 +175,9 @@ def test_status_says_the_same_in_chinese(tmp_path: Path, db_url: str, sessions: 
     assert "没有采集到任何内容：连接被拒绝：网站可能已停止服务" in rows["jgdj-site"], out
     assert "| 微信公众号合集 | 被拦截 |" in rows[ALBUM] and "直到强制采集" in rows[ALBUM], out
     assert "调度器未运行（从未有调度器运行过" in out and "下次运行：" not in out, out
+    logins = out.split("最近的登录失败与锁定：", 1)[1].splitlines()[1:]
+    assert sum(f"  密码错误  {CLIENT}" in line for line in logins) == 5, out
+    assert sum(f"  锁定  {CLIENT}，锁定至 " in line for line in logins) == 1, out
     assert ENGLISH.search(re.sub(r"`[^`]*`|https?://\S+", "", out)) is None, out
 
 
@@ -193,6 +196,8 @@ def test_one_mapping_knows_every_reason_the_pipeline_and_scheduler_write() -> No
         "HTTP 404: page not found": "HTTP 404：页面不存在",
         "the article is deleted by its author": "文章已被作者删除",
         "could not store the page: disk full": "页面保存失败：disk full",
+        "album error (ret=-6): invalid args; listing abandoned": "合集接口返回错误（ret=-6）：invalid args：已放弃列表",
+        "album error: the answer is not a JSON object": "合集接口返回错误：返回内容不是 JSON 对象",
     }
     for english, chinese in samples.items():
         assert english is not None

@@ -116,7 +116,9 @@ def login_event(code: str | None) -> str:
 # --- failure reasons -----------------------------------------------------------------------
 
 # (pattern, Chinese): the pattern matches a whole reason; `{name}` in the Chinese takes the
-# pattern's group of that name, and a group named `inner…` is a reason itself, translated in turn.
+# pattern's group of that name. A group named `inner` is a reason itself, translated in turn; one
+# named `msg` is translated when it has a known shape and kept as it is otherwise (a site's or
+# WeChat's own message, such as "invalid args").
 _Pattern = tuple[str, str | Callable[[re.Match[str]], str]]
 REASONS: tuple[_Pattern, ...] = (
     # crawler/spiders/base.py describe_failure
@@ -213,6 +215,21 @@ REASONS: tuple[_Pattern, ...] = (
         "重定向循环或链过长：{hops} 次后仍在重定向（最后指向 {target}）",
     ),
     (r"(?P<inner>.*); listing abandoned", "{inner}：已放弃列表"),
+    # crawler/parsing/wechat.py (AlbumError, WechatParseError); `msg` may be WeChat's own errmsg
+    (r"album error \(ret=(?P<ret>[^)]*)\): (?P<msg>.*)", "合集接口返回错误（ret={ret}）：{msg}"),
+    (r"album error: (?P<msg>.*)", "合集接口返回错误：{msg}"),
+    (
+        r"the page is not an album page \(no album items, no cgiData\)",
+        "该页面不是合集页面（没有合集条目，也没有 cgiData）",
+    ),
+    (r"the album page reports an error", "合集页面报告了错误"),
+    (r"the answer is not JSON \((?P<detail>.*)\)", "返回内容不是 JSON（{detail}）"),
+    (r"the answer is not a JSON object", "返回内容不是 JSON 对象"),
+    (r"WeChat refused the album request", "微信拒绝了合集请求"),
+    (r"the answer has no getalbum_resp", "返回内容中没有 getalbum_resp"),
+    (r"verify_status=(?P<status>\S+): WeChat asks for a verification", "verify_status={status}：微信要求验证"),
+    (r"empty page: (?P<url>\S+)", "空白页面：{url}"),
+    (r"article page lacks (?P<what>.*): (?P<url>\S+)", "文章页面缺少 {what}：{url}"),
     # pipeline/normalize.py
     (r"page has no title", "页面没有标题"),
     (r"page has no article text", "页面没有正文"),
@@ -267,9 +284,11 @@ UNKNOWN_REASON = "其他错误（原文）：{text}"
 def _fill(chinese: str | Callable[[re.Match[str]], str], match: re.Match[str]) -> str:
     if callable(chinese):
         return chinese(match)
-    values = {
-        name: (reason(value) if name.startswith("inner") else value) for name, value in match.groupdict("").items()
-    }
+    values = match.groupdict("")
+    if "inner" in values:
+        values["inner"] = reason(values["inner"])
+    if "msg" in values:
+        values["msg"] = _known(values["msg"]) or values["msg"]
     limit, size = values.get("limit", ""), values.get("size", "")
     values["limit_text"] = f"{limit} 秒" if limit else "时间上限"
     values["limit_bytes"] = f" {limit} 字节的" if limit else ""
@@ -277,18 +296,23 @@ def _fill(chinese: str | Callable[[re.Match[str]], str], match: re.Match[str]) -
     return chinese.format(**values)
 
 
-def reason(text: str | None) -> str:
-    """A failure reason in Chinese ("" for none); one of no known shape keeps its text."""
-    if not text:
-        return ""
-    text = " ".join(text.split())
+def _known(text: str) -> str | None:
+    """The Chinese of a reason of a known shape (or of one already Chinese), else None."""
     for pattern, chinese in _COMPILED:
         match = pattern.fullmatch(text)
         if match is not None:
             return _fill(chinese, match)
     if re.search(r"[A-Za-z]{3,}", text) is None:
         return text  # already Chinese (or only codes and numbers)
-    return UNKNOWN_REASON.format(text=text)
+    return None
+
+
+def reason(text: str | None) -> str:
+    """A failure reason in Chinese ("" for none); one of no known shape keeps its text."""
+    if not text:
+        return ""
+    text = " ".join(text.split())
+    return _known(text) or UNKNOWN_REASON.format(text=text)
 
 
 # --- the scheduler's heartbeat -------------------------------------------------------------
