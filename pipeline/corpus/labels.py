@@ -336,7 +336,7 @@ def duration(span: timedelta) -> str:
 def scheduler_line(state: SchedulerState, now: datetime, tz: ZoneInfo) -> str:
     """「调度器运行中（最近心跳 …）」 or 「调度器未运行（最近心跳 …，已停止 …）」."""
     if state.last_beat is None:
-        return "调度器未运行（从未有调度器运行过：用 `zhuanlan schedule` 启动）"
+        return "调度器未运行（从未有调度器运行过：用 zhuanlan schedule 启动）"
     beat = f"{state.last_beat.astimezone(tz):%Y-%m-%d %H:%M:%S}"
     if state.alive:
         return f"调度器运行中（最近心跳 {beat}，{duration(now - state.last_beat)}前）"
