@@ -513,7 +513,7 @@ def status_report(config: Config, engine: Engine, sessions: sessionmaker[Session
             for job_id in JOB_IDS:
                 if job_id in runs:
                     nxt = runs[job_id]
-                    when = f"{nxt.astimezone(tz):%Y-%m-%d %H:%M %Z}" if nxt else "已暂停"
+                    when = f"{nxt.astimezone(tz):%Y-%m-%d %H:%M}" if nxt else "已暂停"
                     lines.append(f"  {job_id:15} {labels.job(job_id):6} {when}")
         else:
             lines.append("  （调度器未运行，任务不会按时执行，不显示下次运行时间；用 `zhuanlan schedule` 启动）")

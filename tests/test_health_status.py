@@ -39,7 +39,7 @@ from pipeline.corpus.runs import (
     update_source_health,
 )
 from tests.support import browser_page, run_cli, serving, wait_for
-from zhuanlan_config import parse_config
+from zhuanlan_config import ConfigError, parse_config
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -373,3 +373,11 @@ def test_a_beat_older_than_three_intervals_is_a_dead_scheduler(sessions: session
         stopped(db, start + timedelta(seconds=5), pid=4321)
     with sessions() as db:
         assert not scheduler_state(db, start + timedelta(seconds=6)).alive
+
+
+@pytest.mark.parametrize("value", [0, -5, 3601, "30", 1.5])
+def test_a_bad_heartbeat_interval_is_refused_by_name(tmp_path: Path, value: object) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_config({"schedule": {"heartbeat_seconds": value}}, base_dir=tmp_path)
+    assert "schedule.heartbeat_seconds" in str(error.value), str(error.value)
+    assert parse_config({}, base_dir=tmp_path).schedule.heartbeat_seconds == 30
