@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -28,7 +29,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, func, select, text
-from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.corpus.db import make_engine, session_factory, transaction
@@ -433,61 +433,140 @@ class SchedulerLock:
             self._file_lock = None
 
 
+# --- heartbeat -------------------------------------------------------------------------
+
+
+class Heartbeat:
+    """Writes the scheduler's heartbeat (`pipeline.corpus.heartbeat`) every `interval` seconds in a
+    thread of its own, so a busy job never delays it; `stop()` records a clean shutdown. A beat
+    the database refuses is logged and tried again at the next one."""
+
+    def __init__(self, sessions: sessionmaker[Session], interval: int) -> None:
+        self.sessions = sessions
+        self.interval = interval
+        self.pid = os.getpid()
+        self.host = socket.gethostname()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="zhuanlan-heartbeat", daemon=True)
+
+    def _beat(self, *, start: bool = False) -> None:
+        from pipeline.corpus import heartbeat
+
+        with transaction(self.sessions) as session:
+            heartbeat.beat(session, _now(), host=self.host, pid=self.pid, interval_seconds=self.interval, start=start)
+
+    def start(self) -> None:
+        self._beat(start=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._done.wait(self.interval):
+            try:
+                self._beat()
+            except Exception as exc:  # the next beat tries again; the log says why
+                log.error("heartbeat not written: %s", exc)
+
+    def stop(self) -> None:
+        from pipeline.corpus import heartbeat
+
+        self._done.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        try:
+            with transaction(self.sessions) as session:
+                heartbeat.stopped(session, _now(), pid=self.pid)
+        except Exception as exc:  # the stale beat then tells the same, later
+            log.error("heartbeat: shutdown not recorded: %s", exc)
+
+
 # --- status ----------------------------------------------------------------------------
 
 
 def next_runs(engine: Engine) -> dict[str, datetime | None]:
     """Next run of each stored job, read straight from the job store table."""
-    with engine.connect() as conn:
-        try:
-            rows = conn.execute(text("SELECT id, next_run_time FROM apscheduler_jobs")).all()
-        except (OperationalError, ProgrammingError):  # the table exists once a scheduler has run
-            return {}
-    return {str(r[0]): datetime.fromtimestamp(float(r[1]), UTC) if r[1] is not None else None for r in rows}
+    from pipeline.corpus.heartbeat import next_runs as stored_next_runs
+
+    with session_factory(engine)() as session:
+        return stored_next_runs(session)
+
+
+def _when(value: datetime | None, tz: ZoneInfo, empty: str = "—") -> str:
+    return f"{value.astimezone(tz):%Y-%m-%d %H:%M}" if value is not None else empty
 
 
 def status_report(config: Config, engine: Engine, sessions: sessionmaker[Session], now: datetime) -> str:
+    """What `zhuanlan status` prints, in Chinese: whether the scheduler is alive (its next runs
+    only then), the last crawl, each source's health, attribution awaiting the office, and the
+    latest failed logins and lockouts of the web app."""
+    from pipeline.corpus import labels
+    from pipeline.corpus.heartbeat import next_runs as stored_next_runs
+    from pipeline.corpus.heartbeat import scheduler_state
     from pipeline.corpus.models import CrawlRun, Source
 
     tz = config.tz
-    lines = ["Jobs:"]
-    runs = next_runs(engine)
-    if not runs:
-        lines.append("  (no scheduler has run yet: start one with `zhuanlan schedule`)")
-    for job_id in JOB_IDS:
-        if job_id in runs:
-            nxt = runs[job_id]
-            lines.append(
-                f"  {job_id:12} next run {nxt.astimezone(tz):%Y-%m-%d %H:%M %Z}" if nxt else f"  {job_id:12} paused"
-            )
     with sessions() as session:
+        state = scheduler_state(session, now)
+        lines = [labels.scheduler_line(state, now, tz)]
+        if state.alive:
+            runs = stored_next_runs(session)
+            lines.append("下次运行：")
+            for job_id in JOB_IDS:
+                if job_id in runs:
+                    nxt = runs[job_id]
+                    when = f"{nxt.astimezone(tz):%Y-%m-%d %H:%M}" if nxt else "已暂停"
+                    lines.append(f"  {job_id:15} {labels.job(job_id):6} {when}")
+        else:
+            lines.append("  （调度器未运行，任务不会按时执行，不显示下次运行时间；用 `zhuanlan schedule` 启动）")
         last = session.scalars(select(CrawlRun).order_by(CrawlRun.id.desc()).limit(1)).first()
         if last is not None:
             s = last.summary or {}
             lines.append(
-                f"Last crawl: #{last.id} {last.status} at {last.started_at.astimezone(tz):%Y-%m-%d %H:%M} — "
-                f"new stories {s.get('new_stories', 0)}, reposts {s.get('reposts', 0)}, problems {s.get('problems', 0)}"
+                f"最近一次采集：#{last.id} {labels.trigger(last.trigger)} · {labels.run_status(last.status)}，"
+                f"开始于 {_when(last.started_at, tz)} —— 新文章 {s.get('new_stories', 0)} 篇，"
+                f"转载 {s.get('reposts', 0)} 篇，问题 {s.get('problems', 0)} 个"
             )
             if s.get("reason"):
-                lines.append(f"  reason: {s['reason']}")
+                lines.append(f"  原因：{labels.reason(str(s['reason']))}")
+            for failure in s.get("failures") or []:
+                lines.append(f"  错误：{labels.reason(str(failure))}")
         else:
-            lines.append("Last crawl: none yet")
-        lines.append("Sources:")
-        lines.append(f"  {'key':28} {'status':8} {'last success':17} {'paused until':17} {'fails':5} last error")
+            lines.append("最近一次采集：还没有")
+        lines.append("采集源：")
+        lines.append("  源 | 类型 | 状态 | 最近成功 | 暂停至 | 连续失败 | 最近错误")
         for src in session.scalars(select(Source).order_by(Source.key)):
-            ok = f"{src.last_success_at.astimezone(tz):%Y-%m-%d %H:%M}" if src.last_success_at else "never"
             if src.status == "blocked" and src.paused_until is not None and src.paused_until > now:
-                paused = "until forced"
+                paused = "直到强制采集"
             elif src.paused_until is not None and src.paused_until > now:
-                paused = f"{src.paused_until.astimezone(tz):%Y-%m-%d %H:%M}"
+                paused = _when(src.paused_until, tz)
             else:
-                paused = "-"
-            err = (src.last_error or "").replace("\n", " ")[:80]
-            flag = "" if src.enabled else " (disabled)"
-            lines.append(f"  {src.key + flag:28} {src.status:8} {ok:17} {paused:17} {src.consecutive_failures:5} {err}")
+                paused = "—"
+            flag = "" if src.enabled else " （已停用）"
+            lines.append(
+                f"  {src.key}{flag} | {labels.source_kind(src.kind)} | {labels.source_status(src.status)} | "
+                f"{_when(src.last_success_at, tz, '从未')} | {paused} | {src.consecutive_failures} | "
+                f"{labels.reason(src.last_error)[:120]}"
+            )
         lines.extend(attribution_lines(session, tz))
         lines.extend(future_date_lines(session, tz))
+        lines.extend(login_lines(session, tz))
     return "\n".join(lines)
+
+
+def login_lines(session: Session, tz: ZoneInfo, limit: int = 10) -> list[str]:
+    """The latest failed logins and lockouts of the web app's operator (as on the health page)."""
+    from archive.auth import recent_events
+    from pipeline.corpus import labels
+
+    events = recent_events(session, limit)
+    if not events:
+        return ["最近的登录失败与锁定：没有"]
+    lines = ["最近的登录失败与锁定："]
+    for event in events:
+        until = f"，锁定至 {event.locked_until.astimezone(tz):%Y-%m-%d %H:%M:%S}" if event.locked_until else ""
+        lines.append(
+            f"  {event.at.astimezone(tz):%Y-%m-%d %H:%M:%S}  {labels.login_event(event.kind)}  {event.client}{until}"
+        )
+    return lines
 
 
 def attribution_lines(session: Session, tz: ZoneInfo, limit: int = 10) -> list[str]:
@@ -505,13 +584,13 @@ def attribution_lines(session: Session, tz: ZoneInfo, limit: int = 10) -> list[s
     candidates = session.scalar(
         select(func.count(Article.id)).where(Article.column.is_(None), Article.column_candidate.is_not(None))
     )
-    lines = [f"Unattributed stories: {total} (set a unit with `zhuanlan correct GUID --unit NAME`)"]
+    lines = [f"单位未识别的文章：{total} 篇（用 `zhuanlan correct GUID --unit 单位名称` 指定单位）"]
     for guid, published_at, title in shown:
-        day = f"{published_at.astimezone(tz):%Y-%m-%d}" if published_at else "undated"
+        day = f"{published_at.astimezone(tz):%Y-%m-%d}" if published_at else "无日期"
         lines.append(f"  {guid}  {day}  {title[:40]}")
     if total > len(shown):
-        lines.append(f"  … and {total - len(shown)} more (the web app's /review lists them all)")
-    lines.append(f"Column candidates awaiting confirmation: {candidates or 0} (`zhuanlan correct GUID --in-column`)")
+        lines.append(f"  ……另有 {total - len(shown)} 篇（网页 /review 列出全部）")
+    lines.append(f"专栏候选待确认：{candidates or 0} 篇（`zhuanlan correct GUID --in-column`）")
     return lines
 
 
@@ -522,7 +601,7 @@ def future_date_lines(session: Session, tz: ZoneInfo, limit: int = 10) -> list[s
 
     flagged = Appearance.printed_published_at.is_not(None)
     total = session.scalar(select(func.count(Appearance.id)).where(flagged)) or 0
-    lines = [f"Publish times after the fetch, stored as the fetch time: {total}"]
+    lines = [f"发布时间晚于抓取时间、已按抓取时间保存的页面：{total} 个"]
     shown = session.execute(
         select(Article.guid, Appearance.published_at, Appearance.printed_published_at, Appearance.url)
         .join(Article, Appearance.article_id == Article.id)
@@ -531,10 +610,10 @@ def future_date_lines(session: Session, tz: ZoneInfo, limit: int = 10) -> list[s
         .limit(limit)
     ).all()
     for guid, stored, printed, url in shown:
-        stored_at, printed_at = (f"{when.astimezone(tz):%Y-%m-%d %H:%M}" if when else "-" for when in (stored, printed))
-        lines.append(f"  {guid}  stored {stored_at}  printed {printed_at}  {url}")
+        stored_at, printed_at = (_when(when, tz, "—") for when in (stored, printed))
+        lines.append(f"  {guid} | 保存为 {stored_at} | 页面所印 {printed_at} | {url}")
     if total > len(shown):
-        lines.append(f"  … and {total - len(shown)} more")
+        lines.append(f"  …… 另有 {total - len(shown)} 个")
     return lines
 
 
@@ -574,6 +653,8 @@ def run(config_path: str, *, stop: threading.Event | None = None, crawl_interval
         sched = build_scheduler(
             config, str(Path(config_path).resolve()), engine, crawl_interval_seconds=crawl_interval_seconds
         )
+        heartbeat = Heartbeat(session_factory(engine), config.schedule.heartbeat_seconds)
+        heartbeat.start()
     except BaseException:
         lock.release()
         engine.dispose()
@@ -601,6 +682,7 @@ def run(config_path: str, *, stop: threading.Event | None = None, crawl_interval
             log.info("stopping the running crawl (pid %d)", child.pid)
             stop_child(child)
         sched.shutdown(wait=True)
+        heartbeat.stop()
         lock.release()
         engine.dispose()
     log.info("scheduler stopped")

@@ -769,7 +769,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("schedule", cmd_schedule, "run the scheduler (crawl, feeds, digest, recheck, maintenance) until stopped")
     p = add("run-once", cmd_run_once, "run one scheduled job now and exit")
     p.add_argument("job", choices=["crawl", "feeds", "digest", "recheck", "maintenance"])
-    add("status", cmd_status, "next runs, last results and source health")
+    add("status", cmd_status, "scheduler alive?, next runs, last crawl, source health, failed logins (in Chinese)")
 
     p = add("demo", cmd_demo, "the whole pipeline against the bundled sample sources, then web app + scheduler")
     p.add_argument("--dir", default="demo", help="where the demo keeps its config, database, feeds and mail")

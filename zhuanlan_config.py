@@ -138,6 +138,7 @@ class ScheduleConf:
     recheck_time: str = "03:30"
     maintenance_time: str = "04:30"
     misfire_grace_hours: float = 6.0
+    heartbeat_seconds: int = 30  # how often a running scheduler writes its heartbeat
 
 
 @dataclass(frozen=True)
@@ -651,6 +652,9 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, path: Path | None =
         maintenance_time=get(lambda: _hhmm(s, "maintenance_time", sc.maintenance_time), sc.maintenance_time),
         misfire_grace_hours=get(
             lambda: s.number("misfire_grace_hours", sc.misfire_grace_hours), sc.misfire_grace_hours
+        ),
+        heartbeat_seconds=get(
+            lambda: s.integer("heartbeat_seconds", sc.heartbeat_seconds, minimum=1, maximum=3600), sc.heartbeat_seconds
         ),
     )
     get(s.done, None)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import threading
 import zlib
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -18,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 import feedparser
 import pytest
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from archive.web import create_app
 from feeds.publish import publish_feeds
 from pipeline.corpus.models import Appearance, Article, Snapshot, Unit
 from pipeline.corpus.search_index import index_article
+from tests.support import browser_page, serving
 from tests.test_archive_corpus import SHANGHAI, build_corpus
 from zhuanlan_config import parse_config
 
@@ -31,7 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-    from playwright.sync_api import Browser, Page
+    from playwright.sync_api import Page
     from sqlalchemy.orm import Session, sessionmaker
 
 PASSWORD = "口令-browser-test"
@@ -92,28 +91,14 @@ def site(
     monkeypatch.setenv("ZHUANLAN_SECRET_KEY", "browser-test-secret")
     config = parse_config({"data_dir": "data", "public_dir": "public"}, base_dir=tmp_path)
     publish_feeds(sessions, config, now)
-    app = create_app(config, sessions, now=lambda: now)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(create_app(config, sessions, now=lambda: now)) as base:
+        yield base
 
 
 @pytest.fixture
 def page(chromium: Any) -> Iterator[Page]:
-    browser: Browser = chromium
-    context = browser.new_context(locale="zh-CN", viewport={"width": 1200, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    try:
+    with browser_page(chromium, 1200, 900) as page:
         yield page
-    finally:
-        context.close()
 
 
 def _search(page: Page, base: str, q: str) -> None:

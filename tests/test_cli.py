@@ -91,7 +91,8 @@ def test_init_then_status(tmp_path: Path) -> None:
     assert (tmp_path / "data" / "zhuanlan.db").exists()
     status = zhuanlan("--config", str(cfg), "status", cwd=tmp_path, env={})
     assert status.returncode == 0, status.stderr
-    assert "Last crawl: none yet" in status.stdout
+    assert "最近一次采集：还没有" in status.stdout, status.stdout
+    assert "调度器未运行（从未有调度器运行过" in status.stdout and "下次运行：" not in status.stdout, status.stdout
 
 
 def test_demo_refuses_a_port_in_use_before_writing_anything(tmp_path: Path) -> None:

@@ -107,7 +107,7 @@ def test_corrections_by_cli_and_browser_hold_through_retag_recrawl_feeds_and_dig
         candidate_title, candidate_column = candidate.title, candidate.column_candidate
 
     status = zhuanlan(cfg, db_url, "status")
-    assert status.returncode == 0 and f"Unattributed stories: {len(unattributed)}" in status.stdout, status.stdout
+    assert status.returncode == 0 and f"单位未识别的文章：{len(unattributed)} 篇" in status.stdout, status.stdout
     assert lost_guid in status.stdout
 
     # 1. the command line: unit and authors

@@ -89,9 +89,9 @@ def test_status_lists_the_clamped_publish_times(
     guid, _printed = _ingest_one_ahead(sessions, now)
     config = parse_config({}, base_dir=tmp_path)
     report = status_report(config, engine, sessions, now)
-    assert "Publish times after the fetch, stored as the fetch time: 1" in report
+    assert "发布时间晚于抓取时间、已按抓取时间保存的页面：1 个" in report
     (line,) = [line for line in report.splitlines() if guid in line and "printed" in line]
-    assert "stored 2026-11-26 10:00" in line and "printed 2026-11-26 14:00" in line and "/art/ahead.html" in line
+    assert "保存为 2026-11-26 10:00" in line and "页面所印 2026-11-26 14:00" in line and "/art/ahead.html" in line
 
 
 def test_the_installed_status_command_lists_them(
@@ -111,7 +111,7 @@ def test_the_installed_status_command_lists_them(
         check=False,
     )
     assert status.returncode == 0, status.stderr
-    assert "Publish times after the fetch, stored as the fetch time: 1" in status.stdout
+    assert "发布时间晚于抓取时间、已按抓取时间保存的页面：1 个" in status.stdout
     assert any(guid in line and "printed 2026-11-26 14:00" in line for line in status.stdout.splitlines())
 
 

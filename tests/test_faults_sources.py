@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import select
 
 from crawler.parsing.encoding import looks_binary, looks_mojibake
+from pipeline.corpus import labels
 from pipeline.corpus.db import make_engine, session_factory
 from pipeline.corpus.models import Appearance, Article, CrawlRun, Source, SourceRun
 from tests.faultserver import (
@@ -295,9 +296,13 @@ def test_status_shows_each_broken_source_with_its_reason(outcome: Outcome) -> No
     for key in broken:
         run = outcome.runs[key]
         assert key in rows, outcome.status_output
-        assert f" {run['source_status']} " in rows[key] and run["last_error"][:30] in rows[key], rows[key]
+        reason = labels.reason(run["last_error"])
+        assert f" | {labels.source_status(run['source_status'])} | " in rows[key] and reason[:30] in rows[key], rows[
+            key
+        ]
+        assert "其他错误" not in reason, reason  # every reason a fault produces has its Chinese
     for key in ("ok-site", "wx-ok", "list-lying_charset", "article-timeout"):
-        assert " ok " in rows[key], rows[key]
+        assert " | 正常 | " in rows[key], rows[key]
 
 
 def test_binary_detection_spares_real_pages() -> None:

@@ -164,7 +164,7 @@ def test_verification_page_pauses_then_blocks_until_an_operator_acts(
     assert len(samples.requests_to("/mp/appmsgalbum")) == blocked_requests
     assert source_row(db_url).status == "blocked"
     status = run_cli(cfg, db_url, "status")
-    assert re.search(rf"{WX}\s+blocked", status.stdout), status.stdout
+    assert f"{WX} | 微信公众号合集 | 被拦截 |" in status.stdout, status.stdout
 
     # The operator passed the check: a forced crawl succeeds and clears the block.
     samples.set_verification(False)

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import scheduler
 from crawler.samples.server import SampleSources
+from pipeline.corpus import labels
 from pipeline.corpus.models import Appearance, Article, CrawlRun, FeedState
 from pipeline.corpus.search_index import indexed_count
+from tests.support import wait_for
 from zhuanlan_config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,20 +117,6 @@ def schedulers(tmp_path: Path) -> Iterator[Schedulers]:
     s = Schedulers(tmp_path)
     yield s
     s.cleanup()
-
-
-def wait_for(
-    what: str, predicate: Callable[[], Any], timeout: float, proc: subprocess.Popen[bytes] | None = None
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the scheduler exited ({proc.returncode}) while waiting for {what}")
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def runs(sessions: sessionmaker[Session]) -> list[CrawlRun]:
@@ -234,6 +222,12 @@ def test_crawls_fire_in_order_feeds_follow_each_and_sigterm_exits_clean(
         assert second.finished_at is not None and state.built_at >= second.finished_at
         assert state.item_count == stories + 1
 
+    # `zhuanlan status` while it runs: alive, with each job's next run
+    alive = zhuanlan(cfg, "status")
+    assert alive.returncode == 0 and alive.stdout.startswith("调度器运行中（最近心跳"), alive.stdout + alive.stderr
+    for job in scheduler.JOB_IDS:
+        assert any(line.split()[:1] == [job] for line in alive.stdout.splitlines()), alive.stdout
+
     assert schedulers.stop(proc) == 0, schedulers.log()
     assert all(r.status != "running" for r in runs(sessions))
     assert "scheduler stopped" in schedulers.log()
@@ -242,20 +236,21 @@ def test_crawls_fire_in_order_feeds_follow_each_and_sigterm_exits_clean(
     lock.acquire()
     lock.release()
 
-    # `zhuanlan status` on this database: next runs, the last result, the source health table
+    # `zhuanlan status` once it stopped: not running (no next runs), the last result, source health
     status = zhuanlan(cfg, "status")
     assert status.returncode == 0, status.stderr
     out = status.stdout
+    assert out.startswith("调度器未运行（最近心跳") and "下次运行：" not in out, out
     for job in scheduler.JOB_IDS:
-        assert any(line.split()[:3] == [job, "next", "run"] for line in out.splitlines()), out
-    last = max(r.id for r in runs(sessions))
-    assert f"Last crawl: #{last} ok" in out, out
-    table = out.split("Sources:", 1)[1].split("Unattributed stories:", 1)[0]
-    health = {line.split()[0]: line.split() for line in table.splitlines()[2:] if line.strip()}
-    assert "Unattributed stories: " in out and "Column candidates awaiting confirmation: " in out, out
+        assert not any(line.split()[:1] == [job] for line in out.splitlines()), out
+    last = max(runs(sessions), key=lambda r: r.id)  # ok, or a later crawl the shutdown stopped
+    assert f"最近一次采集：#{last.id} 定时 · {labels.run_status(last.status)}" in out, out
+    table = out.split("采集源：", 1)[1].split("单位未识别的文章：", 1)[0]
+    health = {line.split()[0]: line.split(" | ") for line in table.splitlines()[2:] if line.strip()}
+    assert "专栏候选待确认：" in out, out
     assert set(health) == set(ALL_SOURCES), out
-    assert health["wjw-site"][1] == "ok" and health["wjw-site"][2] != "never", out
-    assert health["kjj-site"][1] == "(disabled)", out
+    assert health["wjw-site"][2] == "正常" and health["wjw-site"][3] != "从未", out
+    assert health["kjj-site"][0].strip() == "kjj-site （已停用）", out
 
 
 def test_sigkill_during_a_crawl_then_restart_loses_and_duplicates_nothing(
@@ -350,8 +345,8 @@ def test_overrunning_crawl_is_stopped_and_reported(
     status = zhuanlan(cfg, "status")
     assert status.returncode == 0, status.stderr
     if len(all_runs) == 1:
-        assert f"Last crawl: #{first.id} killed" in status.stdout, status.stdout
-        assert "reason: overran its 1 s limit (crawl.subprocess_timeout_seconds)" in status.stdout, status.stdout
+        assert f"最近一次采集：#{first.id} 定时 · 已中止" in status.stdout, status.stdout
+        assert "原因：超过 1 秒的时间上限（crawl.subprocess_timeout_seconds），已被停止" in status.stdout, status.stdout
     else:  # a second crawl had started: the shutdown stopped it
-        assert "reason: stopped: the scheduler shut down" in status.stdout, status.stdout
-    assert "crawl        next run" in status.stdout, status.stdout
+        assert "原因：已停止：本次采集期间调度器关闭" in status.stdout, status.stdout
+    assert status.stdout.startswith("调度器未运行") and "下次运行：" not in status.stdout, status.stdout

@@ -1,4 +1,4 @@
-"""The operator's pages: login, logout, and the health view of sources, crawl runs and logins.
+"""The operator's pages: login, logout, and the health view of the scheduler, sources, crawl runs and logins.
 
 Owns the admin login (a password from `ZHUANLAN_ADMIN_PASSWORD`, read by `create_app`; without
 one, login is disabled): its rate limits (flask-limiter: per client address and for the account),
@@ -32,6 +32,8 @@ from archive.auth import (
     record_success,
 )
 from archive.views.review import candidate_count, unattributed_count
+from pipeline.corpus import labels
+from pipeline.corpus.heartbeat import next_runs, scheduler_state
 from pipeline.corpus.models import CrawlRun, Source, SourceRun
 
 if TYPE_CHECKING:
@@ -129,11 +131,18 @@ def blueprint(ctx: ViewContext) -> Blueprint:
                 .order_by(CrawlRun.started_at.desc())
                 .limit(10)
             ).all()
+            now = ctx.now()
+            state = scheduler_state(db, now)
+            jobs = next_runs(db) if state.alive else {}
             return render_template(
                 "health.html",
+                labels=labels,
+                scheduler=state,
+                scheduler_line=labels.scheduler_line(state, now, ctx.tz),
+                next_runs=[(job, jobs[job]) for job in labels.JOBS if job in jobs],
                 sources=sources,
                 runs=runs,
-                now=ctx.now(),
+                now=now,
                 unattributed=unattributed_count(db),
                 candidates=candidate_count(db),
                 login_events=recent_events(db),

@@ -372,3 +372,18 @@ class LoginEvent(Base):
     client: Mapped[str] = mapped_column(String(64))
     account: Mapped[str] = mapped_column(String(64))
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SchedulerHeartbeat(Base):
+    """The scheduler's sign of life: one row, rewritten every `interval_seconds` while it runs, so
+    `zhuanlan status` and the health page (maybe on another machine) can tell whether one runs."""
+
+    __tablename__ = "scheduler_heartbeats"
+
+    id: Mapped[int] = mapped_column(primary_key=True)  # always 1: one scheduler per database
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    interval_seconds: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    beat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # set by a clean shutdown
