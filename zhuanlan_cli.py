@@ -304,9 +304,18 @@ def cmd_search(args: argparse.Namespace) -> int:
     app = open_app(args)
     try:
         with app.sessions() as session:
-            result = search(session, args.query, _filters(args), page=args.page, per_page=args.limit, tz=app.config.tz)
+            result = search(
+                session,
+                args.query,
+                _filters(args),
+                page=args.page,
+                per_page=args.limit,
+                sort=args.sort,
+                tz=app.config.tz,
+            )
     except QueryError as exc:
         raise UserError(f"cannot search for that: {exc}") from exc
+    base = app.config.web.base_url
     rows: list[dict[str, Any]] = [
         {
             "guid": h.guid,
@@ -315,13 +324,18 @@ def cmd_search(args: argparse.Namespace) -> int:
             "author": h.author,
             "published_at": h.published_at.astimezone(app.config.tz).isoformat() if h.published_at else None,
             "score": round(h.score, 4) if h.score is not None else None,
+            "url": h.url,
+            "archive_url": f"{base}/story/{h.guid}",
+            "snippet": h.snippet.text,
+            "highlights": [list(span) for span in h.snippet.spans],
         }
         for h in result.hits
     ]
     if args.format == "json":
         print(json.dumps({"total": result.total, "hits": rows}, ensure_ascii=False, indent=2))
     elif args.format == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=["guid", "title", "unit", "author", "published_at", "score"])
+        fields = ["guid", "title", "unit", "author", "published_at", "score", "url", "archive_url", "snippet"]
+        writer = csv.DictWriter(sys.stdout, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     else:
@@ -654,6 +668,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query", nargs="?", default="")
     _add_filters(p)
     p.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    p.add_argument(
+        "--sort", choices=["relevance", "date"], default="relevance", help="best match first, or newest first"
+    )
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--page", type=int, default=1)
 
