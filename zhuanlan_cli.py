@@ -347,14 +347,25 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from archive.export import export
+    from archive.export import Selection, export
+    from archive.search_syntax import QueryError
 
     app = open_app(args)
     out = Path(args.out or f"zhuanlan-export.{ {'csv': 'csv', 'jsonl': 'jsonl', 'warc': 'warc.gz'}[args.format] }")
-    with app.sessions() as session:
-        result = export(
-            session, args.format, _filters(args), out, tz=app.config.tz, user_agent=app.config.crawl.user_agent
-        )
+    selection = Selection(filters=_filters(args), query=args.query, order=args.sort)
+    try:
+        with app.sessions() as session:
+            result = export(
+                session,
+                args.format,
+                selection,
+                out,
+                tz=app.config.tz,
+                user_agent=app.config.crawl.user_agent,
+                now=utcnow(),
+            )
+    except QueryError as exc:
+        raise UserError(f"cannot export that search: {exc}") from exc
     print(f"exported {result.count} stories to {', '.join(str(f) for f in result.files)}")
     return 0
 
@@ -677,6 +688,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("export", cmd_export, "export stories (CSV, JSON Lines, or WARC with the original responses)")
     p.add_argument("--format", choices=["csv", "jsonl", "warc"], required=True)
     p.add_argument("--out", help="output file")
+    p.add_argument("--query", default="", help="only the hits of this search (the search command's syntax)")
+    p.add_argument(
+        "--sort",
+        choices=["oldest", "date", "relevance"],
+        default="oldest",
+        help="oldest first (default), newest first, or best match first",
+    )
     _add_filters(p)
 
     p = add("report", cmd_report, "the column's 统计表 (xlsx), 汇编 (docx) or 明细 (csv) for a period")

@@ -73,6 +73,7 @@ STATES = ("any", "live", "deleted", "edited")
 # How hits are ordered: best match first (newest first among equals, and for an empty query), or
 # newest first whatever the match.
 SORTS = ("relevance", "date")
+ORDERS = (*SORTS, "oldest")  # exports also read like a ledger: oldest first
 MAX_PER_PAGE = 100
 MAX_PAGE = 10_000
 SNIPPET_CHARS = 160
@@ -336,8 +337,10 @@ def patterns_for(query: Query) -> list[re.Pattern[str]]:
 
 
 def _order(sub: Subquery, sort: str) -> list[ColumnElement[Any]]:
-    if sort not in SORTS:
+    if sort not in ORDERS:
         raise QueryError(f"未知的排序 {sort!r}，可选：{'、'.join(SORTS)} / unknown sort order")
+    if sort == "oldest":
+        return [sub.c.published_at.asc().nulls_last(), sub.c.id.asc()]
     newest: list[ColumnElement[Any]] = [sub.c.published_at.desc().nulls_last(), sub.c.id.desc()]
     return newest if sort == "date" else [sub.c.score.desc().nulls_last(), *newest]
 
