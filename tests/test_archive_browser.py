@@ -9,7 +9,10 @@ screenshot that is not blank."""
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
+import io
+import json
 import threading
 import zlib
 from datetime import datetime, timedelta
@@ -20,6 +23,7 @@ import pytest
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
+from archive.search import Filters, ranked_ids
 from archive.web import create_app
 from feeds.publish import publish_feeds
 from pipeline.corpus.models import Appearance, Article, Snapshot, Unit
@@ -166,6 +170,63 @@ def test_search_highlights_filters_and_paginates(site: str, page: Page) -> None:
     second = _hit_titles(page)
     assert len(second) == 8 and not set(first) & set(second)
     assert page.input_value("form.search input[name=q]") == "全会"
+
+
+def _hit_days(page: Page) -> list[str]:
+    return [m.rsplit("·", 1)[1].strip() for m in page.locator("ol.hits li span.meta").all_inner_texts()]
+
+
+def _download(page: Page, selector: str) -> tuple[str, bytes]:
+    with page.expect_download() as info:
+        page.click(selector)
+    download = info.value
+    path = download.path()
+    assert path is not None
+    with open(path, "rb") as fh:
+        return download.suggested_filename, fh.read()
+
+
+def test_search_sorts_by_relevance_or_date_and_exports_every_hit(
+    site: str, page: Page, sessions: sessionmaker[Session]
+) -> None:
+    _search(page, site, "全会")
+    assert page.input_value("select[name=sort]") == "relevance"
+    by_relevance = _hit_titles(page)
+    assert by_relevance[0].startswith("水务局学习全会精神简报")  # the title matches rank first
+
+    page.select_option("select[name=sort]", "date")
+    _submit(page)
+    assert "sort=date" in page.url and "共找到 28 篇" in page.inner_text("p.count")
+    by_date, days = _hit_titles(page), _hit_days(page)
+    assert by_date != by_relevance and by_date[0] == "以全会精神为指引 推动教育事业高质量发展"
+    assert days == sorted(days, reverse=True) and days[0] == "2026-11-24"
+    _submit(page, "nav.pager >> text=下一页")
+    assert "sort=date" in page.url  # the pager keeps the order
+    assert _hit_days(page) == sorted(_hit_days(page), reverse=True) and _hit_days(page)[0] <= days[-1]
+
+    # The public's hits of this search (the 源站已删除 story is not one), newest first: all 28, not 20.
+    with sessions() as db:
+        ids = db.scalars(ranked_ids(db, "全会", Filters(hide_deleted=True), sort="date", tz=SHANGHAI)).all()
+        expected = [db.get(Article, i).guid for i in ids]  # type: ignore[union-attr]
+    assert len(expected) == 28 and "guid-fin" not in expected
+
+    name, data = _download(page, "a.export-csv")
+    assert name.endswith(".csv") and data.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+    assert [r["guid"] for r in rows] == expected
+    assert next(r for r in rows if r["guid"] == "guid-edu")["body_text"].startswith("党的二十届四中全会")
+
+    name, data = _download(page, "a.export-jsonl")
+    assert name.endswith(".jsonl")
+    assert [json.loads(line)["guid"] for line in data.decode("utf-8").splitlines()] == expected
+
+    # Back to relevance: the export follows the order chosen.
+    page.select_option("select[name=sort]", "relevance")
+    _submit(page)
+    _, data = _download(page, "a.export-jsonl")
+    exported = [json.loads(line)["guid"] for line in data.decode("utf-8").splitlines()]
+    assert sorted(exported) == sorted(expected) and exported != expected
+    assert exported[0].startswith("guid-fill-")
 
 
 def test_story_shows_appearances_and_snapshot_runs_no_script(site: str, page: Page) -> None:
