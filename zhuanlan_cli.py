@@ -12,6 +12,7 @@ import csv
 import gc
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -440,12 +441,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     port = args.port or app.config.web.port
     if host in {"127.0.0.1", "localhost"}:
         ensure_port_free(port, "--port")
-    print(f"serving on http://{host}:{port}/ (Ctrl-C to stop)")
+    print(f"serving on http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
+    # SIGTERM (systemd, docker stop, kill) stops it as Ctrl-C does: waitress closes its socket on
+    # KeyboardInterrupt and returns, instead of the process dying mid-response with status -15.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         serve(web, host, port)
     except OSError as exc:
         raise UserError(f"cannot serve on {host}:{port}: {exc.strerror}; pass --port") from exc
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print("zhuanlan serve: stopped", flush=True)
     return 0
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
