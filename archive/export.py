@@ -1,9 +1,9 @@
 """Exports of the corpus for archivists: CSV, JSON Lines and WARC (with a checksum manifest).
 
 Owns the export formats. The selection is a search's: its query and filters, in its order (by
-default oldest first, so an export reads like a ledger). Files are written next to their final name and moved into
-place only when complete, so a half-written export never looks finished. Must not write to
-the database.
+default oldest first, so an export reads like a ledger). Files are written next to their final
+name and moved into place only when complete, so a half-written export never looks finished.
+Must not write to the database.
 """
 
 from __future__ import annotations
