@@ -12,6 +12,7 @@ import csv
 import gc
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -313,9 +314,18 @@ def cmd_search(args: argparse.Namespace) -> int:
     app = open_app(args)
     try:
         with app.sessions() as session:
-            result = search(session, args.query, _filters(args), page=args.page, per_page=args.limit, tz=app.config.tz)
+            result = search(
+                session,
+                args.query,
+                _filters(args),
+                page=args.page,
+                per_page=args.limit,
+                sort=args.sort,
+                tz=app.config.tz,
+            )
     except QueryError as exc:
         raise UserError(f"cannot search for that: {exc}") from exc
+    base = app.config.web.base_url
     rows: list[dict[str, Any]] = [
         {
             "guid": h.guid,
@@ -324,13 +334,18 @@ def cmd_search(args: argparse.Namespace) -> int:
             "author": h.author,
             "published_at": h.published_at.astimezone(app.config.tz).isoformat() if h.published_at else None,
             "score": round(h.score, 4) if h.score is not None else None,
+            "url": h.url,
+            "archive_url": f"{base}/story/{h.guid}",
+            "snippet": h.snippet.text,
+            "highlights": [list(span) for span in h.snippet.spans],
         }
         for h in result.hits
     ]
     if args.format == "json":
         print(json.dumps({"total": result.total, "hits": rows}, ensure_ascii=False, indent=2))
     elif args.format == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=["guid", "title", "unit", "author", "published_at", "score"])
+        fields = ["guid", "title", "unit", "author", "published_at", "score", "url", "archive_url", "snippet"]
+        writer = csv.DictWriter(sys.stdout, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     else:
@@ -342,14 +357,25 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from archive.export import export
+    from archive.export import Selection, export
+    from archive.search_syntax import QueryError
 
     app = open_app(args)
     out = Path(args.out or f"zhuanlan-export.{ {'csv': 'csv', 'jsonl': 'jsonl', 'warc': 'warc.gz'}[args.format] }")
-    with app.sessions() as session:
-        result = export(
-            session, args.format, _filters(args), out, tz=app.config.tz, user_agent=app.config.crawl.user_agent
-        )
+    selection = Selection(filters=_filters(args), query=args.query, order=args.sort)
+    try:
+        with app.sessions() as session:
+            result = export(
+                session,
+                args.format,
+                selection,
+                out,
+                tz=app.config.tz,
+                user_agent=app.config.crawl.user_agent,
+                now=utcnow(),
+            )
+    except QueryError as exc:
+        raise UserError(f"cannot export that search: {exc}") from exc
     print(f"exported {result.count} stories to {', '.join(str(f) for f in result.files)}")
     return 0
 
@@ -424,12 +450,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     port = args.port or app.config.web.port
     if host in {"127.0.0.1", "localhost"}:
         ensure_port_free(port, "--port")
-    print(f"serving on http://{host}:{port}/ (Ctrl-C to stop)")
+    print(f"serving on http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
+    # SIGTERM (systemd, docker stop, kill) stops it as Ctrl-C does: waitress closes its socket on
+    # KeyboardInterrupt and returns, instead of the process dying mid-response with status -15.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         serve(web, host, port)
     except OSError as exc:
         raise UserError(f"cannot serve on {host}:{port}: {exc.strerror}; pass --port") from exc
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print("zhuanlan serve: stopped", flush=True)
     return 0
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
@@ -739,12 +775,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query", nargs="?", default="")
     _add_filters(p)
     p.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    p.add_argument(
+        "--sort", choices=["relevance", "date"], default="relevance", help="best match first, or newest first"
+    )
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--page", type=int, default=1)
 
     p = add("export", cmd_export, "export stories (CSV, JSON Lines, or WARC with the original responses)")
     p.add_argument("--format", choices=["csv", "jsonl", "warc"], required=True)
     p.add_argument("--out", help="output file")
+    p.add_argument("--query", default="", help="only the hits of this search (the search command's syntax)")
+    p.add_argument(
+        "--sort",
+        choices=["oldest", "date", "relevance"],
+        default="oldest",
+        help="oldest first (default), newest first, or best match first",
+    )
     _add_filters(p)
 
     p = add("report", cmd_report, "the column's 统计表 (xlsx), 汇编 (docx) or 明细 (csv) for a period")

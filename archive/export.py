@@ -1,9 +1,9 @@
 """Exports of the corpus for archivists: CSV, JSON Lines and WARC (with a checksum manifest).
 
-Owns the export formats. The selection is the same as search's filters (oldest first, so
-an export reads like a ledger). Files are written next to their final name and moved into
-place only when complete, so a half-written export never looks finished. Must not write to
-the database.
+Owns the export formats. The selection is a search's: its query and filters, in its order (by
+default oldest first, so an export reads like a ledger). Files are written next to their final
+name and moved into place only when complete, so a half-written export never looks finished.
+Must not write to the database.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import os
 import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
+from importlib import metadata
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
@@ -26,7 +27,7 @@ from sqlalchemy.orm import Session, selectinload
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from archive.search import Filters, filter_conditions
+from archive.search import Filters, ranked_ids
 from pipeline.corpus.models import Appearance, Article, ArticleTag, Snapshot
 
 if TYPE_CHECKING:
@@ -36,9 +37,14 @@ Format = Literal["csv", "jsonl", "warc"]
 FORMATS: tuple[Format, ...] = ("csv", "jsonl", "warc")
 CSV_FIELDS = (
     "guid", "title", "unit", "author", "positions", "column", "published_at", "state",
-    "topics", "keywords", "first_url", "urls", "content_hash",
+    "topics", "keywords", "first_url", "urls", "content_hash", "body_text",
 )  # fmt: skip
+BATCH = 200  # articles loaded per query
 DEFAULT_USER_AGENT = "zhuanlan/0.1"
+try:
+    SOFTWARE_VERSION = metadata.version("zhuanlan")
+except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+    SOFTWARE_VERSION = "unknown"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 # Headers that describe the transfer, not the bytes we store (which are decoded and whole).
 _TRANSFER_HEADERS = {"content-encoding", "transfer-encoding", "content-length", "connection"}
@@ -62,19 +68,41 @@ def _iso(value: datetime | None, tz: tzinfo) -> str:
     return value.astimezone(tz).isoformat() if value else ""
 
 
-def _articles(session: Session, filters: Filters, tz: tzinfo) -> Iterator[Article]:
-    stmt = (
-        select(Article)
-        .where(*filter_conditions(session, filters, tz))
-        .options(
-            selectinload(Article.unit),
-            selectinload(Article.tags).selectinload(ArticleTag.tag),
-            selectinload(Article.appearances).selectinload(Appearance.source),
-            selectinload(Article.appearances).selectinload(Appearance.snapshot),
+@dataclass(frozen=True)
+class Selection:
+    """What an export holds: the hits of a search (`query` in `archive.search_syntax`'s grammar,
+    empty for every story) narrowed by `filters`, in `order` (one of `archive.search.ORDERS`)."""
+
+    filters: Filters = field(default_factory=Filters)
+    query: str = ""
+    order: str = "oldest"
+
+    def describe(self) -> dict[str, str]:
+        """The non-empty parts, as text (for the WARC's warcinfo record)."""
+        parts = {"query": self.query, "order": self.order}
+        for name, value in vars(self.filters).items():
+            if value not in (None, "", False, "any"):
+                parts[name] = str(value)
+        return {k: v for k, v in parts.items() if v}
+
+
+def _articles(session: Session, selection: Selection, tz: tzinfo) -> Iterator[Article]:
+    """The selected articles, in order (their ids first, then the articles in batches)."""
+    ids = list(session.scalars(ranked_ids(session, selection.query, selection.filters, sort=selection.order, tz=tz)))
+    for start in range(0, len(ids), BATCH):
+        chunk = ids[start : start + BATCH]
+        stmt = (
+            select(Article)
+            .where(Article.id.in_(chunk))
+            .options(
+                selectinload(Article.unit),
+                selectinload(Article.tags).selectinload(ArticleTag.tag),
+                selectinload(Article.appearances).selectinload(Appearance.source),
+                selectinload(Article.appearances).selectinload(Appearance.snapshot),
+            )
         )
-        .order_by(Article.published_at.asc().nulls_last(), Article.id.asc())
-    )
-    yield from session.scalars(stmt.execution_options(yield_per=200))
+        loaded = {a.id: a for a in session.scalars(stmt)}
+        yield from (loaded[i] for i in chunk if i in loaded)
 
 
 def _tag_names(article: Article, kind: str) -> list[str]:
@@ -104,6 +132,7 @@ def article_record(article: Article, tz: tzinfo) -> dict[str, Any]:
         "first_url": _first_url(article),
         "urls": [a.url for a in article.appearances],
         "content_hash": article.content_hash,
+        "body_text": article.body_text,
     }
 
 
@@ -133,25 +162,24 @@ def _partial(out: Path) -> Path:
     return out.with_name(f".{out.name}.partial")
 
 
-def _write_csv(session: Session, filters: Filters, out: Path, tz: tzinfo) -> int:
+def _write_csv(session: Session, selection: Selection, out: Path, tz: tzinfo) -> int:
     count = 0
     # utf-8-sig: the BOM makes Excel read the file as UTF-8 rather than the local code page.
     with _partial(out).open("w", encoding="utf-8-sig", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
         writer.writeheader()
-        for article in _articles(session, filters, tz):
+        for article in _articles(session, selection, tz):
             writer.writerow(_csv_row(article_record(article, tz)))
             count += 1
     os.replace(_partial(out), out)
     return count
 
 
-def _write_jsonl(session: Session, filters: Filters, out: Path, tz: tzinfo) -> int:
+def _write_jsonl(session: Session, selection: Selection, out: Path, tz: tzinfo) -> int:
     count = 0
     with _partial(out).open("w", encoding="utf-8", newline="\n") as fh:
-        for article in _articles(session, filters, tz):
+        for article in _articles(session, selection, tz):
             record = article_record(article, tz)
-            record["body_text"] = article.body_text
             record["appearances"] = [
                 {
                     "url": a.url,
@@ -220,15 +248,33 @@ def _warc_date(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def warcinfo_fields(selection: Selection, now: datetime, tz: tzinfo, user_agent: str) -> dict[str, str]:
+    """The warcinfo record's fields: what wrote the file, in which format, and what it holds."""
+    return {
+        "software": f"zhuanlan/{SOFTWARE_VERSION}",
+        "format": "WARC File Format 1.1",
+        "conformsTo": "https://iipc.github.io/warc-specifications/specifications/warc-format/warc-1.1/",
+        "description": "zhuanlan export: the stored responses of the selected stories",
+        "http-header-user-agent": user_agent,
+        "zhuanlan-exported-at": now.astimezone(tz).isoformat(),
+        # One line of JSON: filters are text a person typed, and a field must not span lines.
+        "zhuanlan-selection": json.dumps(selection.describe(), ensure_ascii=False, sort_keys=True),
+    }
+
+
 def _write_warc(
-    session: Session, filters: Filters, out: Path, tz: tzinfo, user_agent: str
+    session: Session, selection: Selection, out: Path, tz: tzinfo, user_agent: str, now: datetime
 ) -> tuple[int, int, list[tuple[str, int, str, str]]]:
     manifest: list[tuple[str, int, str, str]] = []  # sha256, size, kind, name
     count = records = 0
     with _partial(out).open("wb") as raw_fh:
         hashing = _HashingWriter(raw_fh)
-        writer = WARCWriter(hashing, gzip=out.name.endswith(".gz"))
-        for article in _articles(session, filters, tz):
+        writer = WARCWriter(hashing, gzip=out.name.endswith(".gz"), warc_version="1.1")
+        info = writer.create_warcinfo_record(out.name, warcinfo_fields(selection, now, tz, user_agent))
+        info.rec_headers.replace_header("WARC-Date", _warc_date(now))
+        writer.write_record(info)
+        records += 1
+        for article in _articles(session, selection, tz):
             count += 1
             for appearance, snap in _snapshots(session, article):
                 payload = zlib.decompress(snap.content)
@@ -297,25 +343,32 @@ def manifest_path(out: Path) -> Path:
 def export(
     session: Session,
     fmt: str,
-    filters: Filters,
+    selection: Selection | Filters,
     out: Path,
     *,
     tz: tzinfo = SHANGHAI,
     user_agent: str = DEFAULT_USER_AGENT,
+    now: datetime | None = None,
 ) -> ExportResult:
-    """Write the filtered articles to `out` as CSV, JSON Lines or WARC (`.warc.gz` compresses).
+    """Write the selected articles to `out` as CSV, JSON Lines or WARC (`.warc.gz` compresses).
 
-    WARC also writes `<out>.manifest.tsv` with the sha256 of every payload and of the WARC file.
-    `user_agent` is what the request records say was sent (pass the crawler's configured one).
+    `selection` is a search's hits, or bare `Filters` for every story they let through, oldest first.
+    WARC starts with a warcinfo record (this software, the format, the selection and `now`, the
+    export's time: pass the caller's clock) and also writes `<out>.manifest.tsv` with the sha256 of
+    every payload and of the WARC file. `user_agent` is what the request records say was sent (pass
+    the crawler's configured one). Raises `ExportError`, or `QueryError` for an unusable query.
     """
+    if isinstance(selection, Filters):
+        selection = Selection(filters=selection)
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
     if not out.parent.is_dir():
         raise ExportError(f"cannot write {out}: directory {out.parent} does not exist")
     if fmt == "csv":
-        return ExportResult(count=_write_csv(session, filters, out, tz), files=[out])
+        return ExportResult(count=_write_csv(session, selection, out, tz), files=[out])
     if fmt == "jsonl":
-        return ExportResult(count=_write_jsonl(session, filters, out, tz), files=[out])
-    count, records, manifest = _write_warc(session, filters, out, tz, user_agent)
+        return ExportResult(count=_write_jsonl(session, selection, out, tz), files=[out])
+    when = now if now is not None else datetime.now(UTC)
+    count, records, manifest = _write_warc(session, selection, out, tz, user_agent, when)
     _write_manifest(manifest_path(out), manifest)
     return ExportResult(count=count, files=[out, manifest_path(out)], records=records)

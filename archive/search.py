@@ -70,6 +70,10 @@ if TYPE_CHECKING:
     from sqlalchemy.sql.selectable import Subquery
 
 STATES = ("any", "live", "deleted", "edited")
+# How hits are ordered: best match first (newest first among equals, and for an empty query), or
+# newest first whatever the match.
+SORTS = ("relevance", "date")
+ORDERS = (*SORTS, "oldest")  # exports also read like a ledger: oldest first
 MAX_PER_PAGE = 100
 MAX_PAGE = 10_000
 SNIPPET_CHARS = 160
@@ -95,16 +99,40 @@ class Filters:
 
 
 @dataclass(frozen=True)
+class Snippet:
+    """A one-line window of a story's text around the first match, as plain text; `spans` are the
+    matches in it, as [start, end) offsets in Unicode code points. The web page shows the same
+    window with each span in `<mark>`; `zhuanlan search --format json` prints text and spans."""
+
+    text: str
+    spans: tuple[tuple[int, int], ...]
+
+    def html(self) -> Markup:
+        out, pos = [], 0
+        for start, end in self.spans:
+            out.append(html.escape(self.text[pos:start]))
+            out.append(f"<mark>{html.escape(self.text[start:end])}</mark>")
+            pos = end
+        out.append(html.escape(self.text[pos:]))
+        return Markup("".join(out))
+
+
+@dataclass(frozen=True)
 class Hit:
     article_id: int
     guid: str
     title: str
     title_html: Markup
-    snippet_html: Markup
+    snippet: Snippet
     unit: str | None
     author: str | None
     published_at: datetime | None
     score: float | None
+    url: str | None = None  # where the story first appeared (its 首发 appearance)
+
+    @property
+    def snippet_html(self) -> Markup:
+        return self.snippet.html()
 
 
 @dataclass(frozen=True)
@@ -278,25 +306,27 @@ def _spans(value: str, patterns: list[re.Pattern[str]]) -> list[tuple[int, int]]
 
 def highlight_html(value: str, patterns: list[re.Pattern[str]]) -> Markup:
     """`value` HTML-escaped, with `<mark>` around every match of any pattern."""
-    out, pos = [], 0
-    for start, end in _spans(value, patterns):
-        out.append(html.escape(value[pos:start]))
-        out.append(f"<mark>{html.escape(value[start:end])}</mark>")
-        pos = end
-    out.append(html.escape(value[pos:]))
-    return Markup("".join(out))
+    return Snippet(value, tuple(_spans(value, patterns))).html()
 
 
-def snippet_html(value: str, patterns: list[re.Pattern[str]], width: int = SNIPPET_CHARS) -> Markup:
-    """A window of the text around the first match (or its start), escaped and highlighted."""
+def snippet(value: str, patterns: list[re.Pattern[str]], width: int = SNIPPET_CHARS) -> Snippet:
+    """A window of the text around the first match (or its start), with the matches in it; an
+    ellipsis (…) marks text cut off before or after the window."""
     value = _SNIPPET_SPACES.sub(" ", value).strip()
     spans = _spans(value, patterns)
     start = max(0, spans[0][0] - width // 4) if spans else 0
     end = min(len(value), start + width)
-    piece = highlight_html(value[start:end], patterns)
     prefix = "…" if start > 0 else ""
     suffix = "…" if end < len(value) else ""
-    return Markup(prefix) + piece + Markup(suffix)
+    # Matched again in the window: a match cut by the window's edge is marked as far as it shows.
+    inner = _spans(value[start:end], patterns)
+    shift = len(prefix)
+    return Snippet(prefix + value[start:end] + suffix, tuple((a + shift, b + shift) for a, b in inner))
+
+
+def snippet_html(value: str, patterns: list[re.Pattern[str]], width: int = SNIPPET_CHARS) -> Markup:
+    """`snippet` as HTML, escaped and highlighted."""
+    return snippet(value, patterns, width).html()
 
 
 def patterns_for(query: Query) -> list[re.Pattern[str]]:
@@ -306,12 +336,54 @@ def patterns_for(query: Query) -> list[re.Pattern[str]]:
 # --- the entry point ------------------------------------------------------------------------
 
 
-def search(
-    session: Session, query: str, filters: Filters, *, page: int = 1, per_page: int = 20, tz: tzinfo
-) -> SearchResult:
-    """One page of matching articles, best first (newest first for an empty query).
+def _order(sub: Subquery, sort: str) -> list[ColumnElement[Any]]:
+    if sort not in ORDERS:
+        raise QueryError(f"未知的排序 {sort!r}，可选：{'、'.join(SORTS)} / unknown sort order")
+    if sort == "oldest":
+        return [sub.c.published_at.asc().nulls_last(), sub.c.id.asc()]
+    newest: list[ColumnElement[Any]] = [sub.c.published_at.desc().nulls_last(), sub.c.id.desc()]
+    return newest if sort == "date" else [sub.c.score.desc().nulls_last(), *newest]
 
-    Raises `QueryError` with a message for the user when the query or a filter is unusable.
+
+def ranked_ids(session: Session, query: str, filters: Filters, *, sort: str = "relevance", tz: tzinfo) -> Select[Any]:
+    """SELECT id of every matching article, in the order `search` pages through them.
+
+    Raises `QueryError` as `search` does.
+    """
+    sub = _statement(session, parse_query(query), filter_conditions(session, filters, tz)).subquery()
+    return select(sub.c.id).order_by(*_order(sub, sort))
+
+
+def first_urls(session: Session, articles: list[Article]) -> dict[int, str]:
+    """Article id → the URL of its first (首发) appearance, or of its oldest one if none is marked."""
+    wanted = {a.id: a.first_appearance_id for a in articles}
+    found: dict[int, str] = {}
+    if wanted:
+        rows = session.execute(
+            select(Appearance.article_id, Appearance.id, Appearance.url)
+            .where(Appearance.article_id.in_(wanted))
+            .order_by(Appearance.id)
+        )
+        for article_id, appearance_id, url in rows:
+            if article_id not in found or appearance_id == wanted[article_id]:
+                found[article_id] = url
+    return found
+
+
+def search(
+    session: Session,
+    query: str,
+    filters: Filters,
+    *,
+    page: int = 1,
+    per_page: int = 20,
+    sort: str = "relevance",
+    tz: tzinfo,
+) -> SearchResult:
+    """One page of matching articles, best first (newest first for an empty query, or with
+    `sort="date"`).
+
+    Raises `QueryError` with a message for the user when the query, a filter or the sort is unusable.
     """
     parsed = parse_query(query)
     page = min(max(1, page), MAX_PAGE)
@@ -321,7 +393,7 @@ def search(
     # The total rides along as a window count: the match is evaluated once, not once more for counting.
     rows = session.execute(
         select(sub.c.id, sub.c.score, func.count().over().label("total"))
-        .order_by(sub.c.score.desc().nulls_last(), sub.c.published_at.desc().nulls_last(), sub.c.id.desc())
+        .order_by(*_order(sub, sort))
         .limit(per_page)
         .offset((page - 1) * per_page)
     ).all()
@@ -332,6 +404,7 @@ def search(
         a.id: a for a in session.scalars(select(Article).options(selectinload(Article.unit)).where(Article.id.in_(ids)))
     }
     patterns = patterns_for(parsed)
+    urls = first_urls(session, list(articles.values()))
     hits = []
     for row in rows:
         article = articles[row.id]
@@ -341,7 +414,8 @@ def search(
                 guid=article.guid,
                 title=article.title,
                 title_html=highlight_html(article.title, patterns),
-                snippet_html=snippet_html(article.body_text, patterns),
+                snippet=snippet(article.body_text, patterns),
+                url=urls.get(article.id),
                 unit=article.unit.name if article.unit else None,
                 author=article.author,
                 published_at=article.published_at.astimezone(tz) if article.published_at else None,

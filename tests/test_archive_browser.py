@@ -9,7 +9,10 @@ screenshot that is not blank."""
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
+import io
+import json
 import zlib
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -18,11 +21,12 @@ import feedparser
 import pytest
 from sqlalchemy import select
 
+from archive.search import Filters, ranked_ids
 from archive.web import create_app
 from feeds.publish import publish_feeds
 from pipeline.corpus.models import Appearance, Article, Snapshot, Unit
 from pipeline.corpus.search_index import index_article
-from tests.support import browser_page, serving
+from tests.support import browser_page, serving_app
 from tests.test_archive_corpus import SHANGHAI, build_corpus
 from zhuanlan_config import parse_config
 
@@ -91,7 +95,7 @@ def site(
     monkeypatch.setenv("ZHUANLAN_SECRET_KEY", "browser-test-secret")
     config = parse_config({"data_dir": "data", "public_dir": "public"}, base_dir=tmp_path)
     publish_feeds(sessions, config, now)
-    with serving(create_app(config, sessions, now=lambda: now)) as base:
+    with serving_app(create_app(config, sessions, now=lambda: now)) as base:
         yield base
 
 
@@ -151,6 +155,69 @@ def test_search_highlights_filters_and_paginates(site: str, page: Page) -> None:
     second = _hit_titles(page)
     assert len(second) == 8 and not set(first) & set(second)
     assert page.input_value("form.search input[name=q]") == "全会"
+
+
+def _hit_days(page: Page) -> list[str]:
+    return [m.rsplit("·", 1)[1].strip() for m in page.locator("ol.hits li span.meta").all_inner_texts()]
+
+
+def _download(page: Page, selector: str) -> tuple[str, bytes]:
+    with page.expect_download() as info:
+        page.click(selector)
+    download = info.value
+    path = download.path()
+    assert path is not None
+    with open(path, "rb") as fh:
+        return download.suggested_filename, fh.read()
+
+
+def test_search_sorts_by_relevance_or_date_and_exports_every_hit(
+    site: str, page: Page, sessions: sessionmaker[Session]
+) -> None:
+    # The public's hits for 全会 (not the 源站已删除 story), in each order, as the database ranks them.
+    order: dict[str, list[tuple[str, str]]] = {}
+    with sessions() as db:
+        for sort in ("relevance", "date"):
+            ids = db.scalars(ranked_ids(db, "全会", Filters(hide_deleted=True), sort=sort, tz=SHANGHAI)).all()
+            articles = [db.get(Article, i) for i in ids]
+            order[sort] = [(a.guid, a.title) for a in articles if a is not None]
+    assert len(order["date"]) == 28 and "guid-fin" not in {g for g, _ in order["date"]}
+    assert order["relevance"] != order["date"]  # the fillers' title matches outrank newer stories
+
+    _search(page, site, "全会")
+    assert page.input_value("select[name=sort]") == "relevance"
+    by_relevance = _hit_titles(page)
+    assert by_relevance == [t for _, t in order["relevance"][:20]]
+
+    page.select_option("select[name=sort]", "date")
+    _submit(page)
+    assert "sort=date" in page.url and "共找到 28 篇" in page.inner_text("p.count")
+    by_date, days = _hit_titles(page), _hit_days(page)
+    assert by_date != by_relevance and by_date == [t for _, t in order["date"][:20]]
+    assert by_date[0] == "以全会精神为指引 推动教育事业高质量发展"
+    assert days == sorted(days, reverse=True) and days[0] == "2026-11-24"
+    _submit(page, "nav.pager >> text=下一页")
+    assert "sort=date" in page.url  # the pager keeps the order
+    assert _hit_titles(page) == [t for _, t in order["date"][20:]]
+
+    # The downloads hold every hit (28, not the 20 or 8 shown), in the order chosen.
+    expected = [g for g, _ in order["date"]]
+    name, data = _download(page, "a.export-csv")
+    assert name.endswith(".csv") and data.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+    assert [r["guid"] for r in rows] == expected
+    assert next(r for r in rows if r["guid"] == "guid-edu")["body_text"].startswith("党的二十届四中全会")
+
+    name, data = _download(page, "a.export-jsonl")
+    assert name.endswith(".jsonl")
+    assert [json.loads(line)["guid"] for line in data.decode("utf-8").splitlines()] == expected
+
+    page.select_option("select[name=sort]", "relevance")
+    _submit(page)
+    _, data = _download(page, "a.export-jsonl")
+    assert [json.loads(line)["guid"] for line in data.decode("utf-8").splitlines()] == [
+        g for g, _ in order["relevance"]
+    ]
 
 
 def test_story_shows_appearances_and_snapshot_runs_no_script(site: str, page: Page) -> None:

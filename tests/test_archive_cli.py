@@ -4,14 +4,22 @@ JSON and CSV output, the filters, and one-line errors for what cannot be searche
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
+import re
 from typing import TYPE_CHECKING
 
 import pytest
+from sqlalchemy import select
 
+from archive.web import create_app
+from pipeline.corpus.models import Appearance, Article
 from tests.test_archive_corpus import build_corpus
 from tests.test_cli import zhuanlan
+from zhuanlan_config import parse_config
+
+ARCHIVE_BASE = "https://archive.example.org/zl"
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -27,7 +35,10 @@ def search_cli(tmp_path: Path, db_url: str, sessions: sessionmaker[Session], now
         build_corpus(db, now)
     (tmp_path / "data").mkdir()
     cfg = tmp_path / "zhuanlan.toml"
-    cfg.write_text(f'database_url = {json.dumps(db_url)}\ndata_dir = "data"\n', encoding="utf-8")
+    cfg.write_text(
+        f'database_url = {json.dumps(db_url)}\ndata_dir = "data"\n[web]\nbase_url = "{ARCHIVE_BASE}/"\n',
+        encoding="utf-8",
+    )
     return ["--config", str(cfg), "search"]
 
 
@@ -78,7 +89,10 @@ def test_search_csv(search_cli: list[str], tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
     assert {row["guid"] for row in rows} == {"guid-party", "guid-notice"}
-    assert list(rows[0]) == ["guid", "title", "unit", "author", "published_at", "score"]
+    assert list(rows[0]) == [
+        "guid", "title", "unit", "author", "published_at", "score", "url", "archive_url", "snippet",
+    ]  # fmt: skip
+    assert all(row["url"].startswith("https://") and row["snippet"] for row in rows)
     notice = next(row for row in rows if row["guid"] == "guid-notice")
     assert notice["title"] == "关于征集学习心得体会的通知" and notice["published_at"] == "2026-11-03T08:00:00+08:00"
     float(notice["score"])  # ranked: a number, not empty
@@ -105,3 +119,48 @@ def test_bad_date_is_a_one_line_error(search_cli: list[str], tmp_path: Path) -> 
     proc = zhuanlan(*search_cli, "党建", "--from", "2026-13-01", cwd=tmp_path)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("zhuanlan: ") and len(proc.stderr.splitlines()) == 1
+
+
+def _marked(snippet_html: str) -> tuple[str, list[list[int]]]:
+    """The text of the web page's snippet and where its <mark>s are, as offsets into that text."""
+    text, spans = "", []
+    for i, part in enumerate(re.split(r"</?mark>", snippet_html)):
+        if i % 2:
+            spans.append([len(text), len(text) + len(html.unescape(part))])
+        text += html.unescape(part)
+    return text, spans
+
+
+def test_search_json_has_urls_and_the_web_pages_snippet(
+    search_cli: list[str], tmp_path: Path, sessions: sessionmaker[Session], now: datetime
+) -> None:
+    data = run_json(search_cli, tmp_path, "党建")
+    hits = data["hits"]
+    assert isinstance(hits, list) and len(hits) == 2
+    with sessions() as db:
+        first = {
+            a.guid: a.appearances[0].url
+            if a.first_appearance_id is None
+            else db.get(Appearance, a.first_appearance_id).url  # type: ignore[union-attr]
+            for a in db.scalars(select(Article))
+        }
+    # The same search in the web app, whose page shows each hit's snippet with <mark>s.
+    config = parse_config({"data_dir": "data"}, base_dir=tmp_path)
+    client = create_app(config, sessions, now=lambda: now).test_client()
+    page = client.get("/search", query_string={"q": "党建"}).get_data(as_text=True)
+    shown = [_marked(m) for m in re.findall(r'<p class="snippet">(.*?)</p>', page, re.S)]
+    assert len(shown) == 2
+    for hit, (text, spans) in zip(hits, shown, strict=True):
+        assert hit["url"] == first[hit["guid"]] and hit["url"].startswith("https://")
+        assert hit["archive_url"] == f"{ARCHIVE_BASE}/story/{hit['guid']}"
+        assert (hit["snippet"], hit["highlights"]) == (text, spans)
+        assert all(hit["snippet"][a:b] == "党建" for a, b in hit["highlights"])
+    edu = next(h for h in hits if h["guid"] == "guid-edu")
+    assert edu["url"].startswith("https://mp.weixin.qq.com/")  # the 首发, not the unit site's repost
+    assert "推进党建工作结合起来" in edu["snippet"] and "<mark>" not in edu["snippet"]
+    assert len(edu["highlights"]) == 2  # 党建工作, 高质量党建
+
+    # --sort date: newest first, whatever ranks best (the title match guid-party is older than guid-edu)
+    assert [h["guid"] for h in hits] == ["guid-party", "guid-edu"]
+    by_date = run_json(search_cli, tmp_path, "党建", "--sort", "date")
+    assert [h["guid"] for h in by_date["hits"]] == ["guid-edu", "guid-party"]  # type: ignore[index, union-attr]

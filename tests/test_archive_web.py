@@ -158,6 +158,22 @@ def test_search_page_highlights_and_paginates(client: FlaskClient) -> None:
     assert "YYYY-MM-DD" in bad
 
 
+def test_search_export_refuses_what_it_cannot_export(client: FlaskClient) -> None:
+    for params in (
+        {"q": "党建", "format": "xlsx"},
+        {"q": "党建"},
+        {"q": "*", "format": "csv"},
+        {"from": "x", "format": "csv"},
+    ):
+        response = client.get("/search/export", query_string=params)
+        assert response.status_code == 400, params
+        assert "无法导出" in response.get_data(as_text=True)
+    ok = client.get("/search/export", query_string={"q": "党建", "format": "jsonl", "sort": "bogus"})
+    assert ok.status_code == 200 and ok.headers["Cache-Control"] == "no-store"
+    assert "attachment" in ok.headers["Content-Disposition"]
+    assert len(ok.get_data(as_text=True).splitlines()) == 2
+
+
 def test_search_page_never_fails_on_hostile_input(client: FlaskClient) -> None:
     # A lone surrogate cannot travel in a URL; its bytes (invalid UTF-8) can, and are tried below.
     hostile = [q for q in HOSTILE if q.isascii() or "\ud800" not in q]

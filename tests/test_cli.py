@@ -1,29 +1,21 @@
-"""The command line as a user meets it: extract on saved pages, and one-line errors with exit codes."""
+"""The command line as a user meets it (the installed `zhuanlan` console script): extract on saved pages, and one-line errors with exit codes."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT, run_zhuanlan
+
 FIXTURES = ROOT / "tests" / "fixtures"
 
 
 def zhuanlan(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if k != "ZHUANLAN_DATABASE_URL"}
     full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "zhuanlan_cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=full_env,
-        timeout=120,
-        check=False,
-    )
+    return run_zhuanlan(*args, cwd=cwd, env=full_env, timeout=120)
 
 
 def test_extract_wechat_page_prints_fields_with_shanghai_time() -> None:

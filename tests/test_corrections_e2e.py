@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -24,41 +21,19 @@ from sqlalchemy import select
 from crawler.samples.server import SampleSources, sample_config_toml
 from pipeline.corpus.db import make_engine, session_factory
 from pipeline.corpus.models import Article, Correction, Unit
-from tests.support import free_port
+from tests.support import free_port, run_zhuanlan, serving
 from zhuanlan_config import load_config
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
-ROOT = Path(__file__).resolve().parent.parent
-ZHUANLAN = Path(sys.executable).with_name("zhuanlan")  # the console script the project installs
 PASSWORD = "更正-口令-e2e"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 def zhuanlan(cfg: Path, db_url: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "ZHUANLAN_DATABASE_URL": db_url, "USER": "office-zhou"}
-    return subprocess.run(
-        [str(ZHUANLAN), "--config", str(cfg), *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def _wait_for_port(port: int, proc: subprocess.Popen[str], seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"zhuanlan serve exited: {proc.stderr.read() if proc.stderr else ''}")
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"zhuanlan serve did not listen on {port}")
+    return run_zhuanlan("--config", str(cfg), *args, env=env, timeout=timeout)
 
 
 @pytest.fixture
@@ -70,20 +45,8 @@ def served(tmp_path: Path, db_url: str, samples: SampleSources) -> Iterator[tupl
     crawl = zhuanlan(cfg, db_url, "crawl", "--json")
     assert crawl.returncode == 0, crawl.stderr[-3000:]
     env = {**os.environ, "ZHUANLAN_DATABASE_URL": db_url, "ZHUANLAN_ADMIN_PASSWORD": PASSWORD}
-    proc = subprocess.Popen(
-        [str(ZHUANLAN), "--config", str(cfg), "serve", "--host", "127.0.0.1", "--port", str(web_port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        _wait_for_port(web_port, proc)
+    with serving(cfg, web_port, env):
         yield cfg, db_url, web_port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
 
 
 def test_corrections_by_cli_and_browser_hold_through_retag_recrawl_feeds_and_digest(

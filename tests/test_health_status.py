@@ -38,7 +38,7 @@ from pipeline.corpus.runs import (
     start_crawl_run,
     update_source_health,
 )
-from tests.support import browser_page, run_cli, serving, wait_for
+from tests.support import browser_page, run_cli, serving_app, wait_for
 from zhuanlan_config import ConfigError, parse_config
 
 if TYPE_CHECKING:
@@ -218,7 +218,7 @@ def site(
     tmp_path: Path, sessions: sessionmaker[Session], now: datetime, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[str]:
     seed_failures(sessions, now)
-    with serving(build_app(tmp_path, sessions, now, monkeypatch)) as base:
+    with serving_app(build_app(tmp_path, sessions, now, monkeypatch)) as base:
         yield base
 
 

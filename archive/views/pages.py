@@ -7,17 +7,21 @@ pages. Reads only; the search itself is `archive.search`'s.
 
 from __future__ import annotations
 
+import os
+import tempfile
 import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flask import Blueprint, abort, render_template, request
+from flask import Blueprint, abort, render_template, request, send_file
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import selectinload
 
-from archive.search import STATES, Filters, SearchResult, search
+from archive.export import Selection, export
+from archive.search import SORTS, STATES, Filters, SearchResult, search
 from archive.search_syntax import QueryError
 from archive.views.visibility import show_deleted
 from pipeline.corpus.models import Article, Delivery, Digest, Source, Tag, Unit
@@ -25,9 +29,13 @@ from pipeline.corpus.models import Article, Delivery, Digest, Source, Tag, Unit
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
 
+    from flask.wrappers import Response
+
     from archive.views.context import ViewContext
 
-SEARCH_PARAMS = ("q", "unit", "author", "topic", "column", "kind", "from", "to", "state")
+SEARCH_PARAMS = ("q", "unit", "author", "topic", "column", "kind", "from", "to", "state", "sort")
+# What the search page offers to download: all hits of the search, not only the page shown.
+DOWNLOADS = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson; charset=utf-8"}
 
 
 def clean_param(value: str | None, limit: int = 200) -> str:
@@ -91,16 +99,16 @@ def blueprint(ctx: ViewContext) -> Blueprint:
             # The feeds by name (base.html and the template read the published directory).
             return render_template("home.html", latest=latest, units=units, total=total)
 
-    @pages.get("/search")
-    def search_page() -> str:
+    def search_request() -> tuple[dict[str, str], Selection, str | None]:
+        """The search this request asks for (its parameters, cleaned), or a message saying why not."""
         args = {name: clean_param(request.args.get(name)) for name in SEARCH_PARAMS}
-        page = _parse_int(request.args.get("page"), 1, 10_000)
         error = None
         date_from, date_to = _parse_day(args["from"]), _parse_day(args["to"])
         if (args["from"] and date_from is None) or (args["to"] and date_to is None):
             error = "日期格式应为 YYYY-MM-DD / dates must be YYYY-MM-DD"
         states = STATES if show_deleted(ctx) else tuple(s for s in STATES if s != "deleted")
-        state = args["state"] if args["state"] in states else "any"
+        args["state"] = args["state"] if args["state"] in states else ""
+        args["sort"] = args["sort"] if args["sort"] in SORTS else ""
         filters = Filters(
             unit=args["unit"] or None,
             author=args["author"] or None,
@@ -109,14 +117,23 @@ def blueprint(ctx: ViewContext) -> Blueprint:
             source_kind=args["kind"] or None,
             date_from=date_from,
             date_to=date_to,
-            state=state,
+            state=args["state"] or "any",
             hide_deleted=not show_deleted(ctx),
         )
+        return args, Selection(filters=filters, query=args["q"], order=args["sort"] or "relevance"), error
+
+    @pages.get("/search")
+    def search_page() -> str:
+        args, selection, error = search_request()
+        page = _parse_int(request.args.get("page"), 1, 10_000)
+        states = STATES if show_deleted(ctx) else tuple(s for s in STATES if s != "deleted")
         result: SearchResult | None = None
         with ctx.session_factory() as db:
             if error is None:
                 try:
-                    result = search(db, args["q"], filters, page=page, per_page=20, tz=ctx.tz)
+                    result = search(
+                        db, selection.query, selection.filters, page=page, per_page=20, sort=selection.order, tz=ctx.tz
+                    )
                 except QueryError as exc:
                     error = exc.message
             options = {
@@ -131,6 +148,37 @@ def blueprint(ctx: ViewContext) -> Blueprint:
         return render_template(
             "search.html", args=args, kept=kept, result=result, error=error, options=options, states=states
         )
+
+    @pages.get("/search/export")
+    def search_export() -> Response | tuple[str, int]:
+        """Every hit of the search the page shows (same parameters), as a CSV or JSON Lines download."""
+        _, selection, error = search_request()
+        fmt = request.args.get("format", "")
+        if fmt not in DOWNLOADS:
+            error = error or "请选择导出格式（csv 或 jsonl）/ format must be csv or jsonl"
+        with tempfile.TemporaryDirectory(prefix="zhuanlan-export-") as tmp:
+            out = Path(tmp) / f"search.{fmt}"
+            if error is None:
+                try:
+                    with ctx.session_factory() as db:
+                        export(db, fmt, selection, out, tz=ctx.tz)
+                except QueryError as exc:
+                    error = exc.message
+            if error is not None:
+                return render_template("error.html", code=400, title="无法导出", description=error), 400
+            # Opened before the directory goes: the download streams from the unlinked file.
+            fh = out.open("rb")
+        stamp = ctx.now().astimezone(ctx.tz).strftime("%Y%m%d-%H%M")
+        response = send_file(
+            fh,
+            mimetype=DOWNLOADS[fmt],
+            as_attachment=True,
+            download_name=f"zhuanlan-search-{stamp}.{fmt}",
+            max_age=0,
+        )
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Content-Length"] = str(os.fstat(fh.fileno()).st_size)
+        return response
 
     @pages.get("/unit/<int:unit_id>")
     def unit_page(unit_id: int) -> str:
