@@ -13,6 +13,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -46,6 +47,7 @@ class RecipientConf:
     name: str
     email: str
     active: bool = True
+    columns: tuple[str, ...] = ()  # the columns whose digest this person gets; () = every column
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class ColumnConf:
     name: str
     title_keywords: tuple[str, ...] = ()  # a title containing one of these is a column member
     slug: str | None = None  # the feed URL's name (/feeds/column/<slug>.atom); default: from pinyin
+    start: date | None = None  # the day the column started: its digest's 第1期 and "since the start" counts
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,8 @@ class FeedsConf:
 class DigestConf:
     operator_email: str | None = None
     grace_days: int = 3
-    column_start: str | None = None  # ISO date the column started, for "since the column started"
+    # The start of a column without its own `[[columns]] start` (the key from before columns had one).
+    column_start: str | None = None
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,13 @@ class Config:
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.schedule.timezone)
+
+    def column_start(self, column: str) -> date | None:
+        """The day `column` started: its own `[[columns]] start`, else `digest.column_start`."""
+        for c in self.columns:
+            if c.name == column and c.start is not None:
+                return c.start
+        return date.fromisoformat(self.digest.column_start) if self.digest.column_start else None
 
     def source(self, key: str) -> SourceConf:
         for source in self.sources:
@@ -324,6 +335,26 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
+def _iso_date(t: _Table, key: str) -> date | None:
+    """A day, written as a TOML date (2025-11-01) or a string ("2025-11-01")."""
+    value = t.raw(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ConfigError(t._key(key), f"expected a date such as 2025-11-01, got {value!r}")
+
+
+def _iso_date_text(t: _Table, key: str) -> str | None:
+    day = _iso_date(t, key)
+    return day.isoformat() if day is not None else None
+
+
 def _hhmm(table: _Table, key: str, default: str) -> str:
     value = table.string(key, default)
     if not _HHMM.match(value):
@@ -449,13 +480,16 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, path: Path | None =
         raise ConfigError("units", "unit names must be unique")
 
     recipients: list[RecipientConf] = []
+    recipient_tables: list[_Table] = []
     for t in root.tables("recipients"):
         r = RecipientConf(
             unit=t.string("unit", required=True),
             name=t.string("name", required=True),
             email=t.string("email", required=True),
             active=t.boolean("active", True),
+            columns=t.strings("columns"),
         )
+        recipient_tables.append(t)
         if r.unit not in unit_names:
             raise ConfigError(t._key("unit"), f"expected the name of a configured unit, got {r.unit!r}")
         if not _EMAIL.match(r.email):
@@ -499,9 +533,18 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, path: Path | None =
                 name=t.string("name", required=True),
                 title_keywords=t.strings("title_keywords"),
                 slug=_slug(t, column_slugs),
+                start=_iso_date(t, "start"),
             )
         )
         t.done()
+    column_names = [c.name for c in columns]
+    if len(set(column_names)) != len(column_names):
+        raise ConfigError("columns", "column names must be unique")
+    for r, t in zip(recipients, recipient_tables, strict=True):
+        unknown = [c for c in r.columns if c not in column_names]
+        if unknown:
+            known = "、".join(column_names) if column_names else "none is configured under [[columns]]"
+            raise ConfigError(t._key("columns"), f"expected names of configured columns ({known}), got {unknown[0]!r}")
 
     c = root.table("crawl")
     crawl = CrawlConf(
@@ -573,7 +616,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, path: Path | None =
     digest = DigestConf(
         operator_email=d.opt_string("operator_email"),
         grace_days=d.integer("grace_days", DigestConf.grace_days, minimum=0),
-        column_start=d.opt_string("column_start"),
+        column_start=_iso_date_text(d, "column_start"),
     )
     d.done()
     root.done()

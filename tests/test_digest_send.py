@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from feeds.digest import iso_week_bounds
 from feeds.mail import RESUMED_NOTE, MailTransportError, _get_or_create_delivery, send_digest
 from pipeline.corpus.models import Delivery, Digest, Recipient
-from tests.test_feeds_factory import BASE_URL, SHANGHAI, Factory, make_config
+from tests.test_feeds_factory import BASE_URL, COLUMN, SHANGHAI, Factory, make_config
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -129,7 +129,7 @@ def test_digest_is_sent_once_per_recipient(
     (msg,) = handler.to(people["kj"])
     raw = next(raw for rcpts, raw in handler.messages if people["kj"] in rcpts)
     assert raw.isascii()  # 7-bit clean: Chinese is encoded, not sent as raw 8-bit
-    assert msg["Subject"] == "【专栏周报】2026年第48周（11月23日—11月29日）：本周3篇，2个单位"
+    assert msg["Subject"] == f"【{COLUMN}】刊发情况周报第5期（11月23日—11月29日）：本周刊发3篇，2个单位"
     assert msg["To"].addresses[0].display_name == "赵明远"
     assert msg["From"].addresses[0].display_name == "市直机关工委专栏"
     assert msg["List-Unsubscribe"].strip().startswith(f"<{BASE_URL}/unsubscribe/")  # may be folded
@@ -140,11 +140,12 @@ def test_digest_is_sent_once_per_recipient(
     assert text_part is not None and html_part is not None
     text, html = text_part.get_content(), html_part.get_content()
     assert "科技赋能 创新驱动" in text and "科技赋能 创新驱动" in html
-    listing = html[html.index("本周文章（按单位）") :]
+    listing = html[html.index("本周刊发文章（按单位）") :]
     assert listing.index("市科学技术局（本周 2 篇") < listing.index("让科技成果走出实验室")
     assert listing.index("让科技成果走出实验室") < listing.index("市农业农村局（本周 1 篇")
     assert listing.index("市农业农村局（本周 1 篇") < listing.index("扎实推进乡村全面振兴")
-    assert "采集异常" not in html
+    # Everyone sees that 市民政局's site failed (not that it was silent); only the operator the details.
+    assert "采集异常（1个）：市民政局" in html and "本周未刊发单位（0个）" in html and "mzj-site" not in html
 
     (ops,) = handler.to("ops@example.org")
     ops_html = ops.get_body(preferencelist=("html",))
