@@ -180,6 +180,12 @@ def _column_start(session: Session, config: Config, column: str) -> date | None:
     return first.astimezone(config.tz).date() if first is not None else None
 
 
+def column_started(session: Session, config: Config, column: str, week: str) -> bool:
+    """Whether `week` ends after the column's start (a column that has not started has no digest)."""
+    start = _column_start(session, config, column)
+    return start is None or iso_week_bounds(week, config.tz)[1].date() > start
+
+
 def _failed_sources(
     session: Session, start: datetime, end: datetime, config: Config
 ) -> tuple[tuple[FailedSource, ...], dict[int, Source]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email
 import socket
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from email import policy
 from email.message import EmailMessage
@@ -12,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import func, select
 
 from feeds.digest import iso_week_bounds
@@ -67,18 +65,6 @@ def parse(raw: bytes) -> EmailMessage:
     msg = email.message_from_bytes(raw, policy=policy.default)
     assert isinstance(msg, EmailMessage)
     return msg
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Handler, int]]:
-    handler = Handler()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
 
 
 def config_for(tmp_path: Path, port: int, **extra: Any) -> Config:
@@ -215,7 +201,9 @@ def test_interrupted_send_is_resent_with_the_same_message_id(
     config = config_for(tmp_path, port)
     start, end = iso_week_bounds(WEEK, SHANGHAI)
     with sessions() as session:
-        digest = Digest(week=WEEK, period_start=start, period_end=end, created_at=now, article_count=3, summary={})
+        digest = Digest(
+            column=COLUMN, week=WEEK, period_start=start, period_end=end, created_at=now, article_count=3, summary={}
+        )
         session.add(digest)
         session.flush()
         kj = session.scalars(select(Recipient).where(Recipient.email == people["kj"])).one()
@@ -248,7 +236,9 @@ def test_opt_out_after_the_row_was_made_is_honoured(
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(Digest)) == 0  # dry run writes nothing
         start, end = iso_week_bounds(WEEK, SHANGHAI)
-        digest = Digest(week=WEEK, period_start=start, period_end=end, created_at=now, article_count=3, summary={})
+        digest = Digest(
+            column=COLUMN, week=WEEK, period_start=start, period_end=end, created_at=now, article_count=3, summary={}
+        )
         session.add(digest)
         session.flush()
         nn = session.scalars(select(Recipient).where(Recipient.email == people["nn"])).one()
@@ -303,7 +293,9 @@ def test_delivery_get_or_create_survives_a_duplicate_insert(
 ) -> None:
     start, end = iso_week_bounds(WEEK, SHANGHAI)
     with sessions() as session:
-        digest = Digest(week=WEEK, period_start=start, period_end=end, created_at=now, article_count=0, summary={})
+        digest = Digest(
+            column=COLUMN, week=WEEK, period_start=start, period_end=end, created_at=now, article_count=0, summary={}
+        )
         session.add(digest)
         recipient = session.scalars(select(Recipient).where(Recipient.email == people["kj"])).one()
         session.commit()
