@@ -356,9 +356,9 @@ def _find_digest(session: Session, column: str, week: str) -> Digest | None:
 
 def _get_or_create_digest(factory: sessionmaker[Session], data: DigestData, now: datetime) -> int:
     with factory() as session:
-        found = session.scalar(select(Digest.id).where(Digest.column == data.column, Digest.week == data.week))
+        found = _find_digest(session, data.column, data.week)
     if found is not None:
-        return found
+        return found.id
     try:
         with transaction(factory) as session:
             digest = Digest(
@@ -384,9 +384,10 @@ def _get_or_create_digest(factory: sessionmaker[Session], data: DigestData, now:
     except IntegrityError:
         # Another process created this column's week's digest between our read and insert: use theirs.
         with factory() as session:
-            digest_id = session.scalars(
-                select(Digest.id).where(Digest.column == data.column, Digest.week == data.week)
-            ).one()
+            theirs = _find_digest(session, data.column, data.week)
+            if theirs is None:
+                raise
+            digest_id = theirs.id
     return digest_id
 
 
