@@ -58,7 +58,7 @@ def open_app(args: argparse.Namespace, *, initialise: bool = False) -> App:
         config.public_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(config.database_url)
     if initialise:
-        upgrade(engine)
+        upgrade(engine, first_column=config.columns[0].name if config.columns else None)
     elif not is_initialised(engine):
         raise UserError(
             f"the database at {engine.url.render_as_string(hide_password=True)} is not initialised: run `zhuanlan init` first"
@@ -216,15 +216,18 @@ def cmd_digest(args: argparse.Namespace) -> int:
     app = open_app(args)
     now = utcnow()
     week = parse_week(args.week, now, app.config)
-    if args.action == "preview":
-        with app.sessions() as session:
-            files = preview_digest(session, app.config, week, args.recipient, Path(args.out), now)
-        for f in files:
-            print(f)
-        return 0
-    result = send_digest(app.sessions, app.config, week, now, dry_run=args.dry_run)
+    try:
+        if args.action == "preview":
+            with app.sessions() as session:
+                files = preview_digest(session, app.config, week, args.recipient, Path(args.out), now, args.column)
+            for f in files:
+                print(f)
+            return 0
+        result = send_digest(app.sessions, app.config, week, now, column=args.column, dry_run=args.dry_run)
+    except (LookupError, ValueError) as exc:  # an unknown recipient or column, a week before the start
+        raise UserError(str(exc)) from exc
     print(
-        f"digest {week}: sent {result.sent}, failed {result.failed}, skipped {result.skipped}, "
+        f"digest {week}{' ' + args.column if args.column else ''}: sent {result.sent}, failed {result.failed}, skipped {result.skipped}, "
         f"already sent {result.already}" + (" (dry run: nothing sent)" if args.dry_run else "")
     )
     return 1 if result.failed else 0
@@ -750,6 +753,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipient", metavar="EMAIL", help="preview: only this recipient")
     p.add_argument("--out", default="digest-preview", help="preview: output directory")
     p.add_argument("--dry-run", action="store_true", help="send: render and report, send nothing")
+    p.add_argument("--column", metavar="NAME", help="only this column's digest (default: every column's)")
 
     p = add("correct", cmd_correct, "correct a story's unit, authors or column membership (recorded, kept by retag)")
     p.add_argument("guid", help="the story's id (in its web page address /story/<id>, and in exports)")

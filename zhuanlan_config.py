@@ -14,6 +14,7 @@ import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -87,6 +88,7 @@ class RecipientConf:
     name: str
     email: str
     active: bool = True
+    columns: tuple[str, ...] = ()  # the columns whose digest this person gets; () = every column
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,7 @@ class ColumnConf:
     name: str
     title_keywords: tuple[str, ...] = ()  # a title containing one of these is a column member
     slug: str | None = None  # the feed URL's name (/feeds/column/<slug>.atom); default: from pinyin
+    start: date | None = None  # the day the column started: its digest's 第1期 and "since the start" counts
 
 
 @dataclass(frozen=True)
@@ -178,7 +181,8 @@ class FeedsConf:
 class DigestConf:
     operator_email: str | None = None
     grace_days: int = 3
-    column_start: str | None = None  # ISO date the column started, for "since the column started"
+    # The start of a column without its own `[[columns]] start` (the key from before columns had one).
+    column_start: str | None = None
 
 
 @dataclass(frozen=True)
@@ -202,6 +206,13 @@ class Config:
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.schedule.timezone)
+
+    def column_start(self, column: str) -> date | None:
+        """The day `column` started: its own `[[columns]] start`, else `digest.column_start`."""
+        for c in self.columns:
+            if c.name == column and c.start is not None:
+                return c.start
+        return date.fromisoformat(self.digest.column_start) if self.digest.column_start else None
 
     def source(self, key: str) -> SourceConf:
         for source in self.sources:
@@ -367,6 +378,26 @@ _SELECTOR_KEYS = frozenset({"title", "date", "source", "author", "body"})
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+def _iso_date(t: _Table, key: str) -> date | None:
+    """A day, written as a TOML date (2025-11-01) or a string ("2025-11-01")."""
+    value = t.raw(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ConfigError(t._key(key), f"expected a date such as 2025-11-01, got {value!r}")
+
+
+def _iso_date_text(t: _Table, key: str) -> str | None:
+    day = _iso_date(t, key)
+    return day.isoformat() if day is not None else None
 
 
 def _hhmm(table: _Table, key: str, default: str) -> str:
@@ -545,6 +576,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, path: Path | None =
             name=get(lambda: t.string("name", required=True), ""),
             email=get(lambda: t.string("email", required=True), ""),
             active=get(lambda: t.boolean("active", True), True),
+            columns=get(lambda: t.strings("columns"), ()),
         )
         if r.unit and r.unit not in unit_names:
             errors.errors.append(unit_reference_error(t._key("unit"), r.unit, named_units))
@@ -553,7 +585,8 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, path: Path | None =
         get(t.done, None)
         return r
 
-    recipients = [recipient(t) for t in tables("recipients")]
+    recipient_tables = tables("recipients")
+    recipients = [recipient(t) for t in recipient_tables]
     sources = [_source(t, named_units, errors) for t in tables("sources")]
     keys = [s.key for s in sources if s.key]
     duplicated = sorted({k for k in keys if keys.count(k) > 1})
@@ -594,9 +627,20 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, path: Path | None =
                 name=get(partial(t.string, "name", required=True), ""),
                 title_keywords=get(partial(t.strings, "title_keywords"), ()),
                 slug=get(partial(_slug, t, column_slugs), None),
+                start=get(partial(_iso_date, t, "start"), None),
             )
         )
         get(t.done, None)
+    column_names = [c.name for c in columns if c.name]
+    if len(set(column_names)) != len(column_names):
+        errors.errors.append(ConfigError("columns", "column names must be unique"))
+    for r, t in zip(recipients, recipient_tables, strict=True):
+        unknown = [c for c in r.columns if c not in column_names]
+        if unknown:
+            known = "、".join(column_names) if column_names else "none is configured under [[columns]]"
+            errors.errors.append(
+                ConfigError(t._key("columns"), f"expected names of configured columns ({known}), got {unknown[0]!r}")
+            )
 
     def section(key: str) -> _Table:
         return get(lambda: root.table(key), _Table({}, key))
@@ -705,7 +749,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, path: Path | None =
     digest = DigestConf(
         operator_email=get(lambda: d.opt_string("operator_email"), None),
         grace_days=get(lambda: d.integer("grace_days", DigestConf.grace_days, minimum=0), DigestConf.grace_days),
-        column_start=get(lambda: d.opt_string("column_start"), None),
+        column_start=get(lambda: _iso_date_text(d, "column_start"), None),
     )
     get(d.done, None)
     get(root.done, None)

@@ -1,4 +1,4 @@
-"""The weekly digest's content: ISO week arithmetic and the per-recipient mail (HTML + text).
+"""The weekly 刊发情况 digest's content: week arithmetic and the per-recipient mail (HTML + text).
 
 Pure: it renders `DigestData` (loaded by `feeds.selection.load_digest_data`) for one recipient.
 The HTML uses inline CSS only, one column of at most 600px (mail clients drop <style> and
@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from html import escape
 from typing import TYPE_CHECKING
+
+from feeds.report import Author
 
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
@@ -90,21 +92,42 @@ def owed_weeks(now: datetime, config: Config) -> list[str]:
 class DigestArticle:
     title: str
     unit: str | None
-    author: str | None
-    published: datetime  # tz-aware, in the digest's time zone
+    authors: tuple[Author, ...]  # in byline order, each with the positions the byline gives
+    published: datetime  # 首发, tz-aware, in the digest's time zone
     excerpt: str
-    link: str
+    link: str  # the column's WeChat post when there is one, else the unit-site page
+    archive_link: str  # the story's page in our archive
+
+    @property
+    def author(self) -> str | None:
+        return "、".join(a.name for a in self.authors if a.name) or None
+
+    @property
+    def people(self) -> str:
+        """作者及职务: 「陈思远（党组书记、局长）、李文（办公室主任）」."""
+        return "、".join(f"{a.name}（{'、'.join(a.positions)}）" if a.positions else a.name for a in self.authors)
 
 
 @dataclass(frozen=True)
 class UnitSummary:
-    """One unit's line: this week's articles and counts this week / since the column started."""
+    """One unit's line: this week's column articles, counts this week / since the column started,
+    its rank by the latter, and what it published only on its own site (not counted)."""
 
-    unit_id: int | None  # None: articles whose unit could not be attributed
+    unit_id: int
     name: str
     week_count: int
     total_count: int
     articles: tuple[DigestArticle, ...]
+    rank: int = 1
+    site_articles: tuple[DigestArticle, ...] = ()  # 本单位网站刊发: not in the column, not counted
+    source_failed: bool = False  # a source of this unit failed this week (its last run was not ok)
+
+    @property
+    def status(self) -> str:
+        """This week: 刊发, or 采集异常 when nothing was seen but a source failed, else 未刊发."""
+        if self.week_count:
+            return "刊发"
+        return "采集异常" if self.source_failed else "未刊发"
 
 
 @dataclass(frozen=True)
@@ -119,33 +142,68 @@ class FailedSource:
 
 @dataclass(frozen=True)
 class DigestData:
+    """One column's week. Counting follows `feeds.report`: only column members, each story once
+    by its 首发 date, stories deleted at source left out, unattributed ones apart."""
+
     week: str
     period_start: datetime
     period_end: datetime
-    units: tuple[UnitSummary, ...]  # every configured unit, in sort order (plus "unattributed" if any)
+    units: tuple[UnitSummary, ...]  # every configured unit, in the configured order
     failed_sources: tuple[FailedSource, ...]
-    total_week: int
-    total_so_far: int
+    total_week: int  # attributed column stories this week
+    total_so_far: int  # attributed column stories since the column started
     generated_at: datetime
     column_start: date | None = None
+    column: str = ""
+    issue: int = 1  # 第N期: weeks since the column's start week, the start week being 1
+    unattributed: tuple[DigestArticle, ...] = ()  # this week's column stories of no known unit
+    unattributed_total: int = 0
+    column_source_failed: bool = False  # a source of the whole column (no unit) failed this week
 
     @property
     def contributed_week(self) -> list[UnitSummary]:
-        return [u for u in self.units if u.unit_id is not None and u.week_count > 0]
+        return [u for u in self.units if u.week_count > 0]
 
     @property
     def contributed_so_far(self) -> list[UnitSummary]:
-        return [u for u in self.units if u.unit_id is not None and u.total_count > 0]
+        return [u for u in self.units if u.total_count > 0]
 
     @property
     def not_yet(self) -> list[UnitSummary]:
-        return [u for u in self.units if u.unit_id is not None and u.total_count == 0]
+        return [u for u in self.units if u.total_count == 0]
+
+    @property
+    def silent_week(self) -> list[UnitSummary]:
+        """本周未刊发单位: no column article this week and no failed source to blame."""
+        return [u for u in self.units if u.status == "未刊发"]
+
+    @property
+    def failed_week(self) -> list[UnitSummary]:
+        """No column article this week, but a source of the unit failed: 采集异常, not 未刊发."""
+        return [u for u in self.units if u.status == "采集异常"]
+
+    @property
+    def ranking(self) -> list[UnitSummary]:
+        """累计刊发 ranking: by rank, equal ranks in the configured order."""
+        order = {u.unit_id: i for i, u in enumerate(self.units)}
+        return sorted(self.units, key=lambda u: (u.rank, order[u.unit_id]))
 
     def unit(self, unit_id: int | None) -> UnitSummary | None:
         for u in self.units:
             if unit_id is not None and u.unit_id == unit_id:
                 return u
         return None
+
+
+def issue_number(period_start: datetime, column_start: date | None) -> int:
+    """第N期: the week holding the column's first day is 1. A week before the start is an error."""
+    if column_start is None:
+        return 1
+    first_monday = column_start - timedelta(days=column_start.weekday())
+    n = (period_start.date() - first_monday).days // 7 + 1
+    if n < 1:
+        raise ValueError(f"the week of {period_start.date()} is before the column started ({column_start})")
+    return n
 
 
 @dataclass(frozen=True)
@@ -174,46 +232,102 @@ class RenderedDigest:
 
 
 def _greeting(recipient: DigestRecipient, operator: bool) -> str:
-    return "运维副本（含采集异常情况）" if operator else f"{recipient.name}同志：您好！"
+    return "运维副本（含未识别单位和采集异常详情）" if operator else f"{recipient.name}同志：您好！"
 
 
 def _md(d: date | datetime) -> str:
     return f"{d.month}月{d.day}日"
 
 
+def _ymd(d: date | datetime) -> str:
+    return f"{d.year}年{d.month}月{d.day}日"
+
+
+def period_text(start: datetime, end: datetime) -> str:
+    """「11月23日—11月29日」; with the years when the week crosses into a new year."""
+    last_day = (end - timedelta(days=1)).date()
+    if start.year != last_day.year:
+        return f"{_ymd(start)}—{_ymd(last_day)}"
+    return f"{_md(start)}—{_md(last_day)}"
+
+
+def _column_name(data: DigestData) -> str:
+    return data.column or "专栏"
+
+
 def _week_label(data: DigestData) -> str:
-    year, week, _ = data.period_start.isocalendar()
-    last_day = (data.period_end - timedelta(days=1)).date()
-    return f"{year}年第{week}周（{_md(data.period_start)}—{_md(last_day)}）"
+    return f"第{data.issue}期（{period_text(data.period_start, data.period_end)}）"
 
 
 def digest_subject(data: DigestData) -> str:
-    return f"【专栏周报】{_week_label(data)}：本周{data.total_week}篇，{len(data.contributed_week)}个单位"
+    return (
+        f"【{_column_name(data)}】刊发情况周报{_week_label(data)}："
+        f"本周刊发{data.total_week}篇，{len(data.contributed_week)}个单位"
+    )
 
 
 def unsubscribe_url(base_url: str, token: str) -> str:
     return f"{base_url}/unsubscribe/{token}"
 
 
+def _summary_line(data: DigestData) -> str:
+    return (
+        f"本周专栏刊发文章 {data.total_week} 篇，涉及 {len(data.contributed_week)} 个单位；"
+        f"专栏开设以来累计刊发 {data.total_so_far} 篇。"
+    )
+
+
+def _own_lines(own: UnitSummary) -> str:
+    if own.week_count:
+        return f"本周刊发 {own.week_count} 篇，专栏开设以来累计 {own.total_count} 篇，累计排名第 {own.rank} 位。"
+    if own.source_failed:
+        return (
+            f"本周本单位网站采集异常，暂未看到刊发文章，待恢复后核实；专栏开设以来累计 {own.total_count} 篇，"
+            f"累计排名第 {own.rank} 位。"
+        )
+    if own.total_count:
+        return f"本周暂无文章刊发，专栏开设以来累计 {own.total_count} 篇，累计排名第 {own.rank} 位。"
+    return "本单位尚未在专栏刊发文章，请抓紧组织撰写学习体会。"
+
+
+def _names(units: list[UnitSummary]) -> str:
+    return "、".join(u.name for u in units) or "无"
+
+
+_COLUMN_FAILED = "本周专栏采集源采集异常，以上情况可能不完整，待恢复后核实。"
+_FAILED_NOTE = "（本周采集异常，是否刊发待核实）"
+
+
+def _week_cell(u: UnitSummary) -> str:
+    return "采集异常" if u.status == "采集异常" else str(u.week_count)
+
+
 # --- HTML ------------------------------------------------------------------------------
+# Kept small: Gmail clips an HTML part over 102 KB (as sent, base64), and a 60-unit column's
+# week must fit. Fonts and colours are set once on the outer cell and inherited.
 
 _FONT = "font-family:-apple-system,'PingFang SC','Hiragino Sans GB','Microsoft YaHei',sans-serif;"
-_H2 = f"{_FONT}font-size:18px;color:#b71c1c;margin:24px 0 8px;padding-bottom:4px;border-bottom:2px solid #b71c1c;"
-_H3 = f"{_FONT}font-size:16px;color:#333;margin:16px 0 6px;"
-_P = f"{_FONT}font-size:15px;line-height:1.7;color:#333;margin:6px 0;"
-_META = f"{_FONT}font-size:13px;color:#888;margin:2px 0;"
-_TD = f"{_FONT}font-size:14px;padding:6px 8px;border-bottom:1px solid #eee;"
+_H2 = "font-size:17px;color:#b71c1c;margin:22px 0 8px;padding-bottom:3px;border-bottom:2px solid #b71c1c;"
+_P = "margin:6px 0;"
+_META = "font-size:13px;color:#777;"
+_LINK = "color:#0b5394;text-decoration:none;"
+_TD = "padding:3px 6px;border-top:1px solid #eee;"
+
+
+def _h2(title: str) -> str:
+    return f'<h2 style="{_H2}">{escape(title)}</h2>'
+
+
+def _p(html: str) -> str:
+    return f'<p style="{_P}">{html}</p>'
 
 
 def _article_html(a: DigestArticle) -> str:
-    by = "　".join(x for x in (a.author or "", a.published.strftime("%Y-%m-%d")) if x)
+    meta = "　".join(x for x in (a.people, f"{_md(a.published)}刊发") if x)
     return (
-        f'<div style="margin:0 0 14px;">'
-        f'<p style="{_P}font-weight:bold;"><a href="{escape(a.link)}" style="color:#0b5394;text-decoration:none;">'
-        f"{escape(a.title)}</a></p>"
-        f'<p style="{_META}">{escape(by)}</p>'
-        f'<p style="{_P}color:#555;">{escape(a.excerpt)}</p>'
-        f"</div>"
+        f'<p style="margin:0 0 12px;"><a href="{escape(a.link)}" style="{_LINK}font-weight:bold;">{escape(a.title)}</a>'
+        f'<br><span style="{_META}">{escape(meta)}　<a href="{escape(a.archive_link)}" style="color:#777;">存档</a>'
+        f"</span><br>{escape(a.excerpt)}</p>"
     )
 
 
@@ -221,100 +335,115 @@ def _own_unit_html(data: DigestData, recipient: DigestRecipient) -> str:
     own = data.unit(recipient.unit_id)
     if own is None:
         return ""
-    parts = [f'<h2 style="{_H2}">本单位情况：{escape(own.name)}</h2>']
-    if own.week_count:
-        parts.append(
-            f'<p style="{_P}">本周刊发 <b>{own.week_count}</b> 篇，专栏开设以来累计 <b>{own.total_count}</b> 篇。</p>'
-        )
-        parts.extend(_article_html(a) for a in own.articles)
-    elif own.total_count:
-        parts.append(
-            f'<p style="{_P}">本周暂无稿件刊发，专栏开设以来累计 <b>{own.total_count}</b> 篇，欢迎继续踊跃投稿。</p>'
-        )
-    else:
-        parts.append(f'<p style="{_P}">本单位尚未在专栏刊发稿件，请抓紧组织撰写学习体会并投稿。</p>')
+    parts = [_h2(f"本单位情况：{own.name}"), _p(escape(_own_lines(own)))]
+    parts += [_article_html(a) for a in own.articles]
+    if own.site_articles:
+        parts.append(_p("<b>本单位网站刊发</b>（未在专栏刊发，不计入统计）："))
+        parts += [_article_html(a) for a in own.site_articles]
     return "".join(parts)
 
 
-def _participation_html(data: DigestData) -> str:
+def _silent_html(data: DigestData) -> str:
+    parts = [
+        _h2(f"本周未刊发单位（{len(data.silent_week)}个）"),
+        _p(escape(_names(data.silent_week))),
+    ]
+    if data.failed_week:
+        parts.append(_p(escape(f"采集异常（{len(data.failed_week)}个）：{_names(data.failed_week)}{_FAILED_NOTE}")))
+    if data.column_source_failed:
+        parts.append(_p(escape(_COLUMN_FAILED)))
+    return "".join(parts)
+
+
+def _ranking_html(data: DigestData) -> str:
     rows = "".join(
-        f'<tr><td style="{_TD}">{escape(u.name)}</td>'
-        f'<td style="{_TD}text-align:right;">{u.week_count}</td>'
-        f'<td style="{_TD}text-align:right;">{u.total_count}</td></tr>'
-        for u in data.units
-        if u.unit_id is not None
+        f'<tr><td style="{_TD}">{u.rank}</td><td style="{_TD}">{escape(u.name)}</td>'
+        f'<td style="{_TD}" align="right">{_week_cell(u)}</td><td style="{_TD}" align="right">{u.total_count}</td></tr>'
+        for u in data.ranking
     )
-    not_yet = "、".join(u.name for u in data.not_yet) or "无"
+    head = "".join(
+        f'<th style="{_TD}" align="{a}">{t}</th>'
+        for t, a in (("排名", "left"), ("单位", "left"), ("本周", "right"), ("累计", "right"))
+    )
     return (
-        f'<h2 style="{_H2}">各单位投稿情况</h2>'
-        f'<p style="{_P}">本周投稿单位 {len(data.contributed_week)} 个，累计投稿单位 {len(data.contributed_so_far)} 个，'
-        f"尚未投稿单位 {len(data.not_yet)} 个。</p>"
-        f'<table role="presentation" width="100%" cellpadding="0" cellspacing="0" '
-        f'style="border-collapse:collapse;width:100%;">'
-        f'<tr><th style="{_TD}text-align:left;">单位</th><th style="{_TD}text-align:right;">本周</th>'
-        f'<th style="{_TD}text-align:right;">累计</th></tr>{rows}</table>'
-        f'<p style="{_P}"><b>尚未投稿：</b>{escape(not_yet)}</p>'
+        _h2("累计刊发排名")
+        + _p(
+            f"本周刊发单位 {len(data.contributed_week)} 个，累计刊发单位 {len(data.contributed_so_far)} 个，"
+            f"尚未刊发单位 {len(data.not_yet)} 个。"
+        )
+        + '<table role="presentation" width="100%" cellpadding="0" cellspacing="0" '
+        f'style="border-collapse:collapse;width:100%;font-size:14px;"><tr>{head}</tr>{rows}</table>'
     )
+
+
+def _site_articles_html(data: DigestData) -> str:
+    units = [u for u in data.units if u.site_articles]
+    if not units:
+        return ""
+    parts = [_h2("本单位网站刊发（未在专栏刊发，不计入统计；仅运维）")]
+    for u in units:
+        parts.append(_p(f"<b>{escape(u.name)}</b>"))
+        parts += [_article_html(a) for a in u.site_articles]
+    return "".join(parts)
 
 
 def _failed_sources_html(data: DigestData) -> str:
-    parts = [f'<h2 style="{_H2}">采集异常（仅运维）</h2>']
+    parts = [_h2("采集异常详情（仅运维）")]
     if not data.failed_sources:
-        parts.append(f'<p style="{_P}">本周各采集源运行正常。</p>')
+        parts.append(_p("本周各采集源运行正常。"))
         return "".join(parts)
     for f in data.failed_sources:
-        unit = f"（{f.unit}）" if f.unit else ""
-        parts.append(
-            f'<p style="{_P}"><b>{escape(f.key)}</b>{escape(unit)}：{f.failures} 次异常，'
-            f"最近 {escape(f.last_at.strftime('%m-%d %H:%M'))} 状态 {escape(f.last_status)}"
-            f"{'：' + escape(f.last_error) if f.last_error else ''}</p>"
-        )
+        parts.append(_p(escape(_failed_line(f))))
     return "".join(parts)
 
 
-def _unattributed(data: DigestData) -> UnitSummary | None:
-    return next((u for u in data.units if u.unit_id is None), None)
+def _failed_line(f: FailedSource) -> str:
+    unit = f"（{f.unit}）" if f.unit else ""
+    error = f"：{f.last_error}" if f.last_error else ""
+    return f"{f.key}{unit}：{f.failures} 次异常，最近 {f.last_at.strftime('%m-%d %H:%M')} 状态 {f.last_status}{error}"
+
+
+def _unattributed_lead(data: DigestData, base_url: str) -> str:
+    return (
+        f"本周 {len(data.unattributed)} 篇、累计 {data.unattributed_total} 篇专栏文章读不出所属单位，未计入任何单位。"
+        f"请在 {base_url}/review 指定单位。"
+    )
 
 
 def _unattributed_html(data: DigestData, base_url: str) -> str:
-    parts = [f'<h2 style="{_H2}">单位未识别（仅运维，待确认）</h2>']
-    pending = _unattributed(data)
-    if pending is None or not pending.total_count:
-        parts.append(f'<p style="{_P}">所有文章均已识别所属单位。</p>')
+    parts = [_h2("未识别单位（仅运维，待确认）")]
+    if not data.unattributed_total:
+        parts.append(_p("所有文章均已识别所属单位。"))
         return "".join(parts)
-    parts.append(
-        f'<p style="{_P}">本周 <b>{pending.week_count}</b> 篇、累计 <b>{pending.total_count}</b> 篇文章读不出所属单位，'
-        f"未计入任何单位。请在 "
-        f'<a href="{escape(base_url)}/review" style="color:#1565c0;">{escape(base_url)}/review</a> 指定单位。</p>'
-    )
-    parts.extend(_article_html(a) for a in pending.articles)
+    parts.append(_p(escape(_unattributed_lead(data, base_url))))
+    parts += [_article_html(a) for a in data.unattributed]
     return "".join(parts)
 
 
 def _render_html(data: DigestData, recipient: DigestRecipient, operator: bool, base_url: str, unsub: str | None) -> str:
     sections = [
-        f'<h1 style="{_FONT}font-size:22px;color:#b71c1c;margin:0 0 4px;">专栏周报</h1>',
-        f'<p style="{_META}">{escape(_week_label(data))}</p>',
-        f'<p style="{_P}">{escape(_greeting(recipient, operator))}</p>',
-        f'<p style="{_P}">本周专栏共刊发文章 <b>{data.total_week}</b> 篇，来自 <b>{len(data.contributed_week)}</b> 个单位；'
-        f"专栏开设以来累计刊发 <b>{data.total_so_far}</b> 篇。</p>",
+        f'<h1 style="font-size:21px;color:#b71c1c;margin:0 0 4px;">{escape(_column_name(data))}·刊发情况周报</h1>',
+        f'<p style="{_P}{_META}">{escape(_week_label(data))}</p>',
+        _p(escape(_greeting(recipient, operator))),
+        _p(escape(_summary_line(data))),
         _own_unit_html(data, recipient),
-        f'<h2 style="{_H2}">本周文章（按单位）</h2>',
+        _h2("本周刊发文章（按单位）"),
     ]
-    listed = [u for u in data.units if u.articles]
+    listed = data.contributed_week
     if not listed:
-        sections.append(f'<p style="{_P}">本周暂无新刊发文章。</p>')
+        sections.append(_p("本周暂无新刊发文章。"))
     for u in listed:
-        sections.append(f'<h3 style="{_H3}">{escape(u.name)}（本周 {u.week_count} 篇，累计 {u.total_count} 篇）</h3>')
-        sections.extend(_article_html(a) for a in u.articles)
-    sections.append(_participation_html(data))
+        sections.append(
+            f'<h3 style="font-size:15px;margin:14px 0 6px;">{escape(u.name)}（本周 {u.week_count} 篇，累计 {u.total_count} 篇）</h3>'
+        )
+        sections += [_article_html(a) for a in u.articles]
+    sections += [_silent_html(data), _ranking_html(data)]
     if operator:
-        sections.append(_unattributed_html(data, base_url))
-        sections.append(_failed_sources_html(data))
-    footer = [f'订阅源：<a href="{escape(base_url)}/feeds/" style="color:#888;">{escape(base_url)}/feeds/</a>']
+        sections += [_site_articles_html(data), _unattributed_html(data, base_url), _failed_sources_html(data)]
+    footer = [f'订阅源：<a href="{escape(base_url)}/feeds/" style="color:#777;">{escape(base_url)}/feeds/</a>']
     if unsub:
-        footer.append(f'不想再收到周报？<a href="{escape(unsub)}" style="color:#888;">退订</a>')
-    sections.append(f'<hr style="border:none;border-top:1px solid #ddd;margin:24px 0 8px;"><p style="{_META}">')
+        footer.append(f'不想再收到周报？<a href="{escape(unsub)}" style="color:#777;">退订</a>')
+    sections.append(f'<hr style="border:none;border-top:1px solid #ddd;margin:22px 0 8px;"><p style="{_META}">')
     sections.append("<br>".join(footer) + "</p>")
     body = "".join(sections)
     return (
@@ -326,7 +455,8 @@ def _render_html(data: DigestData, recipient: DigestRecipient, operator: bool, b
         '<tr><td align="center" style="padding:12px;">'
         '<table role="presentation" width="100%" cellpadding="0" cellspacing="0" '
         'style="max-width:600px;width:100%;background:#ffffff;">'
-        f'<tr><td style="padding:20px 16px;">{body}</td></tr></table></td></tr></table></body></html>'
+        f'<tr><td style="padding:20px 16px;{_FONT}font-size:15px;line-height:1.7;color:#333;">{body}</td></tr>'
+        "</table></td></tr></table></body></html>"
     )
 
 
@@ -334,68 +464,67 @@ def _render_html(data: DigestData, recipient: DigestRecipient, operator: bool, b
 
 
 def _article_text(a: DigestArticle) -> list[str]:
-    by = "　".join(x for x in (a.author or "", a.published.strftime("%Y-%m-%d")) if x)
-    return [f"・{a.title}", f"  {by}", f"  {a.excerpt}", f"  {a.link}", ""]
+    meta = "　".join(x for x in (a.people, f"{_md(a.published)}刊发") if x)
+    return [f"・{a.title}", f"  {meta}", f"  {a.excerpt}", f"  原文：{a.link}", f"  存档：{a.archive_link}", ""]
 
 
 def _render_text(data: DigestData, recipient: DigestRecipient, operator: bool, base_url: str, unsub: str | None) -> str:
     lines = [
-        f"专栏周报　{_week_label(data)}",
+        f"{_column_name(data)}·刊发情况周报　{_week_label(data)}",
         "",
         _greeting(recipient, operator),
-        f"本周专栏共刊发文章 {data.total_week} 篇，来自 {len(data.contributed_week)} 个单位；"
-        f"专栏开设以来累计刊发 {data.total_so_far} 篇。",
+        _summary_line(data),
         "",
     ]
     own = data.unit(recipient.unit_id)
     if own is not None:
-        lines += [f"【本单位情况：{own.name}】"]
-        if own.week_count:
-            lines += [f"本周刊发 {own.week_count} 篇，专栏开设以来累计 {own.total_count} 篇。", ""]
-            for a in own.articles:
+        lines += [f"【本单位情况：{own.name}】", _own_lines(own), ""]
+        for a in own.articles:
+            lines += _article_text(a)
+        if own.site_articles:
+            lines += ["本单位网站刊发（未在专栏刊发，不计入统计）：", ""]
+            for a in own.site_articles:
                 lines += _article_text(a)
-        elif own.total_count:
-            lines += [f"本周暂无稿件刊发，专栏开设以来累计 {own.total_count} 篇，欢迎继续踊跃投稿。", ""]
-        else:
-            lines += ["本单位尚未在专栏刊发稿件，请抓紧组织撰写学习体会并投稿。", ""]
-    lines += ["【本周文章（按单位）】"]
-    listed = [u for u in data.units if u.articles]
-    if not listed:
+    lines += ["【本周刊发文章（按单位）】"]
+    if not data.contributed_week:
         lines += ["本周暂无新刊发文章。", ""]
-    for u in listed:
+    for u in data.contributed_week:
         lines += [f"{u.name}（本周 {u.week_count} 篇，累计 {u.total_count} 篇）"]
         for a in u.articles:
             lines += _article_text(a)
+    lines += [f"【本周未刊发单位（{len(data.silent_week)}个）】", _names(data.silent_week)]
+    if data.failed_week:
+        lines += [f"采集异常（{len(data.failed_week)}个）：{_names(data.failed_week)}{_FAILED_NOTE}"]
+    if data.column_source_failed:
+        lines += [_COLUMN_FAILED]
     lines += [
-        "【各单位投稿情况】",
-        f"本周投稿单位 {len(data.contributed_week)} 个，累计投稿单位 {len(data.contributed_so_far)} 个，"
-        f"尚未投稿单位 {len(data.not_yet)} 个。",
-        "单位　本周　累计",
+        "",
+        "【累计刊发排名】",
+        f"本周刊发单位 {len(data.contributed_week)} 个，累计刊发单位 {len(data.contributed_so_far)} 个，"
+        f"尚未刊发单位 {len(data.not_yet)} 个。",
+        "排名　单位　本周　累计",
     ]
-    lines += [f"{u.name}　{u.week_count}　{u.total_count}" for u in data.units if u.unit_id is not None]
-    lines += [f"尚未投稿：{'、'.join(u.name for u in data.not_yet) or '无'}", ""]
+    lines += [f"{u.rank}　{u.name}　{_week_cell(u)}　{u.total_count}" for u in data.ranking]
+    lines += [""]
     if operator:
-        pending = _unattributed(data)
-        lines += ["【单位未识别（仅运维，待确认）】"]
-        if pending is None or not pending.total_count:
+        sites = [u for u in data.units if u.site_articles]
+        if sites:
+            lines += ["【本单位网站刊发（未在专栏刊发，不计入统计；仅运维）】"]
+            for u in sites:
+                lines += [u.name]
+                for a in u.site_articles:
+                    lines += _article_text(a)
+        lines += ["【未识别单位（仅运维，待确认）】"]
+        if not data.unattributed_total:
             lines += ["所有文章均已识别所属单位。", ""]
         else:
-            lines += [
-                f"本周 {pending.week_count} 篇、累计 {pending.total_count} 篇文章读不出所属单位，未计入任何单位。"
-                f"请在 {base_url}/review 指定单位。",
-                "",
-            ]
-            for a in pending.articles:
+            lines += [_unattributed_lead(data, base_url), ""]
+            for a in data.unattributed:
                 lines += _article_text(a)
-        lines += ["【采集异常（仅运维）】"]
+        lines += ["【采集异常详情（仅运维）】"]
         if not data.failed_sources:
             lines += ["本周各采集源运行正常。"]
-        for f in data.failed_sources:
-            unit = f"（{f.unit}）" if f.unit else ""
-            error = f"：{f.last_error}" if f.last_error else ""
-            lines += [
-                f"{f.key}{unit}：{f.failures} 次异常，最近 {f.last_at.strftime('%m-%d %H:%M')} 状态 {f.last_status}{error}"
-            ]
+        lines += [_failed_line(f) for f in data.failed_sources]
         lines += [""]
     lines += ["--", f"订阅源：{base_url}/feeds/"]
     if unsub:
@@ -404,7 +533,8 @@ def _render_text(data: DigestData, recipient: DigestRecipient, operator: bool, b
 
 
 def render_digest(data: DigestData, recipient: DigestRecipient, *, operator: bool, base_url: str) -> RenderedDigest:
-    """The digest for one recipient. The operator copy adds the failed-sources section."""
+    """One column's digest for one recipient. Only the operator copy lists the unattributed
+    stories, every unit's site-only stories and the failed sources' details."""
     unsub = unsubscribe_url(base_url, recipient.unsubscribe_token) if recipient.unsubscribe_token else None
     return RenderedDigest(
         subject=digest_subject(data),

@@ -1,7 +1,9 @@
 """The digest's mail transport and its exactly-once delivery loop.
 
-Owns the `digests` and `deliveries` rows and talking to SMTP. Exactly-once rests on the
-rows: one Digest per ISO week, one Delivery per (digest, recipient), both get-or-create
+Owns the `digests` and `deliveries` rows and talking to SMTP. Every column has its own digest,
+sent to the recipients subscribed to it (`[[recipients]] columns`, default every column).
+Exactly-once rests on the rows: one Digest per (column, ISO week), one Delivery per (digest,
+recipient), so one mail per (recipient, column, week), both get-or-create
 safe under a race (insert, and on a unique violation read the winner's row). Before a
 message is handed to SMTP its delivery is marked `sending` (attempts + 1, Message-ID
 fixed) in its own committed transaction; `sent` is recorded after the server accepted it.
@@ -16,7 +18,8 @@ continues); so do authentication and STARTTLS problems, which are configuration 
 
 The operator copy (`digest.operator_email`) is not a Recipient (it belongs to no unit and
 must not appear in recipient lists), so its delivery state is recorded in
-`Digest.summary["operator_delivery"]` with the same states and the same guarantees.
+`Digest.summary["operator_delivery"]` with the same states and the same guarantees; it gets
+every column's digest. Unsubscribing stops every column's digest.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from feeds.digest import DigestRecipient, RenderedDigest, iso_week_bounds, owed_weeks, render_digest
-from feeds.selection import load_digest_data
+from feeds.selection import column_started, digest_columns, load_digest_data
+from feeds.slugs import assign_slugs
 from pipeline.corpus.db import transaction
 from pipeline.corpus.models import Delivery, Digest, Recipient
 
@@ -74,6 +78,14 @@ class SendResult:
     failed: int = 0  # in state failed after this call
     skipped: int = 0  # opted out (or deactivated before their copy went out)
     already: int = 0  # sent by an earlier call
+
+    def __add__(self, other: SendResult) -> SendResult:
+        return SendResult(
+            self.sent + other.sent,
+            self.failed + other.failed,
+            self.skipped + other.skipped,
+            self.already + other.already,
+        )
 
 
 # --- messages --------------------------------------------------------------------------
@@ -338,14 +350,19 @@ def _finish(
         _write_state(session, digest_id, target, state, now)
 
 
+def _find_digest(session: Session, column: str, week: str) -> Digest | None:
+    return session.scalar(select(Digest).where(Digest.column == column, Digest.week == week))
+
+
 def _get_or_create_digest(factory: sessionmaker[Session], data: DigestData, now: datetime) -> int:
     with factory() as session:
-        found = session.scalar(select(Digest.id).where(Digest.week == data.week))
+        found = _find_digest(session, data.column, data.week)
     if found is not None:
-        return found
+        return found.id
     try:
         with transaction(factory) as session:
             digest = Digest(
+                column=data.column,
                 week=data.week,
                 period_start=data.period_start,
                 period_end=data.period_end,
@@ -355,6 +372,8 @@ def _get_or_create_digest(factory: sessionmaker[Session], data: DigestData, now:
                     "units_this_week": len(data.contributed_week),
                     "units_so_far": len(data.contributed_so_far),
                     "units_not_yet": len(data.not_yet),
+                    "units_silent_week": len(data.silent_week),
+                    "units_failed_week": len(data.failed_week),
                     "total_so_far": data.total_so_far,
                     "failed_sources": len(data.failed_sources),
                 },
@@ -363,9 +382,12 @@ def _get_or_create_digest(factory: sessionmaker[Session], data: DigestData, now:
             session.flush()
             digest_id = digest.id
     except IntegrityError:
-        # Another process created this week's digest between our read and insert: use theirs.
+        # Another process created this column's week's digest between our read and insert: use theirs.
         with factory() as session:
-            digest_id = session.scalars(select(Digest.id).where(Digest.week == data.week)).one()
+            theirs = _find_digest(session, data.column, data.week)
+            if theirs is None:
+                raise
+            digest_id = theirs.id
     return digest_id
 
 
@@ -394,12 +416,19 @@ def _recipients(session: Session) -> list[Recipient]:
     return list(session.scalars(select(Recipient).options(selectinload(Recipient.unit)).order_by(Recipient.id)))
 
 
+def subscribed(recipient: Recipient, column: str) -> bool:
+    """Whether the recipient gets `column`'s digest: every column unless `columns` names some."""
+    return recipient.columns is None or column in recipient.columns
+
+
 def _operator(config: Config) -> DigestRecipient | None:
     email = config.digest.operator_email
     return DigestRecipient(name="运维值班", email=email) if email else None
 
 
-def _prepare_targets(factory: sessionmaker[Session], digest_id: int, config: Config, now: datetime) -> list[_Target]:
+def _prepare_targets(
+    factory: sessionmaker[Session], digest_id: int, column: str, config: Config, now: datetime
+) -> list[_Target]:
     with factory() as session:
         recipients = _recipients(session)
         existing = {
@@ -409,16 +438,17 @@ def _prepare_targets(factory: sessionmaker[Session], digest_id: int, config: Con
         operator_state = _read_state(session, digest_id, _Target(DigestRecipient("", ""), True, None, "", 0))
     targets = []
     for r in recipients:
-        wanted = r.active and r.opted_out_at is None
+        wanted = r.active and r.opted_out_at is None and subscribed(r, column)
         row = existing.get(r.id)
         if row is None:
-            if not r.active:
+            if not r.active or not subscribed(r, column):
                 continue
             row = _get_or_create_delivery(factory, digest_id, r.id, "pending" if wanted else "skipped", now)
         target = _Target(DigestRecipient.from_model(r), False, *row)
         if not wanted and target.status in ("pending", "sending"):
-            # Opted out (or deactivated) after the row was made and before the copy went out.
-            _finish(factory, digest_id, target, "skipped", now, error="opted out before sending")
+            # Opted out (or deactivated, or left the column) after the row was made, before the copy went out.
+            why = "opted out before sending" if subscribed(r, column) else "not subscribed to the column"
+            _finish(factory, digest_id, target, "skipped", now, error=why)
             target.status = "skipped"
         targets.append(target)
     operator = _operator(config)
@@ -453,7 +483,9 @@ def _deliver(
             return "gone"
         expected += 1
         if resumed:
-            log.warning("digest %s to %s: %s %s", data.week, target.recipient.email, RESUMED_NOTE, message_id)
+            log.warning(
+                "digest %s %s to %s: %s %s", data.column, data.week, target.recipient.email, RESUMED_NOTE, message_id
+            )
         msg = build_message(rendered, target.recipient, config, domain, message_id=message_id, date=clock.now())
         try:
             sender.send(msg, target.recipient.email)
@@ -487,11 +519,11 @@ def _deliver(
     return "pending"  # max_attempts < 1 cannot happen (config minimum is 1)
 
 
-def _dry_run(session_factory: sessionmaker[Session], config: Config, week: str) -> SendResult:
-    """What a real run would do, without writing anything."""
+def _dry_run(session_factory: sessionmaker[Session], config: Config, week: str, column: str) -> SendResult:
+    """What a real run would do for one column's digest, without writing anything."""
     result = SendResult()
     with session_factory() as session:
-        digest = session.scalar(select(Digest).where(Digest.week == week))
+        digest = _find_digest(session, column, week)
         statuses: dict[int, str] = {}
         if digest is not None:
             statuses = {
@@ -505,9 +537,9 @@ def _dry_run(session_factory: sessionmaker[Session], config: Config, week: str) 
             result.already += 1
         elif status == "failed":
             result.failed += 1
-        elif not r.active and status is None:
+        elif status is None and (not r.active or not subscribed(r, column)):
             continue
-        elif not r.active or r.opted_out_at is not None or status == "skipped":
+        elif not r.active or r.opted_out_at is not None or not subscribed(r, column) or status == "skipped":
             result.skipped += 1
         else:
             result.sent += 1
@@ -522,27 +554,57 @@ def _dry_run(session_factory: sessionmaker[Session], config: Config, week: str) 
     return result
 
 
+def _columns(session_factory: sessionmaker[Session], config: Config, column: str | None, week: str) -> list[str]:
+    """`column`, or every digest column that has started by the end of `week`."""
+    with session_factory() as session:
+        columns = digest_columns(session, config)
+        if column is None:
+            return [c for c in columns if column_started(session, config, c, week)]
+    if column not in columns:
+        known = "、".join(columns) or "none"
+        raise LookupError(f"no column {column!r}; the digest columns are: {known}")
+    return [column]
+
+
 def send_digest(
     session_factory: sessionmaker[Session],
     config: Config,
     week: str,
     now: datetime,
     *,
+    column: str | None = None,
     dry_run: bool = False,
     smtp_factory: SmtpFactory | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> SendResult:
-    """Send the digest of ISO `week` to every active, not-opted-out recipient (and the operator),
-    exactly once. Calling it again sends nothing that was already sent. `dry_run` writes nothing
-    and reports in `sent` how many copies would go out."""
+    """Send ISO `week`'s digest of `column` (default: of every digest column, in order) to every
+    active, not-opted-out recipient subscribed to it (and to the operator), exactly once. Calling
+    it again sends nothing that was already sent. `dry_run` writes nothing and reports in `sent`
+    how many copies would go out."""
     iso_week_bounds(week, config.tz)  # validate the week before anything is written
-    if dry_run:
-        return _dry_run(session_factory, config, week)
+    result = SendResult()
+    for name in _columns(session_factory, config, column, week):
+        if dry_run:
+            result += _dry_run(session_factory, config, week, name)
+        else:
+            result += _send_column(session_factory, config, week, name, now, smtp_factory, sleep)
+    return result
+
+
+def _send_column(
+    session_factory: sessionmaker[Session],
+    config: Config,
+    week: str,
+    column: str,
+    now: datetime,
+    smtp_factory: SmtpFactory | None,
+    sleep: Callable[[float], None],
+) -> SendResult:
     with session_factory() as session:
-        data = load_digest_data(session, week, config, now)
+        data = load_digest_data(session, week, config, now, column)
     domain = config.smtp.from_addr.rpartition("@")[2] or "localhost"
     digest_id = _get_or_create_digest(session_factory, data, now)
-    targets = _prepare_targets(session_factory, digest_id, config, now)
+    targets = _prepare_targets(session_factory, digest_id, column, config, now)
     sender = _Sender(config.smtp, smtp_factory or (lambda: connect_smtp(config.smtp)), sleep)
     clock = _Clock(now)
     result = SendResult()
@@ -559,16 +621,18 @@ def send_digest(
             result.already += outcome == "gone"
     finally:
         sender.close()
-    log.info("digest %s: %s", week, result)
+    log.info("digest %s %s: %s", column, week, result)
     return result
 
 
 def digest_done(session_factory: sessionmaker[Session], config: Config, week: str) -> bool:
-    """Whether `week`'s digest exists and nothing of it is left to send (sent, skipped or failed)."""
+    """Whether every column's digest of `week` exists and nothing of it is left to send
+    (sent, skipped or failed)."""
+    columns = _columns(session_factory, config, None, week)
     with session_factory() as session:
-        if session.scalar(select(Digest.id).where(Digest.week == week)) is None:
+        if any(_find_digest(session, c, week) is None for c in columns):
             return False
-    return _dry_run(session_factory, config, week).sent == 0
+    return all(_dry_run(session_factory, config, week, c).sent == 0 for c in columns)
 
 
 def send_owed_digests(
@@ -592,17 +656,28 @@ def send_owed_digests(
 
 
 def preview_digest(
-    session: Session, config: Config, week: str, recipient_email: str | None, out_dir: Path, now: datetime
+    session: Session,
+    config: Config,
+    week: str,
+    recipient_email: str | None,
+    out_dir: Path,
+    now: datetime,
+    column: str | None = None,
 ) -> list[Path]:
-    """Write the digest as `<week>-<who>.html` and `.txt` files; sends nothing.
+    """Write each column's digest (or `column`'s) as `digest-<week>-<column slug>-<who>.html`
+    and `.txt` files; sends nothing.
 
     `recipient_email` None (or the operator's address) previews the operator copy.
     """
-    data = load_digest_data(session, week, config, now)
+    columns = digest_columns(session, config)
+    if column is not None and column not in columns:
+        raise LookupError(f"no column {column!r}; the digest columns are: {'、'.join(columns) or 'none'}")
+    configured = {c.name: c.slug for c in config.columns}
+    slugs = assign_slugs((c, configured.get(c)) for c in columns)
     operator = recipient_email is None or recipient_email == config.digest.operator_email
     if operator:
         who = _operator(config) or DigestRecipient(name="运维值班", email="operator@localhost")
-        stem = f"digest-{week}-operator"
+        label = "operator"
     else:
         r = session.scalar(
             select(Recipient).options(selectinload(Recipient.unit)).where(Recipient.email == recipient_email)
@@ -610,10 +685,16 @@ def preview_digest(
         if r is None:
             raise LookupError(f"no recipient with email {recipient_email!r}")
         who = DigestRecipient.from_model(r)
-        stem = f"digest-{week}-recipient-{r.id}"
-    rendered = render_digest(data, who, operator=operator, base_url=config.web.base_url)
+        label = f"recipient-{r.id}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    html_path, text_path = out_dir / f"{stem}.html", out_dir / f"{stem}.txt"
-    html_path.write_text(rendered.html, encoding="utf-8")
-    text_path.write_text(rendered.text, encoding="utf-8")
-    return [html_path, text_path]
+    paths = []
+    chosen = [column] if column is not None else [c for c in columns if column_started(session, config, c, week)]
+    for name in chosen:
+        data = load_digest_data(session, week, config, now, name)
+        rendered = render_digest(data, who, operator=operator, base_url=config.web.base_url)
+        stem = f"digest-{week}-{slugs[name]}-{label}"
+        html_path, text_path = out_dir / f"{stem}.html", out_dir / f"{stem}.txt"
+        html_path.write_text(rendered.html, encoding="utf-8")
+        text_path.write_text(rendered.text, encoding="utf-8")
+        paths += [html_path, text_path]
+    return paths

@@ -207,7 +207,7 @@ def period_bounds(date_from: date, date_to: date, tz: ZoneInfo) -> tuple[datetim
     return start, datetime.combine(date_to + timedelta(days=1), time(0), tzinfo=tz)
 
 
-def _authors(article: Article) -> tuple[Author, ...]:
+def story_authors(article: Article) -> tuple[Author, ...]:
     people = tuple(
         Author(str(a.get("name") or ""), tuple(str(p) for p in a.get("positions") or ()))
         for a in article.authors or ()
@@ -222,7 +222,7 @@ def _authors(article: Article) -> tuple[Author, ...]:
     return ()
 
 
-def _linked(article: Article) -> Appearance | None:
+def column_post(article: Article) -> Appearance | None:
     """The WeChat appearance (the 首发 one first) when there is one, else the first appearance."""
     wechat = [a for a in article.appearances if a.source is not None and a.source.kind == "wechat_album"]
     if wechat:
@@ -247,13 +247,13 @@ def load_report(session: Session, config: Config, column: str, date_from: date, 
     stories = []
     for article in rows:
         assert article.published_at is not None  # the query's condition
-        linked = _linked(article)
+        linked = column_post(article)
         stories.append(
             ReportArticle(
                 guid=article.guid,
                 title=article.title,
                 unit=names.get(article.unit_id) if article.unit_id is not None else None,
-                authors=_authors(article),
+                authors=story_authors(article),
                 published_at=article.published_at.astimezone(tz),
                 link=linked.url if linked is not None else "",
                 original=linked.is_original if linked is not None else None,

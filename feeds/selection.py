@@ -13,13 +13,14 @@ from collections import defaultdict
 from datetime import date, datetime, time
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import selectinload
 
 from feeds.build import FeedItem, FeedSpec, entry_updated, feed_key, make_summary
-from feeds.digest import DigestArticle, DigestData, FailedSource, UnitSummary, iso_week_bounds
+from feeds.digest import DigestArticle, DigestData, FailedSource, UnitSummary, iso_week_bounds, issue_number
+from feeds.report import column_post, competition_ranks, story_authors
 from feeds.slugs import assign_slugs
-from pipeline.corpus.models import Article, ArticleTag, Source, SourceRun, Tag, Unit, UTCDateTime
+from pipeline.corpus.models import Appearance, Article, ArticleTag, Source, SourceRun, Tag, Unit, UTCDateTime
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -161,94 +162,174 @@ def load_feed_items(session: Session, spec: FeedSpec, config: Config) -> list[Fe
 # --- digest ----------------------------------------------------------------------------
 
 
-def _column_start(config: Config) -> date | None:
-    if not config.digest.column_start:
-        return None
-    return date.fromisoformat(config.digest.column_start)
+def digest_columns(session: Session, config: Config) -> list[str]:
+    """The columns that get a digest: the configured ones in order, else every column stored."""
+    if config.columns:
+        return [c.name for c in config.columns]
+    stored = session.scalars(select(Article.column).where(Article.column.is_not(None)).distinct()).all()
+    return sorted(c for c in stored if c)
 
 
-def _failed_sources(session: Session, start: datetime, end: datetime, config: Config) -> tuple[FailedSource, ...]:
+def _column_start(session: Session, config: Config, column: str) -> date | None:
+    """The configured start, else the 首发 day of the column's first story (stable once stored)."""
+    start = config.column_start(column)
+    if start is not None:
+        return start
+    first = session.scalar(
+        select(func.min(Article.published_at)).where(Article.column == column, Article.state != "deleted")
+    )
+    return first.astimezone(config.tz).date() if first is not None else None
+
+
+def column_started(session: Session, config: Config, column: str, week: str) -> bool:
+    """Whether `week` ends after the column's start (a column that has not started has no digest)."""
+    start = _column_start(session, config, column)
+    return start is None or iso_week_bounds(week, config.tz)[1].date() > start
+
+
+def _failed_sources(
+    session: Session, start: datetime, end: datetime, config: Config
+) -> tuple[tuple[FailedSource, ...], dict[int, Source]]:
+    """Sources with failed runs in the period, and those whose last run in it failed (by id)."""
     runs = session.execute(
         select(SourceRun, Source)
         .join(Source, SourceRun.source_id == Source.id)
         .options(selectinload(Source.unit))
-        .where(SourceRun.started_at >= start, SourceRun.started_at < end, SourceRun.status != "ok")
+        .where(SourceRun.started_at >= start, SourceRun.started_at < end)
         .order_by(SourceRun.started_at, SourceRun.id)
     ).all()
     by_source: dict[int, list[tuple[SourceRun, Source]]] = defaultdict(list)
     for run, source in runs:
         by_source[source.id].append((run, source))
     out = []
+    still_failing: dict[int, Source] = {}
     for rows in by_source.values():
-        last, source = rows[-1]
+        failed = [(run, source) for run, source in rows if run.status != "ok"]
+        if rows[-1][0].status != "ok":
+            still_failing[rows[-1][1].id] = rows[-1][1]
+        if not failed:
+            continue
+        last, source = failed[-1]
         out.append(
             FailedSource(
                 key=source.key,
                 unit=source.unit.name if source.unit is not None else None,
-                failures=len(rows),
+                failures=len(failed),
                 last_status=last.status,
                 last_error=last.error_summary or source.last_error,
                 last_at=last.started_at.astimezone(config.tz),
             )
         )
-    return tuple(sorted(out, key=lambda f: f.key))
+    return tuple(sorted(out, key=lambda f: f.key)), still_failing
 
 
-def load_digest_data(session: Session, week: str, config: Config, now: datetime) -> DigestData:
-    """The digest's content for an ISO week: the week's column stories grouped by unit,
-    per-unit counts (this week, since the column started), participation, failed sources."""
+def _digest_article(article: Article, config: Config) -> DigestArticle:
+    assert article.published_at is not None  # every digest query asks for a 首发 date
+    linked = column_post(article)
+    base_url = config.web.base_url
+    return DigestArticle(
+        title=article.title,
+        unit=article.unit.name if article.unit is not None else None,
+        authors=story_authors(article),
+        published=article.published_at.astimezone(config.tz),
+        excerpt=make_summary(article.body_text or article.summary or "", DIGEST_EXCERPT_CHARS),
+        link=linked.url if linked is not None else f"{base_url}/story/{article.guid}",
+        archive_link=f"{base_url}/story/{article.guid}",
+    )
+
+
+def _site_only(column: str) -> ColumnElement[bool]:
+    """Not in the column, but proposed for it or found on a unit site configured for it."""
+    on_site = Article.id.in_(
+        select(Appearance.article_id)
+        .join(Source, Appearance.source_id == Source.id)
+        .where(Source.kind == "site_column", Source.column == column)
+    )
+    return and_(
+        or_(Article.column.is_(None), Article.column != column),
+        or_(Article.column_candidate == column, on_site),
+    )
+
+
+def load_digest_data(
+    session: Session, week: str, config: Config, now: datetime, column: str | None = None
+) -> DigestData:
+    """One column's digest for an ISO week (default: the first digest column), counted as the
+    reports count (`feeds.report`): only column members, each story once by its 首发 date,
+    stories deleted at source left out, unattributed ones apart; plus each unit's site-only
+    stories (not counted) and the sources that failed."""
     tz = config.tz
     start, end = iso_week_bounds(week, tz)
-    column_start = _column_start(config)
-    when = _story_date()
+    if column is None:
+        columns = digest_columns(session, config)
+        column = columns[0] if columns else ""
+    column_start = _column_start(session, config, column)
+    counted = (Article.state != "deleted", Article.published_at.is_not(None))
+    in_week = (Article.published_at >= start, Article.published_at < end)
+    loads = (
+        selectinload(Article.unit),
+        selectinload(Article.appearances).selectinload(Appearance.source),
+    )
+    order = (Article.published_at, Article.id)
 
     week_articles = session.scalars(
+        select(Article).options(*loads).where(Article.column == column, *counted, *in_week).order_by(*order)
+    ).all()
+    site_articles = session.scalars(
         select(Article)
-        .options(selectinload(Article.unit), selectinload(Article.appearances))
-        .where(_in_column(), when >= start, when < end)
-        .order_by(when, Article.id)
+        .options(*loads)
+        .where(_site_only(column), Article.unit_id.is_not(None), *counted, *in_week)
+        .order_by(*order)
     ).all()
 
-    totals_stmt: Any = select(Article.unit_id, func.count()).where(_in_column(), when < end).group_by(Article.unit_id)
+    totals_stmt: Any = (
+        select(Article.unit_id, func.count())
+        .where(Article.column == column, *counted, Article.published_at < end)
+        .group_by(Article.unit_id)
+    )
     if column_start is not None:
-        totals_stmt = totals_stmt.where(when >= datetime.combine(column_start, time(0), tzinfo=tz))
+        totals_stmt = totals_stmt.where(Article.published_at >= datetime.combine(column_start, time(0), tzinfo=tz))
     totals: dict[int | None, int] = {unit_id: n for unit_id, n in session.execute(totals_stmt).all()}
 
     by_unit: dict[int | None, list[DigestArticle]] = defaultdict(list)
     for a in week_articles:
-        by_unit[a.unit_id].append(
-            DigestArticle(
-                title=a.title,
-                unit=a.unit.name if a.unit is not None else None,
-                author=a.author,
-                published=(a.published_at or a.created_at).astimezone(tz),
-                excerpt=make_summary(a.body_text or a.summary or "", DIGEST_EXCERPT_CHARS),
-                link=_link(a, config.web.base_url),
-            )
-        )
+        by_unit[a.unit_id].append(_digest_article(a, config))
+    site_by_unit: dict[int | None, list[DigestArticle]] = defaultdict(list)
+    for a in site_articles:
+        site_by_unit[a.unit_id].append(_digest_article(a, config))
 
-    units = [
+    failed, still_failing = _failed_sources(session, start, end, config)
+    concerned = [s for s in still_failing.values() if s.column in (None, column)]
+    failing_units = {s.unit_id for s in concerned if s.unit_id is not None}
+
+    units = list(session.scalars(select(Unit).order_by(Unit.sort_order, Unit.id)))
+    ranks = competition_ranks([totals.get(u.id, 0) for u in units])
+    summaries = tuple(
         UnitSummary(
             unit_id=u.id,
             name=u.name,
             week_count=len(by_unit.get(u.id, [])),
             total_count=totals.get(u.id, 0),
             articles=tuple(by_unit.get(u.id, [])),
+            rank=rank,
+            site_articles=tuple(site_by_unit.get(u.id, [])),
+            source_failed=u.id in failing_units,
         )
-        for u in session.scalars(select(Unit).order_by(Unit.sort_order, Unit.id))
-    ]
-    if by_unit.get(None) or totals.get(None):
-        unattributed = by_unit.get(None, [])
-        units.append(UnitSummary(None, "未识别单位", len(unattributed), totals.get(None, 0), tuple(unattributed)))
-
+        for u, rank in zip(units, ranks, strict=True)
+    )
     return DigestData(
         week=week,
         period_start=start,
         period_end=end,
-        units=tuple(units),
-        failed_sources=_failed_sources(session, start, end, config),
-        total_week=len(week_articles),
-        total_so_far=sum(totals.values()),
+        units=summaries,
+        failed_sources=failed,
+        total_week=sum(s.week_count for s in summaries),
+        total_so_far=sum(s.total_count for s in summaries),
         generated_at=now,
         column_start=column_start,
+        column=column,
+        issue=issue_number(start, column_start),
+        unattributed=tuple(by_unit.get(None, [])),
+        unattributed_total=totals.get(None, 0),
+        column_source_failed=any(s.unit_id is None for s in concerned),
     )

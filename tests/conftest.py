@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
@@ -136,3 +137,20 @@ def module_samples() -> Iterator[SampleSources]:
     """The sample sources shared by the tests of one module (for modules that leave them as they are)."""
     with _serving_samples() as server:
         yield server
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Any, int]]:
+    """A real SMTP server (aiosmtpd) on a free loopback port: (its `Handler`, the port)."""
+    from aiosmtpd.controller import Controller
+
+    from tests.test_digest_send import Handler, free_port
+
+    handler = Handler()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        controller.stop()

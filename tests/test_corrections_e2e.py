@@ -147,10 +147,10 @@ def test_corrections_by_cli_and_browser_hold_through_retag_recrawl_feeds_and_dig
     preview = zhuanlan(cfg, db_url, "digest", "preview", "--week", f"{year}-W{week:02d}", "--out", str(out))
     assert preview.returncode == 0, preview.stderr
     text = next(out.glob("*-operator.txt")).read_text("utf-8")
-    by_unit = text.split("【本周文章（按单位）】", 1)[1].split("【各单位", 1)[0]
+    by_unit = text.split("【本周刊发文章（按单位）】", 1)[1].split("【本周未刊发单位", 1)[0]
     heading = next(line for line in by_unit.splitlines() if line.startswith(f"{unit_name}（本周"))
     own = by_unit.split(heading, 1)[1]
     own = own.split("（本周", 1)[0] if "（本周" in own else own  # up to the next unit's heading
     assert lost_title in own
-    pending = text.split("【单位未识别（仅运维，待确认）】", 1)[1].split("【采集异常", 1)[0]
+    pending = text.split("【未识别单位（仅运维，待确认）】", 1)[1].split("【采集异常", 1)[0]
     assert lost_title not in pending

@@ -83,6 +83,18 @@ def test_digest_renders_readably_on_a_phone_and_a_desktop(
             assert "本单位情况：市科学技术局" in text
             assert "让科技成果走出实验室" in text and "扎实推进乡村全面振兴" in text  # article titles
             assert "赵明远同志：您好！" in text
+            assert "本周未刊发单位" in text and "累计刊发排名" in text and "投稿" not in text
+            # The ranking is a real 4-column table, one row per unit, ranked.
+            headers = page.evaluate("[...document.querySelectorAll('th')].map(th => th.innerText.trim())")
+            assert headers == ["排名", "单位", "本周", "累计"]
+            rows = page.evaluate(
+                "[...document.querySelectorAll('tr')].filter(tr => tr.cells.length === 4 && !tr.querySelector('th'))"
+                ".map(tr => [...tr.cells].map(c => c.innerText.trim()))"
+            )
+            assert [r[1] for r in rows] == [u.name for u in data.ranking] and rows[0][0] == "1"
+            # Styles are set once on the outer cell and inherited (that keeps the mail small).
+            font = page.evaluate("getComputedStyle(document.querySelector('h2 + p')).fontFamily")
+            assert "PingFang SC" in font
             scroll_width = page.evaluate("document.documentElement.scrollWidth")
             assert scroll_width <= viewport["width"] + 1, f"{name}: horizontal overflow ({scroll_width}px)"
             card = page.evaluate(

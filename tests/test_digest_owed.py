@@ -116,7 +116,7 @@ def test_send_owed_digests_sends_each_owed_week_once(
         assert list(results) == [W48, W49]
         assert all(r is not None and r.sent == 2 for r in results.values())
         subjects = [str(m["Subject"]) for m in handler.to(KJ)]
-        assert len(subjects) == 2 and "第48周" in subjects[0] and "第49周" in subjects[1]
+        assert len(subjects) == 2 and "第5期（11月23日" in subjects[0] and "第6期（11月30日" in subjects[1]
         assert len(handler.to(NN)) == 2
 
         # A second trigger (restart, another run-once) finds both done and writes nothing.
@@ -176,7 +176,7 @@ def test_digest_job_after_a_monday_outage_and_after_two_weeks_down(
         scheduler.digest_job(cfg)
         assert list(weeks_and_deliveries(sessions)) == [W48, "2026-W50"]
         assert len(handler.messages) == 4
-        assert all("第50周" in str(m["Subject"]) for m in handler.to(KJ)[1:])
+        assert all("第7期（12月7日—12月13日）" in str(m["Subject"]) for m in handler.to(KJ)[1:])
 
         # A run with nothing owed (Thursday) sends nothing and says so.
         clock["now"] = at(17, 9, month=12).astimezone(UTC)

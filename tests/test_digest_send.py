@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email
 import socket
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from email import policy
 from email.message import EmailMessage
@@ -12,13 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import func, select
 
 from feeds.digest import iso_week_bounds
 from feeds.mail import RESUMED_NOTE, MailTransportError, _get_or_create_delivery, send_digest
 from pipeline.corpus.models import Delivery, Digest, Recipient
-from tests.test_feeds_factory import BASE_URL, SHANGHAI, Factory, make_config
+from tests.test_feeds_factory import BASE_URL, COLUMN, SHANGHAI, Factory, make_config
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -69,18 +67,6 @@ def parse(raw: bytes) -> EmailMessage:
     return msg
 
 
-@pytest.fixture
-def smtp() -> Iterator[tuple[Handler, int]]:
-    handler = Handler()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
-
-
 def config_for(tmp_path: Path, port: int, **extra: Any) -> Config:
     smtp = {"host": "127.0.0.1", "port": port, "from_addr": f"zhuanlan@{DOMAIN}", "from_name": "市直机关工委专栏"}
     smtp.update({"max_per_minute": 60000, "max_attempts": 3, "timeout_seconds": 5.0})
@@ -129,7 +115,7 @@ def test_digest_is_sent_once_per_recipient(
     (msg,) = handler.to(people["kj"])
     raw = next(raw for rcpts, raw in handler.messages if people["kj"] in rcpts)
     assert raw.isascii()  # 7-bit clean: Chinese is encoded, not sent as raw 8-bit
-    assert msg["Subject"] == "【专栏周报】2026年第48周（11月23日—11月29日）：本周3篇，2个单位"
+    assert msg["Subject"] == f"【{COLUMN}】刊发情况周报第5期（11月23日—11月29日）：本周刊发3篇，2个单位"
     assert msg["To"].addresses[0].display_name == "赵明远"
     assert msg["From"].addresses[0].display_name == "市直机关工委专栏"
     assert msg["List-Unsubscribe"].strip().startswith(f"<{BASE_URL}/unsubscribe/")  # may be folded
@@ -140,11 +126,12 @@ def test_digest_is_sent_once_per_recipient(
     assert text_part is not None and html_part is not None
     text, html = text_part.get_content(), html_part.get_content()
     assert "科技赋能 创新驱动" in text and "科技赋能 创新驱动" in html
-    listing = html[html.index("本周文章（按单位）") :]
+    listing = html[html.index("本周刊发文章（按单位）") :]
     assert listing.index("市科学技术局（本周 2 篇") < listing.index("让科技成果走出实验室")
     assert listing.index("让科技成果走出实验室") < listing.index("市农业农村局（本周 1 篇")
     assert listing.index("市农业农村局（本周 1 篇") < listing.index("扎实推进乡村全面振兴")
-    assert "采集异常" not in html
+    # Everyone sees that 市民政局's site failed (not that it was silent); only the operator the details.
+    assert "采集异常（1个）：市民政局" in html and "本周未刊发单位（0个）" in html and "mzj-site" not in html
 
     (ops,) = handler.to("ops@example.org")
     ops_html = ops.get_body(preferencelist=("html",))
@@ -214,7 +201,9 @@ def test_interrupted_send_is_resent_with_the_same_message_id(
     config = config_for(tmp_path, port)
     start, end = iso_week_bounds(WEEK, SHANGHAI)
     with sessions() as session:
-        digest = Digest(week=WEEK, period_start=start, period_end=end, created_at=now, article_count=3, summary={})
+        digest = Digest(
+            column=COLUMN, week=WEEK, period_start=start, period_end=end, created_at=now, article_count=3, summary={}
+        )
         session.add(digest)
         session.flush()
         kj = session.scalars(select(Recipient).where(Recipient.email == people["kj"])).one()
@@ -247,7 +236,9 @@ def test_opt_out_after_the_row_was_made_is_honoured(
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(Digest)) == 0  # dry run writes nothing
         start, end = iso_week_bounds(WEEK, SHANGHAI)
-        digest = Digest(week=WEEK, period_start=start, period_end=end, created_at=now, article_count=3, summary={})
+        digest = Digest(
+            column=COLUMN, week=WEEK, period_start=start, period_end=end, created_at=now, article_count=3, summary={}
+        )
         session.add(digest)
         session.flush()
         nn = session.scalars(select(Recipient).where(Recipient.email == people["nn"])).one()
@@ -302,7 +293,9 @@ def test_delivery_get_or_create_survives_a_duplicate_insert(
 ) -> None:
     start, end = iso_week_bounds(WEEK, SHANGHAI)
     with sessions() as session:
-        digest = Digest(week=WEEK, period_start=start, period_end=end, created_at=now, article_count=0, summary={})
+        digest = Digest(
+            column=COLUMN, week=WEEK, period_start=start, period_end=end, created_at=now, article_count=0, summary={}
+        )
         session.add(digest)
         recipient = session.scalars(select(Recipient).where(Recipient.email == people["kj"])).one()
         session.commit()

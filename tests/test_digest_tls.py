@@ -24,6 +24,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from feeds.mail import CA_FILE_ENV, MailTransportError, send_digest
 from tests.test_digest_flaky import KJ, NN, seed
 from tests.test_digest_send import SEND_TIME, WEEK, Handler, config_for, deliveries, free_port
+from tests.test_feeds_factory import COLUMN
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -218,7 +219,7 @@ def test_sends_over_tls_after_login(
     assert server.auth.attempts == [(mechanism, USER, True)]  # one connection, one login, reused
     assert server.handler.sessions == [(True, USER), (True, USER)]
     (kj,) = server.handler.to(KJ)
-    assert kj["Subject"].startswith("【专栏周报】2026年第48周")
+    assert kj["Subject"].startswith(f"【{COLUMN}】刊发情况周报第")
     assert deliveries(sessions)[NN].status == "sent"
 
 

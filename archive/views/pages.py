@@ -201,7 +201,7 @@ def blueprint(ctx: ViewContext) -> Blueprint:
     @pages.get("/digests")
     def digests() -> str:
         with ctx.session_factory() as db:
-            rows = db.scalars(select(Digest).order_by(Digest.week.desc()).limit(200)).all()
+            rows = db.scalars(select(Digest).order_by(Digest.week.desc(), Digest.column).limit(200)).all()
             counts: dict[int, Counter[str]] = defaultdict(Counter)
             for digest_id, status, n in db.execute(
                 select(Delivery.digest_id, Delivery.status, func.count()).group_by(Delivery.digest_id, Delivery.status)

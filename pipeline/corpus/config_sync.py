@@ -78,6 +78,7 @@ def _sync_recipients(session: Session, config: Config, units: dict[str, Unit]) -
             existing[email] = recipient
         recipient.unit_id = units[conf.unit].id
         recipient.name = conf.name
+        recipient.columns = list(conf.columns) or None
         # Someone who unsubscribed stays unsubscribed whatever the config says.
         recipient.active = conf.active and recipient.opted_out_at is None
     for email, recipient in existing.items():

@@ -296,8 +296,9 @@ def alembic_config(engine: Engine) -> AlembicConfig:
     return cfg
 
 
-def upgrade(engine: Engine) -> None:
-    """Create or upgrade the schema to the newest migration."""
+def upgrade(engine: Engine, *, first_column: str | None = None) -> None:
+    """Create or upgrade the schema to the newest migration. `first_column` (the first configured
+    column) is where migration 0008 moves the digests made before digests were per column."""
     try:
         with engine.connect() as conn:
             conn.close()
@@ -305,7 +306,9 @@ def upgrade(engine: Engine) -> None:
         raise DatabaseError(f"cannot connect to the database: {one_line(exc.orig)}") from exc
     from alembic import command
 
-    command.upgrade(alembic_config(engine), "head")
+    cfg = alembic_config(engine)
+    cfg.attributes["first_column"] = first_column
+    command.upgrade(cfg, "head")
 
 
 def one_line(error: object) -> str:

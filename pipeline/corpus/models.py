@@ -83,6 +83,8 @@ class Recipient(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     opted_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     unsubscribe_token: Mapped[str] = mapped_column(String(64), unique=True)
+    # The columns whose digest this person gets (`[[recipients]] columns`); None: every column.
+    columns: Mapped[list[str] | None] = mapped_column(JSON)
 
     unit: Mapped[Unit] = relationship()
 
@@ -286,10 +288,14 @@ class SourceRun(Base):
 
 
 class Digest(Base):
+    """One column's digest of one week: its deliveries make sending it exactly-once."""
+
     __tablename__ = "digests"
+    __table_args__ = (UniqueConstraint("column", "week", name="uq_digest_column_week"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    week: Mapped[str] = mapped_column(String(10), unique=True)  # ISO week, e.g. 2026-W48
+    column: Mapped[str] = mapped_column(String(200), server_default="")
+    week: Mapped[str] = mapped_column(String(10))  # ISO week, e.g. 2026-W48
     period_start: Mapped[datetime] = mapped_column(UTCDateTime)
     period_end: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -298,7 +304,8 @@ class Digest(Base):
 
 
 class Delivery(Base):
-    """One delivery per (digest, recipient): the row that makes sending exactly-once."""
+    """One delivery per (digest, recipient), so per (column, week, recipient): the row that makes
+    sending exactly-once."""
 
     __tablename__ = "deliveries"
     __table_args__ = (UniqueConstraint("digest_id", "recipient_id", name="uq_delivery_digest_recipient"),)
