@@ -17,13 +17,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.corpus.db import DatabaseError, is_initialised, make_engine, session_factory, transaction, upgrade
 from zhuanlan_config import Config, ConfigError, SourceConf, load_config
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
+    from feeds.review_store import Issue
 
 DEFAULT_CONFIG = "zhuanlan.toml"
 
@@ -187,6 +192,14 @@ def cmd_feeds(args: argparse.Namespace) -> int:
     return 0
 
 
+def previous_week_of(week: str, n: int) -> str:
+    """The ISO week `n` weeks before `week`."""
+    year, number = week.split("-W")
+    monday = date.fromisocalendar(int(year), int(number), 1) - timedelta(days=7 * n)
+    y, w, _ = monday.isocalendar()
+    return f"{y}-W{w:02d}"
+
+
 def parse_week(value: str | None, now: datetime, config: Config) -> str:
     from feeds.digest import previous_week
 
@@ -200,19 +213,83 @@ def parse_week(value: str | None, now: datetime, config: Config) -> str:
     return f"{int(year):04d}-W{int(week):02d}"
 
 
+def digest_column(config: Config, name: str | None) -> str:
+    """The column an issue command is about: `name` (configured), else the first configured one."""
+    from feeds.review import default_column
+
+    return default_column(config) if name is None else report_column(config, name)
+
+
+def load_issue_now(app: App, week: str, column: str, now: datetime) -> Issue:
+    from feeds.mail import digest_done
+    from feeds.review_store import load_issue
+
+    sent = digest_done(app.sessions, app.config, week)
+    with app.sessions() as session:
+        return load_issue(session, app.config, week, column, now, sent=sent)
+
+
+def approve_issue(app: App, week: str, column: str, by: str, now: datetime) -> Issue:
+    """`zhuanlan digest approve` (and the demo): approve the issue as it stands now, or UserError
+    with the reason (unattributed stories still undecided, already sent, past the deadline)."""
+    from feeds.review_store import ReviewError, approve
+
+    issue = load_issue_now(app, week, column, now)
+    try:
+        approve(app.sessions, issue, by=by, now=now)
+    except ReviewError as exc:
+        raise UserError(f"digest {column} {week}: approval refused: {exc}") from exc
+    print(f"digest {column} {week}: approved by {by} at {now.astimezone(app.config.tz):%Y-%m-%d %H:%M}")
+    return issue
+
+
+def print_issue(issue: Issue, tz: ZoneInfo) -> None:
+    review = issue.review
+    approved = ""
+    if review is not None and review.approved_at is not None:
+        approved = f"; approved by {review.approved_by} {review.approved_at.astimezone(tz):%m-%d %H:%M}"
+    reminded = ""
+    if review is not None and review.reminder_sent_at is not None:
+        reminded = f"; reminder sent {review.reminder_sent_at.astimezone(tz):%m-%d %H:%M}"
+    print(
+        f"{issue.week}  {issue.column}  {issue.state}（{issue.state_name}）{approved}{reminded}; "
+        f"send {issue.send_at:%m-%d %H:%M}, approve by {issue.deadline:%m-%d %H:%M}; "
+        f"{issue.data.total_week} stories, {len(issue.unresolved)} unattributed to decide"
+    )
+    for a in issue.unresolved:
+        print(f"    unattributed: {a.title}  ({a.guid})")
+
+
 def cmd_digest(args: argparse.Namespace) -> int:
     from feeds.mail import preview_digest, send_digest
+    from feeds.review_store import NotApproved
 
     app = open_app(args)
     now = utcnow()
     week = parse_week(args.week, now, app.config)
+    column = digest_column(app.config, args.column)
+    if args.action == "approve":
+        by = args.by or f"{os.environ.get('USER') or 'operator'} (命令行)"
+        approve_issue(app, week, column, by, now)
+        if app.config.digest.review != "required":
+            print('note: digest.review is "off": issues are sent without approval')
+        return 0
+    if args.action == "status":
+        weeks = [week] if args.week else [previous_week_of(week, n) for n in (3, 2, 1, 0)]
+        print(f'digest.review = "{app.config.digest.review}"')
+        for w in weeks:
+            print_issue(load_issue_now(app, w, column, now), app.config.tz)
+        return 0
     if args.action == "preview":
         with app.sessions() as session:
             files = preview_digest(session, app.config, week, args.recipient, Path(args.out), now)
         for f in files:
             print(f)
         return 0
-    result = send_digest(app.sessions, app.config, week, now, dry_run=args.dry_run)
+    try:
+        result = send_digest(app.sessions, app.config, week, now, dry_run=args.dry_run)
+    except NotApproved as exc:
+        raise UserError(f"digest {week} not sent: {exc} (zhuanlan digest approve --week {week})") from exc
     print(
         f"digest {week}: sent {result.sent}, failed {result.failed}, skipped {result.skipped}, "
         f"already sent {result.already}" + (" (dry run: nothing sent)" if args.dry_run else "")
@@ -623,9 +700,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("feeds", cmd_feeds, "rebuild the feeds whose content changed")
     p.add_argument("--force", action="store_true", help="rewrite every feed")
 
-    p = add("digest", cmd_digest, "preview or send the weekly digest")
-    p.add_argument("action", choices=["preview", "send"])
-    p.add_argument("--week", help="ISO week, e.g. 2026-W48 (default: last week)")
+    p = add("digest", cmd_digest, "preview, approve, show the status of, or send the weekly digest")
+    p.add_argument("action", choices=["preview", "approve", "status", "send"])
+    p.add_argument("--week", help="ISO week, e.g. 2026-W48 (default: last week; status: the last four)")
+    p.add_argument("--column", help="approve/status: the column (default: the first configured column)")
+    p.add_argument("--by", help="approve: who approves (default: $USER (命令行))")
     p.add_argument("--recipient", metavar="EMAIL", help="preview: only this recipient")
     p.add_argument("--out", default="digest-preview", help="preview: output directory")
     p.add_argument("--dry-run", action="store_true", help="send: render and report, send nothing")

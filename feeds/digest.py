@@ -94,6 +94,7 @@ class DigestArticle:
     published: datetime  # tz-aware, in the digest's time zone
     excerpt: str
     link: str
+    guid: str = ""  # the story's id: what the office's review pins or leaves out (feeds.review)
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,8 @@ class DigestData:
     total_so_far: int
     generated_at: datetime
     column_start: date | None = None
+    intro: str | None = None  # the office's words for this issue (feeds.review), shown first
+    pinned: tuple[DigestArticle, ...] = ()  # stories the office put on top (本期推荐)
 
     @property
     def contributed_week(self) -> list[UnitSummary]:
@@ -291,6 +294,15 @@ def _unattributed_html(data: DigestData, base_url: str) -> str:
     return "".join(parts)
 
 
+def _review_html(data: DigestData) -> list[str]:
+    """The office's intro (one paragraph per line) and pinned stories, when the issue has them."""
+    parts = [f'<p style="{_P}">{escape(line)}</p>' for line in (data.intro or "").splitlines() if line.strip()]
+    if data.pinned:
+        parts.append(f'<h2 style="{_H2}">本期推荐</h2>')
+        parts.extend(_article_html(a) for a in data.pinned)
+    return parts
+
+
 def _render_html(data: DigestData, recipient: DigestRecipient, operator: bool, base_url: str, unsub: str | None) -> str:
     sections = [
         f'<h1 style="{_FONT}font-size:22px;color:#b71c1c;margin:0 0 4px;">专栏周报</h1>',
@@ -298,6 +310,7 @@ def _render_html(data: DigestData, recipient: DigestRecipient, operator: bool, b
         f'<p style="{_P}">{escape(_greeting(recipient, operator))}</p>',
         f'<p style="{_P}">本周专栏共刊发文章 <b>{data.total_week}</b> 篇，来自 <b>{len(data.contributed_week)}</b> 个单位；'
         f"专栏开设以来累计刊发 <b>{data.total_so_far}</b> 篇。</p>",
+        *_review_html(data),
         _own_unit_html(data, recipient),
         f'<h2 style="{_H2}">本周文章（按单位）</h2>',
     ]
@@ -347,6 +360,12 @@ def _render_text(data: DigestData, recipient: DigestRecipient, operator: bool, b
         f"专栏开设以来累计刊发 {data.total_so_far} 篇。",
         "",
     ]
+    lines += [line for line in (data.intro or "").splitlines() if line.strip()]
+    lines += [""] if data.intro and data.intro.strip() else []
+    if data.pinned:
+        lines += ["【本期推荐】"]
+        for a in data.pinned:
+            lines += _article_text(a)
     own = data.unit(recipient.unit_id)
     if own is not None:
         lines += [f"【本单位情况：{own.name}】"]

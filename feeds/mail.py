@@ -40,6 +40,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from feeds.digest import DigestRecipient, RenderedDigest, iso_week_bounds, owed_weeks, render_digest
+from feeds.review import REMIND, SEND, SKIP, WAIT, apply_review, decide, default_column, reminder_text
+from feeds.review_store import approved_data, load_issue, load_review, mark_reminded, mark_skipped
 from feeds.selection import load_digest_data
 from pipeline.corpus.db import transaction
 from pipeline.corpus.models import Delivery, Digest, Recipient
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
     from feeds.digest import DigestData
+    from feeds.review_store import Issue
     from zhuanlan_config import Config, SmtpConf
 
 log = logging.getLogger(__name__)
@@ -487,6 +490,15 @@ def _deliver(
     return "pending"  # max_attempts < 1 cannot happen (config minimum is 1)
 
 
+def reviewed_data(session: Session, config: Config, data: DigestData, *, gate: bool = True) -> DigestData:
+    """`data` with the office's review (intro, pins, stories left out) applied; with review
+    required and `gate`, only when this content was approved (`NotApproved` otherwise)."""
+    column = default_column(config)
+    if gate and config.digest.review == "required":
+        return approved_data(session, config, data, column)
+    return apply_review(data, load_review(session, column, data.week))
+
+
 def _dry_run(session_factory: sessionmaker[Session], config: Config, week: str) -> SendResult:
     """What a real run would do, without writing anything."""
     result = SendResult()
@@ -534,12 +546,13 @@ def send_digest(
 ) -> SendResult:
     """Send the digest of ISO `week` to every active, not-opted-out recipient (and the operator),
     exactly once. Calling it again sends nothing that was already sent. `dry_run` writes nothing
-    and reports in `sent` how many copies would go out."""
+    and reports in `sent` how many copies would go out. With `digest.review = "required"` only an
+    approved issue is sent (`NotApproved` otherwise, before anything is written)."""
     iso_week_bounds(week, config.tz)  # validate the week before anything is written
     if dry_run:
         return _dry_run(session_factory, config, week)
     with session_factory() as session:
-        data = load_digest_data(session, week, config, now)
+        data = reviewed_data(session, config, load_digest_data(session, week, config, now))
     domain = config.smtp.from_addr.rpartition("@")[2] or "localhost"
     digest_id = _get_or_create_digest(session_factory, data, now)
     targets = _prepare_targets(session_factory, digest_id, config, now)
@@ -581,14 +594,64 @@ def send_owed_digests(
 ) -> dict[str, SendResult | None]:
     """Send every digest that is owed at `now` (`owed_weeks`: due and within the grace), oldest
     first; a week already fully sent is left alone (None in the result) without writing anything.
+    With review required, an issue not approved is not sent (None): its operator gets one reminder
+    and, once `digest.approve_by` passed, it is skipped for good (`feeds.review.decide`).
     `MailTransportError` stops the run: what was not sent stays pending for the next run."""
     results: dict[str, SendResult | None] = {}
     for week in owed_weeks(now, config):
         if digest_done(session_factory, config, week):
             results[week] = None
             continue
+        if config.digest.review == "required" and not _review_allows(session_factory, config, week, now, smtp_factory):
+            results[week] = None
+            continue
         results[week] = send_digest(session_factory, config, week, now, smtp_factory=smtp_factory, sleep=sleep)
     return results
+
+
+def _review_allows(
+    session_factory: sessionmaker[Session], config: Config, week: str, now: datetime, smtp_factory: SmtpFactory | None
+) -> bool:
+    """Whether the issue of `week` may be sent now; reminds the operator or skips it when due."""
+    with session_factory() as session:
+        issue = load_issue(session, config, week, default_column(config), now, sent=False)
+    action = decide(issue.review, issue.state, now=now, send_at=issue.send_at, deadline=issue.deadline)
+    if action == REMIND:
+        message_id = send_reminder(issue, config, now, smtp_factory)
+        mark_reminded(session_factory, issue, message_id, now)
+        log.warning("digest %s %s: not approved, reminder sent to %s", issue.column, week, config.digest.operator_email)
+    elif action == SKIP:
+        mark_skipped(session_factory, issue, now)
+        log.warning("digest %s %s: not approved by %s, skipped for good", issue.column, week, issue.deadline)
+    elif action == WAIT:
+        log.info("digest %s %s: %s, waiting for approval", issue.column, week, issue.state_name)
+    return action == SEND
+
+
+def send_reminder(issue: Issue, config: Config, now: datetime, smtp_factory: SmtpFactory | None = None) -> str:
+    """Mail the operator that `issue` is waiting for approval (real SMTP); returns its Message-ID.
+    Any SMTP problem propagates: the reminder is recorded only once the server accepted it."""
+    email = config.digest.operator_email
+    if not email:
+        raise MailTransportError("digest.operator_email is not set: nobody to remind")
+    subject, text = reminder_text(issue, config.web.base_url, now)
+    msg = EmailMessage(policy=MAIL_POLICY)
+    msg["Subject"] = subject
+    msg["From"] = Address(display_name=config.smtp.from_name, addr_spec=config.smtp.from_addr)
+    msg["To"] = Address(display_name="运维值班", addr_spec=email)
+    msg["Date"] = format_datetime(now.astimezone(config.tz))
+    msg["Message-ID"] = message_id = make_msgid(domain=config.smtp.from_addr.rpartition("@")[2] or "localhost")
+    msg["Auto-Submitted"] = "auto-generated"
+    msg.set_content(text, cte="base64")
+    smtp = (smtp_factory or (lambda: connect_smtp(config.smtp)))()
+    try:
+        smtp.send_message(msg, from_addr=config.smtp.from_addr, to_addrs=[email])
+    finally:
+        try:
+            smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            smtp.close()
+    return message_id
 
 
 def preview_digest(
@@ -598,7 +661,7 @@ def preview_digest(
 
     `recipient_email` None (or the operator's address) previews the operator copy.
     """
-    data = load_digest_data(session, week, config, now)
+    data = reviewed_data(session, config, load_digest_data(session, week, config, now), gate=False)
     operator = recipient_email is None or recipient_email == config.digest.operator_email
     if operator:
         who = _operator(config) or DigestRecipient(name="运维值班", email="operator@localhost")

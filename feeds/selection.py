@@ -223,6 +223,7 @@ def load_digest_data(session: Session, week: str, config: Config, now: datetime)
                 published=(a.published_at or a.created_at).astimezone(tz),
                 excerpt=make_summary(a.body_text or a.summary or "", DIGEST_EXCERPT_CHARS),
                 link=_link(a, config.web.base_url),
+                guid=a.guid,
             )
         )
 

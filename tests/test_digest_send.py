@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from email import policy
 from email.message import EmailMessage
@@ -69,8 +70,9 @@ def parse(raw: bytes) -> EmailMessage:
     return msg
 
 
-@pytest.fixture
-def smtp() -> Iterator[tuple[Handler, int]]:
+@contextmanager
+def mail_server() -> Iterator[tuple[Handler, int]]:
+    """A real SMTP server (aiosmtpd) on a free loopback port, and what it received."""
     handler = Handler()
     port = free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port)
@@ -79,6 +81,12 @@ def smtp() -> Iterator[tuple[Handler, int]]:
         yield handler, port
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Handler, int]]:
+    with mail_server() as server:
+        yield server
 
 
 def config_for(tmp_path: Path, port: int, **extra: Any) -> Config:
