@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.corpus.db import DatabaseError, is_initialised, make_engine, session_factory, transaction, upgrade
@@ -594,7 +594,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         smtp = _start_outbox(outbox_dir, args.smtp_port)
         cfg_path = demo_dir / "zhuanlan.toml"
         cfg_path.write_text(
-            sample_config_toml(base_url, smtp_port=args.smtp_port, web_port=args.web_port), encoding="utf-8"
+            sample_config_toml(base_url, smtp_port=args.smtp_port, web_port=args.web_port, review="required"),
+            encoding="utf-8",
         )
         args.config = str(cfg_path)
         print(f"sample sources on {base_url}; demo files in {demo_dir}")
@@ -614,6 +615,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         now = utcnow()
         feeds = publish_feeds(app.sessions, app.config, now)
         week = previous_week(now.astimezone(app.config.tz))
+        review_lines = demo_review(app, week, now)
         sent = send_digest(app.sessions, app.config, week, now)
         print()
         print("== zhuanlan demo: one full cycle done")
@@ -622,6 +624,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"  reposts merged  : {summary.get('reposts', 0)}")
         print(f"  problems        : {summary.get('problems', 0)}")
         print(f"  feeds written   : {len(feeds.written)} ({feeds.unchanged} unchanged)")
+        for line in review_lines:
+            print(f"  {line}")
         print(f"  digest {week}: sent {sent.sent}, already sent {sent.already}, failed {sent.failed}")
         print(f"  database        : {app.config.database_url}")
         print(f"  feeds           : {app.config.public_dir / 'feeds'}")
@@ -641,6 +645,42 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if smtp is not None:
             smtp.stop()
         samples.stop()
+
+
+DEMO_OPERATOR = "demo"
+DEMO_OWN_NOTE = "工委自身发布的图文分享，不是单位来稿：不计入任何单位"
+
+
+def demo_review(app: App, week: str, now: datetime) -> list[str]:
+    """The demo's operator reviewing the issue: the stories nobody could attribute (the 工委's own
+    image and text shares) are decided as belonging to no unit through the correction flow (as
+    `zhuanlan correct GUID --unattributed` would), then the issue is approved on the command-line
+    path (`approve_issue`, as `zhuanlan digest approve`). Returns what it did, for the summary."""
+    from feeds.review import SENT
+    from feeds.review_store import decided_guids
+    from pipeline.corpus.corrections import Change, correct_story
+    from pipeline.corpus.models import Article
+
+    column = digest_column(app.config, None)
+    issue = load_issue_now(app, week, column, now)
+    if issue.state == SENT:  # a second run of the demo: nothing to review, nothing sent twice
+        return [f"{week} 周报已发送过，不再审核"]
+    in_issue = {a.guid for a in issue.unresolved}
+    with app.sessions() as session:
+        unattributed = session.execute(
+            select(Article.guid, Article.title).where(Article.unit_id.is_(None)).order_by(Article.id)
+        ).all()
+        decided = decided_guids(session, [guid for guid, _ in unattributed])
+    done = []
+    for guid, title in unattributed:
+        if guid in decided:
+            continue
+        with transaction(app.sessions) as session:
+            correct_story(session, guid, Change(unattributed=True), actor=DEMO_OPERATOR, now=now, note=DEMO_OWN_NOTE)
+        where = f"本期 {week}" if guid in in_issue else "往期"
+        done.append(f"归属更正（{where}）：「{title}」→ 不属于任何单位（{DEMO_OWN_NOTE}；操作员 {DEMO_OPERATOR}）")
+    approve_issue(app, week, column, DEMO_OPERATOR, now)
+    return [*done, f"已审核通过 {week} 周报（操作员 {DEMO_OPERATOR}，与 zhuanlan digest approve 同一路径）"]
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

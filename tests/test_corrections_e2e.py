@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -69,9 +70,16 @@ def served(tmp_path: Path, db_url: str, samples: SampleSources) -> Iterator[tupl
     assert zhuanlan(cfg, db_url, "init").returncode == 0
     crawl = zhuanlan(cfg, db_url, "crawl", "--json")
     assert crawl.returncode == 0, crawl.stderr[-3000:]
-    env = {**os.environ, "ZHUANLAN_DATABASE_URL": db_url, "ZHUANLAN_ADMIN_PASSWORD": PASSWORD}
+    with serving(cfg, db_url, web_port, PASSWORD):
+        yield cfg, db_url, web_port
+
+
+@contextmanager
+def serving(cfg: Path, db_url: str, port: int, password: str) -> Iterator[None]:
+    """`zhuanlan serve` (waitress) on 127.0.0.1:`port` with the operator's `password`, until the block ends."""
+    env = {**os.environ, "ZHUANLAN_DATABASE_URL": db_url, "ZHUANLAN_ADMIN_PASSWORD": password}
     proc = subprocess.Popen(
-        [str(ZHUANLAN), "--config", str(cfg), "serve", "--host", "127.0.0.1", "--port", str(web_port)],
+        [str(ZHUANLAN), "--config", str(cfg), "serve", "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -79,8 +87,8 @@ def served(tmp_path: Path, db_url: str, samples: SampleSources) -> Iterator[tupl
         text=True,
     )
     try:
-        _wait_for_port(web_port, proc)
-        yield cfg, db_url, web_port
+        _wait_for_port(port, proc)
+        yield
     finally:
         proc.terminate()
         proc.wait(timeout=15)

@@ -8,6 +8,7 @@ the approval stops the send until it is approved again, and review "off" sends a
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from sqlalchemy import select
 
+from archive.web import create_app
 from feeds.digest import DigestRecipient, render_digest
 from feeds.mail import digest_done, send_digest, send_owed_digests
 from feeds.review import APPROVED, CHANGED, DRAFT, SENT, SKIPPED, default_column
@@ -242,3 +244,34 @@ def test_approval_waits_for_the_end_of_the_week(
 def test_review_settings_are_checked(tmp_path: Path, digest: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         config_for(tmp_path, 25, digest=digest)
+
+
+def test_review_pages_are_the_operators_and_edits_need_the_form_token(
+    sessions: sessionmaker[Session], people: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ZHUANLAN_ADMIN_PASSWORD", "口令-review")
+    monkeypatch.setenv("ZHUANLAN_SECRET_KEY", "review-secret")
+    config = review_config(tmp_path, 25)
+    app = create_app(config, sessions, now=lambda: WEEK_DONE)
+    client = app.test_client()
+    assert client.get(f"/digest/review?week={WEEK}").headers["Location"].endswith("/login")
+    assert client.get(f"/digest/review/preview?week={WEEK}&who=operator").status_code == 403
+    assert client.post("/digest/review/approve", data={"week": WEEK}).status_code == 400  # no CSRF token
+
+    login_page = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', login_page)
+    assert token
+    client.post("/login", data={"password": "口令-review", "csrf_token": token.group(1)})
+    preview = client.get(f"/digest/review/preview?week={WEEK}&who=without")
+    assert preview.status_code == 200
+    assert "sandbox" in preview.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'self'" in preview.headers["Content-Security-Policy"]
+    assert "市民政局" in preview.get_data(as_text=True)  # 民政局 has no story this week
+    assert client.get("/digest/review?week=2026-48").status_code == 400
+    assert client.get(f"/digest/review?week={WEEK}&column=别的专栏").status_code == 404
+    page = client.get(f"/digest/review?week={WEEK}").get_data(as_text=True)
+    form = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert form
+    stale = client.post("/digest/review/approve", data={"week": WEEK, "csrf_token": form.group(1), "mark": "old"})
+    assert stale.status_code == 409 and "重新查看预览" in stale.get_data(as_text=True)
+    assert issue_at(sessions, config, WEEK_DONE).state == DRAFT
