@@ -14,6 +14,10 @@ not on later runs). When the server stays unreachable the delivery goes back to 
 and the run stops with `MailTransportError` (the recipient is not at fault; the next run
 continues); so do authentication and STARTTLS problems, which are configuration errors.
 
+With `digest.review = "required"` the office's approval gates all of this (`feeds.review`):
+`send_digest` sends only the approved, unchanged issue (`NotApproved` otherwise) and
+`send_owed_digests` reminds the operator once or skips the issue at the deadline instead.
+
 The operator copy (`digest.operator_email`) is not a Recipient (it belongs to no unit and
 must not appear in recipient lists), so its delivery state is recorded in
 `Digest.summary["operator_delivery"]` with the same states and the same guarantees.

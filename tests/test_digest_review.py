@@ -275,3 +275,27 @@ def test_review_pages_are_the_operators_and_edits_need_the_form_token(
     stale = client.post("/digest/review/approve", data={"week": WEEK, "csrf_token": form.group(1), "mark": "old"})
     assert stale.status_code == 409 and "重新查看预览" in stale.get_data(as_text=True)
     assert issue_at(sessions, config, WEEK_DONE).state == DRAFT
+
+
+def test_a_story_left_out_leaves_the_lists_and_counts_of_that_issue_only(
+    sessions: sessionmaker[Session], people: None, smtp: tuple[Handler, int], tmp_path: Path
+) -> None:
+    handler, port = smtp
+    config = review_config(tmp_path, port)
+    issue = issue_at(sessions, config, WEEK_DONE)
+    assert issue.data.total_week == 3
+    out = next(a for u in issue.data.units for a in u.articles if a.title == "让科技成果走出实验室")
+    set_story(sessions, issue, out.guid, "exclude", by="王干事", now=WEEK_DONE)
+    edited = issue_at(sessions, config, WEEK_DONE)
+    kj = next(u for u in edited.data.units if u.name == "市科学技术局")
+    assert (edited.data.total_week, kj.week_count, [a.title for a in kj.articles]) == (2, 1, ["科技赋能 创新驱动"])
+    with pytest.raises(ReviewError, match="本期没有这篇文章"):
+        set_story(sessions, edited, "no-such-story", "pin", by="王干事", now=WEEK_DONE)
+    approve(sessions, edited, by="王干事", now=WEEK_DONE)
+    send_owed_digests(sessions, config, SEND_TIME, sleep=lambda s: None)
+    html = handler.to(KJ)[0].get_body(("html",)).get_content()
+    assert "让科技成果走出实验室" not in html and "科技赋能 创新驱动" in html
+    with sessions() as session:
+        events = session.scalars(select(DigestReview)).one().events
+    assert [e["what"] for e in events] == ["不列入本期：让科技成果走出实验室", "审核通过"]
+    assert all(e["by"] == "王干事" for e in events)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from contextlib import closing
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -63,7 +64,7 @@ def test_the_office_reviews_previews_and_approves_before_anything_is_sent(
 
         base = f"http://127.0.0.1:{web_port}"
         page = chromium.new_page()
-        with serving(cfg, db_url, web_port, PASSWORD):
+        with serving(cfg, db_url, web_port, PASSWORD), closing(page):
             page.goto(f"{base}/digest/review?week={week}")
             assert page.url.endswith("/login")
             page.fill("input[name=password]", PASSWORD)
@@ -113,7 +114,6 @@ def test_the_office_reviews_previews_and_approves_before_anything_is_sent(
             assert page.locator("#issue-state").get_attribute("data-state") == "approved"
             assert "周干事" in page.locator("#approval").inner_text()
             previews = {who: raw_preview(page, base, week, who) for who in ("with", "without", "operator")}
-        page.close()
 
         status = zhuanlan(cfg, db_url, "digest", "status", "--week", week)
         assert status.returncode == 0 and "approved" in status.stdout and "周干事（网页）" in status.stdout
