@@ -53,6 +53,13 @@ def smtp() -> Iterator[tuple[Handler, int]]:
         yield server
 
 
+@pytest.fixture
+def office(people: None, smtp: tuple[Handler, int], tmp_path: Path) -> tuple[Handler, Config]:
+    """The seeded units and recipients, a real SMTP server, and a config with review required."""
+    handler, port = smtp
+    return handler, review_config(tmp_path, port)
+
+
 def review_config(tmp_path: Path, port: int, **digest: Any) -> Config:
     return config_for(tmp_path, port, digest={"operator_email": OPS, "review": "required", **digest})
 
@@ -76,10 +83,9 @@ def recipients_mailed(handler: Handler) -> set[str]:
 
 
 def test_unapproved_issue_is_not_sent_and_the_operator_is_reminded_once(
-    sessions: sessionmaker[Session], people: None, smtp: tuple[Handler, int], tmp_path: Path
+    sessions: sessionmaker[Session], office: tuple[Handler, Config]
 ) -> None:
-    handler, port = smtp
-    config = review_config(tmp_path, port)
+    handler, config = office
     quiet = lambda s: None  # noqa: E731
 
     assert send_owed_digests(sessions, config, SEND_TIME, sleep=quiet) == {WEEK: None}
@@ -111,10 +117,9 @@ def test_unapproved_issue_is_not_sent_and_the_operator_is_reminded_once(
 
 
 def test_approved_issue_goes_out_once_with_exactly_the_approved_content(
-    sessions: sessionmaker[Session], people: None, smtp: tuple[Handler, int], tmp_path: Path
+    sessions: sessionmaker[Session], office: tuple[Handler, Config]
 ) -> None:
-    handler, port = smtp
-    config = review_config(tmp_path, port)
+    handler, config = office
     issue = issue_at(sessions, config, WEEK_DONE)
     assert issue.state == DRAFT
     set_intro(sessions, issue, "本期刊发学习体会三篇。\n请各单位继续组织撰写。", by="王干事", now=WEEK_DONE)
@@ -148,10 +153,9 @@ def test_approved_issue_goes_out_once_with_exactly_the_approved_content(
 
 
 def test_approval_after_the_send_time_is_sent_at_the_next_tick(
-    sessions: sessionmaker[Session], people: None, smtp: tuple[Handler, int], tmp_path: Path
+    sessions: sessionmaker[Session], office: tuple[Handler, Config]
 ) -> None:
-    handler, port = smtp
-    config = review_config(tmp_path, port)
+    handler, config = office
     send_owed_digests(sessions, config, SEND_TIME, sleep=lambda s: None)
     assert recipients_mailed(handler) == {OPS}
     at = SEND_TIME + timedelta(hours=2, minutes=10)
@@ -162,10 +166,9 @@ def test_approval_after_the_send_time_is_sent_at_the_next_tick(
 
 
 def test_unattributed_stories_block_the_approval_until_the_office_decides(
-    sessions: sessionmaker[Session], people: None, smtp: tuple[Handler, int], tmp_path: Path
+    sessions: sessionmaker[Session], office: tuple[Handler, Config]
 ) -> None:
-    handler, port = smtp
-    config = review_config(tmp_path, port)
+    handler, config = office
     guid = add_unattributed(sessions, WEEK_DONE, "工委转发：学习全会精神图文")
     issue = issue_at(sessions, config, WEEK_DONE)
     with pytest.raises(ReviewError, match="未识别所属单位") as refused:
@@ -185,10 +188,9 @@ def test_unattributed_stories_block_the_approval_until_the_office_decides(
 
 
 def test_a_change_after_the_approval_puts_the_issue_back_to_draft(
-    sessions: sessionmaker[Session], people: None, smtp: tuple[Handler, int], tmp_path: Path
+    sessions: sessionmaker[Session], office: tuple[Handler, Config]
 ) -> None:
-    handler, port = smtp
-    config = review_config(tmp_path, port)
+    handler, config = office
     approve(sessions, issue_at(sessions, config, WEEK_DONE), by="王干事", now=WEEK_DONE)
     with sessions() as session:
         guid = session.scalars(select(Article.guid).where(Article.title == "扎实推进乡村全面振兴")).one()
@@ -278,10 +280,9 @@ def test_review_pages_are_the_operators_and_edits_need_the_form_token(
 
 
 def test_a_story_left_out_leaves_the_lists_and_counts_of_that_issue_only(
-    sessions: sessionmaker[Session], people: None, smtp: tuple[Handler, int], tmp_path: Path
+    sessions: sessionmaker[Session], office: tuple[Handler, Config]
 ) -> None:
-    handler, port = smtp
-    config = review_config(tmp_path, port)
+    handler, config = office
     issue = issue_at(sessions, config, WEEK_DONE)
     assert issue.data.total_week == 3
     out = next(a for u in issue.data.units for a in u.articles if a.title == "让科技成果走出实验室")
