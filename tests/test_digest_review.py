@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from sqlalchemy import select
 
+import scheduler
 from archive.web import create_app
 from feeds.digest import DigestRecipient, render_digest
 from feeds.mail import digest_done, send_digest, send_owed_digests
@@ -300,3 +301,12 @@ def test_a_story_left_out_leaves_the_lists_and_counts_of_that_issue_only(
         events = session.scalars(select(DigestReview)).one().events
     assert [e["what"] for e in events] == ["不列入本期：让科技成果走出实验室", "审核通过"]
     assert all(e["by"] == "王干事" for e in events)
+
+
+def test_a_late_approval_is_picked_up_within_minutes_by_the_scheduler(tmp_path: Path) -> None:
+    def catchup(config: Config) -> int:
+        job = next(d for d in scheduler.job_defs(config) if d.id == "digest-catchup")
+        return int(job.trigger.interval.total_seconds())
+
+    assert catchup(review_config(tmp_path, 25)) == 10 * 60
+    assert catchup(config_for(tmp_path, 25)) == 3600  # review off: hourly, as before
