@@ -634,7 +634,8 @@ def _review_allows(
 
 def send_reminder(issue: Issue, config: Config, now: datetime, smtp_factory: SmtpFactory | None = None) -> str:
     """Mail the operator that `issue` is waiting for approval (real SMTP); returns its Message-ID.
-    Any SMTP problem propagates: the reminder is recorded only once the server accepted it."""
+    An SMTP problem is a `MailTransportError`: the reminder is recorded only once the server
+    accepted it, so the next run tries again."""
     email = config.digest.operator_email
     if not email:
         raise MailTransportError("digest.operator_email is not set: nobody to remind")
@@ -647,14 +648,17 @@ def send_reminder(issue: Issue, config: Config, now: datetime, smtp_factory: Smt
     msg["Message-ID"] = message_id = make_msgid(domain=config.smtp.from_addr.rpartition("@")[2] or "localhost")
     msg["Auto-Submitted"] = "auto-generated"
     msg.set_content(text, cte="base64")
-    smtp = (smtp_factory or (lambda: connect_smtp(config.smtp)))()
     try:
-        smtp.send_message(msg, from_addr=config.smtp.from_addr, to_addrs=[email])
-    finally:
+        smtp = (smtp_factory or (lambda: connect_smtp(config.smtp)))()
         try:
-            smtp.quit()
-        except (smtplib.SMTPException, OSError):
-            smtp.close()
+            smtp.send_message(msg, from_addr=config.smtp.from_addr, to_addrs=[email])
+        finally:
+            try:
+                smtp.quit()
+            except (smtplib.SMTPException, OSError):
+                smtp.close()
+    except (smtplib.SMTPException, OSError) as exc:
+        raise MailTransportError(f"reminder to {email} not sent ({exc}); the next run tries again") from exc
     return message_id
 
 

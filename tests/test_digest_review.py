@@ -19,7 +19,7 @@ from sqlalchemy import select
 import scheduler
 from archive.web import create_app
 from feeds.digest import DigestRecipient, render_digest
-from feeds.mail import digest_done, send_digest, send_owed_digests
+from feeds.mail import MailTransportError, digest_done, send_digest, send_owed_digests
 from feeds.review import APPROVED, CHANGED, DRAFT, SENT, SKIPPED, default_column
 from feeds.review_store import NotApproved, ReviewError, approve, load_issue, set_intro, set_story
 from pipeline.corpus.corrections import Change, correct_story
@@ -310,3 +310,19 @@ def test_a_late_approval_is_picked_up_within_minutes_by_the_scheduler(tmp_path: 
 
     assert catchup(review_config(tmp_path, 25)) == 10 * 60
     assert catchup(config_for(tmp_path, 25)) == 3600  # review off: hourly, as before
+
+
+def test_a_reminder_the_mail_server_did_not_take_is_tried_again(
+    sessions: sessionmaker[Session], people: None, tmp_path: Path
+) -> None:
+    with mail_server() as (handler, port):
+        pass  # stopped: nothing listens on the port any more
+    config = review_config(tmp_path, port)
+    with pytest.raises(MailTransportError, match=r"reminder to ops@example\.org not sent"):
+        send_owed_digests(sessions, config, SEND_TIME, sleep=lambda s: None)
+    assert issue_at(sessions, config, SEND_TIME).review is None  # nothing recorded
+    with mail_server() as (handler, port):
+        config = review_config(tmp_path, port)
+        send_owed_digests(sessions, config, SEND_TIME + timedelta(minutes=10), sleep=lambda s: None)
+        assert recipients_mailed(handler) == {OPS}
+    assert issue_at(sessions, config, SEND_TIME).review.reminder_sent_at is not None
