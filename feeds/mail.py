@@ -628,7 +628,7 @@ def _review_allows(
         mark_skipped(session_factory, issue, now)
         log.warning("digest %s %s: not approved by %s, skipped for good", issue.column, week, issue.deadline)
     elif action == WAIT:
-        log.info("digest %s %s: %s, waiting for approval", issue.column, week, issue.state_name)
+        log.info("digest %s %s: not sent now (%s)", issue.column, week, issue.state_name)
     return action == SEND
 
 
