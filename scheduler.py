@@ -251,7 +251,7 @@ def _send_owed(config_path: str, send_owed_digests: Any) -> None:
             log.info("digest: nothing owed at %s", now.astimezone(config.tz).isoformat(timespec="minutes"))
         for week, result in results.items():
             if result is None:
-                log.info("digest %s: nothing to send now (already sent, or not approved: see above)", week)
+                log.info("digest %s: already sent, or held for review (see above): nothing to send now", week)
             else:
                 log.info("digest %s: sent %d, failed %d, already %d", week, result.sent, result.failed, result.already)
     finally:
