@@ -36,6 +36,7 @@ from zhuanlan_config import Config, load_config
 
 log = logging.getLogger("zhuanlan.scheduler")
 
+CATCHUP_REVIEW_MINUTES = 10  # review required: how soon a late approval is sent
 JOB_IDS = ("crawl", "digest", "digest-catchup", "recheck", "maintenance")
 
 # Triggers of the crawl runs a scheduler starts; at start, under its lock, a run of these left
@@ -48,7 +49,7 @@ STALE_RUN_REASON = "the scheduler process ended during this crawl (killed or cra
 # is recorded as stopped (pids in `_stopped_by_shutdown`).
 _current_child: subprocess.Popen[bytes] | None = None
 _child_lock = threading.Lock()
-# The Monday digest and the hourly catch-up run in one process: never both at once.
+# The Monday digest and the catch-up run in one process: never both at once.
 _digest_lock = threading.Lock()
 _stopping = threading.Event()
 _stopped_by_shutdown: set[int] = set()
@@ -250,7 +251,7 @@ def _send_owed(config_path: str, send_owed_digests: Any) -> None:
             log.info("digest: nothing owed at %s", now.astimezone(config.tz).isoformat(timespec="minutes"))
         for week, result in results.items():
             if result is None:
-                log.info("digest %s: already sent", week)
+                log.info("digest %s: already sent, or held for review (see above): nothing to send now", week)
             else:
                 log.info("digest %s: sent %d, failed %d, already %d", week, result.sent, result.failed, result.already)
     finally:
@@ -313,6 +314,7 @@ def job_defs(config: Config, *, crawl_interval_seconds: int | None = None) -> li
     tz = config.tz
     grace = int(s.misfire_grace_hours * 3600)
     dh, dm = (int(x) for x in s.digest_time.split(":"))
+    catchup = CATCHUP_REVIEW_MINUTES if config.digest.review == "required" else 60
     rh, rm = (int(x) for x in s.recheck_time.split(":"))
     mh, mm = (int(x) for x in s.maintenance_time.split(":"))
     crawl_every = crawl_interval_seconds or s.crawl_interval_minutes * 60
@@ -330,10 +332,11 @@ def job_defs(config: Config, *, crawl_interval_seconds: int | None = None) -> li
             CronTrigger(day_of_week=s.digest_weekday, hour=dh, minute=dm, timezone=tz),
             max(grace, config.digest.grace_days * 86400),
         ),
-        # Hourly catch-up: a digest left pending (mail server down on Monday, a restart after the
-        # grace of the Monday slot) goes out within the hour once it can. send_owed_digests sends
-        # nothing twice, and _digest_lock keeps it from overlapping the Monday run.
-        JobDef("digest-catchup", "scheduler:digest_job", IntervalTrigger(hours=1, timezone=tz), 3600),
+        # Catch-up: a digest left pending (mail server down on Monday, a restart after the grace of
+        # the Monday slot) goes out within the hour once it can; with review required, an issue
+        # approved after its send time goes out within CATCHUP_REVIEW_MINUTES. send_owed_digests
+        # sends nothing twice, and _digest_lock keeps it from overlapping the Monday run.
+        JobDef("digest-catchup", "scheduler:digest_job", IntervalTrigger(minutes=catchup, timezone=tz), catchup * 60),
         JobDef("recheck", "scheduler:recheck_job", CronTrigger(hour=rh, minute=rm, timezone=tz), grace),
         JobDef("maintenance", "scheduler:maintenance_job", CronTrigger(hour=mh, minute=mm, timezone=tz), grace),
     ]

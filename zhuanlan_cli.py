@@ -18,13 +18,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.corpus.db import DatabaseError, is_initialised, make_engine, session_factory, transaction, upgrade
 from zhuanlan_config import Config, ConfigError, ConfigErrors, SourceConf, load_config
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
+    from feeds.review_store import Issue
 
 DEFAULT_CONFIG = "zhuanlan.toml"
 
@@ -197,6 +202,14 @@ def cmd_feeds(args: argparse.Namespace) -> int:
     return 0
 
 
+def previous_week_of(week: str, n: int) -> str:
+    """The ISO week `n` weeks before `week`."""
+    year, number = week.split("-W")
+    monday = date.fromisocalendar(int(year), int(number), 1) - timedelta(days=7 * n)
+    y, w, _ = monday.isocalendar()
+    return f"{y}-W{w:02d}"
+
+
 def parse_week(value: str | None, now: datetime, config: Config) -> str:
     from feeds.digest import previous_week
 
@@ -210,12 +223,73 @@ def parse_week(value: str | None, now: datetime, config: Config) -> str:
     return f"{int(year):04d}-W{int(week):02d}"
 
 
+def digest_column(config: Config, name: str | None) -> str:
+    """The column an issue command is about: `name` (configured), else the first configured one."""
+    from feeds.review import default_column
+
+    return default_column(config) if name is None else report_column(config, name)
+
+
+def load_issue_now(app: App, week: str, column: str, now: datetime) -> Issue:
+    from feeds.mail import digest_done
+    from feeds.review_store import load_issue
+
+    sent = digest_done(app.sessions, app.config, week)
+    with app.sessions() as session:
+        return load_issue(session, app.config, week, column, now, sent=sent)
+
+
+def approve_issue(app: App, week: str, column: str, by: str, now: datetime) -> Issue:
+    """`zhuanlan digest approve` (and the demo): approve the issue as it stands now, or UserError
+    with the reason (unattributed stories still undecided, already sent, past the deadline)."""
+    from feeds.review_store import ReviewError, approve
+
+    issue = load_issue_now(app, week, column, now)
+    try:
+        approve(app.sessions, issue, by=by, now=now)
+    except ReviewError as exc:
+        raise UserError(f"digest {column} {week}: approval refused: {exc}") from exc
+    print(f"digest {column} {week}: approved by {by} at {now.astimezone(app.config.tz):%Y-%m-%d %H:%M}")
+    return issue
+
+
+def print_issue(issue: Issue, tz: ZoneInfo) -> None:
+    review = issue.review
+    approved = ""
+    if review is not None and review.approved_at is not None:
+        approved = f"; approved by {review.approved_by} {review.approved_at.astimezone(tz):%m-%d %H:%M}"
+    reminded = ""
+    if review is not None and review.reminder_sent_at is not None:
+        reminded = f"; reminder sent {review.reminder_sent_at.astimezone(tz):%m-%d %H:%M}"
+    print(
+        f"{issue.week}  {issue.column}  {issue.state}（{issue.state_name}）{approved}{reminded}; "
+        f"send {issue.send_at:%m-%d %H:%M}, approve by {issue.deadline:%m-%d %H:%M}; "
+        f"{issue.data.total_week} stories, {len(issue.unresolved)} unattributed to decide"
+    )
+    for a in issue.unresolved:
+        print(f"    unattributed: {a.title}  ({a.guid})")
+
+
 def cmd_digest(args: argparse.Namespace) -> int:
     from feeds.mail import preview_digest, send_digest
+    from feeds.review_store import NotApproved
 
     app = open_app(args)
     now = utcnow()
     week = parse_week(args.week, now, app.config)
+    if args.action in ("approve", "status"):
+        column = digest_column(app.config, args.column)
+        if args.action == "approve":
+            by = args.by or f"{os.environ.get('USER') or 'operator'} (命令行)"
+            approve_issue(app, week, column, by, now)
+            if app.config.digest.review != "required":
+                print('note: digest.review is "off": issues are sent without approval')
+            return 0
+        weeks = [week] if args.week else [previous_week_of(week, n) for n in (3, 2, 1, 0)]
+        print(f'digest.review = "{app.config.digest.review}"')
+        for w in weeks:
+            print_issue(load_issue_now(app, w, column, now), app.config.tz)
+        return 0
     try:
         if args.action == "preview":
             with app.sessions() as session:
@@ -224,6 +298,8 @@ def cmd_digest(args: argparse.Namespace) -> int:
                 print(f)
             return 0
         result = send_digest(app.sessions, app.config, week, now, column=args.column, dry_run=args.dry_run)
+    except NotApproved as exc:
+        raise UserError(f"digest {week} not sent: {exc} (zhuanlan digest approve --week {week})") from exc
     except (LookupError, ValueError) as exc:  # an unknown recipient or column, a week before the start
         raise UserError(str(exc)) from exc
     print(
@@ -634,7 +710,9 @@ def _run_demo(args: argparse.Namespace, demo_dir: Path, state: DemoState) -> int
         smtp = _start_outbox(outbox_dir, args.smtp_port)
         cfg_path = demo_dir / "zhuanlan.toml"
         cfg_path.write_text(
-            sample_config_toml(base_url, smtp_port=args.smtp_port, web_port=args.web_port, anchor=state.anchor),
+            sample_config_toml(
+                base_url, smtp_port=args.smtp_port, web_port=args.web_port, anchor=state.anchor, review="required"
+            ),
             encoding="utf-8",
         )
         args.config = str(cfg_path)
@@ -655,6 +733,7 @@ def _run_demo(args: argparse.Namespace, demo_dir: Path, state: DemoState) -> int
         now = utcnow()
         feeds = publish_feeds(app.sessions, app.config, now)
         week = previous_week(now.astimezone(app.config.tz))
+        review_lines = demo_review(app, week, now)
         sent = send_digest(app.sessions, app.config, week, now)
         hint = command_hint(cfg_path)
         print()
@@ -664,6 +743,8 @@ def _run_demo(args: argparse.Namespace, demo_dir: Path, state: DemoState) -> int
         print(f"  reposts merged  : {summary.get('reposts', 0)}")
         print(f"  problems        : {summary.get('problems', 0)}")
         print(f"  feeds written   : {len(feeds.written)} ({feeds.unchanged} unchanged)")
+        for line in review_lines:
+            print(f"  {line}")
         print(f"  digest {week}: sent {sent.sent}, already sent {sent.already}, failed {sent.failed}")
         print(f"  database        : {app.config.database_url}")
         print(f"  feeds           : {app.config.public_dir / 'feeds'}")
@@ -688,6 +769,42 @@ def _run_demo(args: argparse.Namespace, demo_dir: Path, state: DemoState) -> int
         if smtp is not None:
             smtp.stop()
         samples.stop()
+
+
+DEMO_OPERATOR = "demo"
+DEMO_OWN_NOTE = "工委自身发布的图文分享，不是单位来稿：不计入任何单位"
+
+
+def demo_review(app: App, week: str, now: datetime) -> list[str]:
+    """The demo's operator reviewing the issue: the stories nobody could attribute (the 工委's own
+    image and text shares) are decided as belonging to no unit through the correction flow (as
+    `zhuanlan correct GUID --unattributed` would), then the issue is approved on the command-line
+    path (`approve_issue`, as `zhuanlan digest approve`). Returns what it did, for the summary."""
+    from feeds.review import SENT
+    from feeds.review_store import decided_guids
+    from pipeline.corpus.corrections import Change, correct_story
+    from pipeline.corpus.models import Article
+
+    column = digest_column(app.config, None)
+    issue = load_issue_now(app, week, column, now)
+    if issue.state == SENT:  # a second run of the demo: nothing to review, nothing sent twice
+        return [f"{week} 周报已发送过，不再审核"]
+    in_issue = {a.guid for a in issue.unresolved}
+    with app.sessions() as session:
+        unattributed = session.execute(
+            select(Article.guid, Article.title).where(Article.unit_id.is_(None)).order_by(Article.id)
+        ).all()
+        decided = decided_guids(session, [guid for guid, _ in unattributed])
+    done = []
+    for guid, title in unattributed:
+        if guid in decided:
+            continue
+        with transaction(app.sessions) as session:
+            correct_story(session, guid, Change(unattributed=True), actor=DEMO_OPERATOR, now=now, note=DEMO_OWN_NOTE)
+        where = f"本期 {week}" if guid in in_issue else "往期"
+        done.append(f"归属更正（{where}）：「{title}」→ 不属于任何单位（{DEMO_OWN_NOTE}；操作员 {DEMO_OPERATOR}）")
+    approve_issue(app, week, column, DEMO_OPERATOR, now)
+    return [*done, f"已审核通过 {week} 周报（操作员 {DEMO_OPERATOR}，与 zhuanlan digest approve 同一路径）"]
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -747,9 +864,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("feeds", cmd_feeds, "rebuild the feeds whose content changed")
     p.add_argument("--force", action="store_true", help="rewrite every feed")
 
-    p = add("digest", cmd_digest, "preview or send the weekly digest")
-    p.add_argument("action", choices=["preview", "send"])
-    p.add_argument("--week", help="ISO week, e.g. 2026-W48 (default: last week)")
+    p = add("digest", cmd_digest, "preview, approve, show the status of, or send the weekly digest")
+    p.add_argument("action", choices=["preview", "approve", "status", "send"])
+    p.add_argument("--week", help="ISO week, e.g. 2026-W48 (default: last week; status: the last four)")
+    p.add_argument("--column", help="approve/status: the column (default: the first configured column)")
+    p.add_argument("--by", help="approve: who approves (default: $USER (命令行))")
     p.add_argument("--recipient", metavar="EMAIL", help="preview: only this recipient")
     p.add_argument("--out", default="digest-preview", help="preview: output directory")
     p.add_argument("--dry-run", action="store_true", help="send: render and report, send nothing")

@@ -183,6 +183,11 @@ class DigestConf:
     grace_days: int = 3
     # The start of a column without its own `[[columns]] start` (the key from before columns had one).
     column_start: str | None = None
+    # "required": each issue is sent only once the office approved it (feeds.review); "off": as sent before.
+    review: str = "off"
+    # Review required: the weekday and time after the week's end ("mon 12:00") by which an issue must be
+    # approved, else it is skipped; None: 4 hours after the send time (feeds.review.APPROVE_HOURS).
+    approve_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -404,6 +409,45 @@ def _hhmm(table: _Table, key: str, default: str) -> str:
     value = table.string(key, default)
     if not _HHMM.match(value):
         raise ConfigError(table._key(key), f"expected a time HH:MM, got {value!r}")
+    return value
+
+
+REVIEW_MODES = ("required", "off")
+_APPROVE_BY = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun) ([01]\d|2[0-3]):([0-5]\d)$")
+
+
+def _week_minutes(weekday: str, hhmm: str) -> int:
+    """Minutes from the end of the reported week (Monday 00:00) to `weekday hh:mm` after it."""
+    hour, minute = (int(x) for x in hhmm.split(":"))
+    return WEEKDAYS.index(weekday) * 1440 + hour * 60 + minute
+
+
+def _approve_by(table: _Table, schedule: ScheduleConf) -> str | None:
+    """`digest.approve_by`: "mon 12:00", no earlier than the digest's send time and no later than
+    the grace within which the scheduler still sends an owed digest (or it could never go out)."""
+    key = table._key("approve_by")
+    given = table.opt_string("approve_by")
+    if given is None:
+        return None
+    value = given.strip().lower()
+    m = _APPROVE_BY.match(value)
+    if not m:
+        raise ConfigError(key, f'expected a weekday and a time such as "mon 12:00", got {value!r}')
+    by = _week_minutes(m.group(1), f"{m.group(2)}:{m.group(3)}")
+    send = _week_minutes(schedule.digest_weekday, schedule.digest_time)
+    if by < send:
+        raise ConfigError(
+            key, f"{value!r} is before the digest's send time ({schedule.digest_weekday} {schedule.digest_time})"
+        )
+    grace_days = table.raw("grace_days")
+    grace = max(
+        (grace_days if isinstance(grace_days, int) else DigestConf.grace_days) * 1440,
+        int(schedule.misfire_grace_hours * 60),
+    )
+    if by - send > grace:
+        raise ConfigError(
+            key, f"{value!r} is more than digest.grace_days after the send time: the issue could never go out"
+        )
     return value
 
 
@@ -750,7 +794,15 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, path: Path | None =
         operator_email=get(lambda: d.opt_string("operator_email"), None),
         grace_days=get(lambda: d.integer("grace_days", DigestConf.grace_days, minimum=0), DigestConf.grace_days),
         column_start=get(lambda: _iso_date_text(d, "column_start"), None),
+        review=get(lambda: d.choice("review", REVIEW_MODES, DigestConf.review), DigestConf.review),
+        approve_by=get(lambda: _approve_by(d, schedule), None),
     )
+    if digest.review == "required" and not digest.operator_email:
+        errors.errors.append(
+            ConfigError(
+                "digest.review", 'review = "required" needs digest.operator_email: the reminder to approve goes there'
+            )
+        )
     get(d.done, None)
     get(root.done, None)
     errors.raise_any()

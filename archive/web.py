@@ -20,7 +20,7 @@ from flask import Flask, Response, abort, g, make_response, render_template, req
 from werkzeug.exceptions import HTTPException
 
 from archive.auth import SESSION_COOKIE, Sessions
-from archive.views import feeds, images, operator, pages, reports, review, story, subscribers
+from archive.views import digest_review, feeds, images, operator, pages, reports, review, story, subscribers
 from archive.views.context import ViewContext
 from archive.views.images import fetch_image, image_src
 from zhuanlan_config import secret_from_env
@@ -150,6 +150,7 @@ def create_app(
         subscribers.blueprint(ctx),
         operator.blueprint(ctx),
         review.blueprint(ctx),
+        digest_review.blueprint(ctx),
         reports.blueprint(ctx),
     ):
         app.register_blueprint(blueprint)

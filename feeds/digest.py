@@ -97,6 +97,7 @@ class DigestArticle:
     excerpt: str
     link: str  # the column's WeChat post when there is one, else the unit-site page
     archive_link: str  # the story's page in our archive
+    guid: str = ""  # the story's id: what the office's review pins or leaves out (feeds.review)
 
     @property
     def author(self) -> str | None:
@@ -159,6 +160,8 @@ class DigestData:
     unattributed: tuple[DigestArticle, ...] = ()  # this week's column stories of no known unit
     unattributed_total: int = 0
     column_source_failed: bool = False  # a source of the whole column (no unit) failed this week
+    intro: str | None = None  # the office's words for this issue (feeds.review), shown first
+    pinned: tuple[DigestArticle, ...] = ()  # stories the office put on top (本期推荐)
 
     @property
     def contributed_week(self) -> list[UnitSummary]:
@@ -420,12 +423,22 @@ def _unattributed_html(data: DigestData, base_url: str) -> str:
     return "".join(parts)
 
 
+def _review_html(data: DigestData) -> list[str]:
+    """The office's intro (one paragraph per line) and pinned stories, when the issue has them."""
+    parts = [f'<p style="{_P}">{escape(line)}</p>' for line in (data.intro or "").splitlines() if line.strip()]
+    if data.pinned:
+        parts.append(f'<h2 style="{_H2}">本期推荐</h2>')
+        parts.extend(_article_html(a) for a in data.pinned)
+    return parts
+
+
 def _render_html(data: DigestData, recipient: DigestRecipient, operator: bool, base_url: str, unsub: str | None) -> str:
     sections = [
         f'<h1 style="font-size:21px;color:#b71c1c;margin:0 0 4px;">{escape(_column_name(data))}·刊发情况周报</h1>',
         f'<p style="{_P}{_META}">{escape(_week_label(data))}</p>',
         _p(escape(_greeting(recipient, operator))),
         _p(escape(_summary_line(data))),
+        *_review_html(data),
         _own_unit_html(data, recipient),
         _h2("本周刊发文章（按单位）"),
     ]
@@ -476,6 +489,12 @@ def _render_text(data: DigestData, recipient: DigestRecipient, operator: bool, b
         _summary_line(data),
         "",
     ]
+    lines += [line for line in (data.intro or "").splitlines() if line.strip()]
+    lines += [""] if data.intro and data.intro.strip() else []
+    if data.pinned:
+        lines += ["【本期推荐】"]
+        for a in data.pinned:
+            lines += _article_text(a)
     own = data.unit(recipient.unit_id)
     if own is not None:
         lines += [f"【本单位情况：{own.name}】", _own_lines(own), ""]

@@ -16,6 +16,10 @@ not on later runs). When the server stays unreachable the delivery goes back to 
 and the run stops with `MailTransportError` (the recipient is not at fault; the next run
 continues); so do authentication and STARTTLS problems, which are configuration errors.
 
+With `digest.review = "required"` the office's approval gates all of this (`feeds.review`):
+`send_digest` sends only the approved, unchanged issue (`NotApproved` otherwise) and
+`send_owed_digests` reminds the operator once or skips the issue at the deadline instead.
+
 The operator copy (`digest.operator_email`) is not a Recipient (it belongs to no unit and
 must not appear in recipient lists), so its delivery state is recorded in
 `Digest.summary["operator_delivery"]` with the same states and the same guarantees; it gets
@@ -43,6 +47,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from feeds.digest import DigestRecipient, RenderedDigest, iso_week_bounds, owed_weeks, render_digest
+from feeds.review import REMIND, SEND, SKIP, WAIT, apply_review, decide, default_column, reminder_text
+from feeds.review_store import approved_data, load_issue, load_review, mark_reminded, mark_skipped
 from feeds.selection import column_started, digest_columns, load_digest_data
 from feeds.slugs import assign_slugs
 from pipeline.corpus.db import transaction
@@ -54,6 +60,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
     from feeds.digest import DigestData
+    from feeds.review_store import Issue
     from zhuanlan_config import Config, SmtpConf
 
 log = logging.getLogger(__name__)
@@ -519,6 +526,16 @@ def _deliver(
     return "pending"  # max_attempts < 1 cannot happen (config minimum is 1)
 
 
+def reviewed_data(session: Session, config: Config, data: DigestData, *, gate: bool = True) -> DigestData:
+    """`data` with the office's review of its (column, week) applied (intro, pins, stories left
+    out); with review required and `gate`, only when this content was approved (`NotApproved`
+    otherwise)."""
+    column = data.column or default_column(config)
+    if gate and config.digest.review == "required":
+        return approved_data(session, config, data, column)
+    return apply_review(data, load_review(session, column, data.week))
+
+
 def _dry_run(session_factory: sessionmaker[Session], config: Config, week: str, column: str) -> SendResult:
     """What a real run would do for one column's digest, without writing anything."""
     result = SendResult()
@@ -580,7 +597,8 @@ def send_digest(
     """Send ISO `week`'s digest of `column` (default: of every digest column, in order) to every
     active, not-opted-out recipient subscribed to it (and to the operator), exactly once. Calling
     it again sends nothing that was already sent. `dry_run` writes nothing and reports in `sent`
-    how many copies would go out."""
+    how many copies would go out.. With `digest.review = "required"` only an
+    approved issue is sent (`NotApproved` otherwise, before anything is written)."""
     iso_week_bounds(week, config.tz)  # validate the week before anything is written
     result = SendResult()
     for name in _columns(session_factory, config, column, week):
@@ -601,7 +619,7 @@ def _send_column(
     sleep: Callable[[float], None],
 ) -> SendResult:
     with session_factory() as session:
-        data = load_digest_data(session, week, config, now, column)
+        data = reviewed_data(session, config, load_digest_data(session, week, config, now, column))
     domain = config.smtp.from_addr.rpartition("@")[2] or "localhost"
     digest_id = _get_or_create_digest(session_factory, data, now)
     targets = _prepare_targets(session_factory, digest_id, column, config, now)
@@ -645,14 +663,78 @@ def send_owed_digests(
 ) -> dict[str, SendResult | None]:
     """Send every digest that is owed at `now` (`owed_weeks`: due and within the grace), oldest
     first; a week already fully sent is left alone (None in the result) without writing anything.
+    With review required, an issue not approved is not sent (None): its operator gets one reminder
+    and, once `digest.approve_by` passed, it is skipped for good (`feeds.review.decide`).
     `MailTransportError` stops the run: what was not sent stays pending for the next run."""
     results: dict[str, SendResult | None] = {}
     for week in owed_weeks(now, config):
         if digest_done(session_factory, config, week):
             results[week] = None
             continue
-        results[week] = send_digest(session_factory, config, week, now, smtp_factory=smtp_factory, sleep=sleep)
+        sent: SendResult | None = None
+        for column in _columns(session_factory, config, None, week):
+            if config.digest.review == "required" and not _review_allows(
+                session_factory, config, week, column, now, smtp_factory
+            ):
+                continue
+            one = send_digest(session_factory, config, week, now, column=column, smtp_factory=smtp_factory, sleep=sleep)
+            sent = one if sent is None else sent + one
+        results[week] = sent
     return results
+
+
+def _review_allows(
+    session_factory: sessionmaker[Session],
+    config: Config,
+    week: str,
+    column: str,
+    now: datetime,
+    smtp_factory: SmtpFactory | None,
+) -> bool:
+    """Whether the issue (`column`, `week`) may be sent now; reminds the operator or skips it when due."""
+    with session_factory() as session:
+        issue = load_issue(session, config, week, column, now, sent=False)
+    action = decide(issue.review, issue.state, now=now, send_at=issue.send_at, deadline=issue.deadline)
+    if action == REMIND:
+        message_id = send_reminder(issue, config, now, smtp_factory)
+        mark_reminded(session_factory, issue, message_id, now)
+        log.warning("digest %s %s: not approved, reminder sent to %s", issue.column, week, config.digest.operator_email)
+    elif action == SKIP:
+        mark_skipped(session_factory, issue, now)
+        log.warning("digest %s %s: not approved by %s, skipped for good", issue.column, week, issue.deadline)
+    elif action == WAIT:
+        log.info("digest %s %s: not sent now (%s)", issue.column, week, issue.state_name)
+    return action == SEND
+
+
+def send_reminder(issue: Issue, config: Config, now: datetime, smtp_factory: SmtpFactory | None = None) -> str:
+    """Mail the operator that `issue` is waiting for approval (real SMTP); returns its Message-ID.
+    An SMTP problem is a `MailTransportError`: the reminder is recorded only once the server
+    accepted it, so the next run tries again."""
+    email = config.digest.operator_email
+    if not email:
+        raise MailTransportError("digest.operator_email is not set: nobody to remind")
+    subject, text = reminder_text(issue, config.web.base_url, now)
+    msg = EmailMessage(policy=MAIL_POLICY)
+    msg["Subject"] = subject
+    msg["From"] = Address(display_name=config.smtp.from_name, addr_spec=config.smtp.from_addr)
+    msg["To"] = Address(display_name="运维值班", addr_spec=email)
+    msg["Date"] = format_datetime(now.astimezone(config.tz))
+    msg["Message-ID"] = message_id = make_msgid(domain=config.smtp.from_addr.rpartition("@")[2] or "localhost")
+    msg["Auto-Submitted"] = "auto-generated"
+    msg.set_content(text, cte="base64")
+    try:
+        smtp = (smtp_factory or (lambda: connect_smtp(config.smtp)))()
+        try:
+            smtp.send_message(msg, from_addr=config.smtp.from_addr, to_addrs=[email])
+        finally:
+            try:
+                smtp.quit()
+            except (smtplib.SMTPException, OSError):
+                smtp.close()
+    except (smtplib.SMTPException, OSError) as exc:
+        raise MailTransportError(f"reminder to {email} not sent ({exc}); the next run tries again") from exc
+    return message_id
 
 
 def preview_digest(

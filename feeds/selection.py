@@ -235,6 +235,7 @@ def _digest_article(article: Article, config: Config) -> DigestArticle:
         excerpt=make_summary(article.body_text or article.summary or "", DIGEST_EXCERPT_CHARS),
         link=linked.url if linked is not None else f"{base_url}/story/{article.guid}",
         archive_link=f"{base_url}/story/{article.guid}",
+        guid=article.guid,
     )
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import email
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from email import policy
 from email.message import EmailMessage
@@ -11,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from aiosmtpd.controller import Controller
 from sqlalchemy import func, select
 
 from feeds.digest import iso_week_bounds
@@ -65,6 +68,19 @@ def parse(raw: bytes) -> EmailMessage:
     msg = email.message_from_bytes(raw, policy=policy.default)
     assert isinstance(msg, EmailMessage)
     return msg
+
+
+@contextmanager
+def mail_server() -> Iterator[tuple[Handler, int]]:
+    """A real SMTP server (aiosmtpd) on a free loopback port, and what it received."""
+    handler = Handler()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        controller.stop()
 
 
 def config_for(tmp_path: Path, port: int, **extra: Any) -> Config:

@@ -121,6 +121,8 @@ def blueprint(ctx: ViewContext) -> Blueprint:
         except CorrectionError as exc:
             abort(400, description=f"无法更正：{exc}")
         back = form.get("next", "")
-        return redirect(back if back in {"/review"} else url_for("story.story", guid=guid))
+        # Only back to the review pages of this site (never an address from elsewhere).
+        to_issue = back.startswith("/digest/review?") and "//" not in back and "\\" not in back
+        return redirect(back if back == "/review" or to_issue else url_for("story.story", guid=guid))
 
     return review

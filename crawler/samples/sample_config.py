@@ -156,8 +156,9 @@ def sample_config_toml(
     data_dir: str = "data",
     public_dir: str = "public",
     anchor: date | None = None,
+    review: str = "off",
 ) -> str:
-    """A complete config for the sample sources served at `base_url`."""
+    """A complete config for the sample sources served at `base_url`; `review`: `digest.review`."""
     base = base_url.rstrip("/")
     anchor = anchor or current_anchor()
     first_column_day = max(s.days_ago for s in STORIES if s.written_for_column)
@@ -245,6 +246,7 @@ def sample_config_toml(
         'operator_email = "operator@example.org"',
         "grace_days = 3",
         f'column_start = "{column_start.isoformat()}"',
+        f"review = {_q(review)}",
         "",
     ]
     return "\n".join(out)

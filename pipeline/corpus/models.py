@@ -324,6 +324,30 @@ class Delivery(Base):
     recipient: Mapped[Recipient] = relationship()
 
 
+class DigestReview(Base):
+    """The office's review of one issue, keyed by (column, ISO week): the intro, the stories
+    pinned or left out, and the approval (who, when, and the mark of the content approved).
+    See `feeds.review` for the rules and `feeds.review_store` for the writes."""
+
+    __tablename__ = "digest_reviews"
+    __table_args__ = (UniqueConstraint("column", "week", name="uq_digest_review_column_week"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    column: Mapped[str] = mapped_column(String(200))
+    week: Mapped[str] = mapped_column(String(10))
+    intro: Mapped[str | None] = mapped_column(Text)
+    pinned: Mapped[list[str]] = mapped_column(JSON, default=list)  # story guids, in order
+    excluded: Mapped[list[str]] = mapped_column(JSON, default=list)  # story guids
+    approved_by: Mapped[str | None] = mapped_column(String(100))
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    approved_mark: Mapped[str | None] = mapped_column(String(64))  # feeds.review.content_mark when approved
+    reminder_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reminder_message_id: Mapped[str | None] = mapped_column(String(300))
+    skipped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the deadline passed unapproved
+    events: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # {at, by, what}: the audit trail
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class FeedState(Base):
     """What each published feed was last built from, so only changed feeds are rebuilt."""
 

@@ -1,7 +1,7 @@
 """a digest per column: digests keyed by (column, week), recipients' column subscriptions
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-03
 
 Every configured column gets its own weekly digest, so a digest row is keyed by (column, week)
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from alembic import context, op
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

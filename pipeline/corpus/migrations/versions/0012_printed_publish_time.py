@@ -1,7 +1,7 @@
 """appearances.printed_published_at: a publish time after the fetch, kept as printed
 
 Revision ID: 0012
-Revises: 0006
+Revises: 0011
 Create Date: 2026-12-03
 
 A page that prints a publish time after the moment we fetched it (a typo, a post scheduled for
@@ -19,7 +19,7 @@ from alembic import op
 from pipeline.corpus.models import UTCDateTime
 
 revision = "0012"
-down_revision = "0006"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
