@@ -140,6 +140,15 @@ class DigestConf:
 
 
 @dataclass(frozen=True)
+class DistributedConf:
+    """Crawl workers on several machines (`zhuanlan worker`), fed through Redis; off without a URL."""
+
+    redis_url: str | None = None
+    key_prefix: str = "zhuanlan"
+    lease_seconds: int = 60
+
+
+@dataclass(frozen=True)
 class Config:
     database_url: str
     data_dir: Path
@@ -156,6 +165,7 @@ class Config:
     feeds: FeedsConf
     digest: DigestConf
     path: Path | None = None
+    distributed: DistributedConf = DistributedConf()
 
     @property
     def tz(self) -> ZoneInfo:
@@ -576,6 +586,20 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, path: Path | None =
         column_start=d.opt_string("column_start"),
     )
     d.done()
+
+    dt = root.table("distributed")
+    redis_url = dt.opt_string("redis_url")
+    if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("distributed.redis_url", f"expected a redis://, rediss:// or unix:// URL, got {redis_url!r}")
+    key_prefix = dt.string("key_prefix", DistributedConf.key_prefix)
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", key_prefix):
+        raise ConfigError("distributed.key_prefix", f"expected 1-64 letters, digits or _.:- , got {key_prefix!r}")
+    distributed = DistributedConf(
+        redis_url=redis_url,
+        key_prefix=key_prefix,
+        lease_seconds=dt.integer("lease_seconds", DistributedConf.lease_seconds, minimum=5, maximum=3600),
+    )
+    dt.done()
     root.done()
     return Config(
         database_url=database_url,
@@ -593,6 +617,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, path: Path | None =
         feeds=feeds,
         digest=digest,
         path=path,
+        distributed=distributed,
     )
 
 

@@ -48,6 +48,7 @@ def crawl_settings(
     run_id: int,
     crawl: Mapping[str, Any],
     log_level: str = "WARNING",
+    redis: tuple[str | None, str] = (None, "zhuanlan"),
 ) -> Settings:
     settings = get_project_settings()
     settings.setmodule("crawler.settings", priority="project")
@@ -62,6 +63,9 @@ def crawl_settings(
     if float(crawl["download_delay_seconds"]) == 0:
         settings.set("AUTOTHROTTLE_ENABLED", False, priority="cmdline")
     settings.set("LOG_LEVEL", log_level, priority="cmdline")
+    # With Redis, every process fetching a host keeps one shared delay (crawler.politeness).
+    settings.set("ZHUANLAN_REDIS_URL", redis[0], priority="cmdline")
+    settings.set("ZHUANLAN_REDIS_PREFIX", redis[1], priority="cmdline")
     return settings
 
 
