@@ -236,6 +236,11 @@ def _enqueue_crawl(config: Config, trigger: str) -> None:
     engine = make_engine(config.database_url)
     try:
         queue = SourceQueue.connect(dist.redis_url, dist.key_prefix, dist.lease_seconds)
+        if not queue.idle():
+            # The last run's sources are still queued or being crawled: queueing them again would
+            # crawl a source twice at once. This interval is skipped; the next one looks again.
+            log.warning("crawl workers are still busy with the last run: no new run queued")
+            return
         sources = [s for s in config.sources if s.enabled]
         run_id, jobs, _skipped = enqueue_crawl(
             session_factory(engine), queue, config, sources, trigger=trigger, now=_now()
