@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from sqlalchemy import select
 
 from bench.ingest_site import COLUMN, UNITS, Site, StaticServer
@@ -186,19 +187,20 @@ def test_a_killed_workers_source_is_taken_over_and_the_result_is_the_same(
     world: dict[str, object], single: Dump
 ) -> None:
     with postgresql_schema(require_postgresql()) as url:
-        cfg, _ = _prepare(world, "killed", url)
+        cfg, prefix = _prepare(world, "killed", url)
         work = Path(str(world["work"])) / "killed"
         enqueue = run_cli(cfg, url, "enqueue")
         assert enqueue.returncode == 0, enqueue.stderr
         victim = _worker(cfg, url, "victim", work / "victim.log")
+        holders = redis.Redis.from_url(str(world["redis"]), decode_responses=True)
         deadline = time.monotonic() + 300
-        while _stored(url) < PAGES // 10:  # mid-crawl: the victim is storing its sources
+        # Mid-crawl: the victim has stored pages and holds sources it has not finished.
+        while _stored(url) < PAGES // 10 or "victim" not in holders.hvals(f"{prefix}:holder"):
             assert time.monotonic() < deadline and victim.poll() is None, (work / "victim.log").read_text()
-            time.sleep(0.2)
-        survivor = _worker(cfg, url, "survivor", work / "survivor.log")
-        time.sleep(1.0)
+            time.sleep(0.1)
         victim.send_signal(signal.SIGKILL)
         victim.wait()
+        survivor = _worker(cfg, url, "survivor", work / "survivor.log")
         _wait(survivor, work / "survivor.log")
         assert canonical_dump(url) == single
         engine = make_engine(url)

@@ -259,10 +259,12 @@ def record_handover(
     now: datetime,
 ) -> int:
     """The source's runs in this crawl run left by `previous` (its lease ended) become "handed_over",
-    saying to whom and when; returns how many (none when it died before opening one)."""
+    saying to whom and when; returns how many (none when it died before opening one). They are the
+    runs no worker was credited with yet (`record_worker` runs when a crawl ends), whatever status
+    the dead crawl's pipeline worker may have closed them with on its way out."""
     marked = 0
     for source_run in _source_runs(session, run_id, source_key):
-        if source_run.status != "running" or source_run.worker not in (None, previous):
+        if source_run.status == HANDED_OVER or source_run.worker not in (None, previous):
             continue
         source_run.worker = previous
         source_run.status = HANDED_OVER
