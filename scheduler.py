@@ -81,7 +81,8 @@ def _die_with_parent() -> None:
     libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
 
 
-def _spawn(cmd: list[str]) -> subprocess.Popen[bytes]:
+def spawn_child(cmd: list[str]) -> subprocess.Popen[bytes]:
+    """A child that dies with this process (crawl workers spawn their crawls with it too)."""
     if sys.platform.startswith("linux"):
         return subprocess.Popen(cmd, preexec_fn=_die_with_parent)  # only prctl runs there, see above
     return subprocess.Popen(cmd)
@@ -102,7 +103,7 @@ def _run_crawl(config_path: str, config: Config, args: list[str], trigger: str) 
         if _stopping.is_set():
             log.info("shutting down: crawl not started")
             return None
-        child = _spawn(cmd)
+        child = spawn_child(cmd)
         _current_child = child
     reason: str | None = None
     code: int | None = None
@@ -217,9 +218,37 @@ def feeds_job(config_path: str) -> None:
 
 def crawl_job(config_path: str, trigger: str = "schedule") -> None:
     config = load_config(config_path)
-    _run_crawl(config_path, config, [], trigger)
+    if config.distributed.redis_url:
+        # The crawl workers crawl; the feeds show what they stored by the next run of this job.
+        _enqueue_crawl(config, trigger)
+    else:
+        _run_crawl(config_path, config, [], trigger)
     if not _stopping.is_set():
         feeds_job(config_path)
+
+
+def _enqueue_crawl(config: Config, trigger: str) -> None:
+    """With [distributed] redis_url: queue the due sources for the crawl workers (`zhuanlan worker`)."""
+    from crawler.queue import SourceQueue
+    from pipeline.distributed import enqueue_crawl
+
+    dist = config.distributed
+    assert dist.redis_url is not None
+    engine = make_engine(config.database_url)
+    try:
+        queue = SourceQueue.connect(dist.redis_url, dist.key_prefix, dist.lease_seconds)
+        if not queue.idle():
+            # The last run's sources are still queued or being crawled: queueing them again would
+            # crawl a source twice at once. This interval is skipped; the next one looks again.
+            log.warning("crawl workers are still busy with the last run: no new run queued")
+            return
+        sources = [s for s in config.sources if s.enabled]
+        run_id, jobs, _skipped = enqueue_crawl(
+            session_factory(engine), queue, config, sources, trigger=trigger, now=_now()
+        )
+        log.info("crawl run %d: %d source(s) queued for the crawl workers", run_id, len(jobs))
+    finally:
+        engine.dispose()
 
 
 def recheck_job(config_path: str, trigger: str = "recheck") -> None:

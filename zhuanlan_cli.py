@@ -77,6 +77,14 @@ def source_dict(source: SourceConf) -> dict[str, Any]:
     return data
 
 
+def selected_sources(app: App, keys: list[str] | None) -> list[SourceConf]:
+    """The enabled sources named by `--source` (all enabled ones without it); an unknown key is an error."""
+    unknown = sorted(set(keys or ()) - {s.key for s in app.config.sources})
+    if unknown:
+        raise UserError(f"no source named {', '.join(unknown)} in {app.config_path}")
+    return [s for s in app.config.sources if s.enabled and (not keys or s.key in keys)]
+
+
 # --- commands ---------------------------------------------------------------------
 
 
@@ -111,14 +119,12 @@ def cmd_crawl(args: argparse.Namespace) -> int:
     app = open_app(args)
     log_file = log_to_file(app.config.data_dir, args.log_level)
     now = utcnow()
-    selected = [s for s in app.config.sources if s.enabled and (not args.source or s.key in args.source)]
-    unknown = sorted(set(args.source or ()) - {s.key for s in app.config.sources})
-    if unknown:
-        raise UserError(f"no source named {', '.join(unknown)} in {app.config_path}")
+    selected = selected_sources(app, args.source)
     if args.recheck:
         selected = [s for s in selected if s.kind == "wechat_album"]
     with transaction(app.sessions) as session:
-        sync_config(session, app.config, now)
+        if args.run_id is None:
+            sync_config(session, app.config, now)
         plan = plan_crawl(
             session,
             selected,
@@ -129,6 +135,7 @@ def cmd_crawl(args: argparse.Namespace) -> int:
             backfill=args.backfill,
             force=args.force,
             recheck_since=now - timedelta(days=args.recheck_days) if args.recheck else None,
+            run_id=args.run_id,
         )
     jobs = [
         SourceJob(
@@ -153,6 +160,7 @@ def cmd_crawl(args: argparse.Namespace) -> int:
             crawl=crawl,
             log_level=args.log_level,
             log_file=log_file,
+            redis=(app.config.distributed.redis_url, app.config.distributed.key_prefix),
         )
         runner = make_runner(runner_settings(settings))  # the pipeline worker starts while Scrapy sets up
         runner.attach(lambda error: None)  # this command's own hold: the worker outlives every spider
@@ -162,6 +170,9 @@ def cmd_crawl(args: argparse.Namespace) -> int:
         finally:
             runner.release()
             failures = runner.failures
+    if args.run_id is not None:
+        # A crawl worker's part of a distributed run: the worker that ends the run judges it.
+        return 1 if failures else 0
     with transaction(app.sessions) as session:
         summary = finish_crawl_run(session, plan.run_id, utcnow(), app.config.tz, failures=failures)
     summary.setdefault("run_id", plan.run_id)
@@ -554,6 +565,66 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     return scheduler.main([str(config_path(args))])
 
 
+def _source_queue(app: App) -> Any:
+    from crawler.queue import SourceQueue
+
+    dist = app.config.distributed
+    if not dist.redis_url:
+        raise UserError(f"no [distributed] redis_url in {app.config_path}: the distributed crawl is off")
+    return SourceQueue.connect(dist.redis_url, dist.key_prefix, dist.lease_seconds)
+
+
+def cmd_enqueue(args: argparse.Namespace) -> int:
+    from pipeline.distributed import enqueue_crawl
+
+    app = open_app(args)
+    selected = selected_sources(app, args.source)
+    run_id, jobs, skipped = enqueue_crawl(
+        app.sessions,
+        _source_queue(app),
+        app.config,
+        selected,
+        trigger=args.trigger,
+        now=utcnow(),
+        backfill=args.backfill,
+        force=args.force,
+    )
+    print(f"crawl run {run_id}: {len(jobs)} source(s) queued for the crawl workers")
+    for line in skipped:
+        print(f"  - skipped {line}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import signal
+    import socket
+    import threading
+
+    import scheduler
+    from pipeline.distributed import CrawlWorker
+
+    app = open_app(args)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    name = args.name or f"{socket.gethostname()}:{os.getpid()}"
+    worker = CrawlWorker(
+        name=name,
+        queue=_source_queue(app),
+        sessions=app.sessions,
+        config=app.config,
+        config_path=str(app.config_path),
+        spawn=scheduler.spawn_child,
+        stop_child=scheduler.stop_child,
+        poll_seconds=args.poll_seconds,
+        sources_per_crawl=args.sources_per_crawl,
+    )
+    print(f"crawl worker {name} waiting for sources", flush=True)
+    crawled = worker.run(stop, exit_when_idle=args.exit_when_idle)
+    print(f"crawl worker {name}: {crawled} source(s) crawled")
+    return 0
+
+
 def cmd_run_once(args: argparse.Namespace) -> int:
     import scheduler
 
@@ -858,6 +929,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recheck-days", type=int, default=14)
     p.add_argument("--force", action="store_true", help="crawl paused sources too")
     p.add_argument("--trigger", default="manual", help=argparse.SUPPRESS)
+    p.add_argument("--run-id", type=int, default=None, help=argparse.SUPPRESS)  # a crawl worker's part of a run
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
     p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
@@ -934,6 +1006,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("serve", cmd_serve, "run the web app (search, stories, feeds, health)")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
+
+    p = add("enqueue", cmd_enqueue, "queue the due sources for the crawl workers ([distributed] redis_url)")
+    p.add_argument("--source", action="append", metavar="KEY", help="only this source (repeatable)")
+    p.add_argument("--backfill", action="store_true", help="page to the end of every list")
+    p.add_argument("--force", action="store_true", help="crawl paused sources too")
+    p.add_argument("--trigger", default="manual", help=argparse.SUPPRESS)
+
+    p = add("worker", cmd_worker, "run a crawl worker: crawl sources queued in Redis until stopped")
+    p.add_argument("--name", help="this worker's name in run records (default host:pid)")
+    p.add_argument("--poll-seconds", type=float, default=1.0, help="how often an idle worker looks for work")
+    p.add_argument(
+        "--sources-per-crawl", type=int, default=4, help="sources claimed at once and crawled by one crawl process"
+    )
+    p.add_argument("--exit-when-idle", action="store_true", help="exit when no source is queued or being crawled")
 
     add("schedule", cmd_schedule, "run the scheduler (crawl, feeds, digest, recheck, maintenance) until stopped")
     p = add("run-once", cmd_run_once, "run one scheduled job now and exit")

@@ -191,6 +191,15 @@ class DigestConf:
 
 
 @dataclass(frozen=True)
+class DistributedConf:
+    """Crawl workers on several machines (`zhuanlan worker`), fed through Redis; off without a URL."""
+
+    redis_url: str | None = None
+    key_prefix: str = "zhuanlan"
+    lease_seconds: int = 60
+
+
+@dataclass(frozen=True)
 class Config:
     database_url: str
     data_dir: Path
@@ -207,6 +216,7 @@ class Config:
     feeds: FeedsConf
     digest: DigestConf
     path: Path | None = None
+    distributed: DistributedConf = DistributedConf()
 
     @property
     def tz(self) -> ZoneInfo:
@@ -804,6 +814,30 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, path: Path | None =
             )
         )
     get(d.done, None)
+
+    dt = section("distributed")
+
+    def redis_url() -> str | None:
+        url = dt.opt_string("redis_url")
+        if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError("distributed.redis_url", f"expected a redis://, rediss:// or unix:// URL, got {url!r}")
+        return url
+
+    def key_prefix() -> str:
+        prefix = dt.string("key_prefix", DistributedConf.key_prefix)
+        if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", prefix):
+            raise ConfigError("distributed.key_prefix", f"expected 1-64 letters, digits or _.:- , got {prefix!r}")
+        return prefix
+
+    distributed = DistributedConf(
+        redis_url=get(redis_url, None),
+        key_prefix=get(key_prefix, DistributedConf.key_prefix),
+        lease_seconds=get(
+            lambda: dt.integer("lease_seconds", DistributedConf.lease_seconds, minimum=5, maximum=3600),
+            DistributedConf.lease_seconds,
+        ),
+    )
+    get(dt.done, None)
     get(root.done, None)
     errors.raise_any()
     return Config(
@@ -822,6 +856,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, path: Path | None =
         feeds=feeds,
         digest=digest,
         path=path,
+        distributed=distributed,
     )
 
 

@@ -81,6 +81,7 @@ def crawl_settings(
     crawl: Mapping[str, Any],
     log_level: str = "WARNING",
     log_file: Path | None = None,
+    redis: tuple[str | None, str] = (None, "zhuanlan"),
 ) -> Settings:
     settings = get_project_settings()
     settings.setmodule("crawler.settings", priority="project")
@@ -98,6 +99,9 @@ def crawl_settings(
     if log_file is not None:  # the caller logs to this file (`log_to_file`): Scrapy adds no handler
         settings.set("LOG_ENABLED", False, priority="cmdline")
         settings.set("ZHUANLAN_LOG_FILE", str(log_file), priority="cmdline")
+    # With Redis, every process fetching a host keeps one shared delay (crawler.politeness).
+    settings.set("ZHUANLAN_REDIS_URL", redis[0], priority="cmdline")
+    settings.set("ZHUANLAN_REDIS_PREFIX", redis[1], priority="cmdline")
     return settings
 
 

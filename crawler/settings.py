@@ -36,6 +36,8 @@ COOKIES_ENABLED = True
 DOWNLOADER_MIDDLEWARES = {
     "scrapy.downloadermiddlewares.cookies.CookiesMiddleware": None,
     "crawler.cookies.OfflineCookiesMiddleware": 700,
+    # One delay per host across every crawl process when Redis is configured (off otherwise).
+    "crawler.politeness.SharedHostDelay": 50,
 }
 # Idle keep-alive connections are reused even without a download delay (crawler/http.py).
 DOWNLOAD_HANDLERS = {
@@ -75,3 +77,5 @@ CONCURRENT_ITEMS = 4
 ZHUANLAN_CONFIG = os.environ.get("ZHUANLAN_CONFIG", "zhuanlan.toml")
 ZHUANLAN_DATABASE_URL = os.environ.get("ZHUANLAN_DATABASE_URL", "")
 ZHUANLAN_RUN_ID = None
+ZHUANLAN_REDIS_URL = None
+ZHUANLAN_REDIS_PREFIX = "zhuanlan"

@@ -12,12 +12,18 @@ one-time upgrade of signatures stored under another scheme.
 The LSH index lives in memory, one per `Deduplicator` (the ingest of a crawl holds one for all its
 sources). It is built from the *stored signatures* (`articles.minhash`), never from text, and
 caught up before each decision with the articles stored since (by this ingest or by a concurrent
-crawl), so a story stored a moment ago is found by the next page.
+crawl), so a story stored a moment ago is found by the next page. With concurrent writers
+(PostgreSQL) an article id is drawn at INSERT but becomes visible at COMMIT, so a smaller id can
+appear after a larger one was loaded: the ids skipped below the high-water mark are asked for
+again at every catch-up until they show up (or stay missing for `GAP_TTL`: a rolled-back insert
+never shows up). The decision of a page runs under its dedup locks (`pipeline.locks`), after a
+catch-up made once they are held.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from sqlalchemy import bindparam, func, select, update
@@ -25,6 +31,7 @@ from sqlalchemy import bindparam, func, select, update
 from crawler.items import STATE_OK
 from pipeline.corpus.models import Appearance, Article
 from pipeline.identity import SHORT_BODY_CHARS, Copy, body_chars, same_story
+from pipeline.locks import DedupLocks
 from pipeline.record import (
     EDIT,
     NEW_APPEARANCE,
@@ -47,6 +54,16 @@ _SIGNATURES_SINCE = (
     .where(Article.id > bindparam("since"))
     .order_by(Article.id)
 )
+_SIGNATURES_OF = select(Article.id, Article.minhash, Article.minhash_scheme).where(
+    Article.id.in_(bindparam("ids", expanding=True))
+)
+# How long an id skipped by a catch-up is asked for again. A writer's transaction lasts a batch (about
+# a second, `pipeline.ingest.MAX_BATCH_SECONDS`) plus its lock waits; an id still missing after this
+# was rolled back (PostgreSQL never reuses it). Nor is an id more than GAP_SPAN below the newest
+# loaded: a transaction commits within a batch of MAX_BATCH pages, while every other writer draws at
+# most a batch of ids, so that would take more than a hundred concurrent writers.
+GAP_TTL = 600.0
+GAP_SPAN = 8192
 _APPEARANCE_BY_KEY = select(Appearance.id, Appearance.article_id, Appearance.content_hash).where(
     Appearance.canonical_key == bindparam("key")
 )
@@ -89,13 +106,23 @@ class StoryIndex:
         self.signatures = SignatureIndex()
         self.last_article_id = 0
         self.recomputed = 0  # signatures rebuilt from text because their scheme was outdated
+        self.gaps: dict[int, float] = {}  # ids skipped below the high-water mark → when first missed
+        self.clock = time.monotonic
 
     def catch_up(self, session: Session) -> int:
-        """Load signatures of articles stored since the last call; returns how many were added."""
-        rows = session.connection().execute(_SIGNATURES_SINCE, {"since": self.last_article_id}).all()
+        """Load signatures of articles stored since the last call, and of those skipped before that
+        have been committed since; returns how many were added."""
+        connection = session.connection()
+        rows = list(connection.execute(_SIGNATURES_SINCE, {"since": self.last_article_id}).all())
+        if self.gaps:
+            now = self.clock()
+            floor = self.last_article_id - GAP_SPAN
+            self.gaps = {i: t for i, t in self.gaps.items() if now - t < GAP_TTL and i > floor}
+            if self.gaps:
+                rows[:0] = connection.execute(_SIGNATURES_OF, {"ids": sorted(self.gaps)}).all()
         stale: list[int] = []
         for article_id, data, scheme in rows:
-            self.last_article_id = max(self.last_article_id, article_id)
+            self._seen(article_id)
             if data is None or scheme != SIGNATURE_SCHEME:
                 stale.append(article_id)
                 continue
@@ -103,6 +130,16 @@ class StoryIndex:
         if stale:
             self._upgrade(session, stale)
         return len(rows)
+
+    def _seen(self, article_id: int) -> None:
+        if article_id in self.gaps:
+            del self.gaps[article_id]
+            return
+        if article_id > self.last_article_id + 1:
+            missed = self.clock()
+            start = max(self.last_article_id + 1, article_id - GAP_SPAN)
+            self.gaps.update(dict.fromkeys(range(start, article_id), missed))
+        self.last_article_id = max(self.last_article_id, article_id)
 
     def _upgrade(self, session: Session, article_ids: list[int]) -> None:
         # Signatures of another scheme cannot be compared with ours (datasketch 2.0 changed its
@@ -123,6 +160,7 @@ class StoryIndex:
         the ids seen may be gone, and SQLite gives them to the next articles)."""
         self.signatures = SignatureIndex()
         self.last_article_id = 0
+        self.gaps = {}
 
     def remember(self, article_id: int, data: bytes) -> None:
         """Index one more variant of a known story (an edit or a repost) for the rest of this crawl."""
@@ -252,14 +290,20 @@ class Deduplicator:
     """The deduplicate stage of one ingest: decides what storing each record means, with the
     near-duplicate index over the stories stored so far (by this ingest or any other writer)."""
 
-    def __init__(self) -> None:
+    def __init__(self, locks: DedupLocks | None = None) -> None:
         self.index = StoryIndex()
+        self.locks = locks if locks is not None else DedupLocks("sqlite")
         self._built = False
 
-    def decide(self, session: Session, record: Record) -> Decision | None:
+    def decide(self, session: Session, record: Record, *, wait: bool = True) -> Decision | None:
         """`record.decision`, also returned; None for a state page (deleted…) of an article never
-        stored. The record's signature must be computed (`pipeline.precompute`)."""
-        loaded = self.index.catch_up(session)
+        stored. The record's signature must be computed (`pipeline.precompute`). On PostgreSQL the
+        page's dedup locks are taken first, in `session`'s transaction, which must also store the
+        page; without `wait`, `locks.LockBusy` says one is held elsewhere (commit, then retry waiting)."""
+        loaded = self.index.catch_up(session)  # may commit (a signature upgrade): before the locks
+        if self.locks.enabled:
+            self.locks.take(session, record, wait=wait)
+            loaded += self.index.catch_up(session)
         if not self._built:
             self._built = True
             log.info("near-duplicate index built from %d stored signatures", loaded)

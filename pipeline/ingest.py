@@ -34,9 +34,10 @@ from pipeline.corpus.db import (
 )
 from pipeline.corpus.runs import SourceRow, SourceRunRecorder
 from pipeline.dedup import Deduplicator
+from pipeline.locks import DedupLocks, LockBusy
 from pipeline.normalize import Rejected, normalize
 from pipeline.precompute import precompute
-from pipeline.record import Outcome, Page, Prepared, Record, SourceRef
+from pipeline.record import Decision, Outcome, Page, Prepared, Record, SourceRef
 from pipeline.store import Store
 from pipeline.tag import Tagger
 
@@ -93,7 +94,9 @@ class Ingest:
         self.run_id = run_id
         self.config_path = config_path
         self.clock = clock
-        self.deduplicator = Deduplicator()
+        # Dedup locks need the decision and the rows in one transaction: batched sessions only.
+        locking = engine.dialect.name if batched else "none"
+        self.deduplicator = Deduplicator(DedupLocks(locking))
         self.tagger = Tagger(vocab)
         self.store = Store(self.sessions, clock)
         self.sources: dict[int, _OpenSource] = {}
@@ -167,8 +170,7 @@ class Ingest:
                 self.store.list_page(current, source.run)
                 return Outcome.STORED
             record = precompute(current)
-            with self.sessions() as session:
-                decision = self.deduplicator.decide(session, record)
+            decision = self._decide(record)
             if decision is None:
                 log.info(
                     "page %s at the source, but the article was never stored: %s", record.item.state, record.item.url
@@ -186,6 +188,17 @@ class Ingest:
             source.run.failure(failed, exc)
             return Outcome.FAILED
         return Outcome.STORED
+
+    def _decide(self, record: Record) -> Decision | None:
+        # Another writer holds one of the page's dedup locks: commit the batch (releasing ours) and
+        # wait for them in a fresh transaction, holding nothing else (why: `pipeline.locks`).
+        try:
+            with self.sessions() as session:
+                return self.deduplicator.decide(session, record, wait=False)
+        except LockBusy:
+            self.commit()
+        with self.sessions() as session:
+            return self.deduplicator.decide(session, record, wait=True)
 
     # -- the batch
 

@@ -288,7 +288,7 @@ class SignatureIndex:
 
     def add(self, article_id: int, data: bytes) -> None:
         """Index one more signature of an article (an article may keep several: original, edits, reposts)."""
-        for part in _parts(data):
+        for part in signature_halves(data):
             self._append(article_id, band_keys(part))
         self._ids.add(article_id)
 
@@ -296,13 +296,14 @@ class SignatureIndex:
         """Article ids whose signatures collide with `data` in some LSH band (unconfirmed)."""
         table = self._table[: self._size]
         found: set[int] = set()
-        for part in _parts(data):
+        for part in signature_halves(data):
             hits = (table == band_keys(part)).any(axis=1)
             found.update(int(i) for i in self._owners[: self._size][hits])
         return sorted(found)
 
 
-def _parts(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+def signature_halves(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """The 128 values of the whole text's signature and the 128 of its first half's."""
     values = np.frombuffer(data, dtype="<u8")
     if values.size != 2 * NUM_PERM:
         raise ValueError(f"signature has {values.size} values, expected {2 * NUM_PERM}")

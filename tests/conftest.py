@@ -4,21 +4,20 @@ PostgreSQL server named by ZHUANLAN_TEST_DATABASE_URL (each test gets its own sc
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from crawler.samples.server import SampleSources
 from pipeline.corpus.db import make_engine, session_factory, upgrade
+from tests.servers import postgresql_schema
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -42,17 +41,8 @@ def fresh_database(directory: Path) -> Iterator[str]:
     if not server:
         yield f"sqlite:///{directory / 'test.db'}"
         return
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(server)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in server else "?"
-    try:
-        yield f"{server}{sep}options={quote(f'-csearch_path={schema}')}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with postgresql_schema(server) as url:
+        yield url
 
 
 @pytest.fixture

@@ -35,12 +35,17 @@ def test_example_config_loads_every_section(tmp_path: Path) -> None:
     assert config.smtp.security == "starttls" and config.smtp.port == 587
     assert config.web.base_url == "https://zhuanlan.example.org"
     assert str(config.tz) == "Asia/Shanghai"
+    assert config.distributed.redis_url is None  # commented out: crawls run in one process
+    assert config.distributed.key_prefix == "zhuanlan" and config.distributed.lease_seconds == 60
 
 
 @pytest.mark.parametrize(
     ("mutate", "path", "words"),
     [
         (lambda d: d.update(colour="blue"), "colour", "unknown key"),
+        (lambda d: d["distributed"].update(redis_url="127.0.0.1:6379"), "distributed.redis_url", "redis://"),
+        (lambda d: d["distributed"].update(key_prefix="my queue"), "distributed.key_prefix", "expected 1-64"),
+        (lambda d: d["distributed"].update(lease_seconds=1), "distributed.lease_seconds", ">= 5"),
         (lambda d: d["smtp"].update(port="587"), "smtp.port", "expected an integer"),
         (lambda d: d["smtp"].update(security="tls"), "smtp.security", "expected one of starttls, ssl, none"),
         (lambda d: d["sources"][1].update(kind="rss"), "sources[1].kind", "expected one of"),

@@ -181,7 +181,14 @@ def test_ids_of_a_rolled_back_transaction_are_not_cached(sessions: sessionmaker[
         unit_id_for(session, "回滚的单位", batch)
         raise Boom
     batch.abandoned()
-    assert batch.tag_id(("keyword", "回滚的词")) is None and batch.unit_id("回滚的单位") is None
+    tag, unit_cached = batch.tag_id(("keyword", "回滚的词")), batch.unit_id("回滚的单位")
+    if sessions.kw["bind"].dialect.name == "postgresql":
+        # New tag and unit names are committed at once there (concurrent writers): still right.
+        with sessions() as session:
+            assert tag is not None and session.get(Tag, tag) is not None
+            assert unit_cached is not None and session.get(Unit, unit_cached) is not None
+    else:
+        assert tag is None and unit_cached is None
     with sessions() as session, session.begin():
         ids = tag_ids(session, [("keyword", "回滚的词")], batch)
         unit = unit_id_for(session, "回滚的单位", batch)

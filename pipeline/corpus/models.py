@@ -273,7 +273,7 @@ class SourceRun(Base):
     source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), index=True)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    status: Mapped[str] = mapped_column(String(20), default="running")  # running | ok | error | blocked
+    status: Mapped[str] = mapped_column(String(20), default="running")  # running | ok | error | blocked | handed_over
     requests: Mapped[int] = mapped_column(Integer, default=0)
     new_stories: Mapped[int] = mapped_column(Integer, default=0)
     new_appearances: Mapped[int] = mapped_column(Integer, default=0)
@@ -282,6 +282,10 @@ class SourceRun(Base):
     errors: Mapped[int] = mapped_column(Integer, default=0)
     problems: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     error_summary: Mapped[str | None] = mapped_column(Text)
+    # The `zhuanlan worker` that ran it (NULL: `zhuanlan crawl` itself); set on a run whose worker
+    # lost its lease: {"from", "lease_ended_at", "to", "at"} (migration 0009).
+    worker: Mapped[str | None] = mapped_column(String(200))
+    handover: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     crawl_run: Mapped[CrawlRun] = relationship(back_populates="source_runs")
     source: Mapped[Source] = relationship()

@@ -206,7 +206,10 @@ def finish_crawl_run(
     _close_unfinished_source_runs(session, run_id, now)
     session.flush()
     _verification_health(session, run_id, now, tz)
-    source_runs = list(session.scalars(select(SourceRun).where(SourceRun.crawl_run_id == run_id)))
+    # A run handed over to another worker is counted by that worker's run of the same source.
+    source_runs = list(
+        session.scalars(select(SourceRun).where(SourceRun.crawl_run_id == run_id, SourceRun.status != HANDED_OVER))
+    )
     ok = sum(1 for r in source_runs if r.status == "ok")
     failed = len(source_runs) - ok
     summary: dict[str, Any] = {
@@ -241,6 +244,65 @@ def finish_crawl_run(
     run.finished_at = now
     run.summary = summary
     return summary
+
+
+def start_distributed_run(session: Session, trigger: str, now: datetime, workers: str) -> int:
+    """A crawl run whose sources crawl workers run (`workers` says where they come from). No
+    process of its own: it is judged by `finish_crawl_run` when its last source is done."""
+    run = CrawlRun(started_at=now, status="running", trigger=trigger, summary={"distributed": workers})
+    session.add(run)
+    session.flush()
+    return run.id
+
+
+def record_worker(session: Session, run_id: int, source_key: str, worker: str) -> None:
+    """Name `worker` on the source's runs in this crawl run that name none yet (its own)."""
+    for source_run in _source_runs(session, run_id, source_key):
+        if source_run.worker is None:
+            source_run.worker = worker
+
+
+def record_handover(
+    session: Session,
+    run_id: int,
+    source_key: str,
+    *,
+    previous: str,
+    lease_ended: datetime,
+    taken_by: str,
+    now: datetime,
+) -> int:
+    """The source's runs in this crawl run left by `previous` (its lease ended) become "handed_over",
+    saying to whom and when; returns how many (none when it died before opening one). They are the
+    runs no worker was credited with yet (`record_worker` runs when a crawl ends), whatever status
+    the dead crawl's pipeline worker may have closed them with on its way out."""
+    marked = 0
+    for source_run in _source_runs(session, run_id, source_key):
+        if source_run.status == HANDED_OVER or source_run.worker not in (None, previous):
+            continue
+        source_run.worker = previous
+        source_run.status = HANDED_OVER
+        source_run.finished_at = now
+        source_run.error_summary = f"worker {previous} stopped renewing its lease; taken over by {taken_by}"
+        source_run.handover = {
+            "from": previous,
+            "lease_ended_at": lease_ended.isoformat(),
+            "to": taken_by,
+            "at": now.isoformat(),
+        }
+        marked += 1
+    return marked
+
+
+def _source_runs(session: Session, run_id: int, source_key: str) -> list[SourceRun]:
+    return list(
+        session.scalars(
+            select(SourceRun)
+            .join(Source, Source.id == SourceRun.source_id)
+            .where(SourceRun.crawl_run_id == run_id, Source.key == source_key)
+            .order_by(SourceRun.id)
+        )
+    )
 
 
 def mark_killed_runs(session: Session, now: datetime, *, started_before: datetime | None = None) -> int:
@@ -323,6 +385,9 @@ def recent_wechat_urls(session: Session, since: datetime, *, source_key: str | N
     return list(session.scalars(query))
 
 
+HANDED_OVER = "handed_over"
+
+
 # --- planning a crawl ------------------------------------------------------------------------
 
 
@@ -355,6 +420,7 @@ def plan_crawl(
     backfill: bool = False,
     force: bool = False,
     recheck_since: datetime | None = None,
+    run_id: int | None = None,
 ) -> CrawlPlan:
     """Start a crawl run of `sources` and say what each spider starts from.
 
@@ -362,9 +428,11 @@ def plan_crawl(
     process and are marked so. A paused or blocked source is skipped unless `force`. After an
     interrupted or failed run a source pages fully, without validators, so nothing listed then is
     skipped now. With `recheck_since`, only WeChat articles published since then are re-fetched.
+    With `run_id` (a crawl worker's part of a distributed run) that run is planned for, as it is.
     """
-    mark_killed_runs(session, now, started_before=now - stale_after)
-    run_id = start_crawl_run(session, trigger, now)
+    if run_id is None:
+        mark_killed_runs(session, now, started_before=now - stale_after)
+        run_id = start_crawl_run(session, trigger, now)
     plans: list[SourcePlan] = []
     skipped: list[str] = []
     for source in sources:

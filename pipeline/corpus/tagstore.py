@@ -20,7 +20,7 @@ import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select
+from sqlalchemy import Engine, Table, bindparam, insert, select
 
 from pipeline.corpus.batch import Ids
 from pipeline.corpus.corrections import authors_to_json, overlay
@@ -95,6 +95,31 @@ def _insert_ignoring_duplicates(session: Session, table: Table, rows: list[dict[
         session.connection().execute(insert_or_ignore(session.get_bind().dialect.name, table), rows)
 
 
+def _shared_writers(session: Session) -> bool:
+    bind = session.get_bind()
+    return bind.dialect.name == "postgresql" and isinstance(bind, Engine)
+
+
+def _commit_shared_rows(session: Session, statement: Any, rows: list[dict[str, Any]]) -> list[Any]:
+    """Insert-or-ignore `rows` of a table every writer shares (tags, units) and commit them at once,
+    on a connection of their own (PostgreSQL).
+
+    Inside an ingest's batch such an insert would hold its index entries until the batch commits,
+    and two writers' batches inserting the same names in different orders wait for each other:
+    a deadlock, and PostgreSQL rolls one batch back (measured with two crawl workers). Committed at
+    once, the insert waits at most for another such short transaction. These rows are never
+    deleted, so a row whose batch later rolls back is merely unused. The rows made come back (with
+    a RETURNING statement); names already there are read on the batch's connection, which sees them.
+    """
+    engine = session.get_bind()
+    assert isinstance(engine, Engine)
+    with engine.connect() as connection:
+        result = connection.execute(statement, rows)
+        out = list(result) if result.returns_rows else []
+        connection.commit()
+    return out
+
+
 # --- ids of tags and units ----------------------------------------------------------------
 
 
@@ -115,19 +140,19 @@ def tag_ids(
     if not missing:
         return found
     # Insert first: on a backfill most names are new, and their ids come back in the same statement.
-    inserted = {
-        (kind, name): int(tag_id)
-        for tag_id, kind, name in session.connection().execute(
-            _insert_tags_returning(session.get_bind().dialect.name),
-            [{"kind": kind, "name": name} for kind, name in sorted(missing)],
-        )
-    }
+    # With concurrent writers (PostgreSQL) the new rows are committed at once, on a connection of
+    # their own (`_commit_shared_rows`): their ids are then shared like any committed row's.
+    shared = _shared_writers(session)
+    statement = _insert_tags_returning(session.get_bind().dialect.name)
+    rows = [{"kind": kind, "name": name} for kind, name in sorted(missing)]
+    made = _commit_shared_rows(session, statement, rows) if shared else session.connection().execute(statement, rows)
+    inserted = {(kind, name): int(tag_id) for tag_id, kind, name in made}
     found.update(inserted)
     existing = missing - inserted.keys()
     fresh = _select_tag_ids(session, existing) if existing else {}
     found.update(fresh)
     if batch is not None:
-        batch.inserted(Ids(tags=inserted))
+        (batch.found if shared else batch.inserted)(Ids(tags=inserted))
         batch.found(Ids(tags=fresh))
     return found
 
@@ -164,12 +189,17 @@ def unit_id_for(session: Session, name: str | None, batch: Batch | None = None) 
         if batch is not None:
             batch.found(Ids(units={name: int(unit_id)}))
         return int(unit_id)
-    _insert_ignoring_duplicates(session, UNITS, [{"name": name, "aliases": [], "sort_order": 0}])
+    row = {"name": name, "aliases": [], "sort_order": 0}
+    shared = _shared_writers(session)
+    if shared:
+        _commit_shared_rows(session, insert_or_ignore(session.get_bind().dialect.name, UNITS), [row])
+    else:
+        _insert_ignoring_duplicates(session, UNITS, [row])
     unit_id = session.connection().execute(_SELECT_UNIT, {"name": name}).scalar()
     if unit_id is None:
         return None
     if batch is not None:
-        batch.inserted(Ids(units={name: int(unit_id)}))
+        (batch.found if shared else batch.inserted)(Ids(units={name: int(unit_id)}))
     return int(unit_id)
 
 

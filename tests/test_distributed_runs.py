@@ -1,0 +1,102 @@
+"""The run records of a distributed crawl (issue 20, point 1): a handover is recorded on the dead
+worker's source run, every source run names its worker, and the run is judged by the runs that
+finished. On SQLite, and on PostgreSQL in its leg; migration 0009 goes down and up again."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+import redis
+from alembic import command
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from crawler.samples.sample_config import sample_config_toml
+from pipeline.corpus.db import alembic_config, session_factory, transaction
+from pipeline.corpus.models import CrawlRun, SourceRun
+from pipeline.corpus.runs import (
+    HANDED_OVER,
+    SourceRunRecorder,
+    finish_crawl_run,
+    record_handover,
+    record_worker,
+    start_distributed_run,
+)
+from pipeline.record import SourceRef
+from tests.servers import require_redis
+from tests.support import free_port
+from tests.test_pipeline_support import SOURCE, SOURCE_KEY
+from zhuanlan_config import load_config
+
+
+def _open(sessions: sessionmaker[Session], run_id: int, now: datetime) -> SourceRunRecorder:
+    recorder = SourceRunRecorder(sessions, run_id=run_id, config_path=None)
+    recorder.open(SourceRef.from_definition(SOURCE_KEY, SOURCE), now)
+    return recorder
+
+
+def test_a_dead_workers_source_run_records_the_handover(sessions: sessionmaker[Session], now: datetime) -> None:
+    with transaction(sessions) as session:
+        run_id = start_distributed_run(session, "schedule", now, "redis queue test")
+    _open(sessions, run_id, now)  # the victim's crawl opened the source, then died
+    ended = now + timedelta(minutes=3)
+    taken = ended + timedelta(seconds=2)
+    with transaction(sessions) as session:
+        assert (
+            record_handover(
+                session, run_id, SOURCE_KEY, previous="victim", lease_ended=ended, taken_by="survivor", now=taken
+            )
+            == 1
+        )
+    survivor = _open(sessions, run_id, taken)
+    survivor.fetched = 3  # its pages (stored by the ingest, not here)
+    survivor.close(3, taken + timedelta(minutes=1))
+    with transaction(sessions) as session:
+        record_worker(session, run_id, SOURCE_KEY, "survivor")
+        summary = finish_crawl_run(session, run_id, taken + timedelta(minutes=2))
+    with sessions() as session:
+        runs = session.scalars(select(SourceRun).order_by(SourceRun.id)).all()
+        assert [(r.worker, r.status) for r in runs] == [("victim", HANDED_OVER), ("survivor", "ok")]
+        assert runs[0].handover == {
+            "from": "victim",
+            "lease_ended_at": ended.isoformat(),
+            "to": "survivor",
+            "at": taken.isoformat(),
+        }
+        assert "taken over by survivor" in (runs[0].error_summary or "")
+    # The handed-over run is counted by the survivor's run of the same source: the run is ok.
+    assert summary["status"] == "ok" and summary["sources"] == 1
+
+
+def test_migration_0009_goes_down_and_up(engine: Engine) -> None:
+    command.downgrade(alembic_config(engine), "0006")
+    command.upgrade(alembic_config(engine), "head")
+    with engine.connect() as conn:
+        assert conn.execute(select(SourceRun.worker, SourceRun.handover)).all() == []
+
+
+def test_the_scheduler_queues_no_new_run_while_the_workers_are_busy(
+    engine: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import scheduler
+
+    redis_url = require_redis()
+    prefix = f"zh-test-{uuid.uuid4().hex[:10]}"
+    cfg = tmp_path / "zhuanlan.toml"
+    text = sample_config_toml("http://127.0.0.1:9", smtp_port=free_port(), web_port=free_port())
+    cfg.write_text(f'{text}\n[distributed]\nredis_url = "{redis_url}"\nkey_prefix = "{prefix}"\n', encoding="utf-8")
+    monkeypatch.setenv("ZHUANLAN_DATABASE_URL", db_url)
+    config = load_config(cfg)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        scheduler._enqueue_crawl(config, "schedule")
+        scheduler._enqueue_crawl(config, "schedule")  # nothing crawled the first run's sources yet
+        with session_factory(engine)() as session:
+            assert session.scalar(select(func.count()).select_from(CrawlRun)) == 1
+        assert client.llen(f"{prefix}:queue") == len([s for s in config.sources if s.enabled])
+    finally:
+        for key in client.scan_iter(f"{prefix}:*"):
+            client.delete(key)
