@@ -1,7 +1,7 @@
 """distributed crawl: which crawl worker ran a source's run, and the handover when one died
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0008
 Create Date: 2026-12-03
 
 `source_runs.worker` names the `zhuanlan worker` that crawled the source in this run (NULL for a
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0006"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
