@@ -939,12 +939,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("digest", cmd_digest, "preview, approve, show the status of, or send the weekly digest")
     p.add_argument("action", choices=["preview", "approve", "status", "send"])
     p.add_argument("--week", help="ISO week, e.g. 2026-W48 (default: last week; status: the last four)")
-    p.add_argument("--column", help="approve/status: the column (default: the first configured column)")
+    p.add_argument(
+        "--column",
+        metavar="NAME",
+        help="one column; preview/send default: every column's digest, approve/status: the first configured column",
+    )
     p.add_argument("--by", help="approve: who approves (default: $USER (命令行))")
     p.add_argument("--recipient", metavar="EMAIL", help="preview: only this recipient")
     p.add_argument("--out", default="digest-preview", help="preview: output directory")
     p.add_argument("--dry-run", action="store_true", help="send: render and report, send nothing")
-    p.add_argument("--column", metavar="NAME", help="only this column's digest (default: every column's)")
 
     p = add("correct", cmd_correct, "correct a story's unit, authors or column membership (recorded, kept by retag)")
     p.add_argument("guid", help="the story's id (in its web page address /story/<id>, and in exports)")

@@ -26,6 +26,7 @@ from feeds.review import (
     approval_deadline,
     content_mark,
     state,
+    unattributed,
     unresolved,
 )
 from feeds.selection import load_digest_data
@@ -110,7 +111,7 @@ def load_issue(session: Session, config: Config, week: str, column: str, now: da
     review = _as_review(row) if row is not None else None
     data = apply_review(raw, review)
     mark = content_mark(data)
-    pending = unresolved(data, decided_guids(session, [a.guid for u in data.units for a in u.articles]))
+    pending = unresolved(data, decided_guids(session, [a.guid for a in unattributed(data)]))
     return Issue(
         column=column,
         week=week,

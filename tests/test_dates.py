@@ -90,7 +90,7 @@ def test_status_lists_the_clamped_publish_times(
     config = parse_config({}, base_dir=tmp_path)
     report = status_report(config, engine, sessions, now)
     assert "发布时间晚于抓取时间、已按抓取时间保存的页面：1 个" in report
-    (line,) = [line for line in report.splitlines() if guid in line and "printed" in line]
+    (line,) = [line for line in report.splitlines() if guid in line and "页面所印" in line]
     assert "保存为 2026-11-26 10:00" in line and "页面所印 2026-11-26 14:00" in line and "/art/ahead.html" in line
 
 
@@ -112,7 +112,7 @@ def test_the_installed_status_command_lists_them(
     )
     assert status.returncode == 0, status.stderr
     assert "发布时间晚于抓取时间、已按抓取时间保存的页面：1 个" in status.stdout
-    assert any(guid in line and "printed 2026-11-26 14:00" in line for line in status.stdout.splitlines())
+    assert any(guid in line and "页面所印 2026-11-26 14:00" in line for line in status.stdout.splitlines())
 
 
 def test_the_story_page_shows_the_flag_to_the_operator_only(

@@ -103,7 +103,7 @@ def test_the_office_reviews_previews_and_approves_before_anything_is_sent(
                 seen[kind] = frame.locator("body").inner_text()
                 assert marker in seen[kind], kind
             assert "本单位情况" in seen["with"] and "采集异常" not in seen["with"]
-            assert "本周暂无稿件刊发" in seen["without"] or "尚未在专栏刊发稿件" in seen["without"]
+            assert "本周暂无文章刊发" in seen["without"] or "尚未在专栏刊发文章" in seen["without"]
             assert "采集异常" in seen["operator"] and "本单位情况" not in seen["operator"]
 
             page.fill("textarea[name=intro]", INTRO)
@@ -164,7 +164,7 @@ def test_demo_settles_the_unattributed_stories_and_approves_before_sending(tmp_p
     assert len(list((demo / "outbox").glob("*.eml"))) > 1
     sent = re.search(r"digest \d{4}-W\d\d: sent (\d+),", first.stdout)
     assert sent and int(sent.group(1)) == len(list((demo / "outbox").glob("*.eml")))
-    again = subprocess.run(
-        [str(ZHUANLAN), *args], capture_output=True, text=True, cwd=tmp_path, timeout=600, check=False
+    again = subprocess.run(  # the demo directory keeps its sample port: no --sample-port this time
+        [str(ZHUANLAN), *args[:4], *args[6:]], capture_output=True, text=True, cwd=tmp_path, timeout=600, check=False
     )
     assert again.returncode == 0 and "已发送过" in again.stdout and "sent 0" in again.stdout
