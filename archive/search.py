@@ -17,6 +17,16 @@ condition: an `id IN (MATCH …)` subquery, or a LIKE scan for lone characters, 
 AND/OR/NOT in SQL and ranked by the positive terms. PostgreSQL always composes per term
 (`title_tsv @@ q OR body_tsv @@ q`, so an AND may be satisfied across title and body, as in
 FTS5) and ranks with `ts_rank_cd`, title weighted ten times.
+
+A common term (issue 20): ranking every match of a word found in half a million stories cannot
+fit in a page view. When the query is one indexed term, with no filter but the story's state, and
+the index's own statistics say it is in more than `exact_limit` (10,000) stories, the page lists
+the matching stories newest first instead of best first: the newest stories are walked down the
+`published_at` index and each is checked against the index by its id, so the work is the page,
+not the matches, and the total is that estimate, shown as 「约 N 条」. The estimate is FTS5's own
+document count of the term's rarest bigram (`fts5vocab`) on SQLite and the planner's row estimate
+from the GIN statistics on PostgreSQL. When the walk finds fewer stories than the page needs (the
+estimate was too high: a phrase of common bigrams that are rarely adjacent) the exact path runs.
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ from sqlalchemy import (
     Select,
     TextClause,
     and_,
+    bindparam,
     cast,
     column,
     false,
@@ -72,6 +83,7 @@ if TYPE_CHECKING:
 STATES = ("any", "live", "deleted", "edited")
 MAX_PER_PAGE = 100
 MAX_PAGE = 10_000
+EXACT_COUNT_LIMIT = 10_000  # above this many estimated matches, a lone term lists newest first
 SNIPPET_CHARS = 160
 _MIN_DAY, _MAX_DAY = date(1900, 1, 1), date(9998, 12, 31)
 # A snippet is one line: whitespace runs become a space, but a full-width space is the author's text.
@@ -114,6 +126,7 @@ class SearchResult:
     page: int = 1
     per_page: int = 20
     query: Query = field(default_factory=lambda: Query(text="", root=None))
+    estimated: bool = False  # `total` is the index's estimate (a common term, listed newest first)
 
     @property
     def pages(self) -> int:
@@ -257,6 +270,89 @@ def _statement(session: Session, query: Query, conds: list[ColumnElement[bool]])
     return stmt.where(*([condition] if condition is not None else []), *conds)
 
 
+# --- common terms: newest first, estimated total ---------------------------------------------
+
+
+def _estimate(session: Session, term: Term) -> int:
+    """How many stories the index thinks hold `term`, without reading its matches."""
+    if session.get_bind().dialect.name == "postgresql":
+        tsquery = func.to_tsquery(_SIMPLE, tsquery_phrase(term))
+        probe: Select[Any] = select(literal_column("1")).select_from(_PG_INDEX)
+        probe = probe.where(
+            or_(_PG_INDEX.c.title_tsv.bool_op("@@")(tsquery), _PG_INDEX.c.body_tsv.bool_op("@@")(tsquery))
+        )
+        compiled = probe.compile(session.get_bind(), compile_kwargs={"literal_binds": True})
+        plan = session.execute(text(f"EXPLAIN (FORMAT JSON) {compiled}")).scalar_one()
+        return int(plan[0]["Plan"]["Plan Rows"])
+    # A temporary (per-connection, in memory) view of FTS5's term statistics: no write to the file.
+    session.execute(
+        text("CREATE VIRTUAL TABLE IF NOT EXISTS temp.article_fts_terms USING fts5vocab(main, article_fts, row)")
+    )
+    tokens = sorted(set(term.tokens))
+    rows = session.execute(
+        text("SELECT term, doc FROM temp.article_fts_terms WHERE term IN :tokens").bindparams(
+            bindparam("tokens", tokens, expanding=True)
+        )
+    ).all()
+    return min(int(row.doc) for row in rows) if len(rows) == len(tokens) else 0
+
+
+def _match_by_id(session: Session, term: Term, article_id: ColumnElement[int]) -> ColumnElement[bool]:
+    """Whether the story `article_id` holds `term`, looked up in the index by id."""
+    if session.get_bind().dialect.name == "postgresql":
+        tsquery = func.to_tsquery(_SIMPLE, tsquery_phrase(term))
+        probe = select(_PG_INDEX.c.article_id).where(
+            _PG_INDEX.c.article_id == article_id,
+            or_(_PG_INDEX.c.title_tsv.bool_op("@@")(tsquery), _PG_INDEX.c.body_tsv.bool_op("@@")(tsquery)),
+        )
+        return probe.exists()
+    fts = table("article_fts", column("rowid", Integer))
+    match = literal_column("article_fts").op("MATCH")(bindparam("common_term", fts5_phrase(term)))
+    return select(fts.c.rowid).where(match, fts.c.rowid == article_id).exists()
+
+
+def _common_term_page(
+    session: Session,
+    parsed: Query,
+    filters: Filters,
+    conds: list[ColumnElement[bool]],
+    page: int,
+    per_page: int,
+    limit: int,
+) -> tuple[int, list[int]] | None:
+    """(estimated total, ids newest first) for a lone indexed term in more than `limit` stories;
+    None when the exact, ranked path must answer (see the module's docstring)."""
+    term = parsed.root
+    narrowed = Filters(state=filters.state, hide_deleted=filters.hide_deleted) != filters
+    if not isinstance(term, Term) or term.needs_scan or narrowed:
+        return None
+    estimate = _estimate(session, term)
+    if estimate <= limit:
+        return None
+    stories = int(session.scalar(select(func.max(Article.id))) or 0)
+    need = page * per_page
+    window = need * stories // estimate * 4 + 200  # four times the rows the estimate says hold `need`
+    if window >= stories:
+        return None
+    newest = (
+        select(Article.id, Article.published_at)
+        .where(Article.published_at.is_not(None), *conds)
+        .order_by(Article.published_at.desc(), Article.id.desc())
+        .limit(window)
+        .subquery("newest")
+    )
+    ids = session.scalars(
+        select(newest.c.id)
+        .where(_match_by_id(session, term, newest.c.id))
+        .order_by(newest.c.published_at.desc(), newest.c.id.desc())
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    ).all()
+    if len(ids) < per_page:
+        return None
+    return estimate, list(ids)
+
+
 # --- highlighting ---------------------------------------------------------------------------
 
 
@@ -306,27 +402,36 @@ def patterns_for(query: Query) -> list[re.Pattern[str]]:
 # --- the entry point ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Row:
+    id: int
+    score: float | None
+
+
 def search(
-    session: Session, query: str, filters: Filters, *, page: int = 1, per_page: int = 20, tz: tzinfo
+    session: Session,
+    query: str,
+    filters: Filters,
+    *,
+    page: int = 1,
+    per_page: int = 20,
+    tz: tzinfo,
+    exact_limit: int = EXACT_COUNT_LIMIT,
 ) -> SearchResult:
-    """One page of matching articles, best first (newest first for an empty query).
+    """One page of matching articles, best first (newest first for an empty query, and for a lone
+    term the index estimates in more than `exact_limit` stories, whose total is then estimated).
 
     Raises `QueryError` with a message for the user when the query or a filter is unusable.
     """
     parsed = parse_query(query)
     page = min(max(1, page), MAX_PAGE)
     per_page = min(max(1, per_page), MAX_PER_PAGE)
-    stmt = _statement(session, parsed, filter_conditions(session, filters, tz))
-    sub = stmt.subquery()
-    # The total rides along as a window count: the match is evaluated once, not once more for counting.
-    rows = session.execute(
-        select(sub.c.id, sub.c.score, func.count().over().label("total"))
-        .order_by(sub.c.score.desc().nulls_last(), sub.c.published_at.desc().nulls_last(), sub.c.id.desc())
-        .limit(per_page)
-        .offset((page - 1) * per_page)
-    ).all()
-    # Past the last page (or nothing found) there is no row to carry the total: count separately.
-    total = int(rows[0].total) if rows else int(session.scalar(select(func.count()).select_from(sub)) or 0)
+    conds = filter_conditions(session, filters, tz)
+    common = _common_term_page(session, parsed, filters, conds, page, per_page, exact_limit)
+    if common is not None:
+        total, rows = common[0], [_Row(i, None) for i in common[1]]
+    else:
+        total, rows = _ranked_page(session, parsed, conds, page, per_page)
     ids = [row.id for row in rows]
     articles = {
         a.id: a for a in session.scalars(select(Article).options(selectinload(Article.unit)).where(Article.id.in_(ids)))
@@ -348,4 +453,23 @@ def search(
                 score=float(row.score) if row.score is not None else None,
             )
         )
-    return SearchResult(total=total, hits=hits, page=page, per_page=per_page, query=parsed)
+    return SearchResult(
+        total=total, hits=hits, page=page, per_page=per_page, query=parsed, estimated=common is not None
+    )
+
+
+def _ranked_page(
+    session: Session, parsed: Query, conds: list[ColumnElement[bool]], page: int, per_page: int
+) -> tuple[int, list[_Row]]:
+    """(exact total, the page's rows best first): every match is ranked."""
+    sub = _statement(session, parsed, conds).subquery()
+    # The total rides along as a window count: the match is evaluated once, not once more for counting.
+    rows = session.execute(
+        select(sub.c.id, sub.c.score, func.count().over().label("total"))
+        .order_by(sub.c.score.desc().nulls_last(), sub.c.published_at.desc().nulls_last(), sub.c.id.desc())
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    ).all()
+    # Past the last page (or nothing found) there is no row to carry the total: count separately.
+    total = int(rows[0].total) if rows else int(session.scalar(select(func.count()).select_from(sub)) or 0)
+    return total, [_Row(row.id, row.score) for row in rows]
