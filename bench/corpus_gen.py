@@ -315,12 +315,8 @@ def load_postgresql(engine: Engine, n: int, seed: int = 20, chunk: int = 20_000)
                 cur.execute("TRUNCATE search_load")
                 raw.commit()
         cur.execute("SET maintenance_work_mem = '512MB'")
-        cur.execute(
-            "CREATE INDEX ix_article_search_title ON article_search USING gin (title_tsv) WITH (fastupdate = off)"
-        )
-        cur.execute(
-            "CREATE INDEX ix_article_search_body ON article_search USING gin (body_tsv) WITH (fastupdate = off)"
-        )
+        cur.execute("CREATE INDEX ix_article_search_title ON article_search USING gin (title_tsv)")
+        cur.execute("CREATE INDEX ix_article_search_body ON article_search USING gin (body_tsv)")
         for table in ("units", "sources", "tags", "articles", "appearances", "snapshots"):
             cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
         raw.commit()

@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from archive.search import Filters, search
 from bench.corpus_gen import load
+from pipeline.corpus.db import BatchedSessions, batch_of, transaction
 from pipeline.corpus.models import Article, Unit
 from pipeline.corpus.search_index import index_article
 from tests.test_archive_corpus import SHANGHAI
@@ -151,3 +152,33 @@ def test_generated_corpus_loads_and_feed_queries_use_the_story_date_indexes(engi
         assert "SCAN articles" not in rows and "SCAN articles USING INDEX ix_articles_story_date" in rows
         assert "SEARCH articles USING INDEX ix_articles_unit_story_date (unit_id=?)" in rows
         assert "SEARCH articles USING INDEX ix_articles_story_date (<expr>>? AND <expr><?)" in rows  # the digest week
+
+
+def test_a_batch_merges_its_search_entries_before_committing(sessions: sessionmaker[Session]) -> None:
+    """PostgreSQL: the GIN indexes take new entries into their pending list and the batch merges
+    the list before its commit, so no query meets one; the entries are found on both databases."""
+    batched = BatchedSessions(sessions)
+    now = datetime(2026, 11, 26, tzinfo=UTC)
+    for i, (title, body, published) in enumerate(DOCS[:70]):
+        with transaction(batched) as session:
+            article = Article(
+                guid=f"b{i}", title=title, body_text=body, body_html="", content_hash=f"b{i}", positions=[],
+                published_at=published, created_at=now, updated_at=now,
+            )  # fmt: skip
+            session.add(article)
+            session.flush()
+            index_article(session, article.id, title, body, new=True, batch=batch_of(batched))
+    batched.commit()
+    batched.close()
+    with sessions() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            options = session.execute(
+                text("SELECT reloptions FROM pg_class WHERE oid = 'ix_article_search_body'::regclass")
+            ).scalar_one()
+            assert "fastupdate=on" in options
+            left = session.execute(
+                text("SELECT gin_clean_pending_list('ix_article_search_body'::regclass)")
+            ).scalar_one()
+            assert left == 0  # nothing was left pending after the commit
+        found = search(session, "粮食", Filters(), tz=SHANGHAI)
+        assert found.total == sum("粮食" in body for _, body, _ in DOCS[:70]) > 0
