@@ -288,16 +288,13 @@ def _estimate(session: Session, term: Term) -> int:
     session.execute(
         text("CREATE VIRTUAL TABLE IF NOT EXISTS temp.article_fts_terms USING fts5vocab(main, article_fts, row)")
     )
-    tokens = sorted(set(term.tokens))
-    rows = session.execute(
-        text("SELECT term, doc FROM temp.article_fts_terms WHERE term IN :tokens").bindparams(
-            bindparam("tokens", tokens, expanding=True)
-        )
-    ).all()
-    return min(int(row.doc) for row in rows) if len(rows) == len(tokens) else 0
+    # One lookup per token: FTS5's vocabulary table seeks a `term = ?` but scans for an IN list.
+    lookup = text("SELECT doc FROM temp.article_fts_terms WHERE term = :t")
+    counts = [session.execute(lookup, {"t": token}).scalar() for token in set(term.tokens)]
+    return min(int(c or 0) for c in counts) if counts else 0
 
 
-def _match_by_id(session: Session, term: Term, article_id: ColumnElement[int]) -> ColumnElement[bool]:
+def _match_by_id(session: Session, term: Term, article_id: Any) -> ColumnElement[bool]:
     """Whether the story `article_id` holds `term`, looked up in the index by id."""
     if session.get_bind().dialect.name == "postgresql":
         tsquery = func.to_tsquery(_SIMPLE, tsquery_phrase(term))
@@ -334,17 +331,16 @@ def _common_term_page(
     window = need * stories // estimate * 4 + 200  # four times the rows the estimate says hold `need`
     if window >= stories:
         return None
-    newest = (
-        select(Article.id, Article.published_at)
-        .where(Article.published_at.is_not(None), *conds)
-        .order_by(Article.published_at.desc(), Article.id.desc())
-        .limit(window)
-        .subquery("newest")
-    )
+    dated = [Article.published_at.is_not(None), *conds]
+    newest_first = (Article.published_at.desc(), Article.id.desc())
+    # The walk stops at the page's last hit; the date of the `window`-th newest story bounds it.
+    cutoff = session.scalar(select(Article.published_at).where(*dated).order_by(*newest_first).offset(window).limit(1))
+    if cutoff is None:
+        return None
     ids = session.scalars(
-        select(newest.c.id)
-        .where(_match_by_id(session, term, newest.c.id))
-        .order_by(newest.c.published_at.desc(), newest.c.id.desc())
+        select(Article.id)
+        .where(*dated, Article.published_at >= cutoff, _match_by_id(session, term, Article.id))
+        .order_by(*newest_first)
         .limit(per_page)
         .offset((page - 1) * per_page)
     ).all()
