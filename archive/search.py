@@ -23,9 +23,9 @@ fit in a page view. When the query is one indexed term, with no filter but the s
 the index's own statistics say it is in more than `exact_limit` (10,000) stories, the page lists
 the matching stories newest first instead of best first: the newest stories are walked down the
 `published_at` index and each is checked against the index by its id, so the work is the page,
-not the matches, and the total is that estimate, shown as 「约 N 条」. The estimate is FTS5's own
-document count of the term's rarest bigram (`fts5vocab`) on SQLite and the planner's row estimate
-from the GIN statistics on PostgreSQL. When the walk finds fewer stories than the page needs (the
+not the matches, and the total is that estimate, shown as 「约 N 条」. The estimate on SQLite comes
+from where the (limit + 1)-th match by id lies among the ids (FTS5 reads a term's matches in id
+order and stops there), and on PostgreSQL it is the planner's row estimate from the GIN statistics. When the walk finds fewer stories than the page needs (the
 estimate was too high: a phrase of common bigrams that are rarely adjacent) the exact path runs.
 On PostgreSQL ranking costs more (`ts_rank_cd` reads every match's tsvector: 300 ms for 2,000
 matches at 100,000 stories), so the limit there is `PG_RANK_LIMIT` (1,000), checked by counting
@@ -277,8 +277,9 @@ def _statement(session: Session, query: Query, conds: list[ColumnElement[bool]])
 # --- common terms: newest first, estimated total ---------------------------------------------
 
 
-def _estimate(session: Session, term: Term) -> int:
-    """How many stories the index thinks hold `term`, without reading its matches."""
+def _estimate(session: Session, term: Term, limit: int) -> int:
+    """How many stories the index thinks hold `term`, without reading all its matches (0: at most
+    `limit` on SQLite, where the count is then exact on the ranked path)."""
     if session.get_bind().dialect.name == "postgresql":
         tsquery = func.to_tsquery(_SIMPLE, tsquery_phrase(term))
         probe: Select[Any] = select(literal_column("1")).select_from(_PG_INDEX)
@@ -288,14 +289,16 @@ def _estimate(session: Session, term: Term) -> int:
         compiled = probe.compile(session.get_bind(), compile_kwargs={"literal_binds": True})
         plan = session.execute(text(f"EXPLAIN (FORMAT JSON) {compiled}")).scalar_one()
         return int(plan[0]["Plan"]["Plan Rows"])
-    # A temporary (per-connection, in memory) view of FTS5's term statistics: no write to the file.
-    session.execute(
-        text("CREATE VIRTUAL TABLE IF NOT EXISTS temp.article_fts_terms USING fts5vocab(main, article_fts, row)")
+    # FTS5 reads a term's matches in id order and stops early: where the (limit + 1)-th newest
+    # match lies says what share of the ids hold the term.
+    nth = session.scalar(
+        text("SELECT rowid FROM article_fts WHERE article_fts MATCH :q ORDER BY rowid DESC LIMIT 1 OFFSET :k"),
+        {"q": fts5_phrase(term), "k": limit},
     )
-    # One lookup per token: FTS5's vocabulary table seeks a `term = ?` but scans for an IN list.
-    lookup = text("SELECT doc FROM temp.article_fts_terms WHERE term = :t")
-    counts = [session.execute(lookup, {"t": token}).scalar() for token in set(term.tokens)]
-    return min(int(c or 0) for c in counts) if counts else 0
+    if nth is None:
+        return 0
+    top = int(session.scalar(select(func.max(Article.id))) or 0)
+    return (limit + 1) * top // max(1, top - int(nth) + 1)
 
 
 def _pg_count_upto(session: Session, term: Term, cap: int) -> int:
@@ -339,7 +342,7 @@ def _common_term_page(
     narrowed = Filters(state=filters.state, hide_deleted=filters.hide_deleted) != filters
     if not isinstance(term, Term) or term.needs_scan or narrowed:
         return None
-    estimate = _estimate(session, term)
+    estimate = _estimate(session, term, limit)
     if session.get_bind().dialect.name == "postgresql":
         # Ranking reads every match's tsvector (about 0.15 ms each): above PG_RANK_LIMIT matches,
         # counted exactly up to there, the page lists newest first even if the planner guessed low.
