@@ -432,14 +432,16 @@ def cmd_search(args: argparse.Namespace) -> int:
         for h in result.hits
     ]
     if args.format == "json":
-        print(json.dumps({"total": result.total, "hits": rows}, ensure_ascii=False, indent=2))
+        # "estimated" only when the total is an estimate: the exact answer keeps its shape.
+        out: dict[str, Any] = {"total": result.total, **({"estimated": True} if result.estimated else {}), "hits": rows}
+        print(json.dumps(out, ensure_ascii=False, indent=2))
     elif args.format == "csv":
         fields = ["guid", "title", "unit", "author", "published_at", "score", "url", "archive_url", "snippet"]
         writer = csv.DictWriter(sys.stdout, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     else:
-        print(f"{result.total} results")
+        print(f"about {result.total} results (newest first)" if result.estimated else f"{result.total} results")
         for r in rows:
             day = (r["published_at"] or "")[:10]
             print(f"{day:10}  {(r['unit'] or '-')[:12]:12}  {(r['author'] or '-')[:6]:6}  {r['title']}")

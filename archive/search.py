@@ -17,6 +17,19 @@ condition: an `id IN (MATCH …)` subquery, or a LIKE scan for lone characters, 
 AND/OR/NOT in SQL and ranked by the positive terms. PostgreSQL always composes per term
 (`title_tsv @@ q OR body_tsv @@ q`, so an AND may be satisfied across title and body, as in
 FTS5) and ranks with `ts_rank_cd`, title weighted ten times.
+
+A common term (issue 20): ranking every match of a word found in half a million stories cannot
+fit in a page view. When the query is one indexed term, with no filter but the story's state, and
+the index's own statistics say it is in more than `exact_limit` (10,000) stories, the page lists
+the matching stories newest first instead of best first: the newest stories are walked down the
+`published_at` index and each is checked against the index by its id, so the work is the page,
+not the matches, and the total is that estimate, shown as 「约 N 条」. The estimate on SQLite comes
+from where the (limit + 1)-th match by id lies among the ids (FTS5 reads a term's matches in id
+order and stops there), and on PostgreSQL it is the planner's row estimate from the GIN statistics. When the walk finds fewer stories than the page needs (the
+estimate was too high: a phrase of common bigrams that are rarely adjacent) the exact path runs.
+On PostgreSQL ranking costs more (`ts_rank_cd` reads every match's tsvector: 300 ms for 2,000
+matches at 100,000 stories), so the limit there is `PG_RANK_LIMIT` (1,000), checked by counting
+the matches through the index up to it, since the planner's estimate of a rare bigram is low.
 """
 
 from __future__ import annotations
@@ -36,6 +49,7 @@ from sqlalchemy import (
     Select,
     TextClause,
     and_,
+    bindparam,
     cast,
     column,
     false,
@@ -76,6 +90,8 @@ SORTS = ("relevance", "date")
 ORDERS = (*SORTS, "oldest")  # exports also read like a ledger: oldest first
 MAX_PER_PAGE = 100
 MAX_PAGE = 10_000
+EXACT_COUNT_LIMIT = 10_000  # above this many estimated matches, a lone term lists newest first
+PG_RANK_LIMIT = 1_000  # PostgreSQL: ts_rank_cd reads each match's tsvector, so fewer are ranked
 SNIPPET_CHARS = 160
 _MIN_DAY, _MAX_DAY = date(1900, 1, 1), date(9998, 12, 31)
 # A snippet is one line: whitespace runs become a space, but a full-width space is the author's text.
@@ -142,6 +158,7 @@ class SearchResult:
     page: int = 1
     per_page: int = 20
     query: Query = field(default_factory=lambda: Query(text="", root=None))
+    estimated: bool = False  # `total` is the index's estimate (a common term, listed newest first)
 
     @property
     def pages(self) -> int:
@@ -285,6 +302,108 @@ def _statement(session: Session, query: Query, conds: list[ColumnElement[bool]])
     return stmt.where(*([condition] if condition is not None else []), *conds)
 
 
+# --- common terms: newest first, estimated total ---------------------------------------------
+
+
+def _estimate(session: Session, term: Term, limit: int) -> int:
+    """How many stories the index thinks hold `term`, without reading all its matches (0: at most
+    `limit` on SQLite, where the count is then exact on the ranked path)."""
+    if session.get_bind().dialect.name == "postgresql":
+        tsquery = func.to_tsquery(_SIMPLE, tsquery_phrase(term))
+        probe: Select[Any] = select(literal_column("1")).select_from(_PG_INDEX)
+        probe = probe.where(
+            or_(_PG_INDEX.c.title_tsv.bool_op("@@")(tsquery), _PG_INDEX.c.body_tsv.bool_op("@@")(tsquery))
+        )
+        compiled = probe.compile(session.get_bind(), compile_kwargs={"literal_binds": True})
+        plan = session.execute(text(f"EXPLAIN (FORMAT JSON) {compiled}")).scalar_one()
+        return int(plan[0]["Plan"]["Plan Rows"])
+    # FTS5 reads a term's matches in id order and stops early: where the (limit + 1)-th newest
+    # match lies says what share of the ids hold the term.
+    nth = session.scalar(
+        text("SELECT rowid FROM article_fts WHERE article_fts MATCH :q ORDER BY rowid DESC LIMIT 1 OFFSET :k"),
+        {"q": fts5_phrase(term), "k": limit},
+    )
+    if nth is None:
+        return 0
+    top = int(session.scalar(select(func.max(Article.id))) or 0)
+    return (limit + 1) * top // max(1, top - int(nth) + 1)
+
+
+def _pg_count_upto(session: Session, term: Term, cap: int) -> int:
+    """How many stories hold `term`, counted through the GIN indexes and stopping at `cap`."""
+    tsquery = func.to_tsquery(_SIMPLE, tsquery_phrase(term))
+    hits = (
+        select(_PG_INDEX.c.article_id)
+        .where(or_(_PG_INDEX.c.title_tsv.bool_op("@@")(tsquery), _PG_INDEX.c.body_tsv.bool_op("@@")(tsquery)))
+        .limit(cap)
+        .subquery()
+    )
+    return int(session.scalar(select(func.count()).select_from(hits)) or 0)
+
+
+def _match_by_id(session: Session, term: Term, article_id: Any) -> ColumnElement[bool]:
+    """Whether the story `article_id` holds `term`, looked up in the index by id."""
+    if session.get_bind().dialect.name == "postgresql":
+        tsquery = func.to_tsquery(_SIMPLE, tsquery_phrase(term))
+        probe = select(_PG_INDEX.c.article_id).where(
+            _PG_INDEX.c.article_id == article_id,
+            or_(_PG_INDEX.c.title_tsv.bool_op("@@")(tsquery), _PG_INDEX.c.body_tsv.bool_op("@@")(tsquery)),
+        )
+        return probe.exists()
+    fts = table("article_fts", column("rowid", Integer))
+    match = literal_column("article_fts").op("MATCH")(bindparam("common_term", fts5_phrase(term)))
+    return select(fts.c.rowid).where(match, fts.c.rowid == article_id).exists()
+
+
+def _common_term_page(
+    session: Session,
+    parsed: Query,
+    filters: Filters,
+    conds: list[ColumnElement[bool]],
+    page: int,
+    per_page: int,
+    limit: int,
+) -> tuple[int, list[int]] | None:
+    """(estimated total, ids newest first) for a lone indexed term in more than `limit` stories;
+    None when the exact, ranked path must answer (see the module's docstring)."""
+    term = parsed.root
+    narrowed = Filters(state=filters.state, hide_deleted=filters.hide_deleted) != filters
+    if not isinstance(term, Term) or term.needs_scan or narrowed:
+        return None
+    estimate = _estimate(session, term, limit)
+    if session.get_bind().dialect.name == "postgresql":
+        # Ranking reads every match's tsvector (about 0.15 ms each): above PG_RANK_LIMIT matches,
+        # counted exactly up to there, the page lists newest first even if the planner guessed low.
+        limit = min(limit, PG_RANK_LIMIT)
+        found = _pg_count_upto(session, term, limit + 1)
+        if found <= limit:
+            return None
+        estimate = max(estimate, found)
+    if estimate <= limit:
+        return None
+    stories = int(session.scalar(select(func.max(Article.id))) or 0)
+    need = page * per_page
+    window = need * stories // estimate * 4 + 200  # four times the rows the estimate says hold `need`
+    if window >= stories:
+        return None
+    dated = [Article.published_at.is_not(None), *conds]
+    newest_first = (Article.published_at.desc(), Article.id.desc())
+    # The walk stops at the page's last hit; the date of the `window`-th newest story bounds it.
+    cutoff = session.scalar(select(Article.published_at).where(*dated).order_by(*newest_first).offset(window).limit(1))
+    if cutoff is None:
+        return None
+    ids = session.scalars(
+        select(Article.id)
+        .where(*dated, Article.published_at >= cutoff, _match_by_id(session, term, Article.id))
+        .order_by(*newest_first)
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    ).all()
+    if len(ids) < per_page:
+        return None
+    return estimate, list(ids)
+
+
 # --- highlighting ---------------------------------------------------------------------------
 
 
@@ -345,6 +464,12 @@ def _order(sub: Subquery, sort: str) -> list[ColumnElement[Any]]:
     return newest if sort == "date" else [sub.c.score.desc().nulls_last(), *newest]
 
 
+@dataclass(frozen=True)
+class _Row:
+    id: int
+    score: float | None
+
+
 def ranked_ids(session: Session, query: str, filters: Filters, *, sort: str = "relevance", tz: tzinfo) -> Select[Any]:
     """SELECT id of every matching article, in the order `search` pages through them.
 
@@ -379,26 +504,27 @@ def search(
     per_page: int = 20,
     sort: str = "relevance",
     tz: tzinfo,
+    exact_limit: int = EXACT_COUNT_LIMIT,
 ) -> SearchResult:
     """One page of matching articles, best first (newest first for an empty query, or with
-    `sort="date"`).
+    `sort="date"`, and for a lone term the index estimates in more than `exact_limit` stories,
+    whose total is then estimated).
 
     Raises `QueryError` with a message for the user when the query, a filter or the sort is unusable.
     """
     parsed = parse_query(query)
     page = min(max(1, page), MAX_PAGE)
     per_page = min(max(1, per_page), MAX_PER_PAGE)
-    stmt = _statement(session, parsed, filter_conditions(session, filters, tz))
-    sub = stmt.subquery()
-    # The total rides along as a window count: the match is evaluated once, not once more for counting.
-    rows = session.execute(
-        select(sub.c.id, sub.c.score, func.count().over().label("total"))
-        .order_by(*_order(sub, sort))
-        .limit(per_page)
-        .offset((page - 1) * per_page)
-    ).all()
-    # Past the last page (or nothing found) there is no row to carry the total: count separately.
-    total = int(rows[0].total) if rows else int(session.scalar(select(func.count()).select_from(sub)) or 0)
+    conds = filter_conditions(session, filters, tz)
+    # A lone common term is listed newest first from the date index (its total estimated): that is
+    # the date order, and what relevance falls back to when every story matches about equally.
+    common = (
+        _common_term_page(session, parsed, filters, conds, page, per_page, exact_limit) if sort != "oldest" else None
+    )
+    if common is not None:
+        total, rows = common[0], [_Row(i, None) for i in common[1]]
+    else:
+        total, rows = _ranked_page(session, parsed, conds, page, per_page, sort)
     ids = [row.id for row in rows]
     articles = {
         a.id: a for a in session.scalars(select(Article).options(selectinload(Article.unit)).where(Article.id.in_(ids)))
@@ -422,4 +548,23 @@ def search(
                 score=float(row.score) if row.score is not None else None,
             )
         )
-    return SearchResult(total=total, hits=hits, page=page, per_page=per_page, query=parsed)
+    return SearchResult(
+        total=total, hits=hits, page=page, per_page=per_page, query=parsed, estimated=common is not None
+    )
+
+
+def _ranked_page(
+    session: Session, parsed: Query, conds: list[ColumnElement[bool]], page: int, per_page: int, sort: str
+) -> tuple[int, list[_Row]]:
+    """(exact total, the page's rows in `sort` order): every match is ranked."""
+    sub = _statement(session, parsed, conds).subquery()
+    # The total rides along as a window count: the match is evaluated once, not once more for counting.
+    rows = session.execute(
+        select(sub.c.id, sub.c.score, func.count().over().label("total"))
+        .order_by(*_order(sub, sort))
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    ).all()
+    # Past the last page (or nothing found) there is no row to carry the total: count separately.
+    total = int(rows[0].total) if rows else int(session.scalar(select(func.count()).select_from(sub)) or 0)
+    return total, [_Row(row.id, row.score) for row in rows]

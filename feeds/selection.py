@@ -34,15 +34,20 @@ def _story_date() -> ColumnElement[datetime]:
     return func.coalesce(Article.published_at, Article.created_at, type_=UTCDateTime)
 
 
-def _tagged(kind: str, name: str) -> ColumnElement[bool]:
-    return Article.id.in_(select(ArticleTag.article_id).join(Tag).where(Tag.kind == kind, Tag.name == name))
+def _tagged(kind: str, name: str | None = None) -> ColumnElement[bool]:
+    """The story has a tag of `kind` (named `name`). Asked per story (EXISTS on the tag's primary
+    key), so that a feed walks its newest stories down the story-date index and stops at its
+    limit, instead of first collecting every story of a tag held by a third of the corpus."""
+    conds = [ArticleTag.article_id == Article.id, Tag.kind == kind]
+    if name is not None:
+        conds.append(Tag.name == name)
+    return select(ArticleTag.tag_id).join(Tag).where(*conds).exists()
 
 
 def _in_column(name: str | None = None) -> ColumnElement[bool]:
     """Column membership: the story's column, or a column tag (the tagger may set either)."""
     if name is None:
-        tagged = Article.id.in_(select(ArticleTag.article_id).join(Tag).where(Tag.kind == "column"))
-        return or_(Article.column.is_not(None), tagged)
+        return or_(Article.column.is_not(None), _tagged("column"))
     return or_(Article.column == name, _tagged("column", name))
 
 

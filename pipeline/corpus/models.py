@@ -20,11 +20,13 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
     Text,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -151,6 +153,14 @@ class Article(Base):
         back_populates="article", foreign_keys="Appearance.article_id", order_by="Appearance.id"
     )
     tags: Mapped[list[ArticleTag]] = relationship(back_populates="article", cascade="all, delete-orphan")
+
+
+# "A story's date" (feeds.selection): the newest stories of a feed, of a unit's feed and a digest
+# week are read down these indexes instead of sorting the corpus (issue 20; migration 0010).
+Index("ix_articles_story_date", func.coalesce(Article.published_at, Article.created_at), Article.id)
+Index(
+    "ix_articles_unit_story_date", Article.unit_id, func.coalesce(Article.published_at, Article.created_at), Article.id
+)
 
 
 class Correction(Base):

@@ -1,7 +1,7 @@
 """scheduler heartbeat: whether a scheduler is alive, readable from any machine
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-03
 
 One row (`scheduler_heartbeats`, id 1) that a running scheduler rewrites every few seconds: its
@@ -17,7 +17,7 @@ from alembic import op
 from pipeline.corpus.models import UTCDateTime
 
 revision = "0011"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
