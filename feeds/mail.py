@@ -605,6 +605,12 @@ def send_digest(
         if dry_run:
             result += _dry_run(session_factory, config, week, name)
         else:
+            pending = _dry_run(session_factory, config, week, name)
+            if pending.sent == 0 and pending.already:
+                # Sent already, nothing left: no review gate to pass (the issue may have changed since,
+                # e.g. a later correction, but what went out went out).
+                result += pending
+                continue
             result += _send_column(session_factory, config, week, name, now, smtp_factory, sleep)
     return result
 

@@ -62,7 +62,7 @@ def test_a_second_demo_into_the_same_directory_adds_and_sends_nothing(tmp_path: 
     assert last.startswith("Commands against this demo: ") and "--config demo/zhuanlan.toml status" in last, last
     command = shlex.split(last.removeprefix("Commands against this demo: ").split(" (")[0])
     status = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env(), timeout=60, check=False)
-    assert status.returncode == 0 and "Last crawl: #2" in status.stdout, status.stdout + status.stderr
+    assert status.returncode == 0 and "最近一次采集：#2" in status.stdout, status.stdout + status.stderr
 
     # Another sample port for this directory would store every story again: refused, in plain words.
     other = free_port()
