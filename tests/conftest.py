@@ -132,15 +132,7 @@ def module_samples() -> Iterator[SampleSources]:
 @pytest.fixture
 def smtp() -> Iterator[tuple[Any, int]]:
     """A real SMTP server (aiosmtpd) on a free loopback port: (its `Handler`, the port)."""
-    from aiosmtpd.controller import Controller
+    from tests.test_digest_send import mail_server
 
-    from tests.test_digest_send import Handler, free_port
-
-    handler = Handler()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
+    with mail_server() as server:
+        yield server

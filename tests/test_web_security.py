@@ -30,6 +30,7 @@ from archive.views import images
 from archive.views.images import ImageFetchError, ImageRefused
 from archive.web import create_app
 from pipeline.corpus.models import LoginEvent, LoginLock, OperatorSession, Recipient, Snapshot, Unit
+from tests.support import browser_page
 from tests.test_archive_corpus import SHANGHAI, build_corpus
 from zhuanlan_config import ConfigError, parse_config
 
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 
     from flask import Flask
     from flask.testing import FlaskClient
-    from playwright.sync_api import Browser
     from sqlalchemy.orm import Session, sessionmaker
 
 PASSWORD = "口令-security-test"
@@ -551,11 +551,7 @@ def site(tmp_path: Path, seeded: sessionmaker[Session], clock: Clock, env: pytes
 
 
 def test_browser_login_is_locked_after_repeated_failures(site: str, chromium: Any) -> None:
-    browser: Browser = chromium
-    context = browser.new_context(locale="zh-CN")
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    try:
+    with browser_page(chromium, 1280, 800) as page:
         page.goto(f"{site}/login")
         for attempt in range(auth.ADDRESS_FAILURES):
             page.fill("input[name=password]", f"guess-{attempt}")
@@ -570,35 +566,22 @@ def test_browser_login_is_locked_after_repeated_failures(site: str, chromium: An
         assert "已暂时锁定" in page.inner_text("p.error") and page.url.endswith("/login")
         page.goto(f"{site}/health")
         assert page.url.endswith("/login")
-    finally:
-        context.close()
 
 
 def test_browser_logout_revokes_the_saved_cookie(site: str, chromium: Any) -> None:
-    browser: Browser = chromium
-    context = browser.new_context(locale="zh-CN")
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    try:
+    with browser_page(chromium, 1280, 800) as page:
         page.goto(f"{site}/login")
         page.fill("input[name=password]", PASSWORD)
         with page.expect_navigation():
             page.click("main button[type=submit]")
         assert page.url.endswith("/health")
-        saved = context.cookies()
+        saved = page.context.cookies()
         assert saved and all(c["httpOnly"] for c in saved)
         with page.expect_navigation():
             page.click("form.logout button")
         page.goto(f"{site}/health")
         assert page.url.endswith("/login")
-    finally:
-        context.close()
-    thief = browser.new_context(locale="zh-CN")  # someone who copied the cookies before logout
-    thief.add_cookies(saved)  # type: ignore[arg-type]
-    page = thief.new_page()
-    page.set_default_timeout(10_000)
-    try:
-        page.goto(f"{site}/health")
-        assert page.url.endswith("/login")
-    finally:
-        thief.close()
+    with browser_page(chromium, 1280, 800) as thief:  # someone who copied the cookies before logout
+        thief.context.add_cookies(saved)
+        thief.goto(f"{site}/health")
+        assert thief.url.endswith("/login")
