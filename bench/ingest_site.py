@@ -315,11 +315,14 @@ http {{
 
 
 class StaticServer:
-    """nginx from Debian on a free loopback port when installed, else a Python ThreadingHTTPServer."""
+    """nginx from Debian on a free loopback port when installed (and `nginx` is true), else a Python
+    ThreadingHTTPServer. Tests pass `nginx=False`: nginx's workers run as another user, who cannot
+    read pytest's private temporary directories."""
 
-    def __init__(self, root: Path, work: Path) -> None:
+    def __init__(self, root: Path, work: Path, *, nginx: bool = True) -> None:
         self.root = root
         self.work = work
+        self.use_nginx = nginx
         self.port = free_port()
         self.kind = ""
         self._proc: subprocess.Popen[bytes] | None = None
@@ -331,7 +334,7 @@ class StaticServer:
 
     def start(self) -> StaticServer:
         nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-        if nginx:
+        if nginx and self.use_nginx:
             self.work.mkdir(parents=True, exist_ok=True)
             conf = self.work / "nginx.conf"
             conf.write_text(NGINX_CONF.format(work=self.work, port=self.port, root=self.root))

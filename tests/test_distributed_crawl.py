@@ -89,10 +89,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
     require_postgresql()
     redis_url = require_redis()
     work = tmp_path_factory.mktemp("distributed")
-    work.chmod(0o755)  # nginx workers run as another user
     site = Site(work / "site", columns=COLUMNS)
     site.add(PAGES)
-    server = StaticServer(work / "site", work / "nginx").start()
+    server = StaticServer(work / "site", work / "nginx", nginx=False).start()
     samples = SampleSources(port=0)
     samples.start()
     try:
