@@ -62,7 +62,7 @@ from sqlalchemy import (
     table,
     text,
 )
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, load_only, selectinload
 
 from archive.search_syntax import (
     And,
@@ -78,7 +78,7 @@ from archive.search_syntax import (
     tsquery_phrase,
 )
 from pipeline.corpus.models import Appearance, Article, ArticleTag, Source, Tag, Unit
-from pipeline.corpus.textsplit import fold_with_offsets
+from pipeline.corpus.textsplit import fold_pieces, fold_with_offsets
 
 if TYPE_CHECKING:
     from sqlalchemy.sql.selectable import Subquery
@@ -423,6 +423,25 @@ def _spans(value: str, patterns: list[re.Pattern[str]]) -> list[tuple[int, int]]
     return merged
 
 
+def _first_match(value: str, patterns: list[re.Pattern[str]]) -> int | None:
+    """Where the first match in `value` starts (as `_spans` would say), without mapping every
+    character: when each piece that folds keeps its length (the usual page: a full-width mark
+    folds to one character), the folded text lines up with `value`. A search page makes twenty
+    snippets of bodies of thousands of characters; only the window is mapped (`_spans`)."""
+    pieces = fold_pieces(value)
+    if any(len(folded) != end - start for start, end, folded in pieces):
+        spans = _spans(value, patterns)
+        return spans[0][0] if spans else None
+    parts, pos = [], 0
+    for start, end, folded in pieces:
+        parts += [value[pos:start], folded]
+        pos = end
+    parts.append(value[pos:])
+    text = "".join(parts)
+    found = [m.start() for p in patterns for m in [p.search(text)] if m is not None and m.end() > m.start()]
+    return min(found) if found else None
+
+
 def highlight_html(value: str, patterns: list[re.Pattern[str]]) -> Markup:
     """`value` HTML-escaped, with `<mark>` around every match of any pattern."""
     return Snippet(value, tuple(_spans(value, patterns))).html()
@@ -432,8 +451,8 @@ def snippet(value: str, patterns: list[re.Pattern[str]], width: int = SNIPPET_CH
     """A window of the text around the first match (or its start), with the matches in it; an
     ellipsis (…) marks text cut off before or after the window."""
     value = _SNIPPET_SPACES.sub(" ", value).strip()
-    spans = _spans(value, patterns)
-    start = max(0, spans[0][0] - width // 4) if spans else 0
+    first = _first_match(value, patterns)
+    start = max(0, first - width // 4) if first is not None else 0
     end = min(len(value), start + width)
     prefix = "…" if start > 0 else ""
     suffix = "…" if end < len(value) else ""
@@ -462,6 +481,16 @@ def _order(sub: Subquery, sort: str) -> list[ColumnElement[Any]]:
         return [sub.c.published_at.asc().nulls_last(), sub.c.id.asc()]
     newest: list[ColumnElement[Any]] = [sub.c.published_at.desc().nulls_last(), sub.c.id.desc()]
     return newest if sort == "date" else [sub.c.score.desc().nulls_last(), *newest]
+
+
+# What a hit shows: not the stored HTML (twice the text's size), nor the other columns.
+_HIT_COLUMNS = (
+    load_only(
+        Article.id, Article.guid, Article.title, Article.author, Article.unit_id, Article.published_at,
+        Article.body_text, Article.first_appearance_id,
+    ),
+    selectinload(Article.unit),
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -526,9 +555,7 @@ def search(
     else:
         total, rows = _ranked_page(session, parsed, conds, page, per_page, sort)
     ids = [row.id for row in rows]
-    articles = {
-        a.id: a for a in session.scalars(select(Article).options(selectinload(Article.unit)).where(Article.id.in_(ids)))
-    }
+    articles = {a.id: a for a in session.scalars(select(Article).options(*_HIT_COLUMNS).where(Article.id.in_(ids)))}
     patterns = patterns_for(parsed)
     urls = first_urls(session, list(articles.values()))
     hits = []
