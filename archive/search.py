@@ -550,8 +550,11 @@ def search(
     common = (
         _common_term_page(session, parsed, filters, conds, page, per_page, exact_limit) if sort != "oldest" else None
     )
+    fast = None if common is not None else _fts5_page(session, parsed, filters, page, per_page, sort)
     if common is not None:
         total, rows = common[0], [_Row(i, None) for i in common[1]]
+    elif fast is not None:
+        total, rows = fast
     else:
         total, rows = _ranked_page(session, parsed, conds, page, per_page, sort)
     ids = [row.id for row in rows]
@@ -578,6 +581,71 @@ def search(
     return SearchResult(
         total=total, hits=hits, page=page, per_page=per_page, query=parsed, estimated=common is not None
     )
+
+
+_FTS5_MARGIN = 20  # rows fetched past the page, to see that no tie crosses its end
+
+
+def _fts5_page(
+    session: Session, parsed: Query, filters: Filters, page: int, per_page: int, sort: str
+) -> tuple[int, list[_Row]] | None:
+    """SQLite, a query FTS5 expresses whole and no filter but hiding deleted stories: (exact total,
+    the page's rows best first) from the FTS5 table alone; None when the general path must answer.
+
+    The general path joins every match to its article (for the filters and the date that breaks
+    ties) and counts them in a window: about 20 µs a match, 0.1 s for 5,000 matches. Here the
+    total is FTS5's own count (no positions read) less the deleted matches (few: a partial index),
+    and the page is the best `page * per_page + margin` rows by bm25 alone; only those are joined,
+    to drop deleted ones and to order ties by date. The page is exact when the score of its last
+    row is above the lowest score fetched: every row not fetched ranks below it."""
+    if session.get_bind().dialect.name != "sqlite" or sort != "relevance" or parsed.root is None:
+        return None
+    if filters not in (Filters(), Filters(hide_deleted=True)):
+        return None
+    expr = to_fts5(parsed.root)
+    if expr is None:
+        return None
+    match = {"q": expr}
+    total = int(session.scalar(text("SELECT count(*) FROM article_fts WHERE article_fts MATCH :q"), match) or 0)
+    if filters.hide_deleted:
+        total -= int(
+            session.scalar(
+                text(
+                    "SELECT count(*) FROM articles WHERE state = 'deleted' AND id IN "
+                    "(SELECT rowid FROM article_fts WHERE article_fts MATCH :q)"
+                ),
+                match,
+            )
+            or 0
+        )
+    need = page * per_page
+    fetch = need + _FTS5_MARGIN
+    ranked = session.execute(
+        text(
+            "SELECT rowid, -bm25(article_fts, 10.0, 1.0) AS score FROM article_fts "
+            "WHERE article_fts MATCH :q ORDER BY score DESC LIMIT :n"
+        ),
+        {**match, "n": fetch},
+    ).all()
+    if not ranked:
+        return total, []
+    known = {
+        row.id: row
+        for row in session.execute(
+            select(Article.id, Article.published_at, Article.state).where(Article.id.in_([r[0] for r in ranked]))
+        )
+    }
+    kept = [
+        (float(score), known[rid].published_at, int(rid))
+        for rid, score in ranked
+        if rid in known and not (filters.hide_deleted and known[rid].state == "deleted")
+    ]
+    kept.sort(key=lambda r: (-r[0], r[1] is None, -(r[1].timestamp() if r[1] is not None else 0.0), -r[2]))
+    complete = len(ranked) < fetch  # every match was fetched
+    if not complete and (len(kept) < need or kept[need - 1][0] <= float(ranked[-1][1])):
+        return None  # a tie, or deleted stories, reach past what was fetched
+    start = (page - 1) * per_page
+    return total, [_Row(rid, score) for score, _, rid in kept[start : start + per_page]]
 
 
 def _ranked_page(

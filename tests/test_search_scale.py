@@ -10,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from archive.search import Filters, search
+from archive.search_syntax import parse_query
 from bench.corpus_gen import load
 from pipeline.corpus.db import BatchedSessions, batch_of, transaction
 from pipeline.corpus.models import Article, Unit
@@ -181,3 +182,46 @@ def test_a_batch_merges_its_search_entries_before_committing(sessions: sessionma
             assert left == 0  # nothing was left pending after the commit
         found = search(session, "粮食", Filters(), tz=SHANGHAI)
         assert found.total == sum("粮食" in body for _, body, _ in DOCS[:70]) > 0
+
+
+@pytest.mark.parametrize("hide_deleted", [False, True])
+def test_ranked_pages_from_the_index_alone_equal_the_general_path(
+    db: Session, hide_deleted: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite an unfiltered ranked search counts and ranks in the FTS5 table and joins only the
+    page (`_fts5_page`); every page, with ties of equal score (the corpus repeats bodies) and with
+    deleted stories left out, is the one the general path gives."""
+    import archive.search as module
+
+    deleted = [a for a in db.scalars(select(Article).order_by(Article.id)) if "粮食" in a.body_text][::3]
+    for article in deleted:
+        article.state = "deleted"
+    twin = db.scalars(select(Article).where(Article.guid == "g5")).one()
+    for i in range(3):  # three stories with g5's body and title: their scores tie, the date decides
+        copy = Article(
+            guid=f"twin{i}", title=twin.title, body_text=twin.body_text, body_html="", content_hash=f"t{i}",
+            positions=[], published_at=datetime(2021, 3, 1 + i, tzinfo=UTC), created_at=twin.created_at,
+            updated_at=twin.created_at,
+        )  # fmt: skip
+        db.add(copy)
+        db.flush()
+        index_article(db, copy.id, copy.title, copy.body_text, new=True)
+    db.commit()
+    filters = Filters(hide_deleted=hide_deleted)
+    for query in ("粮食", "粮食 OR 党建工", "群众 粮食"):
+        fast = [search(db, query, filters, page=p, per_page=3, tz=SHANGHAI) for p in (1, 2, 3, 4)]
+        monkeypatch.setattr(module, "_fts5_page", lambda *args, **kwargs: None)
+        slow = [search(db, query, filters, page=p, per_page=3, tz=SHANGHAI) for p in (1, 2, 3, 4)]
+        monkeypatch.undo()
+        assert [[h.guid for h in r.hits] for r in fast] == [[h.guid for h in r.hits] for r in slow], query
+        assert [r.total for r in fast] == [r.total for r in slow]
+        assert all(
+            h.score == pytest.approx(s.score)
+            for r, q in zip(fast, slow, strict=True)
+            for h, s in zip(r.hits, q.hits, strict=True)
+        )
+    held = sum("粮食" in body for _, body, _ in DOCS) + 3
+    first = search(db, "粮食", filters, per_page=3, tz=SHANGHAI)
+    assert first.total == held - (len(deleted) if hide_deleted else 0)
+    if db.get_bind().dialect.name == "sqlite":  # the path taken: the page came from the index alone
+        assert module._fts5_page(db, parse_query("粮食"), filters, 1, 3, "relevance") is not None

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -160,6 +161,13 @@ class Article(Base):
 Index("ix_articles_story_date", func.coalesce(Article.published_at, Article.created_at), Article.id)
 Index(
     "ix_articles_unit_story_date", Article.unit_id, func.coalesce(Article.published_at, Article.created_at), Article.id
+)
+# The stories deleted at source, few: search subtracts them from a term's count (migration 0013).
+Index(
+    "ix_articles_deleted",
+    Article.id,
+    sqlite_where=text("state = 'deleted'"),
+    postgresql_where=text("state = 'deleted'"),
 )
 
 
