@@ -14,6 +14,13 @@ RESUMABLE_KINDS = frozenset({"site_column"})
 
 FRONTIER_SCHEDULER = "crawler.redis_scheduler.FrontierScheduler"
 
+# Requests a spider takes from its frontier before they are done (Scrapy's CONCURRENT_REQUESTS, 16
+# by default). Scrapy takes requests until its downloader holds that many, though one host is
+# fetched one request at a time (CONCURRENT_REQUESTS_PER_DOMAIN = 1) and a source is mostly one
+# host: the others only wait in the downloader, where a dead crawl loses them. Four keep the
+# downloader busy and leave the rest of the frontier in Redis, for a takeover to resume.
+IN_FLIGHT = 4
+
 
 @dataclass(frozen=True)
 class FrontierKeys:
@@ -45,4 +52,5 @@ def redis_settings(redis_url: str, *, keep: bool) -> dict[str, Any]:
         "DUPEFILTER_CLASS": "scrapy_redis.dupefilter.RFPDupeFilter",
         "REDIS_URL": redis_url,
         "SCHEDULER_PERSIST": keep,
+        "CONCURRENT_REQUESTS": IN_FLIGHT,
     }

@@ -32,8 +32,11 @@ job was in one of four places:
    database when the crawl starts) and does not request it;
 4. popped and not stored (in the downloader, the spider or the ingest when the process died):
    it is neither queued nor in the rebuilt seen-set, so the re-read list pages schedule it
-   again — these are the only articles fetched twice, at most the downloader's
-   CONCURRENT_REQUESTS plus the ingest's uncommitted batch.
+   again — these are the only articles fetched twice: at most the spider's requests in flight
+   (`crawler.frontier.IN_FLIGHT`, 4) plus the pages its ingest had not committed yet (a batch
+   commits after a second or 64 pages, `pipeline.ingest`): with a host's delay of a second, a
+   page or two per source; on a loopback site without delay, a second's worth
+   (tests/test_distributed_frontier.py measures them).
 
 List pages follow the same cases, except that a list page popped before the death is read again
 (that is how case 4 is found); a list request still queued is not scheduled twice. The ingest

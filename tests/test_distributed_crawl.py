@@ -32,8 +32,14 @@ from crawler.politeness import HostGate
 from crawler.samples.sample_config import sample_config_toml
 from crawler.samples.server import SampleSources
 from pipeline.corpus.db import make_engine, session_factory
-from pipeline.corpus.models import Appearance, Article, CrawlRun, SourceRun
-from tests.servers import postgresql_schema, require_postgresql, require_redis
+from pipeline.corpus.models import Appearance, Article, CrawlRun, Source, SourceRun
+from tests.servers import (
+    frontier_keys_under,
+    postgresql_schema,
+    require_postgresql,
+    require_redis,
+    stored_appearances,
+)
 from tests.support import ROOT, free_port, run_cli
 
 PAGES = int(os.environ.get("ZHUANLAN_TEST_DISTRIBUTED_PAGES", "2000"))
@@ -131,18 +137,24 @@ def _wait(proc: subprocess.Popen[bytes], log: Path, timeout: float = 900) -> Non
     assert proc.wait(timeout=timeout) == 0, log.read_text(errors="replace")[-3000:]
 
 
-def _frontier_keys(client: redis.Redis, prefix: str) -> set[str]:
-    """The scrapy-redis keys (request queues, seen-sets) of the crawls under `prefix`."""
-    return set(client.scan_iter(match=f"{prefix}:frontier:*"))
-
-
-def _stored(url: str) -> int:
+def _queued_with_a_run(url: str, client: redis.Redis, prefix: str) -> set[int]:
+    """The ids of the sources with a source run and a few requests waiting in their frontier."""
+    queued = {
+        key.split(":")[-2]
+        for key in frontier_keys_under(client, prefix)
+        if key.endswith(":requests") and int(client.zcard(key)) >= 5
+    }
+    if not queued:
+        return set()
     engine = make_engine(url)
     try:
         with session_factory(engine)() as session:
-            return len(session.scalars(select(Appearance.id)).all())
+            rows = session.execute(
+                select(Source.id).join(SourceRun, SourceRun.source_id == Source.id).where(Source.key.in_(queued))
+            ).all()
     finally:
         engine.dispose()
+    return {source_id for (source_id,) in rows}
 
 
 @pytest.fixture(scope="module")
@@ -181,13 +193,13 @@ def test_two_workers_store_what_one_process_stores(world: dict[str, object], sin
         client = redis.Redis.from_url(str(world["redis"]), decode_responses=True)
         during: set[str] = set()
         while any(proc.poll() is None for proc in workers):
-            during |= _frontier_keys(client, prefix)
+            during |= frontier_keys_under(client, prefix)
             time.sleep(0.5)
         for n, proc in enumerate(workers):
             _wait(proc, work / f"w{n}.log")
         print(f"two workers: {time.monotonic() - started:.1f} s", file=sys.stderr)
         assert any(key.endswith(":requests") for key in during), "the requests waited in Redis (scrapy-redis)"
-        assert not _frontier_keys(client, prefix), "each frontier is deleted when its job is done"
+        assert not frontier_keys_under(client, prefix), "each frontier is deleted when its job is done"
         assert canonical_dump(url) == single
         engine = make_engine(url)
         with session_factory(engine)() as session:
@@ -209,13 +221,9 @@ def test_a_killed_workers_source_is_taken_over_and_the_result_is_the_same(
         victim = _worker(cfg, url, "victim", work / "victim.log")
         holders = redis.Redis.from_url(str(world["redis"]), decode_responses=True)
         deadline = time.monotonic() + 300
-        # Mid-crawl: the victim has stored pages, holds sources it has not finished, and requests of
-        # theirs wait in Redis.
-        while (
-            _stored(url) < PAGES // 10
-            or "victim" not in holders.hvals(f"{prefix}:holder")
-            or not any(holders.zcard(k) for k in _frontier_keys(holders, prefix) if k.endswith(":requests"))
-        ):
+        # Mid-crawl: the victim has stored pages, and one of the sources it holds has a source run (on
+        # which the handover is recorded) and requests waiting in Redis.
+        while stored_appearances(url) < PAGES // 10 or not (resumable := _queued_with_a_run(url, holders, prefix)):
             assert time.monotonic() < deadline and victim.poll() is None, (work / "victim.log").read_text()
             time.sleep(0.1)
         victim.send_signal(signal.SIGKILL)
@@ -229,9 +237,10 @@ def test_a_killed_workers_source_is_taken_over_and_the_result_is_the_same(
             run = session.scalars(select(CrawlRun)).one()
         engine.dispose()
         assert handed, "the victim's source run records the handover"
-        assert not _frontier_keys(holders, prefix), "each frontier is deleted when its job is done"
+        assert not frontier_keys_under(holders, prefix), "each frontier is deleted when its job is done"
         # The survivor resumed the requests the victim's crawl had left queued in Redis.
-        assert sum(r.handover["resumed_requests"] for r in handed if r.handover) > 0
+        resumed = {r.source_id: r.handover["resumed_requests"] for r in handed if r.handover}
+        assert any(resumed[source_id] > 0 for source_id in resumable), (resumable, resumed)
         for source_run in handed:
             assert source_run.worker == "victim"
             assert source_run.handover is not None
