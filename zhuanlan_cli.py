@@ -161,6 +161,7 @@ def cmd_crawl(args: argparse.Namespace) -> int:
             log_level=args.log_level,
             log_file=log_file,
             redis=(app.config.distributed.redis_url, app.config.distributed.key_prefix),
+            keep_frontier=args.run_id is not None,  # a crawl worker's part: resumable until the job is done
         )
         runner = make_runner(runner_settings(settings))  # the pipeline worker starts while Scrapy sets up
         runner.attach(lambda error: None)  # this command's own hold: the worker outlives every spider

@@ -82,7 +82,11 @@ def crawl_settings(
     log_level: str = "WARNING",
     log_file: Path | None = None,
     redis: tuple[str | None, str] = (None, "zhuanlan"),
+    keep_frontier: bool = False,
 ) -> Settings:
+    """The settings of one crawl process. With a Redis URL the requests of every source wait in
+    Redis (`crawler.frontier`); `keep_frontier`: a crawl worker's child, whose frontier stays in
+    Redis until the worker is done with the source (a process that takes the source over resumes it)."""
     settings = get_project_settings()
     settings.setmodule("crawler.settings", priority="project")
     settings.set("ZHUANLAN_DATABASE_URL", database_url, priority="cmdline")
@@ -102,6 +106,11 @@ def crawl_settings(
     # With Redis, every process fetching a host keeps one shared delay (crawler.politeness).
     settings.set("ZHUANLAN_REDIS_URL", redis[0], priority="cmdline")
     settings.set("ZHUANLAN_REDIS_PREFIX", redis[1], priority="cmdline")
+    if redis[0]:
+        from crawler.frontier import redis_settings
+
+        for name, value in redis_settings(redis[0], keep=keep_frontier).items():
+            settings.set(name, value, priority="cmdline")
     return settings
 
 

@@ -8,7 +8,15 @@ The unit of work is one source of one crawl run (a `Job`). Keys, under the confi
 - `<p>:leases`  a sorted set: job id → when its lease ends (Redis server clock, milliseconds),
 - `<p>:holder`  job id → the worker holding it,
 - `<p>:handover` job id → "<worker>|<ms>": the worker whose lease expired on it, and when,
-- `<p>:left:<run id>` how many jobs of the run are not done.
+- `<p>:left:<run id>` how many jobs of the run are not done,
+- `<p>:frontier:<run id>:<source>:…` the job's request frontier, scrapy-redis' queue and seen-set
+  (`crawler.frontier`): written by the crawl, deleted here when the job is done.
+
+The queue holds *sources*; the requests of a source are scrapy-redis'. scrapy-redis has no
+visibility timeout (it pops a request when it hands it out, and nothing brings it back if the
+process dies), so the lease is kept one level up: a job whose worker dies is taken over whole,
+and the new holder's crawl resumes the job's frontier (what was popped and lost is found again
+by re-reading the source's lists, see `crawler.frontier`).
 
 Visibility timeout: a claimed job stays in `jobs` and gets a lease that its live worker renews
 (`renew`, every third of the lease). A worker that dies stops renewing; `reap` (run by every
@@ -25,6 +33,8 @@ import json
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from crawler.frontier import frontier_keys
 
 _NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 
@@ -55,6 +65,7 @@ if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return -1 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('DEL', KEYS[5], KEYS[6])
 local left = redis.call('DECR', KEYS[4])
 if left <= 0 then redis.call('DEL', KEYS[4]) end
 return left
@@ -151,12 +162,25 @@ class SourceQueue:
         k = self.keys
         return bool(self._renew(keys=[k["leases"], k["holder"]], args=[claim.job.id, claim.worker, self.lease_ms]))
 
+    def frontier_size(self, job: Job) -> int:
+        """How many requests of the job wait in its frontier (left by the crawl of a dead holder)."""
+        return int(self.client.zcard(frontier_keys(self.prefix, job.run_id, job.source_key).requests))
+
     def done(self, claim: Claim) -> int | None:
-        """The job is finished: how many jobs of its run are left; None when it was taken over."""
+        """The job is finished (its frontier is deleted with it): how many jobs of its run are
+        left; None when it was taken over."""
         k = self.keys
+        frontier = frontier_keys(self.prefix, claim.job.run_id, claim.job.source_key)
         left = int(
             self._done(
-                keys=[k["leases"], k["holder"], k["jobs"], self._left(claim.job.run_id)],
+                keys=[
+                    k["leases"],
+                    k["holder"],
+                    k["jobs"],
+                    self._left(claim.job.run_id),
+                    frontier.requests,
+                    frontier.seen,
+                ],
                 args=[claim.job.id, claim.worker],
             )
         )

@@ -6,12 +6,15 @@ machine runs, `zhuanlan crawl --source KEY --run-id N`, as a child process (the 
 runs once per process). That crawl has, as always, its own *pipeline worker* subprocess
 (`pipeline.worker`), the ingest that stores into the shared database.
 
-While its child crawls, the crawl worker renews its lease on the source; if it dies, its lease
-ends and another worker takes the source over, records the handover on the dead worker's source
-run (`runs.record_handover`) and crawls the source again from the database's state (the run was
-not complete, so the whole list is paged: nothing the dead worker missed is skipped; what it
-stored is recognised by the deduplicate stage). The worker that finishes a run's last source
-judges the run (`runs.finish_crawl_run`).
+The crawl's requests wait in Redis through scrapy-redis (`crawler.redis_scheduler`), one frontier
+per source job. While its child crawls, the crawl worker renews its lease on the source; if it
+dies, its lease ends and another worker takes the source over, records the handover on the dead
+worker's source run (`runs.record_handover`, with how many requests it resumes from the dead
+crawl's frontier) and crawls the source again: the child fetches the requests left queued in
+Redis and re-reads the source's lists for those the dead crawl had popped but not stored (the
+run was not complete, so the whole list is paged; what was stored is known and skipped). The
+worker that finishes a run's last source judges the run (`runs.finish_crawl_run`); `done`
+deletes a source's frontier with its job.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from crawler.frontier import resumes
 from crawler.queue import Claim, Job, SourceQueue
 from pipeline.corpus.config_sync import sync_config
 from pipeline.corpus.db import transaction
@@ -144,6 +148,9 @@ class CrawlWorker:
         if claim.previous_worker is None or claim.lease_ended_ms is None:
             return
         job = claim.job
+        # The dead crawl's frontier, resumed by this worker's child (a WeChat album starts over).
+        kind = next((s.kind for s in self.config.sources if s.key == job.source_key), "")
+        resumed = self.queue.frontier_size(job) if resumes(kind) else 0
         with transaction(self.sessions) as session:
             record_handover(
                 session,
@@ -153,8 +160,15 @@ class CrawlWorker:
                 lease_ended=datetime.fromtimestamp(claim.lease_ended_ms / 1000, UTC),
                 taken_by=self.name,
                 now=self.clock(),
+                resumed_requests=resumed,
             )
-        log.warning("took over %s (run %d) from %s", job.source_key, job.run_id, claim.previous_worker)
+        log.warning(
+            "took over %s (run %d) from %s, resuming %d queued request(s)",
+            job.source_key,
+            job.run_id,
+            claim.previous_worker,
+            resumed,
+        )
 
     def work(self, claims: list[Claim], stop: threading.Event) -> None:
         """Crawl the claimed sources (one run, one trigger) in one child: `zhuanlan crawl --run-id`."""

@@ -8,6 +8,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import pytest
@@ -55,3 +56,22 @@ def postgresql_schema(server: str) -> Iterator[str]:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+def stored_appearances(url: str) -> int:
+    """How many appearances (stored pages) the database at `url` holds."""
+    from sqlalchemy import func, select
+
+    from pipeline.corpus.models import Appearance
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(select(func.count(Appearance.id))).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def frontier_keys_under(client: Any, prefix: str) -> set[str]:
+    """The scrapy-redis keys (request queues, seen-sets) of the crawls under `prefix`."""
+    return {k.decode() if isinstance(k, bytes) else str(k) for k in client.scan_iter(match=f"{prefix}:frontier:*")}

@@ -1,12 +1,14 @@
 """The distributed crawl against the single-process result (issue 20, points 1 and 3).
 
-The bundled sample sources plus a generated unit site (bench/ingest_site.py: PAGES pages with
-reposts, one source per column) are crawled three times into three PostgreSQL schemas: by
-`zhuanlan crawl` in one process, by two `zhuanlan worker` processes (the installed console
-script) fed through Redis by `zhuanlan enqueue`, and by two workers of which one is SIGKILLed
-mid-crawl. Each stored result must equal the single-process one: the same stories, each with the
-same appearances (canonical keys) and the same 首发. The killed worker's source is taken over by
-the other, and the handover is recorded on the run.
+The bundled sample sources plus a generated unit site (bench/ingest_site.py: PAGES pages, 2,000
+with 45 reposts by default as the issue asks, one source per column) are crawled three times into
+three PostgreSQL schemas: by `zhuanlan crawl` in one process, by two `zhuanlan worker` processes
+(the installed console script) fed through Redis by `zhuanlan enqueue`, and by two workers of
+which one is SIGKILLed mid-crawl. Each stored result must equal the single-process one: the same
+stories, each with the same appearances (canonical keys) and the same 首发. Every crawl's requests
+wait in Redis (scrapy-redis, `crawler.redis_scheduler`): the keys exist while the sources are
+crawled and are gone when their jobs are done. The killed worker's sources are taken over by the
+other, which resumes the requests left queued in Redis, and the handover is recorded on the run.
 """
 
 from __future__ import annotations
@@ -30,11 +32,17 @@ from crawler.politeness import HostGate
 from crawler.samples.sample_config import sample_config_toml
 from crawler.samples.server import SampleSources
 from pipeline.corpus.db import make_engine, session_factory
-from pipeline.corpus.models import Appearance, Article, CrawlRun, SourceRun
-from tests.servers import postgresql_schema, require_postgresql, require_redis
+from pipeline.corpus.models import Appearance, Article, CrawlRun, Source, SourceRun
+from tests.servers import (
+    frontier_keys_under,
+    postgresql_schema,
+    require_postgresql,
+    require_redis,
+    stored_appearances,
+)
 from tests.support import ROOT, free_port, run_cli
 
-PAGES = int(os.environ.get("ZHUANLAN_TEST_DISTRIBUTED_PAGES", "400"))
+PAGES = int(os.environ.get("ZHUANLAN_TEST_DISTRIBUTED_PAGES", "2000"))
 COLUMNS = 8  # the generated site's columns: one source each, so the workers share the site
 ZHUANLAN = str(Path(sys.executable).with_name("zhuanlan"))  # the installed console script
 
@@ -129,13 +137,24 @@ def _wait(proc: subprocess.Popen[bytes], log: Path, timeout: float = 900) -> Non
     assert proc.wait(timeout=timeout) == 0, log.read_text(errors="replace")[-3000:]
 
 
-def _stored(url: str) -> int:
+def _queued_with_a_run(url: str, client: redis.Redis, prefix: str) -> set[int]:
+    """The ids of the sources with a source run and a few requests waiting in their frontier."""
+    queued = {
+        key.split(":")[-2]
+        for key in frontier_keys_under(client, prefix)
+        if key.endswith(":requests") and int(client.zcard(key)) >= 5
+    }
+    if not queued:
+        return set()
     engine = make_engine(url)
     try:
         with session_factory(engine)() as session:
-            return len(session.scalars(select(Appearance.id)).all())
+            rows = session.execute(
+                select(Source.id).join(SourceRun, SourceRun.source_id == Source.id).where(Source.key.in_(queued))
+            ).all()
     finally:
         engine.dispose()
+    return {source_id for (source_id,) in rows}
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +175,8 @@ def test_single_process_crawl_finds_the_sites_reposts(world: dict[str, object], 
     reposts = sum(1 for a in articles if a.repost_of is not None)
     site_stories = [keys for keys, _ in single if any("/art/" in k and "/col" not in k for k in keys)]
     assert reposts > 0
+    if PAGES == 2000:
+        assert reposts == 45  # the issue's site: 2,000 pages with 45 reposts
     # Every generated page is stored; the reposts joined their originals.
     assert sum(len(keys) for keys in site_stories) >= PAGES
     assert sum(1 for keys in site_stories if len(keys) > 1) >= reposts * 0.9
@@ -163,15 +184,22 @@ def test_single_process_crawl_finds_the_sites_reposts(world: dict[str, object], 
 
 def test_two_workers_store_what_one_process_stores(world: dict[str, object], single: Dump) -> None:
     with postgresql_schema(require_postgresql()) as url:
-        cfg, _ = _prepare(world, "two", url)
+        cfg, prefix = _prepare(world, "two", url)
         work = Path(str(world["work"])) / "two"
         started = time.monotonic()
         enqueue = run_cli(cfg, url, "enqueue")
         assert enqueue.returncode == 0, enqueue.stderr
         workers = [_worker(cfg, url, f"w{n}", work / f"w{n}.log") for n in range(2)]
+        client = redis.Redis.from_url(str(world["redis"]), decode_responses=True)
+        during: set[str] = set()
+        while any(proc.poll() is None for proc in workers):
+            during |= frontier_keys_under(client, prefix)
+            time.sleep(0.5)
         for n, proc in enumerate(workers):
             _wait(proc, work / f"w{n}.log")
         print(f"two workers: {time.monotonic() - started:.1f} s", file=sys.stderr)
+        assert any(key.endswith(":requests") for key in during), "the requests waited in Redis (scrapy-redis)"
+        assert not frontier_keys_under(client, prefix), "each frontier is deleted when its job is done"
         assert canonical_dump(url) == single
         engine = make_engine(url)
         with session_factory(engine)() as session:
@@ -193,8 +221,9 @@ def test_a_killed_workers_source_is_taken_over_and_the_result_is_the_same(
         victim = _worker(cfg, url, "victim", work / "victim.log")
         holders = redis.Redis.from_url(str(world["redis"]), decode_responses=True)
         deadline = time.monotonic() + 300
-        # Mid-crawl: the victim has stored pages and holds sources it has not finished.
-        while _stored(url) < PAGES // 10 or "victim" not in holders.hvals(f"{prefix}:holder"):
+        # Mid-crawl: the victim has stored pages, and one of the sources it holds has a source run (on
+        # which the handover is recorded) and requests waiting in Redis.
+        while stored_appearances(url) < PAGES // 10 or not (resumable := _queued_with_a_run(url, holders, prefix)):
             assert time.monotonic() < deadline and victim.poll() is None, (work / "victim.log").read_text()
             time.sleep(0.1)
         victim.send_signal(signal.SIGKILL)
@@ -208,6 +237,10 @@ def test_a_killed_workers_source_is_taken_over_and_the_result_is_the_same(
             run = session.scalars(select(CrawlRun)).one()
         engine.dispose()
         assert handed, "the victim's source run records the handover"
+        assert not frontier_keys_under(holders, prefix), "each frontier is deleted when its job is done"
+        # The survivor resumed the requests the victim's crawl had left queued in Redis.
+        resumed = {r.source_id: r.handover["resumed_requests"] for r in handed if r.handover}
+        assert any(resumed[source_id] > 0 for source_id in resumable), (resumable, resumed)
         for source_run in handed:
             assert source_run.worker == "victim"
             assert source_run.handover is not None

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from crawler.frontier import FrontierKeys, frontier_keys
 from crawler.queue import Job, SourceQueue
 from tests.servers import require_redis
 
@@ -59,3 +60,29 @@ def test_a_renewed_lease_is_kept(queue: SourceQueue) -> None:
         assert queue.renew(claim)
         assert queue.reap() == 0
     assert queue.done(claim) == 0
+
+
+def test_a_sources_frontier_is_counted_at_takeover_and_deleted_with_its_job(queue: SourceQueue) -> None:
+    queue.enqueue([Job(9, "a", "schedule")])
+    lost = queue.claim("victim")
+    assert lost is not None
+    keys = frontier_keys(queue.prefix, 9, "a")  # what scrapy-redis wrote for the victim's crawl
+    queue.client.zadd(keys.requests, {"r1": 0, "r2": 0})
+    queue.client.sadd(keys.seen, "f1", "f2", "f3")
+    time.sleep(1.1)
+    queue.reap()
+    taken = queue.claim("heir")
+    assert taken is not None
+    assert queue.frontier_size(taken.job) == 2
+    assert queue.done(lost) is None  # the victim finishes nothing, its frontier stays for the heir
+    assert queue.client.exists(keys.requests, keys.seen) == 2
+    assert queue.done(taken) == 0
+    assert queue.client.exists(keys.requests, keys.seen) == 0
+
+
+def test_frontier_keys_are_per_run_and_source_under_the_prefix() -> None:
+    keys = frontier_keys("zh", 12, "site-col1")
+    assert keys == FrontierKeys("zh:frontier:12:site-col1:requests", "zh:frontier:12:site-col1:seen")
+    assert frontier_keys("zh", 13, "site-col1") != keys
+    with pytest.raises(ValueError):
+        frontier_keys("zh", 12, "50%")  # scrapy-redis would format it

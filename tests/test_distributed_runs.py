@@ -47,7 +47,14 @@ def test_a_dead_workers_source_run_records_the_handover(sessions: sessionmaker[S
     with transaction(sessions) as session:
         assert (
             record_handover(
-                session, run_id, SOURCE_KEY, previous="victim", lease_ended=ended, taken_by="survivor", now=taken
+                session,
+                run_id,
+                SOURCE_KEY,
+                previous="victim",
+                lease_ended=ended,
+                taken_by="survivor",
+                now=taken,
+                resumed_requests=7,
             )
             == 1
         )
@@ -65,6 +72,7 @@ def test_a_dead_workers_source_run_records_the_handover(sessions: sessionmaker[S
             "lease_ended_at": ended.isoformat(),
             "to": "survivor",
             "at": taken.isoformat(),
+            "resumed_requests": 7,  # the victim's queued requests, resumed from Redis
         }
         assert "taken over by survivor" in (runs[0].error_summary or "")
     # The handed-over run is counted by the survivor's run of the same source: the run is ok.

@@ -271,9 +271,11 @@ def record_handover(
     lease_ended: datetime,
     taken_by: str,
     now: datetime,
+    resumed_requests: int = 0,
 ) -> int:
     """The source's runs in this crawl run left by `previous` (its lease ended) become "handed_over",
-    saying to whom and when; returns how many (none when it died before opening one). They are the
+    saying to whom and when, and how many of its queued requests (its frontier in Redis) the new
+    holder resumes; returns how many runs (none when it died before opening one). They are the
     runs no worker was credited with yet (`record_worker` runs when a crawl ends), whatever status
     the dead crawl's pipeline worker may have closed them with on its way out."""
     marked = 0
@@ -289,6 +291,7 @@ def record_handover(
             "lease_ended_at": lease_ended.isoformat(),
             "to": taken_by,
             "at": now.isoformat(),
+            "resumed_requests": resumed_requests,
         }
         marked += 1
     return marked
