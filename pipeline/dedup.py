@@ -109,9 +109,11 @@ class StoryIndex:
         self.gaps: dict[int, float] = {}  # ids skipped below the high-water mark → when first missed
         self.clock = time.monotonic
 
-    def catch_up(self, session: Session) -> int:
+    def catch_up(self, session: Session, *, store_upgrades: bool = True) -> int:
         """Load signatures of articles stored since the last call, and of those skipped before that
-        have been committed since; returns how many were added."""
+        have been committed since; returns how many were added. A signature of another scheme is
+        recomputed from the text; without `store_upgrades` only in memory (no write, no commit:
+        the caller holds locks it must keep), and the next writer to build its index stores it."""
         connection = session.connection()
         rows = list(connection.execute(_SIGNATURES_SINCE, {"since": self.last_article_id}).all())
         if self.gaps:
@@ -128,7 +130,7 @@ class StoryIndex:
                 continue
             self.signatures.add(article_id, data)
         if stale:
-            self._upgrade(session, stale)
+            self._upgrade(session, stale, store=store_upgrades)
         return len(rows)
 
     def _seen(self, article_id: int) -> None:
@@ -141,19 +143,23 @@ class StoryIndex:
             self.gaps.update(dict.fromkeys(range(start, article_id), missed))
         self.last_article_id = max(self.last_article_id, article_id)
 
-    def _upgrade(self, session: Session, article_ids: list[int]) -> None:
+    def _upgrade(self, session: Session, article_ids: list[int], *, store: bool) -> None:
         # Signatures of another scheme cannot be compared with ours (datasketch 2.0 changed its
         # hashing): recompute them once from the stored text and store them under our scheme.
         for article_id, text in session.execute(
             select(Article.id, Article.body_text).where(Article.id.in_(article_ids))
         ).all():
             data = signature(text)
-            session.execute(
-                update(Article).where(Article.id == article_id).values(minhash=data, minhash_scheme=SIGNATURE_SCHEME)
-            )
+            if store:
+                session.execute(
+                    update(Article)
+                    .where(Article.id == article_id)
+                    .values(minhash=data, minhash_scheme=SIGNATURE_SCHEME)
+                )
             self.signatures.add(article_id, data)
             self.recomputed += 1
-        session.commit()
+        if store:
+            session.commit()
 
     def reset(self) -> None:
         """Forget everything: the next `catch_up` reloads every stored signature (after a rollback
@@ -300,10 +306,15 @@ class Deduplicator:
         stored. The record's signature must be computed (`pipeline.precompute`). On PostgreSQL the
         page's dedup locks are taken first, in `session`'s transaction, which must also store the
         page; without `wait`, `locks.LockBusy` says one is held elsewhere (commit, then retry waiting)."""
-        loaded = self.index.catch_up(session)  # may commit (a signature upgrade): before the locks
+        loaded = 0
+        if not (self._built and self.locks.enabled):
+            # Builds the index; may commit (stored signature upgrades): before any lock is held.
+            loaded = self.index.catch_up(session)
         if self.locks.enabled:
             self.locks.take(session, record, wait=wait)
-            loaded += self.index.catch_up(session)
+            # Under the locks: what a writer holding them before us committed is loaded now
+            # (one statement per page: the catch-up before the locks is only the first build's).
+            loaded += self.index.catch_up(session, store_upgrades=False)
         if not self._built:
             self._built = True
             log.info("near-duplicate index built from %d stored signatures", loaded)
@@ -317,5 +328,7 @@ class Deduplicator:
         return decision
 
     def forget(self) -> None:
-        """After a rolled-back batch: reload every stored signature at the next decision."""
+        """After a rolled-back batch: reload every stored signature at the next decision (before
+        its locks, as the first build)."""
         self.index.reset()
+        self._built = False

@@ -33,6 +33,7 @@ from pipeline.corpus.db import DatabaseError, batch_of, insert_or_ignore, transa
 from pipeline.corpus.models import Appearance, Article, ListPage, Snapshot
 from pipeline.corpus.runs import SourceRow, SourceRunRecorder, count
 from pipeline.corpus.search_index import index_article
+from pipeline.corpus.story_rows import insert_story_rows
 from pipeline.corpus.tagstore import apply_tags, article_fields, insert_new_article_tags, unit_name
 from pipeline.precompute import snapshot_parts
 from pipeline.record import EDIT, NEW_APPEARANCE, NEW_STORY, STATE_CHANGE, UNCHANGED, Record, Tags
@@ -211,47 +212,59 @@ def elect_original(article: Article) -> Appearance:
     return original
 
 
-def _snapshot_id(
-    session: Session, item: ArticleItem, appearance_id: int, parts: tuple[str, bytes] | None
-) -> int | None:
-    """`snapshot_for` in one Core statement (the new-story path): the id of this fetch's snapshot.
-
-    Insert-or-ignore returning the new row's id; only when the same bytes were stored before (rare
-    for a new story) a second statement reads the existing row's id.
-    """
-    if not item.raw_body:
-        return None
-    digest, content = parts if parts is not None else snapshot_parts(item.raw_body)
-    connection = session.connection()
-    inserted = connection.execute(
-        _insert_snapshot(session.get_bind().dialect.name),
-        {
-            "appearance_id": appearance_id,
-            "sha256": digest,
-            "url": item.url,
-            "fetched_at": item.fetched_at,
-            "http_status": item.http_status,
-            "headers": dict(item.headers),
-            "encoding": item.encoding,
-            "content": content,
-            "size": len(item.raw_body),
-        },
-    ).scalar()
-    if inserted is None:
-        inserted = connection.execute(_SNAPSHOT_BY_SHA, {"digest": digest}).scalar_one()
-    return int(inserted)
-
-
 @functools.cache
 def _insert_snapshot(dialect: str) -> Any:
     return insert_or_ignore(dialect, SNAPSHOTS).returning(SNAPSHOTS.c.id)
 
 
+def _snapshot_row(item: ArticleItem, parts: tuple[str, bytes] | None) -> dict[str, Any] | None:
+    """The snapshot row of this fetch's raw bytes (without its appearance); None without bytes."""
+    if not item.raw_body:
+        return None
+    digest, content = parts if parts is not None else snapshot_parts(item.raw_body)
+    return {
+        "sha256": digest,
+        "url": item.url,
+        "fetched_at": item.fetched_at,
+        "http_status": item.http_status,
+        "headers": dict(item.headers),
+        "encoding": item.encoding,
+        "content": content,
+        "size": len(item.raw_body),
+    }
+
+
+def _insert_rows_one_by_one(
+    session: Session, article: dict[str, Any], appearance: dict[str, Any], snapshot: dict[str, Any] | None
+) -> tuple[int, int]:
+    """`story_rows.insert_story_rows` for SQLite: the article, its appearance and snapshot, then
+    the two links between them."""
+    connection = session.connection()
+    inserted = connection.execute(_INSERT_ARTICLE, {**article, "first_appearance_id": None}).inserted_primary_key
+    assert inserted is not None
+    article_id = int(inserted[0])
+    inserted = connection.execute(
+        _INSERT_APPEARANCE, {**appearance, "article_id": article_id, "snapshot_id": None}
+    ).inserted_primary_key
+    assert inserted is not None
+    appearance_id = int(inserted[0])
+    if snapshot is not None:
+        snapshot_id = connection.execute(
+            _insert_snapshot(session.get_bind().dialect.name), {**snapshot, "appearance_id": appearance_id}
+        ).scalar()
+        if snapshot_id is None:  # the same bytes were stored before (rare for a new story)
+            snapshot_id = connection.execute(_SNAPSHOT_BY_SHA, {"digest": snapshot["sha256"]}).scalar_one()
+        connection.execute(_SET_SNAPSHOT, {"appearance": appearance_id, "snapshot": snapshot_id})
+    connection.execute(_SET_FIRST_APPEARANCE, {"article": article_id, "appearance": appearance_id})
+    return article_id, appearance_id
+
+
 def write_new_story(session: Session, record: Record, source: SourceRow, now: datetime, batch: Batch | None) -> int:
     """A new story, its first (original) appearance, snapshot, search entry and tags; its id.
 
-    Plain Core inserts (the hot path of a backfill): the same rows the ORM wrote before, in about
-    ten statements, with the tag fields in the article's INSERT and the tag rows in one executemany.
+    Plain Core statements (the hot path of a backfill): on PostgreSQL the three rows in one
+    statement (`pipeline.corpus.story_rows`), on SQLite one at a time; the tag fields in the
+    article's row and the tag rows in one executemany.
     """
     item = record.item
     fields: dict[str, Any] = {
@@ -262,57 +275,44 @@ def write_new_story(session: Session, record: Record, source: SourceRow, now: da
     }
     if record.tags is not None:
         fields = article_fields(session, record.tags, batch)
-    connection = session.connection()
-    inserted = connection.execute(
-        _INSERT_ARTICLE,
-        {
-            "guid": story_guid(item.canonical_key),
-            "title": record.title,
-            "published_at": item.published_at,
-            "summary": summary_of(item, record.body_text),
-            "body_html": record.body_html,
-            "body_text": record.body_text,
-            "content_hash": record.content_hash,
-            "minhash": _signature(record),
-            "minhash_scheme": SIGNATURE_SCHEME,
-            "state": "live",
-            "created_at": now,
-            "updated_at": now,
-            "first_appearance_id": None,
-            **fields,
-        },
-    ).inserted_primary_key
-    assert inserted is not None
-    article_id = int(inserted[0])
+    article = {
+        "guid": story_guid(item.canonical_key),
+        "title": record.title,
+        "published_at": item.published_at,
+        "summary": summary_of(item, record.body_text),
+        "body_html": record.body_html,
+        "body_text": record.body_text,
+        "content_hash": record.content_hash,
+        "minhash": _signature(record),
+        "minhash_scheme": SIGNATURE_SCHEME,
+        "state": "live",
+        "created_at": now,
+        "updated_at": now,
+        **fields,
+    }
     # The story's only appearance is its original (首发).
-    inserted = connection.execute(
-        _INSERT_APPEARANCE,
-        {
-            "article_id": article_id,
-            "source_id": source.id,
-            "canonical_key": item.canonical_key,  # a concurrent crawl's copy of this key fails here (unique)
-            "url": item.url,
-            "title": record.title,
-            "published_at": item.published_at,
-            "printed_published_at": record.printed_published_at,
-            "fetched_at": item.fetched_at,
-            "http_status": item.http_status,
-            "etag": item.etag,
-            "last_modified": item.last_modified,
-            "content_hash": record.content_hash,
-            "is_original": True,
-            "state": item.state,
-            "in_column": item.in_column,
-            "meta": appearance_meta(item),
-            "snapshot_id": None,
-        },
-    ).inserted_primary_key
-    assert inserted is not None
-    appearance_id = int(inserted[0])
-    snapshot_id = _snapshot_id(session, item, appearance_id, record.snapshot)
-    if snapshot_id is not None:
-        connection.execute(_SET_SNAPSHOT, {"appearance": appearance_id, "snapshot": snapshot_id})
-    connection.execute(_SET_FIRST_APPEARANCE, {"article": article_id, "appearance": appearance_id})
+    appearance = {
+        "source_id": source.id,
+        "canonical_key": item.canonical_key,  # a concurrent crawl's copy of this key fails here (unique)
+        "url": item.url,
+        "title": record.title,
+        "published_at": item.published_at,
+        "printed_published_at": record.printed_published_at,
+        "fetched_at": item.fetched_at,
+        "http_status": item.http_status,
+        "etag": item.etag,
+        "last_modified": item.last_modified,
+        "content_hash": record.content_hash,
+        "is_original": True,
+        "state": item.state,
+        "in_column": item.in_column,
+        "meta": appearance_meta(item),
+    }
+    snapshot = _snapshot_row(item, record.snapshot)
+    if session.get_bind().dialect.name == "postgresql":
+        article_id, _ = insert_story_rows(session.connection(), article, appearance, snapshot)
+    else:
+        article_id, _ = _insert_rows_one_by_one(session, article, appearance, snapshot)
     index_article(session, article_id, record.title, record.body_text, new=True, split=record.search, batch=batch)
     if record.tags is not None:
         insert_new_article_tags(session, article_id, record.tags, batch)

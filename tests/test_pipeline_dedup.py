@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 from datasketch import MinHash
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 import pipeline.dedup
@@ -19,6 +19,8 @@ from crawler.items import STATE_DELETED
 from pipeline.corpus.models import Article
 from pipeline.dedup import Deduplicator
 from pipeline.identity import SHORT_BODY_CHARS, Copy, body_chars, same_story, title_key, titles_agree
+from pipeline.locks import DedupLocks
+from pipeline.normalize import normalize_item
 from pipeline.precompute import precompute
 from pipeline.record import EDIT, NEW_APPEARANCE, NEW_STORY, STATE_CHANGE, UNCHANGED, Outcome, Record
 from pipeline.similarity import (
@@ -266,6 +268,45 @@ def test_signatures_of_the_previous_datasketch_scheme_are_upgraded_on_the_next_c
     assert record.decision is not None
     assert (record.decision.kind, record.decision.article_id) == (NEW_APPEARANCE, article_id)
     chain.close()
+
+
+def test_a_signature_of_another_scheme_stored_after_the_first_build_is_compared(
+    sessions: sessionmaker[Session], now: datetime
+) -> None:
+    """After its first build the index catches up once per page, under the page's locks on
+    PostgreSQL, where it must not commit: an outdated signature met then is recomputed in memory
+    (stored by the next build); on SQLite it is stored at once."""
+    engine = sessions.kw["bind"]
+    dedup = Deduplicator(DedupLocks(engine.dialect.name))  # as a batched ingest has it
+
+    def decide(key: str, body: str) -> Record:
+        record = precompute(normalize_item(article_item(key, body, published_at=now, source_key="other-site")))
+        with sessions() as s:
+            dedup.decide(s, record)
+            s.commit()
+        return record
+
+    decide("unrelated", text("same_unit_other"))  # the first build
+    article_id = store_original(sessions, now)  # another crawl, with an older release
+    old = _datasketch_sha1_signature(ORIGINAL)
+    with sessions.begin() as s:
+        s.execute(
+            update(Article).values(minhash=old, minhash_scheme="datasketch-2:affine64:mh128:char3:seed1:full+head")
+        )
+    statements: list[str] = []
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        record = decide("cut", truncated(ORIGINAL))
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert record.decision is not None
+    assert (record.decision.kind, record.decision.article_id) == (NEW_APPEARANCE, article_id)
+    assert dedup.index.recomputed == 1
+    assert sum("minhash_scheme" in s and "articles.id >" in s for s in statements) == 1  # one catch-up
+    with sessions() as s:
+        stored = s.scalars(select(Article.minhash_scheme).where(Article.id == article_id)).one()
+    assert (stored == SIGNATURE_SCHEME) == (engine.dialect.name == "sqlite")
 
 
 # --- short bodies: different notices that share a formula stay apart (issue 21, point 7) --------

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
@@ -116,6 +118,40 @@ def make_engine(url: str, *, immediate_transactions: bool = False, **kwargs: Any
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     return create_engine(parsed, pool_pre_ping=True, **kwargs)
+
+
+_SHARED_ROWS_ENGINES: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+_SHARED_ROWS_LOCK = threading.Lock()
+
+
+def _asynchronous_commits(dbapi_connection: Any, _record: Any) -> None:
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute("SET synchronous_commit = off")
+
+
+def shared_rows_engine(engine: Engine) -> Engine:
+    """A PostgreSQL engine beside `engine` whose statements commit at once (autocommit) without
+    waiting for the WAL flush, for the rows every writer shares (`tagstore._commit_shared_rows`).
+
+    One statement is one round trip: no BEGIN, no COMMIT, no per-transaction SET, no ping at
+    checkout (a connection the server dropped fails that statement, which the store retries on a
+    fresh one). Made once per engine and disposed with it.
+    """
+    with _SHARED_ROWS_LOCK:
+        shared = _SHARED_ROWS_ENGINES.get(engine)
+        if shared is None:
+            shared = create_engine(engine.url, isolation_level="AUTOCOMMIT", pool_size=2, max_overflow=4)
+            event.listen(shared, "connect", _asynchronous_commits)
+            _SHARED_ROWS_ENGINES[engine] = shared
+            event.listen(engine, "engine_disposed", _dispose_shared_rows_engine)
+    return shared
+
+
+def _dispose_shared_rows_engine(engine: Engine) -> None:
+    with _SHARED_ROWS_LOCK:
+        shared = _SHARED_ROWS_ENGINES.pop(engine, None)
+    if shared is not None:
+        shared.dispose()
 
 
 _DIALECT_INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}

@@ -20,11 +20,11 @@ import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Engine, Table, bindparam, insert, select, text
+from sqlalchemy import Engine, Table, bindparam, insert, select
 
 from pipeline.corpus.batch import Ids
 from pipeline.corpus.corrections import authors_to_json, overlay
-from pipeline.corpus.db import insert_or_ignore
+from pipeline.corpus.db import insert_or_ignore, shared_rows_engine
 from pipeline.corpus.models import Article, ArticleTag, Tag, Unit
 
 if TYPE_CHECKING:
@@ -113,15 +113,13 @@ def _commit_shared_rows(session: Session, statement: Any, rows: list[dict[str, A
     """
     engine = session.get_bind()
     assert isinstance(engine, Engine)
-    with engine.connect() as connection:
-        # Not flushed to disk at this commit (a wait of a few ms, on nearly every article of a
-        # backfill: keywords are new names): the WAL is written in order, so the synchronous
-        # commit of the batch that refers to these rows makes them durable first; a crash before
-        # it loses the rows together with every row that refers to them.
-        connection.execute(text("SET LOCAL synchronous_commit = off"))
+    # One autocommit statement on `shared_rows_engine`, not flushed to disk before it returns (a
+    # wait of a few ms, on nearly every article of a backfill: keywords are new names): the WAL is
+    # written in order, so the synchronous commit of the batch that refers to these rows makes them
+    # durable first; a crash before it loses the rows together with every row that refers to them.
+    with shared_rows_engine(engine).connect() as connection:
         result = connection.execute(statement, rows)
         out = list(result) if result.returns_rows else []
-        connection.commit()
     return out
 
 
