@@ -75,6 +75,7 @@ from archive.search_syntax import (
     highlight_pattern,
     parse_query,
     to_fts5,
+    tsquery_all,
     tsquery_phrase,
 )
 from pipeline.corpus.models import Appearance, Article, ArticleTag, Source, Tag, Unit
@@ -92,6 +93,8 @@ MAX_PER_PAGE = 100
 MAX_PAGE = 10_000
 EXACT_COUNT_LIMIT = 10_000  # above this many estimated matches, a lone term lists newest first
 PG_RANK_LIMIT = 1_000  # PostgreSQL: ts_rank_cd reads each match's tsvector, so fewer are ranked
+_TRUSTED_ESTIMATE = 10  # PostgreSQL: a planner's estimate this many times the limit is not counted
+SET_MATCH_LIMIT = 50_000  # a common term in up to this many stories is read from the index as a set
 SNIPPET_CHARS = 160
 _MIN_DAY, _MAX_DAY = date(1900, 1, 1), date(9998, 12, 31)
 # A snippet is one line: whitespace runs become a space, but a full-width space is the author's text.
@@ -355,6 +358,20 @@ def _match_by_id(session: Session, term: Term, article_id: Any) -> ColumnElement
     return select(fts.c.rowid).where(match, fts.c.rowid == article_id).exists()
 
 
+def _in_matches(session: Session, term: Term) -> ColumnElement[bool]:
+    """Whether a story is among the term's matches, read from the index once as a set: on
+    PostgreSQL the stories holding every token of the term (GIN alone, no row read; a phrase is
+    checked afterwards, on the page's candidates only), on SQLite FTS5's own matches."""
+    if session.get_bind().dialect.name == "postgresql":
+        every = func.to_tsquery(_SIMPLE, tsquery_all(term))
+        holders = select(_PG_INDEX.c.article_id).where(
+            or_(_PG_INDEX.c.title_tsv.bool_op("@@")(every), _PG_INDEX.c.body_tsv.bool_op("@@")(every))
+        )
+        return Article.id.in_(holders)
+    matches = text("SELECT rowid FROM article_fts WHERE article_fts MATCH :common_term")
+    return Article.id.in_(matches.bindparams(common_term=fts5_phrase(term)).columns(rowid=Integer))
+
+
 def _common_term_page(
     session: Session,
     parsed: Query,
@@ -371,14 +388,17 @@ def _common_term_page(
     if not isinstance(term, Term) or term.needs_scan or narrowed:
         return None
     estimate = _estimate(session, term, limit)
-    if session.get_bind().dialect.name == "postgresql":
-        # Ranking reads every match's tsvector (about 0.15 ms each): above PG_RANK_LIMIT matches,
-        # counted exactly up to there, the page lists newest first even if the planner guessed low.
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    if postgresql:
+        # Ranking reads every match's tsvector (about 0.15 ms each): above PG_RANK_LIMIT matches
+        # the page lists newest first. The planner's estimate of a rare bigram is low, so unless
+        # it is far above the limit the matches are counted through the index up to there.
         limit = min(limit, PG_RANK_LIMIT)
-        found = _pg_count_upto(session, term, limit + 1)
-        if found <= limit:
-            return None
-        estimate = max(estimate, found)
+        if estimate <= _TRUSTED_ESTIMATE * limit:
+            found = _pg_count_upto(session, term, limit + 1)
+            if found <= limit:
+                return None
+            estimate = max(estimate, found)
     if estimate <= limit:
         return None
     stories = int(session.scalar(select(func.max(Article.id))) or 0)
@@ -392,13 +412,28 @@ def _common_term_page(
     cutoff = session.scalar(select(Article.published_at).where(*dated).order_by(*newest_first).offset(window).limit(1))
     if cutoff is None:
         return None
-    ids = session.scalars(
-        select(Article.id)
-        .where(*dated, Article.published_at >= cutoff, _match_by_id(session, term, Article.id))
-        .order_by(*newest_first)
-        .limit(per_page)
-        .offset((page - 1) * per_page)
-    ).all()
+    # A term in few enough stories is read from the index once, as a set, and the window walked
+    # against it; in more, each story of the window is looked up in the index by its id.
+    as_set = estimate <= SET_MATCH_LIMIT
+    match = _in_matches(session, term) if as_set else _match_by_id(session, term, Article.id)
+    walk = select(Article.id, Article.published_at).where(*dated, Article.published_at >= cutoff, match)
+    if as_set and postgresql and len(term.tokens) > 1:
+        # The set holds the stories with every token; the phrase is checked on the window's
+        # candidates alone (OFFSET 0 keeps the planner from checking it on the whole set).
+        inner = walk.offset(0).subquery()
+        phrase = func.to_tsquery(_SIMPLE, tsquery_phrase(term))
+        holds = (
+            select(_PG_INDEX.c.article_id)
+            .where(
+                _PG_INDEX.c.article_id == inner.c.id,
+                or_(_PG_INDEX.c.title_tsv.bool_op("@@")(phrase), _PG_INDEX.c.body_tsv.bool_op("@@")(phrase)),
+            )
+            .exists()
+        )
+        ordered = select(inner.c.id).where(holds).order_by(inner.c.published_at.desc(), inner.c.id.desc())
+    else:
+        ordered = walk.with_only_columns(Article.id).order_by(*newest_first)
+    ids = session.scalars(ordered.limit(per_page).offset((page - 1) * per_page)).all()
     if len(ids) < per_page:
         return None
     return estimate, list(ids)

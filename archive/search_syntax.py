@@ -319,10 +319,19 @@ def to_fts5(node: Node) -> str | None:
     return expr
 
 
+def _tsquery_tokens(term: Term) -> list[str]:
+    return ["'" + token.replace("\\", "\\\\").replace("'", "''") + "'" for token in term.tokens]
+
+
 def tsquery_phrase(term: Term) -> str:
     """A PostgreSQL tsquery phrase `'t1' <-> 't2'`, every token quoted and escaped."""
-    quoted = ("'" + token.replace("\\", "\\\\").replace("'", "''") + "'" for token in term.tokens)
-    return "(" + " <-> ".join(quoted) + ")"
+    return "(" + " <-> ".join(_tsquery_tokens(term)) + ")"
+
+
+def tsquery_all(term: Term) -> str:
+    """`'t1' & 't2'`: every token of the term anywhere in the text. A GIN index answers it without
+    reading the rows (a phrase needs each candidate's positions), and it holds wherever the phrase does."""
+    return "(" + " & ".join(_tsquery_tokens(term)) + ")"
 
 
 def highlight_pattern(term: Term) -> re.Pattern[str]:

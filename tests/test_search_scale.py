@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 from sqlalchemy import select, text
 
+import archive.search
 from archive.search import Filters, search
 from archive.search_syntax import parse_query
 from bench.corpus_gen import load
@@ -102,6 +103,20 @@ def test_common_term_lists_newest_first_with_an_estimated_total(db: Session) -> 
     # The same query under the default limit: every match ranked, the exact total.
     ranked = search(db, "党建", Filters(), per_page=5, tz=SHANGHAI)
     assert not ranked.estimated and ranked.total == exact
+
+
+@pytest.mark.parametrize("word", ["党建", "党建引领"])
+@pytest.mark.parametrize("walk", ["as a set", "by id"])
+def test_the_walk_reads_the_matches_as_a_set_or_by_id_alike(
+    db: Session, word: str, walk: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A term in up to SET_MATCH_LIMIT stories is read from the index once (on PostgreSQL the stories
+    with every bigram, the phrase checked on the page's candidates); above, story by story."""
+    if walk == "by id":
+        monkeypatch.setattr(archive.search, "SET_MATCH_LIMIT", 0)
+    pages = [search(db, word, Filters(), page=p, per_page=5, tz=SHANGHAI, exact_limit=50) for p in (1, 2)]
+    assert all(page.estimated for page in pages)
+    assert [h.guid for page in pages for h in page.hits] == _newest(word)[:10]
 
 
 def test_rare_terms_filters_and_overestimated_phrases_stay_exact(db: Session) -> None:
