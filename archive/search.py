@@ -333,8 +333,10 @@ def _estimate(session: Session, term: Term, limit: int) -> int:
 
 
 def _pg_count_upto(session: Session, term: Term, cap: int) -> int:
-    """How many stories hold `term`, counted through the GIN indexes and stopping at `cap`."""
-    tsquery = func.to_tsquery(_SIMPLE, tsquery_phrase(term))
+    """How many stories hold every token of `term` (for one token: the term; for a phrase, at
+    least its matches), counted through the GIN indexes alone and stopping at `cap`. A phrase's
+    own count would read every candidate's positions (50 µs each at a million stories)."""
+    tsquery = func.to_tsquery(_SIMPLE, tsquery_all(term))
     hits = (
         select(_PG_INDEX.c.article_id)
         .where(or_(_PG_INDEX.c.title_tsv.bool_op("@@")(tsquery), _PG_INDEX.c.body_tsv.bool_op("@@")(tsquery)))
@@ -369,7 +371,10 @@ def _in_matches(session: Session, term: Term) -> ColumnElement[bool]:
         )
         return Article.id.in_(holders)
     matches = text("SELECT rowid FROM article_fts WHERE article_fts MATCH :common_term")
-    return Article.id.in_(matches.bindparams(common_term=fts5_phrase(term)).columns(rowid=Integer))
+    # `id + 0`, not `id`: SQLite would otherwise look every match up by its id and sort them all
+    # (60 ms for 20,000 matches at a million stories) instead of walking the date index against
+    # the set (5 ms).
+    return (Article.id + 0).in_(matches.bindparams(common_term=fts5_phrase(term)).columns(rowid=Integer))
 
 
 def _common_term_page(
@@ -395,9 +400,9 @@ def _common_term_page(
         # it is far above the limit the matches are counted through the index up to there.
         limit = min(limit, PG_RANK_LIMIT)
         if estimate <= _TRUSTED_ESTIMATE * limit:
-            found = _pg_count_upto(session, term, limit + 1)
+            found = _pg_count_upto(session, term, _TRUSTED_ESTIMATE * limit // 2)
             if found <= limit:
-                return None
+                return None  # ranked; a phrase's exact matches are counted there
             estimate = max(estimate, found)
     if estimate <= limit:
         return None

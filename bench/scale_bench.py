@@ -235,12 +235,24 @@ def _stories(engine: Engine) -> int:
         return int(conn.execute(text("SELECT count(*) FROM articles")).scalar_one())
 
 
+_PG_SETTINGS = ("server_version", "shared_buffers", "effective_cache_size", "work_mem", "random_page_cost", "jit")
+
+
+def _server_settings(engine: Engine) -> list[str]:
+    """The PostgreSQL server's settings that the plans and times depend on."""
+    if engine.dialect.name != "postgresql":
+        return []
+    with engine.connect() as conn:
+        shown = [f"{name} {conn.execute(text(f'SHOW {name}')).scalar_one()}" for name in _PG_SETTINGS]
+    return ["", "Server: " + ", ".join(shown) + "."]
+
+
 def measure(url: str, label: str, loaded_here: str) -> list[str]:
     engine = make_engine(url)
     try:
         upgrade(engine)  # a preloaded corpus gets this branch's indexes
         n = _stories(engine)
-        out = [f"### {label}: {n:,} stories", "", loaded_here, ""]
+        out = [f"### {label}: {n:,} stories", "", loaded_here, *_server_settings(engine), ""]
         out += ["Search (warm cache; every query 21 times):", "", *search_rows(engine), ""]
         out += [
             "Feeds and the digest (the statements `feeds.selection` runs, recorded and EXPLAINed):",

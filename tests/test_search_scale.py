@@ -166,7 +166,7 @@ def test_generated_corpus_loads_and_feed_queries_use_the_story_date_indexes(engi
         assert "SCAN articles" not in rows and "SCAN articles USING INDEX ix_articles_story_date" in rows
         assert "SEARCH articles USING INDEX ix_articles_unit_story_date (unit_id=?)" in rows
         # The digest's week: a range over a date index of the articles (the 首发 date since issue 19).
-        assert "SEARCH articles USING INDEX ix_articles_published_at (published_at>? AND published_at<?)" in rows
+        assert "SEARCH articles USING INDEX ix_articles_published_at_id (published_at>? AND published_at<?)" in rows
 
 
 def test_a_batch_merges_its_search_entries_before_committing(sessions: sessionmaker[Session]) -> None:

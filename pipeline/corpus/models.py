@@ -135,7 +135,7 @@ class Article(Base):
     # The operator's corrections in force ({"unit": ..., "authors": [...], "column": {...}}): they win
     # over the tagging rules at every retag and re-crawl. Their history is in `corrections`.
     corrected: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     summary: Mapped[str | None] = mapped_column(Text)
     body_html: Mapped[str] = mapped_column(Text, default="")
     body_text: Mapped[str] = mapped_column(Text, default="")
@@ -156,6 +156,8 @@ class Article(Base):
     tags: Mapped[list[ArticleTag]] = relationship(back_populates="article", cascade="all, delete-orphan")
 
 
+# Search's date walk: newest first with the id breaking ties, read from the index alone (migration 0014).
+Index("ix_articles_published_at_id", Article.published_at, Article.id)
 # "A story's date" (feeds.selection): the newest stories of a feed, of a unit's feed and a digest
 # week are read down these indexes instead of sorting the corpus (issue 20; migration 0010).
 Index("ix_articles_story_date", func.coalesce(Article.published_at, Article.created_at), Article.id)
