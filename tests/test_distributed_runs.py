@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 from alembic import command
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from crawler.samples.sample_config import sample_config_toml
@@ -76,6 +76,34 @@ def test_a_dead_workers_source_run_records_the_handover(sessions: sessionmaker[S
         }
         assert "taken over by survivor" in (runs[0].error_summary or "")
     # The handed-over run is counted by the survivor's run of the same source: the run is ok.
+    assert summary["status"] == "ok" and summary["sources"] == 1
+
+
+def test_a_worker_that_died_before_opening_its_source_run_leaves_a_handover(
+    sessions: sessionmaker[Session], now: datetime
+) -> None:
+    with transaction(sessions) as session:
+        run_id = start_distributed_run(session, "schedule", now, "redis queue test")
+    _open(sessions, run_id, now).close(0, now)  # the source exists (synced from the config)
+    with transaction(sessions) as session:
+        session.execute(delete(SourceRun))  # ... but the victim died before its crawl opened it
+    taken = now + timedelta(minutes=4)
+    with transaction(sessions) as session:
+        marked = record_handover(
+            session, run_id, SOURCE_KEY, previous="victim", lease_ended=now, taken_by="survivor", now=taken
+        )
+    assert marked == 1
+    survivor = _open(sessions, run_id, taken)
+    survivor.fetched = 2
+    survivor.close(2, taken + timedelta(minutes=1))
+    with transaction(sessions) as session:
+        record_worker(session, run_id, SOURCE_KEY, "survivor")
+        summary = finish_crawl_run(session, run_id, taken + timedelta(minutes=2))
+    with sessions() as session:
+        runs = session.scalars(select(SourceRun).order_by(SourceRun.id)).all()
+        assert [(r.worker, r.status) for r in runs] == [("victim", HANDED_OVER), ("survivor", "ok")]
+        assert runs[0].handover is not None and runs[0].handover["to"] == "survivor"
+        assert "before its crawl opened the source" in (runs[0].error_summary or "")
     assert summary["status"] == "ok" and summary["sources"] == 1
 
 

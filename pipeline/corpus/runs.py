@@ -275,9 +275,19 @@ def record_handover(
 ) -> int:
     """The source's runs in this crawl run left by `previous` (its lease ended) become "handed_over",
     saying to whom and when, and how many of its queued requests (its frontier in Redis) the new
-    holder resumes; returns how many runs (none when it died before opening one). They are the
-    runs no worker was credited with yet (`record_worker` runs when a crawl ends), whatever status
-    the dead crawl's pipeline worker may have closed them with on its way out."""
+    holder resumes; returns how many runs. They are the runs no worker was credited with yet
+    (`record_worker` runs when a crawl ends), whatever status the dead crawl's pipeline worker may
+    have closed them with on its way out. A worker that died before its crawl opened the source's
+    run (while starting, or before its first page) leaves none: a handed-over run is made for it,
+    so that every handover is on record."""
+    handover = {
+        "from": previous,
+        "lease_ended_at": lease_ended.isoformat(),
+        "to": taken_by,
+        "at": now.isoformat(),
+        "resumed_requests": resumed_requests,
+    }
+    summary = f"worker {previous} stopped renewing its lease; taken over by {taken_by}"
     marked = 0
     for source_run in _source_runs(session, run_id, source_key):
         if source_run.status == HANDED_OVER or source_run.worker not in (None, previous):
@@ -285,16 +295,28 @@ def record_handover(
         source_run.worker = previous
         source_run.status = HANDED_OVER
         source_run.finished_at = now
-        source_run.error_summary = f"worker {previous} stopped renewing its lease; taken over by {taken_by}"
-        source_run.handover = {
-            "from": previous,
-            "lease_ended_at": lease_ended.isoformat(),
-            "to": taken_by,
-            "at": now.isoformat(),
-            "resumed_requests": resumed_requests,
-        }
+        source_run.error_summary = summary
+        source_run.handover = handover
         marked += 1
-    return marked
+    if marked:
+        return marked
+    source_id = session.scalar(select(Source.id).where(Source.key == source_key))
+    if source_id is None:
+        return 0  # a source removed from the config meanwhile: nothing to attach the record to
+    session.add(
+        SourceRun(
+            crawl_run_id=run_id,
+            source_id=source_id,
+            started_at=lease_ended,
+            finished_at=now,
+            status=HANDED_OVER,
+            worker=previous,
+            error_summary=summary + " before its crawl opened the source",
+            handover=handover,
+            problems=[],
+        )
+    )
+    return 1
 
 
 def _source_runs(session: Session, run_id: int, source_key: str) -> list[SourceRun]:
