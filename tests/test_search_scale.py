@@ -33,7 +33,7 @@ FILLER = ("建设", "建工", "群众", "服务", "落实", "推进", "基层", 
 
 def _corpus() -> list[tuple[str, str, datetime | None]]:
     """(title, body, published) per story: 党建 in three of four (always as 党建引领, so never
-    followed by 建工), 粮食 in one of forty, the phrase 党建工 (bigrams 党建 and 建工, both in most
+    followed by 建工), 河湖长制 in one of four, 粮食 in one of forty, the phrase 党建工 (bigrams 党建 and 建工, both in most
     stories) in exactly one; some stories undated."""
     rng = random.Random(7)
     docs = []
@@ -45,6 +45,8 @@ def _corpus() -> list[tuple[str, str, datetime | None]]:
             words.insert(rng.randrange(40), "粮食")
         if i == 123:
             words.insert(3, "党建工")
+        if i % 4 == 1:
+            words.insert(rng.randrange(40), "河湖长制")
         published = None if i % 97 == 0 else datetime(2020, 1, 1, tzinfo=UTC) + timedelta(hours=rng.randrange(50_000))
         docs.append((f"第{i}篇", "，".join(words) + "。", published))
     return docs
@@ -105,13 +107,14 @@ def test_common_term_lists_newest_first_with_an_estimated_total(db: Session) -> 
     assert not ranked.estimated and ranked.total == exact
 
 
-@pytest.mark.parametrize("word", ["党建", "党建引领"])
+@pytest.mark.parametrize("word", ["党建", "党建引领", "河湖长制"])
 @pytest.mark.parametrize("walk", ["as a set", "by id"])
 def test_the_walk_reads_the_matches_as_a_set_or_by_id_alike(
     db: Session, word: str, walk: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A term in up to SET_MATCH_LIMIT stories is read from the index once (on PostgreSQL the stories
-    with every bigram, the phrase checked on the page's candidates); above, story by story."""
+    with every bigram, the phrase checked on the page's candidates; 河湖长制, in a quarter of them,
+    is read whole and walked as an array); above, story by story."""
     if walk == "by id":
         monkeypatch.setattr(archive.search, "SET_MATCH_LIMIT", 0)
     pages = [search(db, word, Filters(), page=p, per_page=5, tz=SHANGHAI, exact_limit=50) for p in (1, 2)]
