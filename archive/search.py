@@ -347,7 +347,7 @@ def _pg_holders(session: Session, term: Term, cap: int) -> list[int]:
             select(_PG_INDEX.c.article_id)
             .where(or_(_PG_INDEX.c.title_tsv.bool_op("@@")(tsquery), _PG_INDEX.c.body_tsv.bool_op("@@")(tsquery)))
             .limit(cap)
-        )
+        ).all()  # fetched at once: row by row, 4,000 ids cost 7 ms of CPU
     )
 
 
@@ -449,7 +449,7 @@ def _common_term_page(
         # The set holds the stories with every token; the phrase is checked on the window's
         # candidates alone, in a statement of its own (inside one the planner checks it first,
         # on every candidate of the whole set), and the page taken from what holds it.
-        candidates = list(session.scalars(walk.limit(None)))
+        candidates = list(session.scalars(walk.limit(None)).all())
         phrase = func.to_tsquery(_SIMPLE, tsquery_phrase(term))
         # Through coalesce(), which no index holds: each candidate is looked up by id and its
         # positions read, instead of the GIN indexes rechecking every candidate of the phrase.
@@ -462,11 +462,11 @@ def _common_term_page(
                     _PG_INDEX.c.article_id == any_(_int_array(candidates)),
                     or_(title.bool_op("@@")(phrase), body.bool_op("@@")(phrase)),
                 )
-            )
+            ).all()
         )
         found = [i for i in candidates if i in held][:need]
     else:
-        found = list(session.scalars(walk))
+        found = list(session.scalars(walk).all())
     ids = found[(page - 1) * per_page : need]
     if len(ids) < per_page:
         return None
