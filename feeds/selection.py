@@ -37,11 +37,15 @@ def _story_date() -> ColumnElement[datetime]:
 def _tagged(kind: str, name: str | None = None) -> ColumnElement[bool]:
     """The story has a tag of `kind` (named `name`). Asked per story (EXISTS on the tag's primary
     key), so that a feed walks its newest stories down the story-date index and stops at its
-    limit, instead of first collecting every story of a tag held by a third of the corpus."""
+    limit, instead of first collecting every story of a tag held by a third of the corpus.
+
+    The OFFSET 0 keeps it per story on PostgreSQL: an EXISTS under an OR (the column feed's
+    "column = … OR tagged") was otherwise planned as a hash of every story with the tag, built
+    before the first row (210 ms at a million stories, against 1 ms)."""
     conds = [ArticleTag.article_id == Article.id, Tag.kind == kind]
     if name is not None:
         conds.append(Tag.name == name)
-    return select(ArticleTag.tag_id).join(Tag).where(*conds).exists()
+    return select(ArticleTag.tag_id).join(Tag).where(*conds).offset(0).exists()
 
 
 def _in_column(name: str | None = None) -> ColumnElement[bool]:
