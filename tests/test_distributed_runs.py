@@ -38,6 +38,21 @@ def _open(sessions: sessionmaker[Session], run_id: int, now: datetime) -> Source
     return recorder
 
 
+def _survivor_crawls(
+    sessions: sessionmaker[Session], run_id: int, taken: datetime, pages: int
+) -> tuple[list[SourceRun], dict[str, object]]:
+    """The worker that took the source over crawls it and the run finishes: (its source runs, the summary)."""
+    survivor = _open(sessions, run_id, taken)
+    survivor.fetched = pages  # its pages (stored by the ingest, not here)
+    survivor.close(pages, taken + timedelta(minutes=1))
+    with transaction(sessions) as session:
+        record_worker(session, run_id, SOURCE_KEY, "survivor")
+        summary = finish_crawl_run(session, run_id, taken + timedelta(minutes=2))
+    with sessions() as session:
+        runs = list(session.scalars(select(SourceRun).order_by(SourceRun.id)).all())
+    return runs, summary
+
+
 def test_a_dead_workers_source_run_records_the_handover(sessions: sessionmaker[Session], now: datetime) -> None:
     with transaction(sessions) as session:
         run_id = start_distributed_run(session, "schedule", now, "redis queue test")
@@ -58,23 +73,16 @@ def test_a_dead_workers_source_run_records_the_handover(sessions: sessionmaker[S
             )
             == 1
         )
-    survivor = _open(sessions, run_id, taken)
-    survivor.fetched = 3  # its pages (stored by the ingest, not here)
-    survivor.close(3, taken + timedelta(minutes=1))
-    with transaction(sessions) as session:
-        record_worker(session, run_id, SOURCE_KEY, "survivor")
-        summary = finish_crawl_run(session, run_id, taken + timedelta(minutes=2))
-    with sessions() as session:
-        runs = session.scalars(select(SourceRun).order_by(SourceRun.id)).all()
-        assert [(r.worker, r.status) for r in runs] == [("victim", HANDED_OVER), ("survivor", "ok")]
-        assert runs[0].handover == {
-            "from": "victim",
-            "lease_ended_at": ended.isoformat(),
-            "to": "survivor",
-            "at": taken.isoformat(),
-            "resumed_requests": 7,  # the victim's queued requests, resumed from Redis
-        }
-        assert "taken over by survivor" in (runs[0].error_summary or "")
+    runs, summary = _survivor_crawls(sessions, run_id, taken, 3)
+    assert [(r.worker, r.status) for r in runs] == [("victim", HANDED_OVER), ("survivor", "ok")]
+    assert runs[0].handover == {
+        "from": "victim",
+        "lease_ended_at": ended.isoformat(),
+        "to": "survivor",
+        "at": taken.isoformat(),
+        "resumed_requests": 7,  # the victim's queued requests, resumed from Redis
+    }
+    assert "taken over by survivor" in (runs[0].error_summary or "")
     # The handed-over run is counted by the survivor's run of the same source: the run is ok.
     assert summary["status"] == "ok" and summary["sources"] == 1
 
@@ -93,17 +101,10 @@ def test_a_worker_that_died_before_opening_its_source_run_leaves_a_handover(
             session, run_id, SOURCE_KEY, previous="victim", lease_ended=now, taken_by="survivor", now=taken
         )
     assert marked == 1
-    survivor = _open(sessions, run_id, taken)
-    survivor.fetched = 2
-    survivor.close(2, taken + timedelta(minutes=1))
-    with transaction(sessions) as session:
-        record_worker(session, run_id, SOURCE_KEY, "survivor")
-        summary = finish_crawl_run(session, run_id, taken + timedelta(minutes=2))
-    with sessions() as session:
-        runs = session.scalars(select(SourceRun).order_by(SourceRun.id)).all()
-        assert [(r.worker, r.status) for r in runs] == [("victim", HANDED_OVER), ("survivor", "ok")]
-        assert runs[0].handover is not None and runs[0].handover["to"] == "survivor"
-        assert "before its crawl opened the source" in (runs[0].error_summary or "")
+    runs, summary = _survivor_crawls(sessions, run_id, taken, 2)
+    assert [(r.worker, r.status) for r in runs] == [("victim", HANDED_OVER), ("survivor", "ok")]
+    assert runs[0].handover is not None and runs[0].handover["to"] == "survivor"
+    assert "before its crawl opened the source" in (runs[0].error_summary or "")
     assert summary["status"] == "ok" and summary["sources"] == 1
 
 
