@@ -242,6 +242,17 @@ _SIMPLE: ColumnElement[Any] = literal_column("'simple'::regconfig")
 _NO_SCORE = cast(null(), Float).label("score")
 
 
+def _pg_holds(tsquery: ColumnElement[Any]) -> ColumnElement[bool]:
+    """The search row's title or body matches `tsquery` (each has its GIN index)."""
+    return or_(_PG_INDEX.c.title_tsv.bool_op("@@")(tsquery), _PG_INDEX.c.body_tsv.bool_op("@@")(tsquery))
+
+
+def _pg_every_token(term: Term) -> Select[Any]:
+    """The ids of the stories holding every token of `term`, from the GIN indexes alone (for one
+    token: the term's matches; for a phrase, at least its matches)."""
+    return select(_PG_INDEX.c.article_id).where(_pg_holds(func.to_tsquery(_SIMPLE, tsquery_all(term))))
+
+
 class _Compiler:
     """Per-term SQL conditions for the general path."""
 
@@ -262,7 +273,7 @@ class _Compiler:
                 return or_(*(c.ilike(p) for p in patterns for c in (Article.title, Article.body_text)))
             if self.dialect == "postgresql":
                 tsquery = func.to_tsquery(_SIMPLE, tsquery_phrase(node))
-                return or_(_PG_INDEX.c.title_tsv.bool_op("@@")(tsquery), _PG_INDEX.c.body_tsv.bool_op("@@")(tsquery))
+                return _pg_holds(tsquery)
             return Article.id.in_(self._fts5_ids(node).columns(id=Integer))
         if isinstance(node, Not):
             return not_(self.condition(node.child))
@@ -319,9 +330,7 @@ def _estimate(session: Session, term: Term, limit: int) -> int:
     if session.get_bind().dialect.name == "postgresql":
         tsquery = func.to_tsquery(_SIMPLE, tsquery_phrase(term))
         probe: Select[Any] = select(literal_column("1")).select_from(_PG_INDEX)
-        probe = probe.where(
-            or_(_PG_INDEX.c.title_tsv.bool_op("@@")(tsquery), _PG_INDEX.c.body_tsv.bool_op("@@")(tsquery))
-        )
+        probe = probe.where(_pg_holds(tsquery))
         compiled = probe.compile(session.get_bind(), compile_kwargs={"literal_binds": True})
         plan = session.execute(text(f"EXPLAIN (FORMAT JSON) {compiled}")).scalar_one()
         return int(plan[0]["Plan"]["Plan Rows"])
@@ -338,17 +347,9 @@ def _estimate(session: Session, term: Term, limit: int) -> int:
 
 
 def _pg_holders(session: Session, term: Term, cap: int) -> list[int]:
-    """The stories that hold every token of `term` (for one token: the term's matches; for a
-    phrase, at least its matches), read through the GIN indexes alone and at most `cap` of them.
-    A phrase's own matches would need every candidate's positions (50 µs each at a million stories)."""
-    tsquery = func.to_tsquery(_SIMPLE, tsquery_all(term))
-    return list(
-        session.scalars(
-            select(_PG_INDEX.c.article_id)
-            .where(or_(_PG_INDEX.c.title_tsv.bool_op("@@")(tsquery), _PG_INDEX.c.body_tsv.bool_op("@@")(tsquery)))
-            .limit(cap)
-        ).all()  # fetched at once: row by row, 4,000 ids cost 7 ms of CPU
-    )
+    """`_pg_every_token`, at most `cap` ids, read without any row's positions (a phrase's own
+    matches would need every candidate's: 50 µs each at a million stories)."""
+    return list(session.scalars(_pg_every_token(term).limit(cap)).all())  # at once: row by row, 4,000 cost 7 ms
 
 
 def _match_by_id(session: Session, term: Term, article_id: Any) -> ColumnElement[bool]:
@@ -357,7 +358,7 @@ def _match_by_id(session: Session, term: Term, article_id: Any) -> ColumnElement
         tsquery = func.to_tsquery(_SIMPLE, tsquery_phrase(term))
         probe = select(_PG_INDEX.c.article_id).where(
             _PG_INDEX.c.article_id == article_id,
-            or_(_PG_INDEX.c.title_tsv.bool_op("@@")(tsquery), _PG_INDEX.c.body_tsv.bool_op("@@")(tsquery)),
+            _pg_holds(tsquery),
         )
         return probe.exists()
     fts = table("article_fts", column("rowid", Integer))
@@ -370,11 +371,7 @@ def _in_matches(session: Session, term: Term) -> ColumnElement[bool]:
     PostgreSQL the stories holding every token of the term (GIN alone, no row read; a phrase is
     checked afterwards, on the page's candidates only), on SQLite FTS5's own matches."""
     if session.get_bind().dialect.name == "postgresql":
-        every = func.to_tsquery(_SIMPLE, tsquery_all(term))
-        holders = select(_PG_INDEX.c.article_id).where(
-            or_(_PG_INDEX.c.title_tsv.bool_op("@@")(every), _PG_INDEX.c.body_tsv.bool_op("@@")(every))
-        )
-        return Article.id.in_(holders)
+        return Article.id.in_(_pg_every_token(term))
     matches = text("SELECT rowid FROM article_fts WHERE article_fts MATCH :common_term")
     # `id + 0`, not `id`: SQLite would otherwise look every match up by its id and sort them all
     # (60 ms for 20,000 matches at a million stories) instead of walking the date index against
