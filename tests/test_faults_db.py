@@ -17,7 +17,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +30,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from crawler.items import ListPageItem
+from crawler.process import CRAWL_LOG
 from crawler.samples.server import SampleSources
 from pipeline.corpus.db import (
     BUSY_TIMEOUT_ENV,
@@ -94,6 +94,10 @@ def check_recovered(db_url: str, samples: SampleSources) -> None:
         engine.dispose()
 
 
+def read_text(path: Path) -> str:
+    return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+
+
 def failure_texts(db_url: str, stderr: str) -> str:
     """Everything a run said about its failures: stderr, source run summaries and problems."""
     engine = make_engine(db_url)
@@ -153,12 +157,15 @@ def test_sqlite_locked_by_another_process(tmp_path: Path, samples: SampleSources
     # stored are recorded as database failures (in plain words), nothing is half-written. A delay
     # between requests keeps the crawl going for seconds: the pipeline worker commits in batches, and
     # an undelayed crawl of the samples can have committed every page by the time progress shows.
+    # The lock is held until a write has run into it (the crawl log says so), not for a fixed time:
+    # on a loaded machine the worker can reach its next write only seconds after the lock was taken.
     slow = write_config(tmp_path / "slow.toml", samples, download_delay=0.1)
+    crawl_log = tmp_path / "data" / CRAWL_LOG
     proc = start_cli(slow, db_url, "crawl", "--json", env=FAST_BUSY)
     assert wait_for(lambda: proc.poll() is not None or progress(db_url) >= 3, timeout=180)
     assert proc.poll() is None, "the crawl ended before the lock was taken"
     with exclusive_lock(path):
-        time.sleep(2.5)
+        assert wait_for(lambda: proc.poll() is not None or "database is locked" in read_text(crawl_log), timeout=120)
     proc.wait(timeout=300)
     said = failure_texts(db_url, log_tail(proc, 100_000))
     assert "the database is locked" in said, said[-3000:]
