@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, literal_column, null, select, union_all, update
 
 from crawler.items import STATE_OK
 from pipeline.corpus.models import Appearance, Article
@@ -93,10 +94,41 @@ _ARTICLES_BY_HASH = (
     .where(Article.content_hash == bindparam("hash"))
     .union(select(Appearance.article_id).where(Appearance.content_hash == bindparam("hash")))
 )
+_HOLDERS = _ARTICLES_BY_HASH.subquery("holders")
+# The catch-up and the lookups by key and by hash of one page's decision, in one statement: a round
+# trip to the server each is most of what they cost on PostgreSQL, where they run for every page
+# after its locks are taken. `part` tells the rows apart: 0 a signature (id, data, scheme), 1 the
+# appearance with the page's canonical key (id, owner, hash), 2 `_ARTICLE_BY_HASH`'s answer (id),
+# 3 one row per article of `_ARTICLES_BY_HASH` (id).
+_CATCH_UP_AND_LOOK = union_all(
+    select(
+        literal_column("0").label("part"),
+        Article.id.label("id"),
+        Article.minhash.label("data"),
+        Article.minhash_scheme.label("scheme"),
+        null().label("owner"),
+        null().label("hash"),
+    ).where(Article.id > bindparam("since")),
+    select(literal_column("1"), Appearance.id, null(), null(), Appearance.article_id, Appearance.content_hash).where(
+        Appearance.canonical_key == bindparam("key")
+    ),
+    select(literal_column("2"), _ARTICLE_BY_HASH.scalar_subquery(), null(), null(), null(), null()),
+    select(literal_column("3"), _HOLDERS.c.id, null(), null(), null(), null()),
+)
 _STORY = select(Article.title, Article.body_html, Article.body_text).where(Article.id == bindparam("id"))
 _PLACES = select(Appearance.title, Appearance.url, Appearance.canonical_key, Appearance.meta).where(
     Appearance.article_id == bindparam("id")
 )
+
+
+@dataclass(frozen=True)
+class Lookups:
+    """What the decision of one page reads by its canonical key and by its content hash, read
+    together with the catch-up (`StoryIndex.catch_up_and_look`)."""
+
+    appearance: tuple[int, int, str | None] | None  # (id, article id, content hash) of the key's appearance
+    by_hash: int | None  # the article `_ARTICLE_BY_HASH` names for the page's content hash
+    holders: tuple[int, ...]  # `_ARTICLES_BY_HASH`: every article holding the page's content hash
 
 
 class StoryIndex:
@@ -116,6 +148,36 @@ class StoryIndex:
         the caller holds locks it must keep), and the next writer to build its index stores it."""
         connection = session.connection()
         rows = list(connection.execute(_SIGNATURES_SINCE, {"since": self.last_article_id}).all())
+        return self._load(session, rows, store_upgrades=store_upgrades)
+
+    def catch_up_and_look(
+        self, session: Session, record: Record, *, store_upgrades: bool = True
+    ) -> tuple[int, Lookups | None]:
+        """`catch_up`, and the lookups of `record`'s decision read in the same statement. The
+        lookups are None when an upgrade of stored signatures committed after they were read (the
+        decision then reads them again)."""
+        signatures: list[Any] = []
+        appearance: tuple[int, int, str | None] | None = None
+        by_hash: int | None = None
+        holders: list[int] = []
+        params = {"since": self.last_article_id, "key": record.item.canonical_key, "hash": record.content_hash}
+        for part, row_id, data, scheme, owner, content_hash in session.connection().execute(_CATCH_UP_AND_LOOK, params):
+            if int(part) == 0:
+                signatures.append((row_id, data, scheme))
+            elif int(part) == 1:
+                appearance = (row_id, owner, content_hash)
+            elif int(part) == 2:
+                by_hash = None if row_id is None else int(row_id)
+            else:
+                holders.append(int(row_id))
+        signatures.sort(key=lambda row: row[0])
+        upgrades = self.recomputed
+        added = self._load(session, signatures, store_upgrades=store_upgrades)
+        committed = store_upgrades and self.recomputed != upgrades
+        return added, None if committed else Lookups(appearance, by_hash, tuple(holders))
+
+    def _load(self, session: Session, rows: list[Any], *, store_upgrades: bool) -> int:
+        connection = session.connection()
         if self.gaps:
             now = self.clock()
             floor = self.last_article_id - GAP_SPAN
@@ -173,9 +235,12 @@ class StoryIndex:
         self.signatures.add(article_id, data)
 
 
-def _known_appearance(session: Session, record: Record) -> Decision | None:
+def _known_appearance(session: Session, record: Record, lookups: Lookups | None) -> Decision | None:
     # Three columns, not the ORM object: this runs for every item of every crawl.
-    row = session.connection().execute(_APPEARANCE_BY_KEY, {"key": record.item.canonical_key}).first()
+    if lookups is not None:
+        row = lookups.appearance
+    else:
+        row = session.connection().execute(_APPEARANCE_BY_KEY, {"key": record.item.canonical_key}).first()
     if row is None:
         return None
     appearance_id, article_id, content_hash = row
@@ -236,14 +301,21 @@ def _why_same(session: Session, record: Record, article_id: int, shared_chars: i
     return None if stored is None else same_story(_incoming(record), stored, shared_chars)
 
 
-def _same_content(session: Session, record: Record, chars: int) -> Decision | None:
+def _same_content(session: Session, record: Record, chars: int, lookups: Lookups | None) -> Decision | None:
     connection = session.connection()
     if chars >= SHORT_BODY_CHARS:  # a long body decides alone: one statement
-        article_id = connection.execute(_ARTICLE_BY_HASH, {"hash": record.content_hash}).scalar()
+        if lookups is not None:
+            article_id = lookups.by_hash
+        else:
+            article_id = connection.execute(_ARTICLE_BY_HASH, {"hash": record.content_hash}).scalar()
         if article_id is None:
             return None
         return Decision(NEW_APPEARANCE, article_id=article_id, similarity=1.0, reason="same content hash")
-    for article_id in sorted(set(connection.execute(_ARTICLES_BY_HASH, {"hash": record.content_hash}).scalars())):
+    if lookups is not None:
+        holders = set(lookups.holders)
+    else:
+        holders = set(connection.execute(_ARTICLES_BY_HASH, {"hash": record.content_hash}).scalars())
+    for article_id in sorted(holders):
         why = _why_same(session, record, article_id, chars)
         if why is not None:
             return Decision(NEW_APPEARANCE, article_id=article_id, similarity=1.0, reason=f"same content hash, {why}")
@@ -277,16 +349,17 @@ def _near_duplicate(session: Session, record: Record, index: StoryIndex, chars: 
     )
 
 
-def decide(session: Session, record: Record, index: StoryIndex) -> Decision | None:
-    """What storing `record` means; None for a state page (deleted, …) of an article never stored."""
-    known = _known_appearance(session, record)
+def decide(session: Session, record: Record, index: StoryIndex, lookups: Lookups | None = None) -> Decision | None:
+    """What storing `record` means; None for a state page (deleted, …) of an article never stored.
+    `lookups`, when given, were read for `record` in this transaction (after its locks)."""
+    known = _known_appearance(session, record, lookups)
     if known is not None:
         return known
     if record.item.state != STATE_OK:
         return None
     chars = body_chars(record.body_text)
     return (
-        _same_content(session, record, chars)
+        _same_content(session, record, chars, lookups)
         or _near_duplicate(session, record, index, chars)
         or Decision(NEW_STORY, reason="nothing similar stored")
     )
@@ -307,18 +380,22 @@ class Deduplicator:
         page's dedup locks are taken first, in `session`'s transaction, which must also store the
         page; without `wait`, `locks.LockBusy` says one is held elsewhere (commit, then retry waiting)."""
         loaded = 0
-        if not (self._built and self.locks.enabled):
-            # Builds the index; may commit (stored signature upgrades): before any lock is held.
-            loaded = self.index.catch_up(session)
         if self.locks.enabled:
+            if not self._built:
+                # Builds the index; may commit (stored signature upgrades): before any lock is held.
+                loaded = self.index.catch_up(session)
             self.locks.take(session, record, wait=wait)
-            # Under the locks: what a writer holding them before us committed is loaded now
-            # (one statement per page: the catch-up before the locks is only the first build's).
-            loaded += self.index.catch_up(session, store_upgrades=False)
+            # Under the locks: what a writer holding them before us committed is loaded now, with
+            # the page's lookups (one statement per page: the catch-up before the locks is only the
+            # first build's).
+            added, lookups = self.index.catch_up_and_look(session, record, store_upgrades=False)
+        else:
+            added, lookups = self.index.catch_up_and_look(session, record)
+        loaded += added
         if not self._built:
             self._built = True
             log.info("near-duplicate index built from %d stored signatures", loaded)
-        decision = decide(session, record, self.index)
+        decision = decide(session, record, self.index, lookups)
         if decision is None:
             return None
         variant = decision.kind == EDIT or (decision.kind == NEW_APPEARANCE and decision.similarity != 1.0)

@@ -26,15 +26,22 @@ from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 
 from crawler.items import GONE_STATES, STATE_OK, ArticleItem, ListPageItem, ProblemItem
 from pipeline.corpus.corrections import current_tags
 from pipeline.corpus.db import DatabaseError, batch_of, insert_or_ignore, transaction
-from pipeline.corpus.models import Appearance, Article, ListPage, Snapshot
+from pipeline.corpus.models import Appearance, Article, ArticleTag, ListPage, Snapshot
 from pipeline.corpus.runs import SourceRow, SourceRunRecorder, count
 from pipeline.corpus.search_index import index_article
 from pipeline.corpus.story_rows import insert_story_rows
-from pipeline.corpus.tagstore import apply_tags, article_fields, insert_new_article_tags, unit_name
+from pipeline.corpus.tagstore import (
+    apply_tags,
+    article_fields,
+    insert_new_article_tags,
+    new_article_tag_rows,
+    unit_name,
+)
 from pipeline.precompute import snapshot_parts
 from pipeline.record import EDIT, NEW_APPEARANCE, NEW_STORY, STATE_CHANGE, UNCHANGED, Record, Tags
 from pipeline.similarity import SIGNATURE_SCHEME
@@ -262,9 +269,9 @@ def _insert_rows_one_by_one(
 def write_new_story(session: Session, record: Record, source: SourceRow, now: datetime, batch: Batch | None) -> int:
     """A new story, its first (original) appearance, snapshot, search entry and tags; its id.
 
-    Plain Core statements (the hot path of a backfill): on PostgreSQL the three rows in one
-    statement (`pipeline.corpus.story_rows`), on SQLite one at a time; the tag fields in the
-    article's row and the tag rows in one executemany.
+    Plain Core statements (the hot path of a backfill): on PostgreSQL the rows and the tag rows in
+    one statement (`pipeline.corpus.story_rows`); on SQLite the rows one at a time and the tag rows
+    in one executemany. The tag fields are in the article's row.
     """
     item = record.item
     fields: dict[str, Any] = {
@@ -310,19 +317,22 @@ def write_new_story(session: Session, record: Record, source: SourceRow, now: da
     }
     snapshot = _snapshot_row(item, record.snapshot)
     if session.get_bind().dialect.name == "postgresql":
-        article_id, _ = insert_story_rows(session.connection(), article, appearance, snapshot)
+        tag_rows = new_article_tag_rows(session, record.tags, batch) if record.tags is not None else []
+        article_id, _ = insert_story_rows(session.connection(), article, appearance, snapshot, tag_rows)
     else:
         article_id, _ = _insert_rows_one_by_one(session, article, appearance, snapshot)
+        if record.tags is not None:
+            insert_new_article_tags(session, article_id, record.tags, batch)
     index_article(session, article_id, record.title, record.body_text, new=True, split=record.search, batch=batch)
-    if record.tags is not None:
-        insert_new_article_tags(session, article_id, record.tags, batch)
     return article_id
 
 
 def write_new_appearance(
     session: Session, record: Record, source: SourceRow, article_id: int, now: datetime, batch: Batch | None
 ) -> None:
-    article = session.get(Article, article_id)
+    # The tag rows with their tags in one more statement: read row by row (`current_tags`), each
+    # tag would be a lazy load of its own.
+    article = session.get(Article, article_id, options=[selectinload(Article.tags).joinedload(ArticleTag.tag)])
     if article is None:
         raise StaleDecisionError(f"article {article_id} no longer exists")
     appearance = _add_appearance(session, record, source.id, article)

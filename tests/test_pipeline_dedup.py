@@ -309,6 +309,45 @@ def test_a_signature_of_another_scheme_stored_after_the_first_build_is_compared(
     assert (stored == SIGNATURE_SCHEME) == (engine.dialect.name == "sqlite")
 
 
+def test_after_the_first_build_a_decision_reads_the_database_in_one_statement(
+    sessions: sessionmaker[Session], now: datetime
+) -> None:
+    """The catch-up, the appearance with the page's key and the stories with its content hash come
+    in one statement (after the page's locks on PostgreSQL): a round trip each was most of what the
+    stage cost there. The decisions are those of the separate lookups."""
+    engine = sessions.kw["bind"]
+    dedup = Deduplicator(DedupLocks(engine.dialect.name))
+    article_id = store_original(sessions, now)
+
+    def decide(key: str, body: str) -> tuple[Record, list[str]]:
+        record = precompute(normalize_item(article_item(key, body, published_at=now, source_key="other-site")))
+        statements: list[str] = []
+        listener = lambda *args: statements.append(" ".join(args[2].split()))  # noqa: E731
+        event.listen(engine, "before_cursor_execute", listener)
+        try:
+            with sessions() as s:
+                dedup.decide(s, record)
+                s.commit()
+        finally:
+            event.remove(engine, "before_cursor_execute", listener)
+        return record, statements
+
+    decide("first", text("same_unit_other"))  # the first build
+    expected = 2 if engine.dialect.name == "postgresql" else 1  # (the page's locks, then) the lookups
+    same_text, said = decide("elsewhere", ORIGINAL)
+    assert same_text.decision is not None and (same_text.decision.kind, same_text.decision.article_id) == (
+        NEW_APPEARANCE,
+        article_id,
+    )
+    assert len(said) == expected, said
+    known, said = decide("orig", ORIGINAL)  # the stored page's own key, same content
+    assert known.decision is not None and (known.decision.kind, known.decision.article_id) == (UNCHANGED, article_id)
+    assert len(said) == expected, said
+    new, said = decide("unrelated", text("notice_lecture"))
+    assert new.decision is not None and new.decision.kind == NEW_STORY
+    assert len(said) == expected, said
+
+
 # --- short bodies: different notices that share a formula stay apart (issue 21, point 7) --------
 
 FORMULA = text("notice_attachment_formula")  # ~200 characters around an attachment, shared word for word

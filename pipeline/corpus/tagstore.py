@@ -227,20 +227,28 @@ def article_fields(session: Session, tags: Tags, batch: Batch | None = None) -> 
     }
 
 
-def insert_new_article_tags(session: Session, article_id: int, tags: Tags, batch: Batch | None = None) -> None:
-    """The tag rows of an article that has none yet (just inserted): one executemany, no reads
-    of the article's rows. Gives exactly the rows `apply_tags` would."""
+def new_article_tag_rows(session: Session, tags: Tags, batch: Batch | None = None) -> list[tuple[int, str, float]]:
+    """(tag id, origin, weight) of each tag row a new article gets: exactly the rows `apply_tags`
+    would give it. Creates the tag rows that do not exist yet."""
     wanted = wanted_tags(tags)
     if not wanted:
-        return
+        return []
     ids = tag_ids(session, wanted, batch)
-    session.connection().execute(
-        _INSERT_ARTICLE_TAGS,
-        [
-            {"article_id": article_id, "tag_id": ids[key], "origin": want.origin, "weight": want.weight}
-            for key, want in wanted.items()
-        ],
-    )
+    return [(ids[key], want.origin, want.weight) for key, want in wanted.items()]
+
+
+def insert_new_article_tags(session: Session, article_id: int, tags: Tags, batch: Batch | None = None) -> None:
+    """The tag rows of an article that has none yet (just inserted): one executemany, no reads
+    of the article's rows."""
+    rows = new_article_tag_rows(session, tags, batch)
+    if rows:
+        session.connection().execute(
+            _INSERT_ARTICLE_TAGS,
+            [
+                {"article_id": article_id, "tag_id": tag_id, "origin": origin, "weight": weight}
+                for tag_id, origin, weight in rows
+            ],
+        )
 
 
 def apply_tags(
