@@ -548,7 +548,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # KeyboardInterrupt and returns, instead of the process dying mid-response with status -15.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        serve(web, host, port)
+        serve(web, host, port, app.config.web)
     except OSError as exc:
         raise UserError(f"cannot serve on {host}:{port}: {exc.strerror}; pass --port") from exc
     finally:
@@ -832,7 +832,7 @@ def _run_demo(args: argparse.Namespace, demo_dir: Path, state: DemoState) -> int
         from archive.web import create_app, serve
 
         web = create_app(app.config, app.sessions, now=utcnow)
-        thread = threading.Thread(target=serve, args=(web, "127.0.0.1", args.web_port), daemon=True)
+        thread = threading.Thread(target=serve, args=(web, "127.0.0.1", args.web_port, app.config.web), daemon=True)
         thread.start()
         print(f"\nOpen http://127.0.0.1:{args.web_port}/ — the scheduler keeps running; Ctrl-C to stop.")
         print(f"Commands against this demo (from another terminal): {hint} status", flush=True)

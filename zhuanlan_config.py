@@ -9,6 +9,7 @@ Nothing here reads configuration at import time.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -167,6 +168,10 @@ class WebConf:
     port: int = 8080
     base_url: str = "http://127.0.0.1:8080"
     image_cache_mb: int = 200  # the image proxy's disk cache; least recently used images go first
+    # The address a reverse proxy (nginx) connects from: its X-Forwarded-For and X-Forwarded-Proto are
+    # believed, and only its. None: the connection's own address is the client's (headers ignored).
+    trusted_proxy: str | None = None
+    trusted_proxy_count: int = 1  # proxies in the chain in front of the app (their X-Forwarded-For entries)
 
 
 @dataclass(frozen=True)
@@ -248,6 +253,19 @@ def secret_from_env(name: str) -> str | None:
 
 
 # --- validation helpers -------------------------------------------------------------
+
+
+def _ip_address(table: _Table, key: str) -> str | None:
+    """An IP address as the WSGI server writes a peer's (no brackets, no port, no range)."""
+    value = table.opt_string(key)
+    if value is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        raise ConfigError(
+            table._key(key), f"expected the IP address the proxy connects from (as 127.0.0.1), got {value!r}"
+        ) from None
 
 
 def _type_name(value: object) -> str:
@@ -784,6 +802,11 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, path: Path | None =
         image_cache_mb=get(
             lambda: w.integer("image_cache_mb", WebConf.image_cache_mb, minimum=1, maximum=1_000_000),
             WebConf.image_cache_mb,
+        ),
+        trusted_proxy=get(lambda: _ip_address(w, "trusted_proxy"), None),
+        trusted_proxy_count=get(
+            lambda: w.integer("trusted_proxy_count", WebConf.trusted_proxy_count, minimum=1, maximum=10),
+            WebConf.trusted_proxy_count,
         ),
     )
     get(w.done, None)

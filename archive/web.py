@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from flask import Flask, Response, abort, g, make_response, render_template, request, session
@@ -23,7 +23,7 @@ from archive.auth import SESSION_COOKIE, Sessions
 from archive.views import digest_review, feeds, images, operator, pages, reports, review, story, subscribers
 from archive.views.context import ViewContext
 from archive.views.images import fetch_image, image_src
-from zhuanlan_config import secret_from_env
+from zhuanlan_config import WebConf, secret_from_env
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -157,8 +157,27 @@ def create_app(
     return app
 
 
-def serve(app: Flask, host: str, port: int) -> None:
+def proxy_options(web: WebConf) -> dict[str, Any]:
+    """waitress's settings for the reverse proxy in front of the app (`web.trusted_proxy`).
+
+    Behind nginx every connection comes from nginx: without these, every visitor has nginx's
+    address, so five wrong passwords from anyone lock the operator's login for everyone, and the
+    per-address rate limit is shared by all. From the trusted address only, waitress takes the
+    client's address from X-Forwarded-For (the `trusted_proxy_count`-th entry from the right: the
+    one our proxy appended, not what the client sent) and the scheme from X-Forwarded-Proto; from any
+    other address those headers are removed, so a client cannot name its own address."""
+    if web.trusted_proxy is None:
+        return {}
+    return {
+        "trusted_proxy": web.trusted_proxy,
+        "trusted_proxy_count": web.trusted_proxy_count,
+        "trusted_proxy_headers": {"x-forwarded-for", "x-forwarded-proto"},
+        "clear_untrusted_proxy_headers": True,
+    }
+
+
+def serve(app: Flask, host: str, port: int, web: WebConf | None = None) -> None:
     """Run the app with waitress (a production WSGI server, no debugger)."""
     import waitress  # imported here: only the serving process needs it
 
-    waitress.serve(app, host=host, port=port, threads=8)
+    waitress.serve(app, host=host, port=port, threads=8, **proxy_options(web or WebConf()))
