@@ -13,6 +13,13 @@ Owns two things the rate limit (flask-limiter, set up in `archive.views.operator
   these rules without also moving the CSRF token (kept in Flask's cookie) into the database.
 
 Every failure and lockout is logged and kept as a `LoginEvent` for the health page.
+
+The account-wide lock stops guessing spread over many addresses, but anyone could trip it on
+purpose and keep the operator out. So a browser that has logged in before carries a device cookie
+(a random id and its HMAC under the app's secret key, unforgeable without it): such a browser is
+judged by its own failures only (`device:<id>`, as an address is), not by the address or the
+account, and its failures do not count for the account. A stolen device cookie gives a guesser no
+more than one address's guesses.
 """
 
 from __future__ import annotations
@@ -45,14 +52,36 @@ FIRST_LOCK = timedelta(minutes=1)  # doubled at every further lock until a succe
 LONGEST_LOCK = timedelta(hours=1)
 EVENTS_KEPT = timedelta(days=90)
 
+DEVICE_COOKIE = "zhuanlan_device"  # a browser that has logged in before (module docstring)
+DEVICE_LIFETIME = timedelta(days=365)  # renewed at every login
 SESSION_COOKIE = "zhuanlan_operator"
 SESSION_IDLE = timedelta(hours=2)  # ended after this long without a request
 SESSION_LIFETIME = timedelta(hours=12)  # ended this long after login, however active
 _TOUCH_EVERY = timedelta(minutes=1)  # last_seen_at is written at most this often
 
 
-def _keys(client: str) -> list[tuple[str, int]]:
+def _keys(client: str, device: str | None = None) -> list[tuple[str, int]]:
+    if device is not None:
+        return [(f"device:{device}"[:100], ADDRESS_FAILURES)]
     return [(f"addr:{client}"[:100], ADDRESS_FAILURES), (f"account:{ACCOUNT}", ACCOUNT_FAILURES)]
+
+
+def _device_mac(secret: str, device: str) -> str:
+    return hmac.new(secret.encode(), f"device:{device}".encode(), hashlib.sha256).hexdigest()
+
+
+def new_device_cookie(secret: str) -> str:
+    """The value of a device cookie for a browser that just logged in: a random id and its HMAC."""
+    device = secrets.token_urlsafe(16)
+    return f"{device}.{_device_mac(secret, device)}"
+
+
+def known_device(value: str | None, secret: str) -> str | None:
+    """The id of the device cookie `value`, if this app's secret key made it; else None."""
+    device, _, mac = (value or "").partition(".")
+    if not device or not mac or not hmac.compare_digest(mac, _device_mac(secret, device)):
+        return None
+    return device
 
 
 def lock_delay(lockouts: int) -> timedelta:
@@ -62,20 +91,21 @@ def lock_delay(lockouts: int) -> timedelta:
     return min(delay, LONGEST_LOCK)
 
 
-def locked_until(db: Session, client: str, now: datetime) -> datetime | None:
-    """The end of the lock on this address or on the account, if either is locked now."""
-    keys = [key for key, _ in _keys(client)]
+def locked_until(db: Session, client: str, now: datetime, device: str | None = None) -> datetime | None:
+    """The end of the lock on this address or on the account (on a known `device`: on it), if
+    either is locked now."""
+    keys = [key for key, _ in _keys(client, device)]
     ends = db.scalars(select(LoginLock.locked_until).where(LoginLock.key.in_(keys))).all()
     current = [end for end in ends if end is not None and end > now]
     return max(current) if current else None
 
 
-def record_failure(db: Session, client: str, now: datetime) -> datetime | None:
-    """Count a failed login for the address and the account (commits); returns the end of the
-    lock it caused, if it caused one."""
+def record_failure(db: Session, client: str, now: datetime, device: str | None = None) -> datetime | None:
+    """Count a failed login for the address and the account, or for a known `device` alone
+    (commits); returns the end of the lock it caused, if it caused one."""
     dialect = db.get_bind().dialect.name
     lock_end: datetime | None = None
-    for key, limit in _keys(client):
+    for key, limit in _keys(client, device):
         db.execute(
             insert_or_ignore(dialect, LoginLock.__table__).values(key=key, failures=0, lockouts=0, updated_at=now)
         )
@@ -91,7 +121,9 @@ def record_failure(db: Session, client: str, now: datetime) -> datetime | None:
             lock.locked_until = now + lock_delay(lock.lockouts)
             lock_end = max(lock_end, lock.locked_until) if lock_end else lock.locked_until
             log.warning("login locked: %s until %s (lock %d)", key, lock.locked_until.isoformat(), lock.lockouts)
-    log.warning("login failed from %s for %s", client, ACCOUNT)
+    log.warning(
+        "login failed from %s for %s%s", client, ACCOUNT, " (a browser that logged in before)" if device else ""
+    )
     db.add(LoginEvent(at=now, kind="failure", client=client[:64], account=ACCOUNT, locked_until=None))
     if lock_end is not None:
         db.add(LoginEvent(at=now, kind="lockout", client=client[:64], account=ACCOUNT, locked_until=lock_end))
@@ -100,9 +132,9 @@ def record_failure(db: Session, client: str, now: datetime) -> datetime | None:
     return lock_end
 
 
-def record_success(db: Session, client: str) -> None:
-    """A successful login clears the address's and the account's counts and delays (commits)."""
-    keys = [key for key, _ in _keys(client)]
+def record_success(db: Session, client: str, device: str | None = None) -> None:
+    """A successful login clears the address's, the account's and the device's counts and delays (commits)."""
+    keys = [key for key, _ in _keys(client)] + ([key for key, _ in _keys(client, device)] if device else [])
     db.execute(delete(LoginLock).where(LoginLock.key.in_(keys)))
     db.commit()
 

@@ -195,10 +195,44 @@ def test_login_posts_are_rate_limited_per_address(app: Flask) -> None:
 def test_login_posts_are_rate_limited_for_the_account(app: Flask) -> None:
     statuses = []
     for i in range(4):
-        client = app.test_client()
-        client.environ_base["REMOTE_ADDR"] = f"10.2.0.{i}"
-        statuses += [try_login(client, PASSWORD).status_code for _ in range(9)]  # under each address's limit
+        for _ in range(9):  # under each address's limit; new browsers (a known one is not held up)
+            client = app.test_client()
+            client.environ_base["REMOTE_ADDR"] = f"10.2.0.{i}"
+            statuses.append(try_login(client, PASSWORD).status_code)
     assert statuses == [302] * 30 + [429] * 6
+
+
+def test_a_browser_that_logged_in_before_is_not_locked_out_by_guesses_on_the_account(
+    tmp_path: Path, seeded: sessionmaker[Session], clock: Clock, env: pytest.MonkeyPatch
+) -> None:
+    app = without_rate_limit(build_app(tmp_path, seeded, clock))
+    office = app.test_client()
+    office.environ_base["REMOTE_ADDR"] = "10.8.0.1"
+    login(office)  # the office's browser gets its device cookie
+
+    # Someone trips the account lock on purpose, from many addresses.
+    for i in range(auth.ACCOUNT_FAILURES):
+        guesser = app.test_client()
+        guesser.environ_base["REMOTE_ADDR"] = f"10.0.{i}.1"
+        try_login(guesser, "guess")
+    stranger = app.test_client()
+    stranger.environ_base["REMOTE_ADDR"] = "10.9.9.9"
+    assert try_login(stranger, PASSWORD).status_code == 429  # a new browser is held by the account lock
+    forger = app.test_client()
+    forger.environ_base["REMOTE_ADDR"] = "10.9.9.8"
+    forger.set_cookie(auth.DEVICE_COOKIE, "made-up.0123456789abcdef", path="/login")
+    assert try_login(forger, PASSWORD).status_code == 429  # a device cookie this app did not sign is none
+    login(office)  # the office is not
+
+    # The known browser's own wrong passwords lock it alone, and do not count for the account.
+    clock.advance(hours=2)  # the account's lock is over
+    answers = [try_login(office, "typo").status_code for _ in range(auth.ADDRESS_FAILURES)]
+    assert answers == [403] * (auth.ADDRESS_FAILURES - 1) + [429]
+    assert try_login(office, PASSWORD).status_code == 429
+    assert try_login(stranger, PASSWORD).status_code == 302
+    with seeded() as db:
+        keys = set(db.scalars(select(LoginLock.key)))
+        assert any(key.startswith("device:") for key in keys) and "addr:10.8.0.1" not in keys
 
 
 def test_failures_from_several_threads_are_all_counted(seeded: sessionmaker[Session], now: datetime) -> None:

@@ -22,11 +22,15 @@ from sqlalchemy.orm import selectinload
 
 from archive.auth import (
     ACCOUNT,
+    DEVICE_COOKIE,
+    DEVICE_LIFETIME,
     SESSION_COOKIE,
     SESSION_LIFETIME,
     Sessions,
     is_operator,
+    known_device,
     locked_until,
+    new_device_cookie,
     recent_events,
     record_failure,
     record_success,
@@ -73,32 +77,39 @@ def blueprint(ctx: ViewContext) -> Blueprint:
         error = f"登录失败次数过多，已暂时锁定，请于 {until.astimezone(ctx.tz):%H:%M:%S} 后再试。"
         return render_template("login.html", disabled=False, error=error), 429, {"Retry-After": str(wait)}
 
+    def device() -> str | None:
+        """The id of the device cookie of a browser that logged in before (`archive.auth`)."""
+        return known_device(request.cookies.get(DEVICE_COOKIE), str(current_app.secret_key))
+
     @operator.route("/login", methods=["GET", "POST"])
     @limiter.limit(ADDRESS_RATE, methods=["POST"])
-    @limiter.limit(ACCOUNT_RATE, key_func=lambda: ACCOUNT, methods=["POST"])
+    # The account's window is for guesses spread over addresses: a known browser is not held up by them.
+    @limiter.limit(ACCOUNT_RATE, key_func=lambda: ACCOUNT, methods=["POST"], exempt_when=lambda: device() is not None)
     def login() -> BaseResponse | tuple[str, int] | tuple[str, int, dict[str, str]]:
         if ctx.admin_password is None:
             return render_template("login.html", disabled=True, error=None), 200
         if request.method == "GET":
             return render_template("login.html", disabled=False, error=None), 200
         client = get_remote_address() or "unknown"
+        known = device()
         now = ctx.now()
         with ctx.session_factory() as db:
-            until = locked_until(db, client, now)
+            until = locked_until(db, client, now, known)
             if until is not None:  # the password is not even compared while locked
                 log.warning("login refused from %s: locked until %s", client, until.isoformat())
                 return refused(until, now)
             given = request.form.get("password", "")
             if not hmac.compare_digest(given.encode("utf-8"), ctx.admin_password.encode("utf-8")):
-                until = record_failure(db, client, now)
+                until = record_failure(db, client, now, known)
                 if until is not None:
                     return refused(until, now)
                 return render_template("login.html", disabled=False, error="密码不正确。"), 403
-            record_success(db, client)
+            record_success(db, client, known)
             token = operator_sessions().start(db, ctx.admin_password, client, now)
         session.clear()  # a fresh CSRF token after login: no fixation
         session["csrf"] = secrets.token_urlsafe(32)
         response = redirect("/health")
+        secure = ctx.config.web.base_url.startswith("https://")
         response.set_cookie(
             SESSION_COOKIE,
             token,
@@ -106,7 +117,16 @@ def blueprint(ctx: ViewContext) -> Blueprint:
             path="/",
             httponly=True,
             samesite="Lax",
-            secure=ctx.config.web.base_url.startswith("https://"),
+            secure=secure,
+        )
+        response.set_cookie(
+            DEVICE_COOKIE,
+            new_device_cookie(str(current_app.secret_key)),
+            max_age=int(DEVICE_LIFETIME.total_seconds()),
+            path="/login",  # read by the login alone
+            httponly=True,
+            samesite="Lax",
+            secure=secure,
         )
         return response
 
