@@ -172,6 +172,9 @@ class WebConf:
     # believed, and only its. None: the connection's own address is the client's (headers ignored).
     trusted_proxy: str | None = None
     trusted_proxy_count: int = 1  # proxies in the chain in front of the app (their X-Forwarded-For entries)
+    # The most stories one download from the search page may hold; more: narrow the search, or use
+    # `zhuanlan export` on the server (no limit there).
+    export_limit: int = 10_000
 
 
 @dataclass(frozen=True)
@@ -807,6 +810,10 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, path: Path | None =
         trusted_proxy_count=get(
             lambda: w.integer("trusted_proxy_count", WebConf.trusted_proxy_count, minimum=1, maximum=10),
             WebConf.trusted_proxy_count,
+        ),
+        export_limit=get(
+            lambda: w.integer("export_limit", WebConf.export_limit, minimum=1, maximum=10_000_000),
+            WebConf.export_limit,
         ),
     )
     get(w.done, None)

@@ -86,6 +86,13 @@ class Selection:
         return {k: v for k, v in parts.items() if v}
 
 
+def more_than(session: Session, selection: Selection, limit: int, *, tz: tzinfo = SHANGHAI) -> bool:
+    """Whether the selection holds more than `limit` stories (reads at most `limit` + 1 ids).
+    Raises `QueryError` for an unusable query."""
+    ranked = ranked_ids(session, selection.query, selection.filters, sort=selection.order, tz=tz)
+    return len(session.scalars(ranked.limit(limit + 1)).all()) > limit
+
+
 def _articles(session: Session, selection: Selection, tz: tzinfo) -> Iterator[Article]:
     """The selected articles, in order (their ids first, then the articles in batches)."""
     ids = list(session.scalars(ranked_ids(session, selection.query, selection.filters, sort=selection.order, tz=tz)))

@@ -174,6 +174,21 @@ def test_search_export_refuses_what_it_cannot_export(client: FlaskClient) -> Non
     assert len(ok.get_data(as_text=True).splitlines()) == 2
 
 
+def test_a_download_larger_than_the_web_limit_is_refused_with_what_to_do_instead(
+    tmp_path: Path, seeded: sessionmaker[Session], now: datetime
+) -> None:
+    config = parse_config({"data_dir": "data", "public_dir": "public", "web": {"export_limit": 1}}, base_dir=tmp_path)
+    client = create_app(config, seeded, now=lambda: now, image_fetcher=FakeFetcher()).test_client()
+    two = client.get("/search/export", query_string={"q": "党建", "format": "csv"})
+    assert two.status_code == 400
+    said = two.get_data(as_text=True)
+    assert "超过 1 篇" in said and "zhuanlan export" in said
+    everything = client.get("/search/export", query_string={"format": "jsonl"})  # every story
+    assert everything.status_code == 400
+    one = client.get("/search/export", query_string={"q": "党建", "unit": "市教育局", "format": "jsonl"})
+    assert one.status_code == 200 and len(one.get_data(as_text=True).splitlines()) == 1
+
+
 def test_search_page_never_fails_on_hostile_input(client: FlaskClient) -> None:
     # A lone surrogate cannot travel in a URL; its bytes (invalid UTF-8) can, and are tried below.
     hostile = [q for q in HOSTILE if q.isascii() or "\ud800" not in q]

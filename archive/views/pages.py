@@ -20,7 +20,7 @@ from flask import Blueprint, abort, render_template, request, send_file
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import selectinload
 
-from archive.export import Selection, export
+from archive.export import Selection, export, more_than
 from archive.search import SORTS, STATES, Filters, SearchResult, search
 from archive.search_syntax import QueryError
 from archive.views.visibility import show_deleted
@@ -159,9 +159,17 @@ def blueprint(ctx: ViewContext) -> Blueprint:
         with tempfile.TemporaryDirectory(prefix="zhuanlan-export-") as tmp:
             out = Path(tmp) / f"search.{fmt}"
             if error is None:
+                limit = ctx.config.web.export_limit
                 try:
                     with ctx.session_factory() as db:
-                        export(db, fmt, selection, out, tz=ctx.tz)
+                        # Anyone may download: one request must not write the whole corpus.
+                        if more_than(db, selection, limit, tz=ctx.tz):
+                            error = (
+                                f"检索结果超过 {limit} 篇，网页导出以 {limit} 篇为限：请增加检索条件缩小范围，"
+                                f"或在服务器上用命令行 zhuanlan export 导出全部。"
+                            )
+                        else:
+                            export(db, fmt, selection, out, tz=ctx.tz)
                 except QueryError as exc:
                     error = exc.message
             if error is not None:
