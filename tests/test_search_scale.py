@@ -47,6 +47,12 @@ def _corpus() -> list[tuple[str, str, datetime | None]]:
             words.insert(3, "党建工")
         if i % 4 == 1:
             words.insert(rng.randrange(40), "河湖长制")
+        if i % 5 == 2:  # every bigram of 水清岸绿 in 80 stories, the phrase itself in 16 of them
+            if i % 25 == 2:
+                words.append("水清岸绿")
+            else:  # the bigrams apart, other words between them
+                words[0:0], words[20:20] = ["水清"], ["清岸"]
+                words.append("岸绿")
         published = None if i % 97 == 0 else datetime(2020, 1, 1, tzinfo=UTC) + timedelta(hours=rng.randrange(50_000))
         docs.append((f"第{i}篇", "，".join(words) + "。", published))
     return docs
@@ -120,6 +126,22 @@ def test_the_walk_reads_the_matches_as_a_set_or_by_id_alike(
     pages = [search(db, word, Filters(), page=p, per_page=5, tz=SHANGHAI, exact_limit=50) for p in (1, 2)]
     assert all(page.estimated for page in pages)
     assert [h.guid for page in pages for h in page.hits] == _newest(word)[:10]
+
+
+def test_a_phrase_whose_bigrams_are_common_among_its_candidates_still_pages_newest_first(db: Session) -> None:
+    """On PostgreSQL the 80 stories holding every bigram of 水清岸绿 are read whole and walked newest
+    first; most lack the phrase, so the walk widens until the page is full. SQLite counts the
+    phrase's 16 stories exactly and ranks them."""
+    holders = _newest("水清岸绿")
+    assert len(holders) == 16
+    pages = [search(db, "水清岸绿", Filters(), page=p, per_page=5, tz=SHANGHAI, exact_limit=20) for p in (1, 2, 3)]
+    shown = [h.guid for page in pages for h in page.hits]
+    if db.get_bind().dialect.name == "postgresql":
+        assert all(page.estimated for page in pages) and pages[0].total == 80  # every bigram's stories
+        assert shown == holders[:15]
+    else:
+        assert not any(page.estimated for page in pages) and pages[0].total == 16
+        assert len(shown) == 15 and set(shown) < set(holders)
 
 
 def test_rare_terms_filters_and_overestimated_phrases_stay_exact(db: Session) -> None:
