@@ -49,6 +49,7 @@ def redis_settings(redis_url: str, *, keep: bool) -> dict[str, Any]:
     return {
         "SCHEDULER": FRONTIER_SCHEDULER,
         "SCHEDULER_QUEUE_CLASS": "scrapy_redis.queue.PriorityQueue",  # Request.priority, as Scrapy's
+        "SCHEDULER_SERIALIZER": "crawler.request_codec",  # JSON: unpickling would run what Redis holds
         "DUPEFILTER_CLASS": "scrapy_redis.dupefilter.RFPDupeFilter",
         "REDIS_URL": redis_url,
         "SCHEDULER_PERSIST": keep,

@@ -19,7 +19,11 @@ What it adds:
 - **Resuming a dead worker's frontier** (`FrontierScheduler.open`). A frontier that already
   exists when a spider opens was left by a process of the same job that died (killed, or its
   lease ended). Its queued requests are fetched by the new process as they are; the seen-set is
-  rebuilt from the queue alone, and the spider starts again from its start requests.
+  rebuilt from the queue alone, and the spider starts again from its start requests. A frontier
+  it cannot read (left by a version that pickled its requests, or written by someone else) is
+  cleared instead, as a non-resumable one is.
+- **JSON, not pickle** (`crawler.request_codec`): a queued request is read back without running
+  anything it holds.
 
 Why no article is lost and at most a few are fetched twice. scrapy-redis pops a request when it
 hands it to the downloader, so at the moment the old process died each article request of the
@@ -95,7 +99,14 @@ class FrontierScheduler(Scheduler):  # type: ignore[misc]  # scrapy-redis has no
             self.flush()
             spider.logger.warning("a dead crawl's frontier of %s was cleared: its spider starts over", keys.requests)
             return
-        self.resumed = self._reseed_seen()
+        try:
+            self.resumed = self._reseed_seen()
+        except ValueError as exc:  # not our JSON (a version that pickled, or forged): never executed
+            self.flush()
+            spider.logger.warning(
+                "a dead crawl's frontier %s could not be read (%s): cleared, its spider starts over", keys.requests, exc
+            )
+            return
         if self.stats is not None:
             self.stats.set_value("frontier/resumed", self.resumed)
         spider.logger.warning("resuming %d request(s) a dead crawl left in %s", self.resumed, keys.requests)

@@ -9,7 +9,6 @@ answer); the site is bench/ingest_site.py's, served by a server that counts its 
 from __future__ import annotations
 
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -28,6 +27,7 @@ import redis
 from sqlalchemy import select
 
 from bench.ingest_site import COLUMN, UNITS, Site
+from crawler import request_codec
 from crawler.frontier import IN_FLIGHT, frontier_keys
 from crawler.samples.sample_config import sample_config_toml
 from pipeline.corpus.db import make_engine, session_factory
@@ -173,7 +173,7 @@ def test_a_taken_over_source_resumes_the_dead_crawls_queue(site: tuple[Path, Sit
         dead.wait()
         killed_at = time.monotonic()
         time.sleep(1)
-        queued = [pickle.loads(data)["url"] for data in client.zrange(keys.requests, 0, -1)]
+        queued = [request_codec.loads(data)["url"] for data in client.zrange(keys.requests, 0, -1)]
         before = server.article_hits()
         heir_log = root / f"{prefix}-heir.log"
         heir = _popen(cfg, url, *worker_args, "--name", "heir", log=heir_log)
