@@ -137,6 +137,18 @@ def cmd_crawl(args: argparse.Namespace) -> int:
             recheck_since=now - timedelta(days=args.recheck_days) if args.recheck else None,
             run_id=args.run_id,
         )
+    redis_url = app.config.distributed.redis_url
+    if redis_url and args.run_id is None:
+        # Frontiers that crawls killed outright left in Redis, now that their runs are marked ended.
+        import redis
+
+        from pipeline.distributed import sweep_frontiers
+
+        client = redis.Redis.from_url(redis_url)
+        try:
+            sweep_frontiers(app.sessions, client, app.config.distributed.key_prefix)
+        finally:
+            client.close()
     jobs = [
         SourceJob(
             source=source_dict(p.source),

@@ -6,6 +6,7 @@ says why a frontier left by a dead crawl can be resumed. Plain data only: the so
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,3 +56,16 @@ def redis_settings(redis_url: str, *, keep: bool) -> dict[str, Any]:
         "SCHEDULER_PERSIST": keep,
         "CONCURRENT_REQUESTS": IN_FLIGHT,
     }
+
+
+def frontiers_by_run(client: Any, prefix: str) -> dict[int, list[str]]:
+    """Crawl run id → the frontier keys under `prefix` in Redis (SCAN, a page at a time: never KEYS)."""
+    pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + ":frontier:*"  # the prefix taken literally
+    start = len(prefix) + len(":frontier:")
+    found: dict[int, list[str]] = {}
+    for raw in client.scan_iter(match=pattern, count=1000):
+        key = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        run = key[start:].partition(":")[0]
+        if run.isdigit():
+            found.setdefault(int(run), []).append(key)
+    return found

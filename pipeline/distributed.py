@@ -25,13 +25,16 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from crawler.frontier import resumes
+from redis.exceptions import RedisError
+
+from crawler.frontier import frontiers_by_run, resumes
 from crawler.queue import Claim, Job, SourceQueue
 from pipeline.corpus.config_sync import sync_config
 from pipeline.corpus.db import transaction
 from pipeline.corpus.runs import (
+    ended_runs,
     finish_crawl_run,
     mark_killed_runs,
     plan_crawl,
@@ -49,6 +52,31 @@ log = logging.getLogger(__name__)
 
 Spawn = Callable[[list[str]], "subprocess.Popen[bytes]"]
 Stop = Callable[["subprocess.Popen[bytes]"], None]
+
+
+def sweep_frontiers(sessions: sessionmaker[Session], client: Any, prefix: str) -> int:
+    """Delete the request frontiers that ended crawl runs left in Redis; returns how many keys.
+
+    A crawl deletes its frontier when its spider closes, and a crawl worker with the source's job;
+    a crawl killed outright (SIGKILL, a lost machine) deletes nothing. Once its run is marked ended
+    (`mark_killed_runs`) its frontier has no further use. Frontiers of running runs stay (a dead
+    worker's job is resumed from one), and so do those of runs this database does not know (another
+    installation's, on a shared Redis and prefix). A Redis error is logged, never raised: the
+    sweep must not stop a crawl."""
+    try:
+        found = frontiers_by_run(client, prefix)
+        if not found:
+            return 0
+        with sessions() as session:
+            ended = ended_runs(session, found)
+        keys = [key for run in sorted(ended) for key in found[run]]
+        if keys:
+            client.delete(*keys)
+            log.warning("deleted %d frontier key(s) left in Redis by ended crawl runs %s", len(keys), sorted(ended))
+        return len(keys)
+    except RedisError as exc:
+        log.warning("could not sweep the frontiers left in Redis: %s", exc)
+        return 0
 
 
 def enqueue_crawl(
@@ -80,6 +108,7 @@ def enqueue_crawl(
             force=force,
             run_id=run_id,
         )
+    sweep_frontiers(sessions, queue.client, queue.prefix)  # after the killed runs were marked
     jobs = [Job(run_id, p.source.key, trigger, backfill) for p in plan.sources]
     queue.enqueue(jobs)
     if not jobs:

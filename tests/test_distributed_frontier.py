@@ -18,9 +18,10 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
@@ -31,7 +32,9 @@ from crawler import request_codec
 from crawler.frontier import IN_FLIGHT, frontier_keys
 from crawler.samples.sample_config import sample_config_toml
 from pipeline.corpus.db import make_engine, session_factory
-from pipeline.corpus.models import SourceRun
+from pipeline.corpus.models import CrawlRun, SourceRun
+from pipeline.corpus.runs import process_identity
+from pipeline.distributed import sweep_frontiers
 from pipeline.ingest import MAX_BATCH, MAX_BATCH_SECONDS
 from tests.servers import (
     frontier_keys_under,
@@ -41,6 +44,9 @@ from tests.servers import (
     stored_appearances,
 )
 from tests.support import ROOT, free_port, run_cli
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 PAGES = 120
 SOURCE = "site-col1"
@@ -200,3 +206,57 @@ def test_a_taken_over_source_resumes_the_dead_crawls_queue(site: tuple[Path, Sit
     assert all(age <= MAX_BATCH_SECONDS + 2 for age in ages), ages
     assert len(hits) == generated.page_count
     print(f"resumed {len(queued)}; fetched twice {len(twice)}, first fetched {ages} s before the kill", file=sys.stderr)
+
+
+def _plant(client: redis.Redis, prefix: str, run_id: int, source: str) -> list[str]:
+    """A frontier as a crawl leaves it when killed outright: its queue and its seen-set."""
+    keys = frontier_keys(prefix, run_id, source)
+    client.zadd(keys.requests, {request_codec.dumps({"url": "http://127.0.0.1:9/left.html"}): 0})
+    client.sadd(keys.seen, "0" * 40)
+    return [keys.requests, keys.seen]
+
+
+def test_frontiers_of_ended_runs_are_swept_and_the_others_kept(sessions: sessionmaker[Session]) -> None:
+    client = redis.Redis.from_url(require_redis())
+    prefix = f"zh-test-{uuid.uuid4().hex[:10]}[x]"  # glob characters in the prefix are taken literally
+    now = datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
+    with sessions.begin() as s:
+        runs = {status: CrawlRun(started_at=now, status=status) for status in ("killed", "ok", "running")}
+        s.add_all(runs.values())
+        s.flush()
+        ids = {status: run.id for status, run in runs.items()}
+    planted = {status: _plant(client, prefix, run_id, "src") for status, run_id in ids.items()}
+    unknown = _plant(client, prefix, max(ids.values()) + 1000, "src")  # a run this database does not know
+    other = _plant(client, f"{prefix}-other", ids["killed"], "src")  # another prefix
+    try:
+        assert sweep_frontiers(sessions, client, prefix) == 4
+        left = frontier_keys_under(client, prefix.replace("[", "\\[").replace("]", "\\]"))
+        assert left == set(planted["running"] + unknown)
+        assert all(client.exists(key) for key in other)
+        assert sweep_frontiers(sessions, client, prefix) == 0
+    finally:
+        client.delete(*[k for keys in planted.values() for k in keys], *unknown, *other)
+
+
+def test_a_crawl_sweeps_the_frontier_a_killed_crawl_left(site: tuple[Path, Site]) -> None:
+    """`zhuanlan crawl` on Redis, after a crawl of the same installation was killed outright: its
+    run is marked killed and what it left in Redis is deleted."""
+    root, generated = site
+    with _crawl_world(root, delay=0.0) as (_server, client, prefix, url, cfg):
+        victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        identity = process_identity(victim.pid)  # the crawl process, as its run recorded it
+        victim.kill()  # SIGKILL: nothing of it runs any more
+        victim.wait()
+        engine = make_engine(url)
+        with session_factory(engine).begin() as s:
+            dead = CrawlRun(started_at=datetime.now(UTC), status="running", summary={"process": identity})
+            s.add(dead)
+            s.flush()
+            dead_id = dead.id
+        engine.dispose()
+        left = _plant(client, prefix, dead_id, SOURCE)
+        crawl = run_cli(cfg, url, "crawl", "--source", SOURCE)
+        assert crawl.returncode == 0, crawl.stderr[-3000:]
+        assert stored_appearances(url) == generated.page_count
+        assert not any(client.exists(key) for key in left)
+        assert not frontier_keys_under(client, prefix)

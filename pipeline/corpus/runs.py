@@ -20,7 +20,7 @@ import functools
 import logging
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -352,6 +352,14 @@ def mark_killed_runs(session: Session, now: datetime, *, started_before: datetim
         run.summary = {**summary, "status": "killed"}
         marked += 1
     return marked
+
+
+def ended_runs(session: Session, run_ids: Iterable[int]) -> set[int]:
+    """Those of `run_ids` whose crawl run has ended (whatever its status): not running, and known."""
+    ids = sorted(set(run_ids))
+    if not ids:
+        return set()
+    return set(session.scalars(select(CrawlRun.id).where(CrawlRun.id.in_(ids), CrawlRun.status != "running")))
 
 
 def last_run_complete(session: Session, source_key: str) -> bool:
