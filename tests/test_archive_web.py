@@ -183,6 +183,10 @@ def test_a_download_larger_than_the_web_limit_is_refused_with_what_to_do_instead
     assert two.status_code == 400
     said = two.get_data(as_text=True)
     assert "超过 1 篇" in said and "zhuanlan export" in said
+    page = client.get("/search", query_string={"q": "党建"}).get_data(as_text=True)
+    assert "超过网页导出上限 1 篇" in page and "export-csv" not in page  # said before anyone clicks
+    narrow = client.get("/search", query_string={"q": "党建", "unit": "市教育局"}).get_data(as_text=True)
+    assert "export-csv" in narrow and "导出上限" not in narrow
     everything = client.get("/search/export", query_string={"format": "jsonl"})  # every story
     assert everything.status_code == 400
     one = client.get("/search/export", query_string={"q": "党建", "unit": "市教育局", "format": "jsonl"})

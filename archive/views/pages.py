@@ -146,7 +146,14 @@ def blueprint(ctx: ViewContext) -> Blueprint:
             }
         kept = {k: v for k, v in args.items() if v}
         return render_template(
-            "search.html", args=args, kept=kept, result=result, error=error, options=options, states=states
+            "search.html",
+            args=args,
+            kept=kept,
+            result=result,
+            error=error,
+            options=options,
+            states=states,
+            export_limit=ctx.config.web.export_limit,
         )
 
     @pages.get("/search/export")
