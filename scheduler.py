@@ -21,10 +21,10 @@ import sys
 import threading
 import zlib
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import FrameType
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -32,6 +32,7 @@ from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.corpus.db import make_engine, session_factory, transaction
+from pipeline.signals import sleep_until, stop_on_signals
 from zhuanlan_config import Config, load_config
 
 log = logging.getLogger("zhuanlan.scheduler")
@@ -670,14 +671,22 @@ def run(config_path: str, *, stop: threading.Event | None = None, crawl_interval
         return 1
     stop_event = stop or threading.Event()
     _stopping.clear()
+    with ExitStack() as signals:
+        if threading.current_thread() is threading.main_thread():
+            signals.enter_context(
+                stop_on_signals(stop_event, lambda signum: log.info("signal %d: shutting down", signum))
+            )
+        return _run_until_stopped(config, config_path, engine, lock, stop_event, crawl_interval_seconds)
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %d: shutting down", signum)
-        stop_event.set()
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+def _run_until_stopped(
+    config: Config,
+    config_path: str,
+    engine: Engine,
+    lock: SchedulerLock,
+    stop_event: threading.Event,
+    crawl_interval_seconds: int | None,
+) -> int:
     try:
         stale = mark_stale_runs(session_factory(engine), _now())
         if stale:
@@ -702,7 +711,7 @@ def run(config_path: str, *, stop: threading.Event | None = None, crawl_interval
         flush=True,
     )
     try:
-        stop_event.wait()
+        sleep_until(stop_event)  # never stop_event.wait() here: see pipeline.signals
     finally:
         sched.pause()  # no new job from here on
         with _child_lock:

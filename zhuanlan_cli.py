@@ -611,17 +611,15 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    import signal
     import socket
     import threading
 
     import scheduler
     from pipeline.distributed import CrawlWorker
+    from pipeline.signals import stop_on_signals
 
     app = open_app(args)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
     name = args.name or f"{socket.gethostname()}:{os.getpid()}"
     worker = CrawlWorker(
         name=name,
@@ -635,7 +633,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         sources_per_crawl=args.sources_per_crawl,
     )
     print(f"crawl worker {name} waiting for sources", flush=True)
-    crawled = worker.run(stop, exit_when_idle=args.exit_when_idle)
+    with stop_on_signals(stop):
+        crawled = worker.run(stop, exit_when_idle=args.exit_when_idle)
     print(f"crawl worker {name}: {crawled} source(s) crawled")
     return 0
 
@@ -770,7 +769,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _run_demo(args: argparse.Namespace, demo_dir: Path, state: DemoState) -> int:
     import subprocess
-    import threading
 
     from crawler.samples.server import SampleSources, sample_config_toml
     from feeds.digest import previous_week
@@ -841,20 +839,36 @@ def _run_demo(args: argparse.Namespace, demo_dir: Path, state: DemoState) -> int
         if args.once:
             print(f"\nCommands against this demo: {hint} status (search, export, report, …)", flush=True)
             return 0
-        from archive.web import create_app, serve
-
-        web = create_app(app.config, app.sessions, now=utcnow)
-        thread = threading.Thread(target=serve, args=(web, "127.0.0.1", args.web_port, app.config.web), daemon=True)
-        thread.start()
-        print(f"\nOpen http://127.0.0.1:{args.web_port}/ — the scheduler keeps running; Ctrl-C to stop.")
-        print(f"Commands against this demo (from another terminal): {hint} status", flush=True)
-        import scheduler
-
-        return scheduler.run(str(cfg_path))
+        return _serve_and_schedule(app, args.web_port, cfg_path, hint)
     finally:
         if smtp is not None:
             smtp.stop()
         samples.stop()
+
+
+def _serve_and_schedule(app: App, web_port: int, cfg_path: Path, hint: str) -> int:
+    """The demo's second half: the web app in a thread and the scheduler until Ctrl-C or SIGTERM.
+
+    From here on a signal only sets `stop` (pipeline.signals), never raises in the middle of the
+    scheduler's start: whenever it comes, the scheduler finishes starting and shuts down cleanly.
+    """
+    import threading
+
+    import scheduler
+    from archive.web import create_app, serve
+    from pipeline.signals import stop_on_signals
+
+    stop = threading.Event()
+    with stop_on_signals(stop):
+        web = create_app(app.config, app.sessions, now=utcnow)
+        thread = threading.Thread(target=serve, args=(web, "127.0.0.1", web_port, app.config.web), daemon=True)
+        thread.start()
+        print(f"\nOpen http://127.0.0.1:{web_port}/ — the scheduler keeps running; Ctrl-C to stop.")
+        print(f"Commands against this demo (from another terminal): {hint} status", flush=True)
+        code = scheduler.run(str(cfg_path), stop=stop)
+    if stop.is_set():
+        print("zhuanlan demo: stopped. What was stored is kept; run it again to go on.", file=sys.stderr)
+    return code
 
 
 DEMO_OPERATOR = "demo"

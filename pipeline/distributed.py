@@ -42,6 +42,7 @@ from pipeline.corpus.runs import (
     record_worker,
     start_distributed_run,
 )
+from pipeline.signals import sleep_until
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -158,7 +159,7 @@ class CrawlWorker:
             if not claims:
                 if exit_when_idle and self.queue.idle():
                     break
-                stop.wait(self.poll_seconds)
+                sleep_until(stop, self.poll_seconds)  # the main thread: never stop.wait() (pipeline.signals)
                 continue
             groups: dict[tuple[int, str, bool], list[Claim]] = {}
             for claim in claims:

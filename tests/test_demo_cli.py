@@ -169,5 +169,6 @@ def test_ctrl_c_after_the_web_app_started_stops_the_demo(tmp_path: Path) -> None
     assert seconds < 5, f"the demo took {seconds:.1f} s to stop"
     stderr = err.read_text(encoding="utf-8")
     assert "Traceback" not in stderr, stderr[-3000:]
+    assert "zhuanlan demo: stopped." in stderr, stderr[-3000:]
     stdout = out.read_text(encoding="utf-8")
     assert "Commands against this demo (from another terminal): " in stdout and "status" in stdout, stdout

@@ -350,3 +350,40 @@ def test_overrunning_crawl_is_stopped_and_reported(
     else:  # a second crawl had started: the shutdown stopped it
         assert "原因：已停止：本次采集期间调度器关闭" in status.stdout, status.stdout
     assert status.stdout.startswith("调度器未运行") and "下次运行：" not in status.stdout, status.stdout
+
+
+def thread_ids(pid: int) -> list[int]:
+    return sorted(int(task.name) for task in Path(f"/proc/{pid}/task").iterdir())
+
+
+def signal_thread(pid: int, tid: int, signum: int) -> None:
+    """What the kernel may do with a Ctrl-C or a `kill`: hand the signal to one thread of the process."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.tgkill(pid, tid, signum) != 0:
+        raise OSError(ctypes.get_errno(), f"tgkill {pid} {tid}")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_taken_by_another_thread_still_stops_the_scheduler(
+    tmp_path: Path,
+    db_url: str,
+    sessions: sessionmaker[Session],  # the schema
+    samples: SampleSources,
+    schedulers: Schedulers,
+    signum: int,
+) -> None:
+    # The main thread only waits; the heartbeat, APScheduler and the executor have threads of their
+    # own, and a process-directed signal may land on any of them. The scheduler must stop anyway.
+    cfg = write_config(tmp_path / "zhuanlan.toml", db_url, samples, sources=("wjw-site",))
+    proc = schedulers.start(cfg, interval=3600)
+    wait_for("the scheduler running", lambda: "scheduler running" in schedulers.log(), 60, proc)
+    others = wait_for("the scheduler's threads", lambda: thread_ids(proc.pid)[1:], 10, proc)
+    signal_thread(proc.pid, others[-1], signum)
+    try:
+        code = proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"still running 10 s after signal {signum} went to thread {others[-1]}") from None
+    assert code == 0, schedulers.log()
+    assert "scheduler stopped" in schedulers.log()
