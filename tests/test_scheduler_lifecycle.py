@@ -379,7 +379,7 @@ def test_a_stop_signal_taken_by_another_thread_still_stops_the_scheduler(
     cfg = write_config(tmp_path / "zhuanlan.toml", db_url, samples, sources=("wjw-site",))
     proc = schedulers.start(cfg, interval=3600)
     wait_for("the scheduler running", lambda: "scheduler running" in schedulers.log(), 60, proc)
-    others = wait_for("the scheduler's threads", lambda: thread_ids(proc.pid)[1:], 10, proc)
+    others = wait_for("the scheduler's threads", lambda: [t for t in thread_ids(proc.pid) if t != proc.pid], 10, proc)
     signal_thread(proc.pid, others[-1], signum)
     try:
         code = proc.wait(timeout=10)
