@@ -21,7 +21,7 @@ import sys
 import threading
 import zlib
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -671,11 +671,13 @@ def run(config_path: str, *, stop: threading.Event | None = None, crawl_interval
         return 1
     stop_event = stop or threading.Event()
     _stopping.clear()
-    with ExitStack() as signals:
-        if threading.current_thread() is threading.main_thread():
-            signals.enter_context(
-                stop_on_signals(stop_event, lambda signum: log.info("signal %d: shutting down", signum))
-            )
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    signals = (
+        stop_on_signals(stop_event, lambda signum: log.info("signal %d: shutting down", signum))
+        if on_main_thread
+        else nullcontext()
+    )
+    with signals:
         return _run_until_stopped(config, config_path, engine, lock, stop_event, crawl_interval_seconds)
 
 

@@ -25,13 +25,11 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 STEP_SECONDS = 0.1
 
 
-def sleep_until(
-    stop: threading.Event, seconds: float | None = None, *, clock: Callable[[], float] = time.monotonic
-) -> bool:
+def sleep_until(stop: threading.Event, seconds: float | None = None) -> bool:
     """Sleep until `stop` is set or `seconds` have passed (None: no limit); True when stopped."""
-    deadline = None if seconds is None else clock() + seconds
+    deadline = None if seconds is None else time.monotonic() + seconds
     while not stop.is_set():
-        left = STEP_SECONDS if deadline is None else min(STEP_SECONDS, deadline - clock())
+        left = STEP_SECONDS if deadline is None else min(STEP_SECONDS, deadline - time.monotonic())
         if left <= 0:
             return False
         time.sleep(left)

@@ -11,14 +11,15 @@ with `sample_config_toml` and `expected_truth`, the API the rest of the project 
 from __future__ import annotations
 
 import argparse
+import signal
 import threading
 from datetime import date
+from types import FrameType
 
 from crawler.samples import site_pages as sp
 from crawler.samples.catalog import expected_truth
 from crawler.samples.sample_config import sample_config_toml
 from crawler.samples.sources import Reply, SampleSources
-from pipeline.signals import sleep_until, stop_on_signals
 
 __all__ = ["Reply", "SampleSources", "expected_truth", "main", "sample_config_toml"]
 
@@ -54,9 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  GBK site:       {base}{sp.gbk_list_path(1)}")
     print(f"  labels site:    {base}{sp.LABELS_LIST_PATH}?{sp.labels_list_query(1)}")
     stop = threading.Event()
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_term)
     try:
-        with stop_on_signals(stop):
-            sleep_until(stop)
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
     finally:
         sources.stop()
     print("sample sources stopped")
