@@ -53,6 +53,10 @@ LEAD = "全会精神内涵丰富、意义重大，必须学深悟透、融会贯
         ("市教育局党组成员 阿依古丽·买买提", "市教育局", ("党组成员",), ["阿依古丽·买买提"]),
         ("市科技局四级调研员 欧阳明华", "市科技局", ("四级调研员",), ["欧阳明华"]),
         ("市科学技术局机关党委书记 周文斌", "市科学技术局", ("机关党委书记",), ["周文斌"]),
+        ("市委宣传部部务委员 孔德明", "市委宣传部", ("部务委员",), ["孔德明"]),
+        ("市财政局党组成员、局务会成员 宋雅琴", "市财政局", ("党组成员", "局务会成员"), ["宋雅琴"]),
+        ("王立新、李敏（市财政局）", "市财政局", (), ["王立新", "李敏"]),
+        ("作者：刘文博 高远（市教育局）", "市教育局", (), ["刘文博", "高远"]),
     ],
 )
 def test_parse_byline(line: str, org: str, positions: tuple[str, ...], names: list[str]) -> None:
@@ -90,6 +94,8 @@ def test_credit_lines() -> None:
     assert writers is not None and writers.authors == ["陈静", "高远"]
     drafted = read_credit_line("撰稿：刘洋 陈静")
     assert drafted is not None and drafted.authors == ["刘洋", "陈静"]
+    drafter = read_credit_line("供稿单位：市民政局　撰稿人：韩雪")
+    assert drafter is not None and (drafter.labels, drafter.authors) == (["市民政局"], ["韩雪"])
     supplied = read_credit_line("市民政局供稿")
     assert supplied is not None and supplied.labels == ["市民政局"]
     labelled = read_credit_line("（来源：市教育局）")

@@ -152,7 +152,8 @@ _TRAIL = re.compile(r"[\s。.;!]+$")
 _SUFFIX = re.compile(rf"\s*(?:\(\s*(?:{alternation(NAME_SUFFIXES)})\s*\)|(?:{alternation(NAME_SUFFIXES[:2])}))\s*$")
 # 「张掖市科学技术局(张掖市地震局)党组书记」: a second, 挂牌 name in brackets inside the organisation.
 _SECOND_NAME = re.compile(rf"\(([{HAN}]{{2,20}})\)(?=[{HAN}])")
-_NAME_FIRST = re.compile(r"^(?P<name>[^\s(]{2,12})\s*\((?P<head>[^()]+)\)$")
+# 「叶其炎（市科学技术局党组书记、局长）」, 「王立新、李敏（市财政局）」: names, then who they are.
+_NAME_FIRST = re.compile(r"^(?P<names>[^(]{2,40}?)\s*\((?P<head>[^()]+)\)$")
 # 市委常委 / 县委常委: a member of the Party committee's standing committee; the department named in
 # the next position (组织部部长) is the unit: 市委组织部.
 _COMMITTEE = re.compile(rf"^(?P<committee>[{HAN}]{{0,4}}[市县区州]委)$")
@@ -287,11 +288,14 @@ def _tokens(text: str) -> list[str]:
 
 def _drafts(text: str, is_unit: IsUnit | None) -> list[_Draft]:
     name_first = _NAME_FIRST.match(text)
-    if name_first and is_person_name(name_first.group("name")):
-        head = [p for p in _PIECE_SEP.split(name_first.group("head")) if p]
-        draft = _read_head(head, is_unit)
-        draft.name = name_first.group("name")
-        return [draft]
+    if name_first:
+        names = [p for token in _tokens(name_first.group("names")) for p in _PIECE_SEP.split(token) if p]
+        if names and len(names) <= 4 and all(is_person_name(name) for name in names):
+            head = _read_head([p for p in _PIECE_SEP.split(name_first.group("head")) if p], is_unit)
+            # Several people share the organisation; a position is only sure to be one person's.
+            return [
+                _Draft(org=head.org, positions=head.positions if len(names) == 1 else [], name=name) for name in names
+            ]
     drafts: list[_Draft] = []
     pending: list[str] = []
     # A piece is a name, a head (organisation and/or position), or a head with a name glued on
