@@ -57,6 +57,7 @@ LEAD = "全会精神内涵丰富、意义重大，必须学深悟透、融会贯
         ("市财政局党组成员、局务会成员 宋雅琴", "市财政局", ("党组成员", "局务会成员"), ["宋雅琴"]),
         ("王立新、李敏（市财政局）", "市财政局", (), ["王立新", "李敏"]),
         ("作者：刘文博 高远（市教育局）", "市教育局", (), ["刘文博", "高远"]),
+        ("叶其炎 | 市科学技术局党组书记、局长", "市科学技术局", ("党组书记", "局长"), ["叶其炎"]),
     ],
 )
 def test_parse_byline(line: str, org: str, positions: tuple[str, ...], names: list[str]) -> None:
@@ -178,3 +179,40 @@ def test_decorated_split_and_profile_bylines() -> None:
     profile = read_credits(f"{LEAD}\n{LEAD}\n作者简介：叶其炎，市科学技术局党组书记、局长。", "", is_unit)
     assert profile.note is not None and profile.note.org == "市科学技术局"
     assert author_names(profile) == ["叶其炎"]
+
+
+def test_a_party_body_is_no_person_but_the_surname_dang_is() -> None:
+    assert not is_person_name("党组")
+    assert not is_person_name("党支部")
+    assert is_person_name("党晓红")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        f"中共临溪市民政局党组理论学习中心组\n{LEAD}",
+        f"{LEAD}\n（市民政局机关党委）",
+        f"市民政局机关第二党支部\n{LEAD}",
+    ],
+)
+def test_a_party_body_signing_for_its_unit(body: str) -> None:
+    credits = read_credits(body, "", is_unit)
+    assert credits.byline is None
+    assert credits.note is not None and credits.note.org is not None and credits.note.org.endswith("市民政局")
+    assert author_names(credits) == []
+
+
+def test_a_party_body_in_the_text_is_no_signature() -> None:
+    credits = read_credits(f"{LEAD}\n市民政局党组高度重视，多次召开会议研究部署。\n{LEAD}", "", is_unit)
+    assert credits.note is None and credits.byline is None
+
+
+def test_a_profile_with_a_biography() -> None:
+    profile = "作者简介：韩雪，女，回族，1983年5月生，甘肃临溪人，中共党员，大学学历，现任市民政局党组成员、副局长。"
+    credits = read_credits(f"{LEAD}\n{profile}", "", is_unit)
+    assert credits.note is not None
+    assert (credits.note.org, credits.note.names, credits.note.positions) == (
+        "市民政局",
+        ["韩雪"],
+        ("党组成员", "副局长"),
+    )

@@ -104,6 +104,8 @@ _DOTTED_NAME = re.compile(rf"^[{HAN}]{{1,8}}[{_DOTS}][{HAN}]{{1,8}}$")
 _HAN_ONLY = re.compile(rf"^[{HAN}]+$")
 _NOT_NAMES = frozenset(
     {"编者", "编者按", "来源", "作者", "图片", "摄影", "编辑", "审核", "校对", "供稿", "本文", "全文", "正文"}
+    # Party bodies that start with the surname 党: 「中共张掖市民政局党组」 names no person.
+    | {"党组", "党委", "党工委", "党总支", "党支部", "党建", "党校", "党史", "党务", "党课"}
 )
 _POSITION_CORE_ANYWHERE = re.compile(alternation(POSITION_CORES))
 
@@ -141,7 +143,7 @@ def looks_like_unit(org: str) -> bool:
 _POSITION = rf"(?:{alternation(POSITION_QUALIFIERS)})*(?:{alternation(POSITION_CORES)})"
 _POSITION_WHOLE = re.compile(rf"^{_POSITION}$")
 _POSITION_AT_END = re.compile(rf"{_POSITION}$")
-_PIECE_SEP = re.compile(r"[、,/;]+")
+_PIECE_SEP = re.compile(r"[、,/;|]+")
 _COLON = re.compile(r":")
 # Labels and wrappers in front of a byline: 文/, 作者:, 撰稿:, ——.
 _LEAD = re.compile(
@@ -578,7 +580,7 @@ def _note(lines: Sequence[str], is_unit: IsUnit | None) -> Byline | None:
         profile = _PROFILE.match(fold(line))
         if profile is not None:
             first = re.split(r"[。;]", profile.group("value"))[0]
-            read = parse_byline(first, is_unit, where=IN_NOTE)
+            read = parse_byline(_without_bio(first), is_unit, where=IN_NOTE)
             if read.people and (read.org or read.positions):
                 return replace(read, text=line.strip())
         found = _NOTE.search(fold(line))
@@ -590,6 +592,49 @@ def _note(lines: Sequence[str], is_unit: IsUnit | None) -> Byline | None:
         if org is None and not draft.positions:
             continue
         return Byline(text=line.strip(), org=org, positions=tuple(draft.positions), where=IN_NOTE)
+    return None
+
+
+# What a 作者简介 says besides who the author is: 男, 汉族, 1972年生, 甘肃张掖人, 中共党员, 研究生学历,
+# 1995年参加工作. Dropped before the rest is read as a name-first byline; 现任 / 系 before a post too.
+_BIO_PIECE = re.compile(
+    rf"^(?:男|女|[{HAN}]{{1,3}}族|\d{{4}}年(?:\d{{1,2}}月)?(?:出生|生人|生)|[{HAN}]{{2,8}}人|"
+    rf"(?:中共|中国共产党)?(?:预备)?党员|[{HAN}]{{0,8}}(?:学历|学位|研究生|硕士|博士|学士|本科|大专)|"
+    rf"\d{{4}}年(?:\d{{1,2}}月)?(?:参加工作|入党|毕业[{HAN}]{{0,12}}))$"
+)
+_NOW_HOLDS = re.compile(r"^(?:现任|现为|系|任)")
+
+
+def _without_bio(text: str) -> str:
+    kept = []
+    for piece in re.split(r"\s*,\s*", text):
+        if _BIO_PIECE.match(piece) and not _POSITION_WHOLE.match(piece):
+            continue
+        kept.append(_NOW_HOLDS.sub("", piece))
+    return ",".join(kept)
+
+
+# A body of the unit signing as a whole: 「中共张掖市民政局党组理论学习中心组」, 「市财政局机关党委」.
+_COLLECTIVE = re.compile(
+    rf"^(?P<org>[{HAN}()]{{2,30}}?)(?:机关)?(?:第[一二三四五六七八九十]{{1,3}})?"
+    rf"(?:党组|党委|党工委|党总支|党支部)(?:理论学习中心组|中心组)?$"
+)
+
+
+def _collective(lines: Sequence[str], is_unit: IsUnit | None) -> Byline | None:
+    """A line near the top or at the end that signs the article for a Party body of a unit (no
+    person): the unit, with no authors."""
+    places = [(AT_TOP, line) for line in lines[:HEAD_LINES]]
+    places += [(AT_END, line) for line in lines[max(HEAD_LINES, len(lines) - TAIL_LINES) :]]
+    for where, line in places:
+        if len(line) > 40:
+            continue
+        found = _COLLECTIVE.match(clean_byline(line).replace(" ", ""))
+        if found is None:
+            continue
+        org = found.group("org")
+        if looks_like_unit(org) or (is_unit is not None and is_unit(org)):
+            return Byline(text=line.strip(), org=org, where=where)
     return None
 
 
@@ -622,6 +667,8 @@ def read_credits(body_text: str, title: str = "", is_unit: IsUnit | None = None)
         labels.extend(credit.labels)
     note = _note(lines, is_unit)
     byline = _top_byline(lines, note, is_unit) or _end_byline(lines, is_unit)
+    if byline is None and note is None:
+        note = _collective(lines, is_unit)
     return Credits(
         byline=byline,
         note=note,
