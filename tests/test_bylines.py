@@ -97,6 +97,13 @@ def test_credit_lines() -> None:
     assert drafted is not None and drafted.authors == ["刘洋", "陈静"]
     drafter = read_credit_line("供稿单位：市民政局　撰稿人：韩雪")
     assert drafter is not None and (drafter.labels, drafter.authors) == (["市民政局"], ["韩雪"])
+    piped = read_credit_line("来源 | 市民政局")
+    assert piped is not None and piped.labels == ["市民政局"]
+    piped_names = read_credit_line("编辑 | 李晓　审核 | 许文杰")
+    assert piped_names is not None and piped_names.editors == ["李晓", "许文杰"]
+    for repost in ("转自：市民政局", "本文来源：市民政局", "（转载自“市民政局”微信公众号）", "转自「市民政局」"):
+        taken = read_credit_line(repost)
+        assert taken is not None and len(taken.labels) == 1 and "市民政局" in taken.labels[0], repost
     supplied = read_credit_line("市民政局供稿")
     assert supplied is not None and supplied.labels == ["市民政局"]
     labelled = read_credit_line("（来源：市教育局）")

@@ -375,7 +375,7 @@ def names_only(line: str) -> list[str]:
 # --- credit lines: 编辑/审核, 撰稿/文/图, 来源/供稿 ---------------------------------------------------
 
 _LABEL = re.compile(
-    rf"^(?P<label>{alternation((*AUTHOR_LABELS, *EDITOR_LABELS, *SOURCE_LABELS))})\s*(?:[:/]|\s)\s*(?P<value>.*)$"
+    rf"^(?P<label>{alternation((*AUTHOR_LABELS, *EDITOR_LABELS, *SOURCE_LABELS))})(?:\s*(?:[:/]|\s|(?=[“\"「『]))\s*(?P<value>.*))?$"
 )
 _SEGMENT_SEP = re.compile(r"\s*[|]\s*|\s+")
 _SUPPLIED = re.compile(rf"^(?P<org>[{HAN}()]{{2,30}}?)\s*(?:供稿|供图|提供)$")
@@ -409,7 +409,8 @@ def read_credit_line(line: str) -> _CreditLine | None:
     for segment in (s for s in _SEGMENT_SEP.split(text) if s):
         labelled = _LABEL.match(segment)
         if labelled is not None:
-            label, value = labelled.group("label"), labelled.group("value").strip()
+            # 「来源 | 市财政局」: a label alone, its value in the next segment
+            label, value = labelled.group("label"), (labelled.group("value") or "").strip()
             if label in SOURCE_LABELS:
                 current = result.labels
             elif label in EDITOR_LABELS:

@@ -49,7 +49,9 @@ EDITOR_LABELS: tuple[str, ...] = (
 )  # fmt: skip
 # Labels whose value names the organisation that supplied the article: 来源：市教育局, 市民政局供稿.
 SOURCE_LABELS: tuple[str, ...] = (
-    "信息来源", "文章来源", "稿件来源", "新闻来源", "内容来源", "稿源", "来源", "供稿单位", "供稿",
+    "信息来源", "文章来源", "稿件来源", "新闻来源", "内容来源", "本文来源", "稿源", "来源", "供稿单位", "供稿",
+    # a repost names the account or site it was taken from: 转自：市财政局, 转载自“临溪财政”微信公众号
+    "本文转自", "转自", "转载自",
 )  # fmt: skip
 # Words placed after a name that say how the person took part, not who they are.
 NAME_SUFFIXES: tuple[str, ...] = ("执笔人", "执笔", "供图", "摄影", "摄", "整理", "报道", "同志")
