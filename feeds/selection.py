@@ -21,6 +21,7 @@ from feeds.digest import DigestArticle, DigestData, FailedSource, UnitSummary, i
 from feeds.report import column_post, competition_ranks, story_authors
 from feeds.slugs import assign_slugs
 from pipeline.corpus.models import Appearance, Article, ArticleTag, Source, SourceRun, Tag, Unit, UTCDateTime
+from pipeline.tagging.attribution import excerpt_text
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -160,7 +161,7 @@ def load_feed_items(session: Session, spec: FeedSpec, config: Config) -> list[Fe
                 author=a.author,
                 unit=a.unit.name if a.unit is not None else None,
                 categories=_categories(a),
-                text=a.body_text or a.summary or "",
+                text=excerpt_text(a.body_text, a.title) if a.body_text else (a.summary or ""),
                 body_html=a.body_html or "",
                 content_hash=a.content_hash,
             )
@@ -241,7 +242,10 @@ def _digest_article(article: Article, config: Config) -> DigestArticle:
         unit=article.unit.name if article.unit is not None else None,
         authors=story_authors(article),
         published=article.published_at.astimezone(config.tz),
-        excerpt=make_summary(article.body_text or article.summary or "", DIGEST_EXCERPT_CHARS),
+        excerpt=make_summary(
+            excerpt_text(article.body_text, article.title) if article.body_text else (article.summary or ""),
+            DIGEST_EXCERPT_CHARS,
+        ),
         link=linked.url if linked is not None else f"{base_url}/story/{article.guid}",
         archive_link=f"{base_url}/story/{article.guid}",
         guid=article.guid,

@@ -11,6 +11,7 @@ from crawler.parsing.bylines import (
     parse_byline,
     read_credit_line,
     read_credits,
+    text_start,
 )
 
 UNITS = {"市科学技术局", "科技局", "市财政局", "市教育局", "市民政局", "市总工会", "市政府办公室", "团市委"}
@@ -223,3 +224,32 @@ def test_a_profile_with_a_biography() -> None:
         ["韩雪"],
         ("党组成员", "副局长"),
     )
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        "市科学技术局党组书记、局长 叶其炎",
+        "叶其炎（市科学技术局党组书记、局长）",
+        "学习贯彻党的二十届四中全会精神\n叶其炎\n（市科学技术局党组书记、局长）",
+        "来源：市民政局",
+        "刘文博　高远",
+        "凝心聚力 勇毅前行\n——市科学技术局党组书记、局长 叶其炎",
+        "2025年11月12日",
+    ],
+)
+def test_text_starts_after_the_credits_above_it(head: str) -> None:
+    assert text_start(f"{head}\n{LEAD}\n第二段。", "学习心得") == f"{LEAD}\n第二段。"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        f"{LEAD}\n市科学技术局党组书记、局长 叶其炎",  # a byline at the end stays: it is after the text
+        "各区县民政局，委属各单位：\n现将有关事项通知如下。",  # a salutation is text
+        "学习贯彻全会精神，要把握好以下三个方面：\n一要深刻领会全会的重大意义。",
+        "叶其炎\n刘文博",  # nothing but names: kept whole
+    ],
+)
+def test_text_that_starts_at_once_is_kept_whole(body: str) -> None:
+    assert text_start(body, "学习心得") == body

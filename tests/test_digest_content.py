@@ -59,7 +59,15 @@ def week_data(sessions: sessionmaker[Session], now: datetime) -> dict[str, Any]:
         kj_site = f.source("kjj-site", kj, kind="site_column")
         site_first = f.appearance(first, kj_site, "https://kjj.example.org/dj/1.html", MON + timedelta(hours=8))
         first.first_appearance_id = site_first.id
-        f.article("让科技成果走出实验室", kj, src, MON + timedelta(days=2, hours=10), author="钱晓光")
+        f.article(
+            "让科技成果走出实验室",
+            kj,
+            src,
+            MON + timedelta(days=2, hours=10),
+            author="钱晓光",
+            # the body opens with the banner and the byline, as study articles do
+            lead="学习贯彻党的二十届四中全会精神\n市科学技术局副局长 钱晓光\n成果转化是科技创新的“最后一公里”。",
+        )
         f.article("扎实推进乡村全面振兴", nn, src, MON + timedelta(days=6, hours=23, minutes=59), author="李春华")
         # Authors with positions, as the byline reader stores them.
         two = f.article("以科技创新引领产业升级", kj, src, MON + timedelta(days=3, hours=9), author="赵明远、钱晓光")
@@ -118,6 +126,8 @@ def test_load_digest_data_groups_the_week_by_unit(
     assert article.link.startswith("https://mp.example.org/s/") and article.author == "赵明远"
     assert article.archive_link.startswith(f"{BASE_URL}/story/")
     assert kj.articles[2].people == "赵明远（党组书记、局长）、钱晓光（副局长）"
+    # an excerpt starts with the text, not with the byline the digest already shows above it
+    assert kj.articles[1].excerpt.startswith("成果转化是科技创新的“最后一公里”。")
     assert nn.articles[0].link == "https://nyj.example.org/dj/7.html"
     assert len(data.failed_sources) == 1
     failed = data.failed_sources[0]

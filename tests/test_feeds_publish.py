@@ -49,6 +49,7 @@ def corpus(sessions: sessionmaker[Session], now: datetime) -> dict[str, Any]:
             T0 + timedelta(days=2),
             author="孙建国",
             topics=("科技创新", "乡村振兴"),
+            lead="市农业农村局党组书记、局长 孙建国\n以科技之力助推现代农业发展。",
         )
         session.commit()
         return {
@@ -110,7 +111,7 @@ def test_all_feeds_are_written_and_parse_back(
         assert first.title == "以科技之力助推现代农业发展"
         assert first.link == f"https://mp.example.org/s/{corpus['guids'][0]}"
         assert "二是坚持问题导向" in first.content[0].value  # the full text, not just the summary
-        assert first.summary.startswith("以科技之力助推现代农业发展。")
+        assert first.summary.startswith("以科技之力助推现代农业发展。")  # the byline above it left out
         assert {t.term for t in first.tags} >= {"市农业农村局", COLUMN, "科技创新", "乡村振兴"}
         assert first.author == "孙建国"
 

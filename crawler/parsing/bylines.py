@@ -680,6 +680,37 @@ def read_credits(body_text: str, title: str = "", is_unit: IsUnit | None = None)
     )
 
 
+# Sentence punctuation (after folding): a line with it is text, not a heading or a credit.
+_PROSE = re.compile(r"[。!?;,:，：；]")
+
+
+def _is_head_line(line: str, title: str) -> bool:
+    """Whether a line at the top of a body only says what the article is or who wrote it: the title
+    or a banner again, a byline, a line of names, a 来源 / 作者 / 编辑 line, a date."""
+    if squash(line) == squash(title):
+        return True
+    if len(line) > LONG_LINE:
+        return False
+    if read_credit_line(line) is not None:
+        return True
+    byline = parse_byline(line)
+    if is_byline(byline, line) or names_only(line):
+        return True
+    return not _PROSE.search(fold(line)) and len(squash(line)) <= 30
+
+
+def text_start(body_text: str, title: str = "") -> str:
+    """The body from its first line of text on, for an excerpt: without the lines above it that only
+    name the column, the author or the source (「市财政局党组书记、局长 王立新」, 「来源：市民政局」,
+    「田立伟」). The body as it is when its first lines are all such lines."""
+    lines = body_text.split("\n")
+    for index, raw in enumerate(lines[:HEAD_LINES]):
+        line = raw.strip()
+        if line and not _is_head_line(line, title):
+            return "\n".join(lines[index:]).strip() if index else body_text
+    return body_text
+
+
 def find_byline(body_text: str, title: str = "", is_unit: IsUnit | None = None) -> str | None:
     """The byline of a body as printed (one line, or two when the name stands on its own line)."""
     credits = read_credits(body_text, title, is_unit)

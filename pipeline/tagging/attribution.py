@@ -30,6 +30,7 @@ from crawler.parsing.bylines import (
     parse_byline,
     read_credits,
     squash,
+    text_start,
 )
 from pipeline.record import Author
 from pipeline.tagging.vocabulary import Vocabulary
@@ -151,6 +152,12 @@ def attribute(
     if unit is None and owning_unit and source_kind in OWNER_FALLBACK_KINDS and not foreign:
         unit, unit_from = owning_unit, FROM_SOURCE_OWNER
     return Attribution(unit=unit, unit_from=unit_from, authors=_authors(credits, field, author_field))
+
+
+def excerpt_text(body_text: str, title: str) -> str:
+    """What an excerpt of a story starts from (feeds' summaries, the digest): its body without the
+    byline, name, 来源 and banner lines above the first line of text."""
+    return text_start(body_text, title)
 
 
 # --- column membership -------------------------------------------------------------------------
