@@ -41,8 +41,10 @@ from __future__ import annotations
 import html
 import itertools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup
@@ -85,6 +87,7 @@ from archive.search_syntax import (
 )
 from pipeline.corpus.models import Appearance, Article, ArticleTag, Source, Tag, Unit
 from pipeline.corpus.textsplit import fold_pieces, fold_with_offsets
+from pipeline.tagging.attribution import excerpt_text
 
 if TYPE_CHECKING:
     from sqlalchemy.sql.selectable import Subquery
@@ -555,11 +558,21 @@ def highlight_html(value: str, patterns: list[re.Pattern[str]]) -> Markup:
     return Snippet(value, tuple(_spans(value, patterns))).html()
 
 
-def snippet(value: str, patterns: list[re.Pattern[str]], width: int = SNIPPET_CHARS) -> Snippet:
-    """A window of the text around the first match (or its start), with the matches in it; an
+def snippet(
+    value: str,
+    patterns: list[re.Pattern[str]],
+    width: int = SNIPPET_CHARS,
+    *,
+    lead: Callable[[str], str] | None = None,
+) -> Snippet:
+    """A window of the text around the first match, with the matches in it; with no match, its
+    start (of `lead(value)` when given: the text without the lines above its first paragraph). An
     ellipsis (…) marks text cut off before or after the window."""
-    value = _SNIPPET_SPACES.sub(" ", value).strip()
-    first = _first_match(value, patterns)
+    text = _SNIPPET_SPACES.sub(" ", value).strip()
+    first = _first_match(text, patterns)
+    if first is None and lead is not None:
+        text = _SNIPPET_SPACES.sub(" ", lead(value)).strip()
+    value = text
     start = max(0, first - width // 4) if first is not None else 0
     end = min(len(value), start + width)
     prefix = "…" if start > 0 else ""
@@ -678,7 +691,7 @@ def search(
                 guid=article.guid,
                 title=article.title,
                 title_html=highlight_html(article.title, patterns),
-                snippet=snippet(article.body_text, patterns),
+                snippet=snippet(article.body_text, patterns, lead=partial(excerpt_text, title=article.title)),
                 url=urls.get(article.id),
                 unit=article.unit.name if article.unit else None,
                 author=article.author,

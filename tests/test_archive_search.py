@@ -6,12 +6,14 @@ from __future__ import annotations
 import random
 import re
 from datetime import date, datetime
+from functools import partial
 from typing import TYPE_CHECKING
 
 import pytest
 
-from archive.search import Filters, SearchResult, search
+from archive.search import Filters, SearchResult, patterns_for, search, snippet
 from archive.search_syntax import And, Not, Or, QueryError, Term, parse_query, to_fts5, tsquery_phrase
+from pipeline.tagging.attribution import excerpt_text
 from tests.test_archive_corpus import DOCS, SHANGHAI, build_corpus
 
 if TYPE_CHECKING:
@@ -193,6 +195,14 @@ def test_snippets_highlight_and_escape(db: Session) -> None:
     notice = run(db, "报送").hits[0]
     assert "<script>" not in notice.snippet_html and "&lt;script&gt;" in notice.snippet_html
     assert "<mark>AI</mark>" in run(db, "ai").hits[0].snippet_html
+
+
+def test_a_snippet_with_nothing_matched_starts_with_the_text_not_the_byline() -> None:
+    body = "市教育局党组书记、局长 王立新\n全会强调，要办好人民满意的教育。\n我们将扎实推进教育评价改革。"
+    lead = partial(excerpt_text, title="办好人民满意的教育")
+    assert snippet(body, [], lead=lead).text.startswith("全会强调")
+    named = snippet(body, patterns_for(parse_query("王立新")), lead=lead)  # a match in the byline is shown there
+    assert named.text.startswith("市教育局党组书记、局长 王立新") and named.spans
 
 
 def test_filters(db: Session) -> None:
