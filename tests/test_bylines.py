@@ -224,6 +224,8 @@ def test_a_profile_with_a_biography() -> None:
         ["韩雪"],
         ("党组成员", "副局长"),
     )
+    named = read_credits(f"{LEAD}\n作者简介：李树人，男，1970年生，现任市民政局局长。", "", is_unit).note
+    assert named is not None and (named.names, named.positions) == (["李树人"], ("局长",))
 
 
 @pytest.mark.parametrize(

@@ -608,8 +608,9 @@ _NOW_HOLDS = re.compile(r"^(?:现任|现为|系|任)")
 
 def _without_bio(text: str) -> str:
     kept = []
-    for piece in re.split(r"\s*,\s*", text):
-        if _BIO_PIECE.match(piece) and not _POSITION_WHOLE.match(piece):
+    for index, piece in enumerate(re.split(r"\s*,\s*", text)):
+        # the first piece is the name (「王立人，男，…」 is a person, not a home town)
+        if index and _BIO_PIECE.match(piece) and not _POSITION_WHOLE.match(piece):
             continue
         kept.append(_NOW_HOLDS.sub("", piece))
     return ",".join(kept)
