@@ -234,8 +234,11 @@ def test_feeds_show_the_page_characters(stored: sessionmaker[Session], tmp_path:
     publish_feeds(stored, config, now)
     feed = json.loads((config.public_dir / "feeds" / "all.json").read_text(encoding="utf-8"))
     (item,) = [i for i in feed["items"] if i["title"] == TITLE]
-    for mark in ("，", "：", "（", "）", "；", "、", "“", "”", "\u3000"):
+    # the summary starts after the byline (an excerpt), the full text keeps it as the page wrote it
+    assert item["summary"].startswith("编者按：")
+    for mark in ("，", "：", "（", "）", "；", "“", "”", "\u3000", "２０２５", "ＡＩ", "㈠", "①"):
         assert mark in item["summary"], mark
+    assert "市科学技术局党组书记、局长\u3000叶其炎" in item["content_html"]
     rss = (config.public_dir / "feeds" / "all.rss").read_text(encoding="utf-8")
     assert "编者按：为深入学习宣传贯彻党的二十届四中全会精神，" in rss
 
