@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import gc
+import itertools
 import json
 import os
 import signal
@@ -752,6 +753,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     ports = [("--sample-port", state.sample_port), ("--smtp-port", args.smtp_port)]
     if not args.once:
         ports.append(("--web-port", args.web_port))
+    for (flag, port), (other, taken) in itertools.combinations(ports, 2):
+        if port == taken:
+            raise UserError(f"{flag} and {other} are both {port}: each of the demo's servers needs a port of its own")
     for flag, port in ports:
         if flag == "--sample-port" and not new:
             flag = f"--dir (the demo in {demo_dir} keeps its sample sources on port {port})"
@@ -855,13 +859,19 @@ def _serve_and_schedule(app: App, web_port: int, cfg_path: Path, hint: str) -> i
     import threading
 
     import scheduler
-    from archive.web import create_app, serve
+    from archive.web import bind, create_app
     from pipeline.signals import stop_on_signals
 
     stop = threading.Event()
     with stop_on_signals(stop):
         web = create_app(app.config, app.sessions, now=utcnow)
-        thread = threading.Thread(target=serve, args=(web, "127.0.0.1", web_port, app.config.web), daemon=True)
+        try:  # bound before saying where to open it: a port taken since the start is reported, not hidden
+            server = bind(web, "127.0.0.1", web_port, app.config.web)
+        except OSError as exc:
+            raise UserError(
+                f"cannot serve the web app on 127.0.0.1:{web_port} ({exc.strerror}): pass --web-port"
+            ) from exc
+        thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         print(f"\nOpen http://127.0.0.1:{web_port}/ — the scheduler keeps running; Ctrl-C to stop.")
         print(f"Commands against this demo (from another terminal): {hint} status", flush=True)

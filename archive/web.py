@@ -176,8 +176,20 @@ def proxy_options(web: WebConf) -> dict[str, Any]:
     }
 
 
-def serve(app: Flask, host: str, port: int, web: WebConf | None = None) -> None:
-    """Run the app with waitress (a production WSGI server, no debugger)."""
-    import waitress  # imported here: only the serving process needs it
+def bind(app: Flask, host: str, port: int, web: WebConf | None = None) -> Any:
+    """The app's waitress server, its socket already bound (OSError when the port is taken): call
+    `.run()` to serve. A caller that says where to open the app binds first, so the address it
+    prints answers."""
+    import waitress.server  # imported here: only the serving process needs it
 
-    waitress.serve(app, host=host, port=port, threads=8, **proxy_options(web or WebConf()))
+    return waitress.server.create_server(app, host=host, port=port, threads=8, **proxy_options(web or WebConf()))
+
+
+def serve(app: Flask, host: str, port: int, web: WebConf | None = None) -> None:
+    """Run the app with waitress (a production WSGI server, no debugger), as `waitress.serve` does."""
+    import logging
+
+    logging.basicConfig()  # waitress' own warnings (a full task queue) reach stderr
+    server = bind(app, host, port, web)
+    server.print_listen("Serving on http://{}:{}")
+    server.run()

@@ -21,10 +21,19 @@ ROOT = Path(__file__).resolve().parent.parent
 ZHUANLAN = Path(sys.executable).with_name("zhuanlan")  # the console script `pip install` wrote
 
 
+_GIVEN_PORTS: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free port on 127.0.0.1, never one this process was given before: the kernel may hand the
+    same ephemeral port to two probes in a row, and a test that starts two servers needs two."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _GIVEN_PORTS:
+            _GIVEN_PORTS.add(port)
+            return port
 
 
 def zhuanlan_argv(*args: str) -> list[str]:

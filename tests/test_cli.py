@@ -7,7 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from tests.support import ROOT, run_zhuanlan
+from tests.support import ROOT, free_port, run_zhuanlan
 
 FIXTURES = ROOT / "tests" / "fixtures"
 
@@ -97,5 +97,14 @@ def test_demo_refuses_a_port_in_use_before_writing_anything(tmp_path: Path) -> N
         proc = zhuanlan("demo", "--once", "--dir", str(tmp_path / "demo"), "--sample-port", str(port), cwd=tmp_path)
     assert proc.returncode == 1
     assert f"port {port} on 127.0.0.1 is in use" in proc.stderr and "--sample-port" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "demo").exists()
+
+
+def test_demo_refuses_one_port_for_two_of_its_servers(tmp_path: Path) -> None:
+    port = str(free_port())
+    proc = zhuanlan("demo", "--dir", str(tmp_path / "demo"), "--smtp-port", port, "--web-port", port, cwd=tmp_path)
+    assert proc.returncode == 1
+    assert f"--smtp-port and --web-port are both {port}" in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "demo").exists()

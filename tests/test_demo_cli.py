@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shlex
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -156,6 +157,27 @@ def home_page(port: int) -> int | None:
             return int(page.status)
     except OSError:
         return None
+
+
+def test_a_web_port_taken_during_the_first_cycle_is_reported_not_announced(tmp_path: Path) -> None:
+    web_port = free_port()
+    proc, out, err = start_demo(tmp_path, "--web-port", str(web_port))
+    try:
+        # past the start's port checks: the sample sources are up and the first cycle runs
+        assert wait_until(lambda: "sample sources on" in out.read_text(encoding="utf-8"), 60), err.read_text()
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", web_port))
+            taken.listen()
+            proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    stdout, stderr = out.read_text(encoding="utf-8"), err.read_text(encoding="utf-8")
+    assert proc.returncode == 1, stdout + stderr
+    assert f"cannot serve the web app on 127.0.0.1:{web_port}" in stderr and "--web-port" in stderr, stderr
+    assert "Open http" not in stdout and "Traceback" not in stderr
+    assert "one full cycle done" in stdout  # what the cycle stored and sent is kept
 
 
 def test_ctrl_c_after_the_web_app_started_stops_the_demo(tmp_path: Path) -> None:
