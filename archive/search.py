@@ -568,11 +568,10 @@ def snippet(
     """A window of the text around the first match, with the matches in it; with no match, its
     start (of `lead(value)` when given: the text without the lines above its first paragraph). An
     ellipsis (…) marks text cut off before or after the window."""
-    text = _SNIPPET_SPACES.sub(" ", value).strip()
-    first = _first_match(text, patterns)
+    raw, value = value, _SNIPPET_SPACES.sub(" ", value).strip()
+    first = _first_match(value, patterns)
     if first is None and lead is not None:
-        text = _SNIPPET_SPACES.sub(" ", lead(value)).strip()
-    value = text
+        value = _SNIPPET_SPACES.sub(" ", lead(raw)).strip()
     start = max(0, first - width // 4) if first is not None else 0
     end = min(len(value), start + width)
     prefix = "…" if start > 0 else ""

@@ -161,7 +161,7 @@ def load_feed_items(session: Session, spec: FeedSpec, config: Config) -> list[Fe
                 author=a.author,
                 unit=a.unit.name if a.unit is not None else None,
                 categories=_categories(a),
-                text=excerpt_text(a.body_text, a.title) if a.body_text else (a.summary or ""),
+                text=_excerpt_source(a),
                 body_html=a.body_html or "",
                 content_hash=a.content_hash,
             )
@@ -233,6 +233,12 @@ def _failed_sources(
     return tuple(sorted(out, key=lambda f: f.key)), still_failing
 
 
+def _excerpt_source(article: Article) -> str:
+    """What a feed summary or a digest excerpt is cut from: the text from its first paragraph on,
+    else the page's own summary."""
+    return excerpt_text(article.body_text, article.title) if article.body_text else (article.summary or "")
+
+
 def _digest_article(article: Article, config: Config) -> DigestArticle:
     assert article.published_at is not None  # every digest query asks for a 首发 date
     linked = column_post(article)
@@ -242,10 +248,7 @@ def _digest_article(article: Article, config: Config) -> DigestArticle:
         unit=article.unit.name if article.unit is not None else None,
         authors=story_authors(article),
         published=article.published_at.astimezone(config.tz),
-        excerpt=make_summary(
-            excerpt_text(article.body_text, article.title) if article.body_text else (article.summary or ""),
-            DIGEST_EXCERPT_CHARS,
-        ),
+        excerpt=make_summary(_excerpt_source(article), DIGEST_EXCERPT_CHARS),
         link=linked.url if linked is not None else f"{base_url}/story/{article.guid}",
         archive_link=f"{base_url}/story/{article.guid}",
         guid=article.guid,

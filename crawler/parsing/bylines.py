@@ -623,12 +623,17 @@ _COLLECTIVE = re.compile(
 )
 
 
+def _credit_places(lines: Sequence[str]) -> list[tuple[str, str]]:
+    """The lines credits stand on, with where: the first `HEAD_LINES` and the last `TAIL_LINES`."""
+    return [(AT_TOP, line) for line in lines[:HEAD_LINES]] + [
+        (AT_END, line) for line in lines[max(HEAD_LINES, len(lines) - TAIL_LINES) :]
+    ]
+
+
 def _collective(lines: Sequence[str], is_unit: IsUnit | None) -> Byline | None:
     """A line near the top or at the end that signs the article for a Party body of a unit (no
     person): the unit, with no authors."""
-    places = [(AT_TOP, line) for line in lines[:HEAD_LINES]]
-    places += [(AT_END, line) for line in lines[max(HEAD_LINES, len(lines) - TAIL_LINES) :]]
-    for where, line in places:
+    for where, line in _credit_places(lines):
         if len(line) > 40:
             continue
         found = _COLLECTIVE.match(clean_byline(line).replace(" ", ""))
@@ -659,8 +664,7 @@ def read_credits(body_text: str, title: str = "", is_unit: IsUnit | None = None)
     authors: list[str] = []
     editors: set[str] = set()
     labels: list[str] = []
-    credit_lines = [*lines[:HEAD_LINES], *lines[max(HEAD_LINES, len(lines) - TAIL_LINES) :]]
-    for line in credit_lines:
+    for _, line in _credit_places(lines):
         credit = read_credit_line(line)
         if credit is None:
             continue
@@ -681,10 +685,6 @@ def read_credits(body_text: str, title: str = "", is_unit: IsUnit | None = None)
     )
 
 
-# Sentence punctuation (after folding): a line with it is text, not a heading or a credit.
-_PROSE = re.compile(r"[。!?;,:，：；]")
-
-
 def _is_head_line(line: str, title: str) -> bool:
     """Whether a line at the top of a body only says what the article is or who wrote it: the title
     or a banner again, a byline, a line of names, a 来源 / 作者 / 编辑 line, a date."""
@@ -697,7 +697,7 @@ def _is_head_line(line: str, title: str) -> bool:
     byline = parse_byline(line)
     if is_byline(byline, line) or names_only(line):
         return True
-    return not _PROSE.search(fold(line)) and len(squash(line)) <= 30
+    return not _SENTENCE.search(fold(line)) and len(squash(line)) <= 30  # a banner, heading or date
 
 
 def text_start(body_text: str, title: str = "") -> str:
