@@ -301,9 +301,11 @@ def _why_same(session: Session, record: Record, article_id: int, shared_chars: i
     return None if stored is None else same_story(_incoming(record), stored, shared_chars)
 
 
-def _same_content(session: Session, record: Record, chars: int, lookups: Lookups | None) -> Decision | None:
+def _same_content(session: Session, record: Record, chars: _BodyChars, lookups: Lookups | None) -> Decision | None:
     connection = session.connection()
-    if chars >= SHORT_BODY_CHARS:  # a long body decides alone: one statement
+    if lookups is not None and lookups.by_hash is None:
+        return None  # no story holds the hash (`holders` is then empty too): the length is not needed
+    if chars() >= SHORT_BODY_CHARS:  # a long body decides alone: one statement
         if lookups is not None:
             article_id = lookups.by_hash
         else:
@@ -316,13 +318,13 @@ def _same_content(session: Session, record: Record, chars: int, lookups: Lookups
     else:
         holders = set(connection.execute(_ARTICLES_BY_HASH, {"hash": record.content_hash}).scalars())
     for article_id in sorted(holders):
-        why = _why_same(session, record, article_id, chars)
+        why = _why_same(session, record, article_id, chars())
         if why is not None:
             return Decision(NEW_APPEARANCE, article_id=article_id, similarity=1.0, reason=f"same content hash, {why}")
     return None
 
 
-def _near_duplicate(session: Session, record: Record, index: StoryIndex, chars: int) -> Decision | None:
+def _near_duplicate(session: Session, record: Record, index: StoryIndex, chars: _BodyChars) -> Decision | None:
     if record.minhash is None:
         return None
     best: tuple[float, int, str] | None = None
@@ -335,7 +337,7 @@ def _near_duplicate(session: Session, record: Record, index: StoryIndex, chars: 
             continue
         if best is not None and found.containment <= best[0]:
             continue
-        why = _why_same(session, record, article_id, min(chars, body_chars(text)))
+        why = _why_same(session, record, article_id, min(chars(), body_chars(text)))
         if why is not None:
             best = (found.containment, article_id, why)
     if best is None:
@@ -349,6 +351,20 @@ def _near_duplicate(session: Session, record: Record, index: StoryIndex, chars: 
     )
 
 
+class _BodyChars:
+    """`identity.body_chars` of the page's text, computed when a match first asks for it: most
+    pages of a backfill match nothing, and the length costs a pass over the folded text."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.value: int | None = None
+
+    def __call__(self) -> int:
+        if self.value is None:
+            self.value = body_chars(self.text)
+        return self.value
+
+
 def decide(session: Session, record: Record, index: StoryIndex, lookups: Lookups | None = None) -> Decision | None:
     """What storing `record` means; None for a state page (deleted, …) of an article never stored.
     `lookups`, when given, were read for `record` in this transaction (after its locks)."""
@@ -357,7 +373,7 @@ def decide(session: Session, record: Record, index: StoryIndex, lookups: Lookups
         return known
     if record.item.state != STATE_OK:
         return None
-    chars = body_chars(record.body_text)
+    chars = _BodyChars(record.body_text)
     return (
         _same_content(session, record, chars, lookups)
         or _near_duplicate(session, record, index, chars)
