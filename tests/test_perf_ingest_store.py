@@ -177,6 +177,36 @@ def test_new_story_rows_and_new_tags_take_few_statements(
         assert appearance.snapshot_id == session.scalars(select(Snapshot.id)).one()
 
 
+def test_new_story_statement_is_one_psycopg_keeps_parsed(
+    sessions: sessionmaker[Session], engine: Engine, now: datetime
+) -> None:
+    """psycopg parses a statement's text again for every execution when it has more than 50
+    parameters or 4,096 characters (`psycopg._queries`); the new-story statement runs once per
+    article of a backfill, so it must stay inside both, with a snapshot and tag rows."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the one-statement story insert is PostgreSQL's")
+    from psycopg import _queries
+
+    sent: list[tuple[str, Any]] = []
+
+    def remember(conn: Any, cursor: Any, statement: str, params: Any, *args: Any) -> None:
+        if "insert into article_tags" in statement.lower():
+            sent.append((statement, params))
+
+    with sessions() as session, session.begin():
+        source = _source(session)
+    event.listen(engine, "before_cursor_execute", remember)
+    try:
+        with sessions() as session, session.begin():
+            write_new_story(session, _record("a", "正文一", TAGS), source, now, Batch())
+    finally:
+        event.remove(engine, "before_cursor_execute", remember)
+    [(statement, params)] = sent
+    assert "insert into snapshots" in statement.lower()
+    assert len(params) <= _queries.MAX_CACHED_STATEMENT_PARAMS
+    assert len(statement.encode()) <= _queries.MAX_CACHED_STATEMENT_LENGTH
+
+
 def test_new_story_with_bytes_stored_before_shares_their_snapshot(
     sessions: sessionmaker[Session], now: datetime
 ) -> None:

@@ -8,8 +8,10 @@ the hot path of a backfill. Here the article and appearance ids are drawn from t
 first (a CTE), and the three inserts of data-modifying CTEs carry the final ids. PostgreSQL checks
 foreign keys that are not deferred at the end of the statement, when all three rows exist, so the
 constraints hold as before. The article's tag rows (`article_tags`, whose tag ids the caller has
-already: `tagstore.tag_ids`) ride along as one more CTE over arrays, instead of an executemany of
-their own after the story: one round trip less per new story.
+already: `tagstore.tag_ids`) ride along as one more CTE over one JSON array, instead of an
+executemany of their own after the story: one round trip less per new story. One parameter, not an
+array per field: psycopg keeps its parsed form of a statement only up to 50 parameters, and with
+a parameter per field the statement had 52, so it was parsed again for every new story.
 
 A snapshot whose bytes are stored already (the unique sha256) is not inserted again: the appearance
 points at the stored one. The one case this statement cannot see is a snapshot of the same bytes
@@ -26,8 +28,8 @@ import functools
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Connection, Float, Integer, String, Table, bindparam, func, select, true, update
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy import JSON, Connection, Float, Integer, String, Table, bindparam, column, func, select, true, update
+from sqlalchemy.dialects.postgresql import insert
 
 from pipeline.corpus.models import Appearance, Article, ArticleTag, Snapshot
 
@@ -99,13 +101,9 @@ def _statement(with_snapshot: bool, with_tags: bool) -> Any:
         snapshot_id = func.coalesce(select(snapshot.c.id).scalar_subquery(), stored)
     if with_tags:
         rows = (
-            func.unnest(
-                bindparam("t_tag_id", type_=ARRAY(Integer)),
-                bindparam("t_origin", type_=ARRAY(String)),
-                bindparam("t_weight", type_=ARRAY(Float)),
-            )
-            .table_valued("tag_id", "origin", "weight")
-            .render_derived(name="given")
+            func.json_to_recordset(bindparam("t_rows", type_=JSON))
+            .table_valued(column("tag_id", Integer), column("origin", String), column("weight", Float))
+            .render_derived(name="given", with_types=True)
         )
         ctes.append(
             insert(ARTICLE_TAGS)
@@ -143,11 +141,7 @@ def insert_story_rows(
     if snapshot is not None:
         params.update(_full(SNAPSHOTS, "s_", snapshot))
     if tags:
-        params.update(
-            t_tag_id=[tag_id for tag_id, _, _ in tags],
-            t_origin=[origin for _, origin, _ in tags],
-            t_weight=[weight for _, _, weight in tags],
-        )
+        params["t_rows"] = [{"tag_id": tag_id, "origin": origin, "weight": weight} for tag_id, origin, weight in tags]
     statement = _statement(snapshot is not None, bool(tags))
     article_id, appearance_id, snapshot_id = connection.execute(statement, params).one()
     if snapshot is not None and snapshot_id is None:
