@@ -11,7 +11,7 @@ constraints hold as before. The article's tag rows (`article_tags`, whose tag id
 already: `tagstore.tag_ids`) ride along as one more CTE over one JSON array, instead of an
 executemany of their own after the story: one round trip less per new story. One parameter, not an
 array per field: psycopg keeps its parsed form of a statement only up to 50 parameters, and with
-a parameter per field the statement had 52, so it was parsed again for every new story.
+a parameter per field the statement had 51, so it was parsed again for every new story.
 
 A snapshot whose bytes are stored already (the unique sha256) is not inserted again: the appearance
 points at the stored one. The one case this statement cannot see is a snapshot of the same bytes
