@@ -51,7 +51,7 @@ class Tags:
     column: str | None = None  # the column the story is in (an appearance in its album or list)
     topics: dict[str, float] = field(default_factory=dict)  # topic -> score
     keywords: list[str] = field(default_factory=list)
-    unit_from: str | None = None  # byline | label | author_field | source_owner | manual
+    unit_from: str | None = None  # byline | label | title | author_field | source_owner | manual
     authors: list[Author] = field(default_factory=list)
     column_candidate: str | None = None  # a column a title keyword or banner proposes, unconfirmed
     column_reason: str | None = None  # album | list | title | banner | manual

@@ -35,7 +35,7 @@ def test_the_set_covers_every_form_on_both_kinds_of_page(results: dict[tuple[str
     assert len(results) == 2 * len(CASES)
     # the truth holds each provenance, unattributed album pages and several-author pages
     expected = [r.expected for r in results.values()]
-    assert {e["unit_from"] for e in expected} == {"byline", "label", "author_field", "source_owner", None}
+    assert {e["unit_from"] for e in expected} == {"byline", "label", "title", "author_field", "source_owner", None}
     assert any(len(e["authors"]) >= 2 for e in expected)
 
 
@@ -62,6 +62,7 @@ def _extract(case: str, page: str, *, source: str | None = None) -> subprocess.C
         ("20_reporter_and_correspondent", "site"),
         ("26_nothing", "wechat"),
         ("24_county_configured_ganquan_most_specific", "site"),  # a GBK page
+        ("36_title_bracket_lead_in_after_column", "wechat"),  # only the headline names the unit
     ],
 )
 def test_the_installed_command_prints_the_attribution(case: str, page: str) -> None:
@@ -86,3 +87,11 @@ def test_an_unknown_source_is_a_configuration_error() -> None:
     proc = _extract("01_top_unit_positions_name", "wechat", source="nope")
     assert proc.returncode == 2
     assert "no source with key 'nope'" in proc.stderr
+
+
+def test_every_provenance_has_a_name_on_the_story_page() -> None:
+    from archive.views.review import UNIT_FROM_NAMES
+    from pipeline.tagging.attribution import UNIT_FROM
+
+    assert set(UNIT_FROM_NAMES) == set(UNIT_FROM)
+    assert UNIT_FROM_NAMES["title"] == "标题"

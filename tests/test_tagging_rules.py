@@ -8,6 +8,7 @@ import pytest
 
 from crawler.items import ArticleItem
 from pipeline.record import Record, Tags
+from pipeline.tagging.attribution import title_unit
 from pipeline.tagging.rules import Vocabulary, compute_tags, merge_tags, score_topics, tag_record, top_keywords
 from zhuanlan_config import ColumnConf, TopicConf, UnitConf
 
@@ -167,6 +168,60 @@ def test_order_of_trust_and_the_owner_only_on_unit_sites() -> None:
     # on the 工委's album nothing is credited to the album's owner
     tags = _tags(LEAD, owner="中共张掖市直属机关工作委员会")
     assert (tags.unit, tags.unit_from, tags.authors) == (None, None, [])
+
+
+@pytest.mark.parametrize(
+    ("title", "unit"),
+    [
+        # the lead-in, in its usual shapes
+        ("市财政局：以全会精神引领财政工作提质增效", "张掖市财政局"),
+        ("市财政局:以全会精神引领", "张掖市财政局"),
+        ("【市教育局】办好人民满意的教育", "张掖市教育局"),
+        ("［市教育局］办好人民满意的教育", "张掖市教育局"),
+        ("学习贯彻党的二十届四中全会精神｜市民政局：兜牢民生底线", "张掖市民政局"),
+        ("【学习贯彻党的二十届四中全会精神】团市委：青春建功新时代", "共青团张掖市委员会"),
+        ("四中全会精神学习丨市总工会：凝聚职工力量", "张掖市总工会"),
+        # the unit as the headline's subject, with its Party prefix or our city's name
+        ("市科学技术局召开党组理论学习中心组学习会", "张掖市科学技术局"),
+        ("中共张掖市委组织部召开部务会传达学习全会精神", "中共张掖市委组织部"),
+        ("张掖市财政局机关党委开展主题党日活动", "张掖市财政局"),
+        ("市财政局党组书记、局长王立新：以全会精神引领财政改革", "张掖市财政局"),
+        ("甘泉县科技局召开专题学习会", "甘泉县科学技术局"),  # the most specific name
+        # not read: a unit further in, or behind another place's name
+        ("市委常委到市财政局调研", None),
+        ("市教育局与市财政局联合开展专题调研", "张掖市教育局"),  # the subject, not the partner
+        ("甘州区科技局召开专题学习会", None),
+        ("肃南县直机关工委召开专题学习会", None),
+        ("兰州市财政局召开专题学习会", None),
+        ("市科技馆开展科普活动", None),
+        ("全会精神应知应会学习问答", None),
+        # a bare unit name after the last separator is a signature or a site's name
+        ("以科技创新引领新质生产力发展｜张掖市科学技术局", None),
+        ("以科技创新引领新质生产力发展｜市科技局召开推进会", "张掖市科学技术局"),
+    ],
+)
+def test_the_unit_a_headline_names(title: str, unit: str | None) -> None:
+    assert title_unit(title, VOCAB) == unit
+
+
+def test_the_headline_ranks_after_labels_and_before_the_author_field_and_the_owner() -> None:
+    title = "市财政局：以全会精神引领财政工作提质增效"
+    # nothing else on the page: the headline names the unit, also on the 工委's album
+    tags = _tags(LEAD, title=title, owner="中共张掖市直属机关工作委员会")
+    assert (tags.unit, tags.unit_from, tags.authors) == ("张掖市财政局", "title", [])
+    # it beats the author field and a portal's owner
+    tags = _tags(LEAD, title=title, author="市教育局", kind="site_column", owner="张掖市人民政府办公室")
+    assert (tags.unit, tags.unit_from) == ("张掖市财政局", "title")
+    # the byline and a 来源 label beat it
+    assert _tags(f"市科学技术局党组书记、局长 叶其炎\n{LEAD}", title=title).unit_from == "byline"
+    assert _tags(LEAD, title=title, source_label="市教育局").unit == "张掖市教育局"
+    # a byline of an unconfigured county unit names no unit of ours: as a 来源 label would, a headline
+    # naming one of ours still reads, while the site's owner does not stand in without it
+    county = f"甘州区科技局局长 武振华\n{LEAD}"
+    titled = _tags(county, title="市科技局：推动科技创新", kind="site_column", owner="张掖市科学技术局")
+    assert (titled.unit, titled.unit_from) == ("张掖市科学技术局", "title")
+    untitled = _tags(county, title="推动科技创新", kind="site_column", owner="张掖市科学技术局")
+    assert (untitled.unit, untitled.unit_from) == (None, None)
 
 
 def test_column_membership_and_candidates() -> None:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 UNIT_FROM_NAMES = {
     "byline": "署名",
     "label": "来源标注",
+    "title": "标题",
     "author_field": "页面作者栏",
     "source_owner": "采集源所属单位（本单位网站）",
     "manual": "人工更正",

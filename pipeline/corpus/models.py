@@ -127,7 +127,7 @@ class Article(Base):
     # [{"name": ..., "positions": [...]}] in byline order
     authors: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), index=True)  # None: unattributed
-    # where the unit was read: byline | label | author_field | source_owner | manual
+    # where the unit was read: byline | label | title | author_field | source_owner | manual
     unit_from: Mapped[str | None] = mapped_column(String(20))
     column: Mapped[str | None] = mapped_column(String(200), index=True)  # the column it is in (counts)
     column_candidate: Mapped[str | None] = mapped_column(String(200))  # proposed by a title rule: unconfirmed

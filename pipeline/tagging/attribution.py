@@ -1,13 +1,14 @@
 """Attribution: which configured unit a story belongs to, who wrote it, and where that was read.
 
-Owns `attribute`: the unit with its provenance (`unit_from`: the byline, a 来源 label, the page's
-author field, or the source's owning unit) and the list of authors with their positions, from the
+Owns `attribute`: the unit with its provenance (`unit_from`: the byline, a 来源 label, the
+headline, the page's author field, or the source's owning unit) and the list of authors with their positions, from the
 byline reader's `Credits` of the body and the page's own label and author fields; and
 `column_membership`: whether a story is in a column (an appearance in the column's album or
 configured list) or only a candidate (a title keyword or a banner line, for the office to confirm).
 
 The order of trust: the byline (top, end, 作者系 / 作者单位 notes), then a 来源 label (the page's
-field, then 来源 / 供稿 lines of the body), then the page's author field, then — on a unit's own
+field, then 来源 / 供稿 lines of the body), then the headline's lead-in or subject (`title_unit`),
+then the page's author field, then — on a unit's own
 website only — the source's owning unit. On the 工委's album a story with no readable unit stays
 unattributed (unit None): it is never counted for the album's owner.
 
@@ -16,6 +17,7 @@ Must not touch the database, Scrapy or the clock.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from crawler.parsing.bylines import (
@@ -24,6 +26,7 @@ from crawler.parsing.bylines import (
     Credits,
     Person,
     author_names,
+    fold,
     is_byline,
     looks_like_unit,
     names_only,
@@ -37,10 +40,11 @@ from pipeline.tagging.vocabulary import Vocabulary
 
 FROM_BYLINE = "byline"
 FROM_LABEL = "label"
+FROM_TITLE = "title"
 FROM_AUTHOR_FIELD = "author_field"
 FROM_SOURCE_OWNER = "source_owner"
 FROM_MANUAL = "manual"
-UNIT_FROM = (FROM_BYLINE, FROM_LABEL, FROM_AUTHOR_FIELD, FROM_SOURCE_OWNER, FROM_MANUAL)
+UNIT_FROM = (FROM_BYLINE, FROM_LABEL, FROM_TITLE, FROM_AUTHOR_FIELD, FROM_SOURCE_OWNER, FROM_MANUAL)
 
 # Source kinds whose owning unit may stand in for an unreadable byline: a unit's own website.
 OWNER_FALLBACK_KINDS = frozenset({"site_column"})
@@ -74,8 +78,35 @@ def _field_byline(author_field: str | None, vocab: Vocabulary) -> Byline | None:
     return None
 
 
+# What sets a headline's lead-in apart from the rest (after `fold`: ：→ :, ｜→ |, ［］→ []).
+_TITLE_SEPARATORS = re.compile(r"[:|丨]")
+# A lead-in in brackets: 【市财政局】…, 〔学习贯彻…〕….
+_TITLE_BRACKETED = re.compile(r"^[【〔\[]([^】〕\]]{1,40})[】〕\]]")
+
+
+def title_unit(title: str | None, vocab: Vocabulary) -> str | None:
+    """The configured unit a headline presents its story as from: the unit its lead-in starts with
+    (「市财政局：…」, 「【市财政局】…」, 「学习贯彻…｜市财政局：…」) or the unit that is its subject
+    (「市财政局召开党组理论学习中心组学习会」). The part after the last separator counts only with
+    something after the unit: a bare unit name there is a signature or a site's name, not a lead-in.
+    """
+    if not title:
+        return None
+    text = _TITLE_BRACKETED.sub(lambda m: m.group(1) + "|", fold(title))
+    parts = [part.strip() for part in _TITLE_SEPARATORS.split(text)]
+    matcher = vocab.matcher
+    for index, part in enumerate(parts):
+        last = index == len(parts) - 1
+        if not part or (last and index > 0 and matcher.names_unit(part)):
+            continue
+        unit = matcher.leading(part)
+        if unit is not None:
+            return unit
+    return None
+
+
 def _unit_of(
-    credits: Credits, page_label: str | None, field: Byline | None, vocab: Vocabulary
+    credits: Credits, page_label: str | None, field: Byline | None, vocab: Vocabulary, title: str = ""
 ) -> tuple[str | None, str | None, bool]:
     """(unit, unit_from, foreign): foreign when the byline names an organisation that looks like a
     unit but is none of ours (甘州区科技局): then the source's owner must not stand in for it."""
@@ -92,6 +123,9 @@ def _unit_of(
         unit = matcher.match(label)
         if unit is not None:
             return unit, FROM_LABEL, foreign
+    unit = title_unit(title, vocab)
+    if unit is not None:
+        return unit, FROM_TITLE, foreign
     if field is not None:
         unit = matcher.match(field.org) or matcher.match(field.text)
         if unit is not None:
@@ -148,7 +182,7 @@ def attribute(
                 signoff=credits.signoff,
             )
     field = _field_byline(author_field, vocab)
-    unit, unit_from, foreign = _unit_of(credits, page_label, field, vocab)
+    unit, unit_from, foreign = _unit_of(credits, page_label, field, vocab, title)
     if unit is None and owning_unit and source_kind in OWNER_FALLBACK_KINDS and not foreign:
         unit, unit_from = owning_unit, FROM_SOURCE_OWNER
     return Attribution(unit=unit, unit_from=unit_from, authors=_authors(credits, field, author_field))

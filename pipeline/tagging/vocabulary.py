@@ -87,6 +87,35 @@ class UnitMatcher:
                 return hits[0]
         return None
 
+    def leading(self, text: str | None) -> str | None:
+        """The configured unit that `text` starts with: a headline's subject (「市财政局召开…」,
+        「中共临溪市财政局党组：…」). Only a Party prefix and our own city may stand before the name; a
+        unit named further in (「…到市财政局调研」) or behind another place (甘州区科技局) is not read."""
+        if not text:
+            return None
+        squashed = squash(text)
+        for pattern, name in self._patterns:
+            start = squashed.find(pattern)
+            if start >= 0 and self._only_our_city(squashed[:start], pattern):
+                return name
+        # 「市科学技术局…」 for a unit configured only as 临溪市科学技术局: the one name whose part from
+        # 市 on the text starts with.
+        hits = set()
+        for name in self._names:
+            full = squash(name)
+            city_at = full.find("市")
+            if city_at > 0 and len(full) - city_at >= 3 and squashed.startswith(full[city_at:]):
+                hits.add(name)
+        return hits.pop() if len(hits) == 1 else None
+
+    def _only_our_city(self, before: str, pattern: str) -> bool:
+        """Whether `before` is nothing but a Party prefix and our own city's name."""
+        before = _PARTY_PREFIX.sub("", before)
+        if not before:
+            return True
+        place = before + "市" if pattern.startswith("市") and not before.endswith("市") else before
+        return place in self._cities
+
     def ends_with_unit(self, text: str) -> bool:
         """True when `text` ends with a configured unit's name (and nothing before it makes it another
         unit): where an organisation ends and a position starts in 「市政府办公室党组书记」."""
