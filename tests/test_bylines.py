@@ -114,6 +114,41 @@ def test_credit_lines() -> None:
     assert read_credit_line(LEAD) is None
 
 
+@pytest.mark.parametrize(
+    ("line", "authors", "editors", "labels"),
+    [
+        # WeChat's bar 丨 between a label and its value
+        ("来源丨市财政局　编辑丨李晓　审核丨许文杰", [], ["李晓", "许文杰"], ["市财政局"]),
+        ("文丨王立新", ["王立新"], [], []),
+        # author labels written together
+        ("文/图：王立新", ["王立新"], [], []),
+        ("图/文：王立新", ["王立新"], [], []),
+        ("文字、图片：王立新", ["王立新"], [], []),
+        ("图文：王立新　编辑：李晓", ["王立新"], ["李晓"], []),
+        # a unit after an author label made the article and names no person: it supplied it
+        ("文/图：市财政局", [], [], ["市财政局"]),
+        ("文字、图片：市财政局", [], [], ["市财政局"]),
+        ("来源：临溪机关党建　作者：市财政局", [], [], ["临溪机关党建", "市财政局"]),
+        # the unit beside the author, the unit that sent it in, and other fields on the line
+        ("作者：王立新　单位：市财政局", ["王立新"], [], ["市财政局"]),
+        ("投稿单位：市财政局", [], [], ["市财政局"]),
+        ("来源单位：市财政局", [], [], ["市财政局"]),
+        ("撰稿：王立新　时间：2025年11月20日", ["王立新"], [], []),
+    ],
+)
+def test_credit_line_forms(line: str, authors: list[str], editors: list[str], labels: list[str]) -> None:
+    credit = read_credit_line(line)
+    assert credit is not None, line
+    assert (credit.authors, credit.editors, credit.labels) == (authors, editors, labels)
+
+
+@pytest.mark.parametrize("label", ["单位", "时间", "日期", "文字", "文章", "图文", "责编"])
+def test_a_label_is_never_a_name(label: str) -> None:
+    assert not is_person_name(label)
+    credits = read_credits(f"{LEAD}\n作者：王立新 {label}：市财政局")
+    assert label not in author_names(credits)
+
+
 def test_a_body_with_banner_note_title_byline_and_tail() -> None:
     body = "\n".join(
         [

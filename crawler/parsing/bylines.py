@@ -27,6 +27,7 @@ from crawler.parsing.positions import (
     AUTHOR_LABELS,
     COMPOUND_SURNAMES,
     EDITOR_LABELS,
+    FIELD_LABELS,
     HAN,
     MEDIA_MARKERS,
     NAME_SUFFIXES,
@@ -90,9 +91,9 @@ _DOTS = "·•・．"
 
 @lru_cache(maxsize=4096)  # the reader folds the same few lines of a page several times
 def fold(text: str) -> str:
-    """The text as matching sees it: NFKC (full-width spaces, brackets, colons and digits to ASCII),
-    runs of white space as one space, trimmed."""
-    return _SPACES.sub(" ", unicodedata.normalize("NFKC", text)).strip()
+    """The text as matching sees it: NFKC (full-width spaces, brackets, colons and digits to ASCII;
+    丨, the bar WeChat credits use as in 「编辑丨李晓」, to |), runs of white space as one space, trimmed."""
+    return _SPACES.sub(" ", unicodedata.normalize("NFKC", text).replace("丨", "|")).strip()
 
 
 def squash(text: str) -> str:
@@ -104,8 +105,11 @@ _DOTTED_NAME = re.compile(rf"^[{HAN}]{{1,8}}[{_DOTS}][{HAN}]{{1,8}}$")
 _HAN_ONLY = re.compile(rf"^[{HAN}]+$")
 _NOT_NAMES = frozenset(
     {"编者", "编者按", "来源", "作者", "图片", "摄影", "编辑", "审核", "校对", "供稿", "本文", "全文", "正文"}
+    | {"文章", "原文"}
     # Party bodies that start with the surname 党: 「中共张掖市民政局党组」 names no person.
     | {"党组", "党委", "党工委", "党总支", "党支部", "党建", "党校", "党史", "党务", "党课"}
+    # Labels of a credit line that start with a surname: 文字, 单位, 时间 (「作者：王立新 单位：…」).
+    | {label for label in (*AUTHOR_LABELS, *EDITOR_LABELS, *SOURCE_LABELS, *FIELD_LABELS) if len(label) <= 4}
 )
 _POSITION_CORE_ANYWHERE = re.compile(alternation(POSITION_CORES))
 
@@ -378,6 +382,10 @@ _LABEL = re.compile(
     rf"^(?P<label>{alternation((*AUTHOR_LABELS, *EDITOR_LABELS, *SOURCE_LABELS))})(?:\s*(?:[:/]|\s|(?=[“\"「『]))\s*(?P<value>.*))?$"
 )
 _SEGMENT_SEP = re.compile(r"\s*[|]\s*|\s+")
+# 「文/图：」, 「图/文」, 「文字、图片：」: author labels written together, read as the first one.
+_AUTHOR_LABEL = alternation(AUTHOR_LABELS)
+_LABEL_RUN = re.compile(rf"^(?P<first>{_AUTHOR_LABEL})(?:\s*[、/&]\s*(?:{_AUTHOR_LABEL}))+(?=\s*[:|]|\s|$)")
+_FIELD = re.compile(rf"^(?:{alternation(FIELD_LABELS)})\s*[:|]")
 _SUPPLIED = re.compile(rf"^(?P<org>[{HAN}()]{{2,30}}?)\s*(?:供稿|供图|提供)$")
 
 
@@ -404,9 +412,14 @@ def read_credit_line(line: str) -> _CreditLine | None:
     supplied = _SUPPLIED.match(text)
     if supplied is not None:
         return _CreditLine(labels=[supplied.group("org")])
+    text = _LABEL_RUN.sub(lambda m: m.group("first"), text)
     result = _CreditLine()
     current: list[str] | None = None
+    ignored: list[str] = []  # the values of other fields (时间：…)
     for segment in (s for s in _SEGMENT_SEP.split(text) if s):
+        if _FIELD.match(segment):
+            current = ignored
+            continue
         labelled = _LABEL.match(segment)
         if labelled is not None:
             # 「来源 | 市财政局」: a label alone, its value in the next segment
@@ -425,12 +438,18 @@ def read_credit_line(line: str) -> _CreditLine | None:
         current.extend(p for p in _PIECE_SEP.split(segment) if p)
     if not (result.authors or result.editors or result.labels):
         return None
-    # Authors and editors are people: a part that is no name (an organisation after 文/) means the
-    # line is a byline with a label, not a credit line.
+    # 「文/图：市财政局」, 「图文：市财政局」: the unit made the article and names no person; as a label.
+    # Each its own label: joined to a 来源 before it (「来源：临溪机关党建　作者：市财政局」) the account's
+    # name would read as a place in front of the unit's.
+    makers: list[str] = []
+    if result.authors and all(looks_like_unit(_strip_suffix(name)) for name in result.authors):
+        makers, result.authors = [_strip_suffix(name) for name in result.authors], []
+    # Authors and editors are people: a part that is no name (an organisation after 文/ with a name
+    # after it) means the line is a byline with a label, not a credit line.
     if any(not is_person_name(_strip_suffix(name)) for name in (*result.authors, *result.editors)):
         return None
     result.authors = [_strip_suffix(name) for name in result.authors]
-    result.labels = [" ".join(result.labels)] if result.labels else []
+    result.labels = ([" ".join(result.labels)] if result.labels else []) + makers
     return result
 
 

@@ -52,7 +52,11 @@ SOURCE_LABELS: tuple[str, ...] = (
     "信息来源", "文章来源", "稿件来源", "新闻来源", "内容来源", "本文来源", "稿源", "来源", "供稿单位", "供稿",
     # a repost names the account or site it was taken from: 转自：市财政局, 转载自“临溪财政”微信公众号
     "本文转自", "转自", "转载自",
+    # the unit that sent the article in, and the 单位 beside a 作者 (「作者：王立新　单位：市财政局」)
+    "投稿单位", "来源单位", "报送单位", "单位",
 )  # fmt: skip
+# Labels of other fields that share a credit line (「撰稿：王立新　时间：2025年11月20日」): read past.
+FIELD_LABELS: tuple[str, ...] = ("发布时间", "发布日期", "时间", "日期")
 # Words placed after a name that say how the person took part, not who they are.
 NAME_SUFFIXES: tuple[str, ...] = ("执笔人", "执笔", "供图", "摄影", "摄", "整理", "报道", "同志")
 
