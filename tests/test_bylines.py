@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from crawler.parsing.bylines import (
+    AT_END,
     author_names,
     find_byline,
     is_person_name,
@@ -13,6 +14,8 @@ from crawler.parsing.bylines import (
     read_credits,
     text_start,
 )
+from pipeline.tagging.vocabulary import UnitMatcher
+from zhuanlan_config import UnitConf
 
 UNITS = {"市科学技术局", "科技局", "市财政局", "市教育局", "市民政局", "市总工会", "市政府办公室", "团市委"}
 
@@ -243,6 +246,41 @@ def test_a_party_body_signing_for_its_unit(body: str) -> None:
     assert credits.byline is None
     assert credits.note is not None and credits.note.org is not None and credits.note.org.endswith("市民政局")
     assert author_names(credits) == []
+
+
+# Configured units as the office's config names them (the reader asks the matcher, as the tagger does).
+SIGNERS = UnitMatcher(
+    [UnitConf("临溪市民政局", None, ("市民政局",)), UnitConf("中共临溪市直机关工委", "市直机关工委", ("市直机关工委",))]
+)
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        "临溪市民政局\n2025年11月20日",
+        "市民政局\n2025-11-20",
+        "市民政局\n2025年11月20日\n编辑：李晓　审核：许文杰",
+        "（市民政局）",
+    ],
+)
+def test_a_unit_signing_at_the_end(tail: str) -> None:
+    credits = read_credits(f"{LEAD}\n{LEAD}\n{tail}", "", SIGNERS.ends_with_unit)
+    assert credits.note is not None and credits.note.org is not None and credits.note.org.endswith("市民政局")
+    assert (credits.note.where, author_names(credits)) == (AT_END, [])
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        "临溪市直机关工委",  # a unit's name alone, undated: maybe the account's footer
+        "甘州区民政局\n2025年11月20日",  # a county's unit: not ours
+        "感谢市民政局\n2025年11月20日",  # not a name alone
+        "市民政局\n编辑：李晓",
+    ],
+)
+def test_no_unit_signature_without_its_date_or_brackets(tail: str) -> None:
+    credits = read_credits(f"{LEAD}\n{LEAD}\n{tail}", "", SIGNERS.ends_with_unit)
+    assert credits.note is None and credits.byline is None
 
 
 def test_a_party_body_in_the_text_is_no_signature() -> None:

@@ -635,6 +635,11 @@ def _without_bio(text: str) -> str:
     return ",".join(kept)
 
 
+# A unit's own signature at the end is one of the last lines (the date may follow it), made of its
+# name alone.
+SIGNATURE_LINES = 3
+_ORG_ONLY = re.compile(rf"^[{HAN}()]{{3,24}}$")
+_DATE_LINE = re.compile(r"^\d{4}\s*(?:年\s*\d{1,2}\s*月\s*\d{1,2}\s*日|[-./]\d{1,2}[-./]\d{1,2})$")
 # A body of the unit signing as a whole: 「中共张掖市民政局党组理论学习中心组」, 「市财政局机关党委」.
 _COLLECTIVE = re.compile(
     rf"^(?P<org>[{HAN}()]{{2,30}}?)(?:机关)?(?:第[一二三四五六七八九十]{{1,3}})?"
@@ -651,16 +656,28 @@ def _credit_places(lines: Sequence[str]) -> list[tuple[str, str]]:
 
 def _collective(lines: Sequence[str], is_unit: IsUnit | None) -> Byline | None:
     """A line near the top or at the end that signs the article for a Party body of a unit (no
-    person): the unit, with no authors."""
+    person), or the unit itself signing at the end (落款: 「张掖市财政局」, then perhaps the date):
+    the unit, with no authors."""
     for where, line in _credit_places(lines):
         if len(line) > 40:
             continue
-        found = _COLLECTIVE.match(clean_byline(line).replace(" ", ""))
-        if found is None:
+        text = clean_byline(line).replace(" ", "")
+        found = _COLLECTIVE.match(text)
+        if found is not None:
+            org = found.group("org")
+            if looks_like_unit(org) or (is_unit is not None and is_unit(org)):
+                return Byline(text=line.strip(), org=org, where=where)
+    # The signature names a configured unit and nothing else, with the date under it, or in brackets
+    # as the last line. A unit's name alone at the end may be a footer (the account's publisher).
+    tail = lines[-SIGNATURE_LINES:]
+    for index, line in enumerate(tail):
+        text = clean_byline(line).replace(" ", "")
+        dated = index + 1 < len(tail) and _DATE_LINE.match(fold(tail[index + 1])) is not None
+        bracketed = index == len(tail) - 1 and fold(line).startswith("(") and fold(line).endswith(")")
+        if not (dated or bracketed) or not _ORG_ONLY.match(text):
             continue
-        org = found.group("org")
-        if looks_like_unit(org) or (is_unit is not None and is_unit(org)):
-            return Byline(text=line.strip(), org=org, where=where)
+        if looks_like_unit(text) and is_unit is not None and is_unit(text):
+            return Byline(text=line.strip(), org=text, where=AT_END)
     return None
 
 
