@@ -671,9 +671,9 @@ def _collective(lines: Sequence[str], is_unit: IsUnit | None) -> Byline | None:
     # as the last line. A unit's name alone at the end may be a footer (the account's publisher).
     tail = lines[-SIGNATURE_LINES:]
     for index, line in enumerate(tail):
-        text = clean_byline(line).replace(" ", "")
+        text, folded = clean_byline(line).replace(" ", ""), fold(line)
         dated = index + 1 < len(tail) and _DATE_LINE.match(fold(tail[index + 1])) is not None
-        bracketed = index == len(tail) - 1 and fold(line).startswith("(") and fold(line).endswith(")")
+        bracketed = index == len(tail) - 1 and folded.startswith("(") and folded.endswith(")")
         if not (dated or bracketed) or not _ORG_ONLY.match(text):
             continue
         if looks_like_unit(text) and is_unit is not None and is_unit(text):

@@ -1,16 +1,16 @@
 """Attribution: which configured unit a story belongs to, who wrote it, and where that was read.
 
 Owns `attribute`: the unit with its provenance (`unit_from`: the byline, a 来源 label, the
-headline, the page's author field, or the source's owning unit) and the list of authors with their positions, from the
-byline reader's `Credits` of the body and the page's own label and author fields; and
-`column_membership`: whether a story is in a column (an appearance in the column's album or
-configured list) or only a candidate (a title keyword or a banner line, for the office to confirm).
+headline, the page's author field, or the source's owning unit) and the list of authors with their
+positions, from the byline reader's `Credits` of the body and the page's own label and author
+fields; and `column_membership`: whether a story is in a column (an appearance in the column's album
+or configured list) or only a candidate (a title keyword or a banner line, for the office to confirm).
 
 The order of trust: the byline (top, end, 作者系 / 作者单位 notes), then a 来源 label (the page's
 field, then 来源 / 供稿 lines of the body), then the headline's lead-in or subject (`title_unit`),
-then the page's author field, then — on a unit's own
-website only — the source's owning unit. On the 工委's album a story with no readable unit stays
-unattributed (unit None): it is never counted for the album's owner.
+then the page's author field, then — on a unit's own website only — the source's owning unit. On
+the 工委's album a story with no readable unit stays unattributed (unit None): it is never counted
+for the album's owner.
 
 Must not touch the database, Scrapy or the clock.
 """
@@ -78,8 +78,8 @@ def _field_byline(author_field: str | None, vocab: Vocabulary) -> Byline | None:
     return None
 
 
-# What sets a headline's lead-in apart from the rest (after `fold`: ：→ :, ｜→ |, ［］→ []).
-_TITLE_SEPARATORS = re.compile(r"[:|丨]")
+# What sets a headline's lead-in apart from the rest (after `fold`: ：→ :, ｜ and 丨 → |, ［］→ []).
+_TITLE_SEPARATORS = re.compile(r"[:|]")
 # A lead-in in brackets: 【市财政局】…, 〔学习贯彻…〕….
 _TITLE_BRACKETED = re.compile(r"^[【〔\[]([^】〕\]]{1,40})[】〕\]]")
 

@@ -53,14 +53,20 @@ class UnitMatcher:
     def __bool__(self) -> bool:
         return bool(self._names)
 
+    @staticmethod
+    def _place(before: str, pattern: str) -> str:
+        """What stands before `pattern` without a Party prefix, as a place name (「临溪」 before
+        「市财政局」 is 临溪市); empty when nothing does."""
+        before = _PARTY_PREFIX.sub("", before)
+        return before + "市" if before and pattern.startswith("市") and not before.endswith("市") else before
+
     def _same_place(self, before: str, pattern: str) -> bool:
         """Whether `before` + `pattern` still names the configured unit of `pattern`."""
-        before = _PARTY_PREFIX.sub("", before)
-        if not before:
+        place = self._place(before, pattern)
+        if not place:
             return True
-        if _COUNTY_BEFORE.search(before):
+        if _COUNTY_BEFORE.search(_PARTY_PREFIX.sub("", before)):
             return False
-        place = before + "市" if pattern.startswith("市") and not before.endswith("市") else before
         if self._cities and any(place.endswith(city) for city in self._cities):
             return True
         # Another city's name before the department (兰州市科技局): not ours when we know our city.
@@ -96,7 +102,8 @@ class UnitMatcher:
         squashed = squash(text)
         for pattern, name in self._patterns:
             start = squashed.find(pattern)
-            if start >= 0 and self._only_our_city(squashed[:start], pattern):
+            place = self._place(squashed[:start], pattern) if start >= 0 else None
+            if place is not None and (not place or place in self._cities):  # only our own city before it
                 return name
         # 「市科学技术局…」 for a unit configured only as 临溪市科学技术局: the one name whose part from
         # 市 on the text starts with.
@@ -107,14 +114,6 @@ class UnitMatcher:
             if city_at > 0 and len(full) - city_at >= 3 and squashed.startswith(full[city_at:]):
                 hits.add(name)
         return hits.pop() if len(hits) == 1 else None
-
-    def _only_our_city(self, before: str, pattern: str) -> bool:
-        """Whether `before` is nothing but a Party prefix and our own city's name."""
-        before = _PARTY_PREFIX.sub("", before)
-        if not before:
-            return True
-        place = before + "市" if pattern.startswith("市") and not before.endswith("市") else before
-        return place in self._cities
 
     def ends_with_unit(self, text: str) -> bool:
         """True when `text` ends with a configured unit's name (and nothing before it makes it another
