@@ -27,7 +27,9 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, func, literal_column, null, select, union_all, update
+from sqlalchemy import String, bindparam, func, literal_column, null, select, union_all, update
+from sqlalchemy import text as sql_text
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from crawler.items import STATE_OK
 from pipeline.corpus.models import Appearance, Article
@@ -45,6 +47,8 @@ from pipeline.record import (
 from pipeline.similarity import SIGNATURE_SCHEME, SignatureIndex, overlap, signature
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
@@ -115,6 +119,24 @@ _CATCH_UP_AND_LOOK = union_all(
     select(literal_column("2"), _ARTICLE_BY_HASH.scalar_subquery(), null(), null(), null(), null()),
     select(literal_column("3"), _HOLDERS.c.id, null(), null(), null(), null()),
 )
+# The same for a group of pages at once (PostgreSQL, under the group's dedup locks: `Deduplicator.hold`):
+# the rows of parts 1 to 3 name the key or hash they answer for.
+_CATCH_UP_AND_LOOK_MANY = sql_text(
+    "SELECT 0 AS part, a.id AS id, a.minhash AS data, a.minhash_scheme AS scheme, NULL::integer AS owner, "
+    "NULL::varchar AS hash, NULL::varchar AS key FROM articles a WHERE a.id > :since "
+    "UNION ALL "
+    "SELECT 1, p.id, NULL, NULL, p.article_id, p.content_hash, p.canonical_key "
+    "FROM appearances p WHERE p.canonical_key = ANY(:keys) "
+    "UNION ALL "
+    "SELECT 2, coalesce("
+    "(SELECT a.id FROM articles a WHERE a.content_hash = h.hash ORDER BY a.id LIMIT 1), "
+    "(SELECT p.article_id FROM appearances p WHERE p.content_hash = h.hash ORDER BY p.id LIMIT 1)), "
+    "NULL, NULL, NULL, h.hash, NULL FROM unnest(:hashes) AS h(hash) "
+    "UNION ALL "
+    "SELECT 3, held.id, NULL, NULL, NULL, held.hash, NULL FROM ("
+    "SELECT a.id AS id, a.content_hash AS hash FROM articles a WHERE a.content_hash = ANY(:hashes) "
+    "UNION SELECT p.article_id, p.content_hash FROM appearances p WHERE p.content_hash = ANY(:hashes)) AS held"
+).bindparams(bindparam("keys", type_=ARRAY(String)), bindparam("hashes", type_=ARRAY(String)))
 _STORY = select(Article.title, Article.body_html, Article.body_text).where(Article.id == bindparam("id"))
 _PLACES = select(Appearance.title, Appearance.url, Appearance.canonical_key, Appearance.meta).where(
     Appearance.article_id == bindparam("id")
@@ -175,6 +197,44 @@ class StoryIndex:
         added = self._load(session, signatures, store_upgrades=store_upgrades)
         committed = store_upgrades and self.recomputed != upgrades
         return added, None if committed else Lookups(appearance, by_hash, tuple(holders))
+
+    def catch_up_and_look_many(self, session: Session, records: Sequence[Record]) -> dict[tuple[str, str], Lookups]:
+        """`catch_up_and_look` for several records in one statement (PostgreSQL): the lookups by
+        (canonical key, content hash). Signatures of another scheme are upgraded in memory only."""
+        keys = sorted({record.item.canonical_key for record in records})
+        hashes = sorted({record.content_hash for record in records if record.content_hash})
+        params = {"since": self.last_article_id, "keys": keys, "hashes": hashes}
+        signatures: list[Any] = []
+        by_key: dict[str, tuple[int, int, str | None]] = {}
+        by_hash: dict[str, int | None] = {}
+        holders: dict[str, list[int]] = {}
+        for part, row_id, data, scheme, owner, content_hash, key in session.connection().execute(
+            _CATCH_UP_AND_LOOK_MANY, params
+        ):
+            if int(part) == 0:
+                signatures.append((row_id, data, scheme))
+            elif int(part) == 1:
+                by_key[key] = (int(row_id), int(owner), content_hash)
+            elif int(part) == 2:
+                by_hash[content_hash] = None if row_id is None else int(row_id)
+            else:
+                holders.setdefault(content_hash, []).append(int(row_id))
+        signatures.sort(key=lambda row: row[0])
+        self._load(session, signatures, store_upgrades=False)
+        return {
+            _read_key(record): Lookups(
+                by_key.get(record.item.canonical_key),
+                by_hash.get(record.content_hash),
+                tuple(sorted(holders.get(record.content_hash, ()))),
+            )
+            for record in records
+        }
+
+    def add_own(self, article_id: int, data: bytes) -> None:
+        """A story this ingest just stored (in the transaction still open): indexed now, as the
+        next catch-up would have loaded it."""
+        self.signatures.add(article_id, data)
+        self._seen(article_id)
 
     def _load(self, session: Session, rows: list[Any], *, store_upgrades: bool) -> int:
         connection = session.connection()
@@ -381,6 +441,11 @@ def decide(session: Session, record: Record, index: StoryIndex, lookups: Lookups
     )
 
 
+def _read_key(record: Record) -> tuple[str, str]:
+    """What a page's lookups answer for: the same key and hash read the same rows."""
+    return (record.item.canonical_key, record.content_hash)
+
+
 class Deduplicator:
     """The deduplicate stage of one ingest: decides what storing each record means, with the
     near-duplicate index over the stories stored so far (by this ingest or any other writer)."""
@@ -398,13 +463,19 @@ class Deduplicator:
         loaded = 0
         if self.locks.enabled:
             if not self._built:
-                # Builds the index; may commit (stored signature upgrades): before any lock is held.
+                # Builds the index; may commit (stored signature upgrades): before any lock is held,
+                # and whatever was held before may be released.
                 loaded = self.index.catch_up(session)
+                self.locks.forget_held()
             self.locks.take(session, record, wait=wait)
             # Under the locks: what a writer holding them before us committed is loaded now, with
             # the page's lookups (one statement per page: the catch-up before the locks is only the
-            # first build's).
-            added, lookups = self.index.catch_up_and_look(session, record, store_upgrades=False)
+            # first build's), unless its group read them under the same locks (`hold`).
+            read = self.locks.reads.pop(_read_key(record), None) if self.locks.reads is not None else None
+            if read is not None:
+                added, lookups = 0, read
+            else:
+                added, lookups = self.index.catch_up_and_look(session, record, store_upgrades=False)
         else:
             added, lookups = self.index.catch_up_and_look(session, record)
         loaded += added
@@ -419,6 +490,37 @@ class Deduplicator:
             self.index.remember(decision.article_id, record.minhash)
         record.decision = decision
         return decision
+
+    def hold(self, session: Session, records: Sequence[Record]) -> bool:
+        """Ahead of deciding a group of pages: their dedup locks in one statement (`DedupLocks.try_all`)
+        and, once they are held, the catch-up and every page's lookups in one more; whether it
+        could. The lookups stay with the locks (`DedupLocks.reads`) for `decide`, until a page
+        stored meanwhile may have changed them (`stored`). Only once the index is built: building
+        may commit."""
+        if not self.locks.enabled or not self._built or self.locks.reads is None:
+            return False
+        if not self.locks.try_all(session, records):
+            return False
+        self.locks.reads.update(self.index.catch_up_and_look_many(session, records))
+        return True
+
+    def stored(self, record: Record, story_id: int | None) -> None:
+        """`record` was stored (`story_id`: the new story it made) in the transaction that holds its
+        group's reads: the new story joins the index (the next catch-up would have loaded it), and
+        reads it may have changed are dropped: a new story's key and hash; anything but a new or
+        unchanged page may change any (an edit moves a story's hash), so then all are dropped."""
+        reads = self.locks.reads
+        if not reads or record.decision is None:
+            return
+        if record.decision.kind == NEW_STORY:
+            if story_id is not None and record.minhash is not None:
+                self.index.add_own(story_id, record.minhash)
+            key, content_hash = _read_key(record)
+            stale = [read for read in reads if isinstance(read, tuple) and (read[0] == key or read[1] == content_hash)]
+            for read in stale:
+                del reads[read]
+        elif record.decision.kind != UNCHANGED:
+            reads.clear()
 
     def forget(self) -> None:
         """After a rolled-back batch: reload every stored signature at the next decision (before

@@ -6,10 +6,12 @@ itself (`pipeline.worker`) — and tests drive it directly. A page may arrive al
 the crawl process (normalized, maybe tagged and precomputed): each stage does only what is left.
 
 Batched (the pipeline worker), pages are stored many to a transaction (`BatchedSessions`: a
-SAVEPOINT per page) and the owner commits (`commit`, or `commit_due` for the batching policy); if
-the database refuses a batch, every page of it is recorded on its source's run as lost (the run is
-incomplete, so the next crawl fetches them again) and the near-duplicate index reloads. Not
-batched (in the crawl process, and in tests), every page is its own transaction.
+SAVEPOINT per page, none for a new story on PostgreSQL, where a failure replays the batch), the
+worker hands them over in groups (`prepare`), and the owner commits (`commit`, or `commit_due`
+for the batching policy); if the database refuses a batch, every page of it is recorded on its
+source's run as lost (the run is incomplete, so the next crawl fetches them again) and the
+near-duplicate index reloads. Not batched (in the crawl process, and in tests), every page is its
+own transaction.
 
 Owns no Scrapy type, reads no config by itself, and takes "now" from the clock it is given.
 """
@@ -27,12 +29,14 @@ from pipeline.corpus.batch import IdCache
 from pipeline.corpus.db import (
     BatchedSessions,
     DatabaseError,
+    ReplayBatch,
     SessionSource,
     is_initialised,
     make_engine,
     session_factory,
 )
 from pipeline.corpus.runs import SourceRow, SourceRunRecorder
+from pipeline.corpus.tagstore import tag_ids, wanted_tags
 from pipeline.dedup import Deduplicator
 from pipeline.locks import DedupLocks, LockBusy
 from pipeline.normalize import Rejected, normalize
@@ -42,7 +46,7 @@ from pipeline.store import Store
 from pipeline.tag import Tagger
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from sqlalchemy import Engine
 
@@ -96,12 +100,19 @@ class Ingest:
         self.clock = clock
         # Dedup locks need the decision and the rows in one transaction: batched sessions only.
         locking = engine.dialect.name if batched else "none"
-        self.deduplicator = Deduplicator(DedupLocks(locking))
+        if isinstance(self.sessions, BatchedSessions):
+            locks = DedupLocks(locking, self.sessions.batch.locks, self.sessions.batch.reads)
+        else:
+            locks = DedupLocks(locking)
+        self.deduplicator = Deduplicator(locks)
         self.tagger = Tagger(vocab)
         self.store = Store(self.sessions, clock)
         self.sources: dict[int, _OpenSource] = {}
-        self._batch: list[tuple[SourceRunRecorder, Page | Prepared]] = []  # handled since the last commit
+        self._batch: list[tuple[_OpenSource, Page | Prepared]] = []  # handled since the last commit
         self._batch_started = 0.0  # monotonic time of the batch's first page
+        # Each run's counts before the batch (`_mark`): fetched, fatal reasons, unsaved problems.
+        self._marks: dict[int, tuple[SourceRunRecorder, int, int, int]] = {}
+        self._replaying = False
 
     @classmethod
     def connect(
@@ -144,6 +155,42 @@ class Ingest:
 
     # -- pages
 
+    def prepare(self, pages: Sequence[tuple[int, Page | Prepared]]) -> list[tuple[int, Page | Prepared]]:
+        """Ahead of handling a group of pages (a message of the crawl process), on PostgreSQL with
+        batches: the page-only stages of each (normalize, precompute, tag), then in one statement
+        each what their decisions and rows would otherwise ask the server for page by page: their
+        dedup locks (tried without waiting, `pipeline.locks`), the catch-up with every page's
+        lookups (`Deduplicator.hold`), and the ids of their tag names. A round trip per page is
+        most of what a stage costs there. `handle` then does what is left; a page a stage refuses
+        comes back as it was, and `handle` meets and records the refusal. The group should fit in
+        the batch (`room`). Elsewhere (SQLite, or not batched) the pages come back as they are."""
+        if len(pages) < 2 or not isinstance(self.sessions, BatchedSessions) or not self.deduplicator.locks.enabled:
+            return list(pages)
+        out: list[tuple[int, Page | Prepared]] = []
+        records: list[Record] = []
+        for sid, page in pages:
+            source = self.sources.get(sid)
+            if source is not None:
+                try:
+                    current = normalize(page)
+                    if isinstance(current, Record):
+                        self.tagger.tag(precompute(current), source.ref)
+                        records.append(current)
+                        page = current
+                except Exception:  # `handle` runs the stage again and records why
+                    pass
+            out.append((sid, page))
+        if records:
+            try:
+                with self.sessions() as session:
+                    self.deduplicator.hold(session, records)
+                    names = {key for record in records if record.tags is not None for key in wanted_tags(record.tags)}
+                    if names:
+                        tag_ids(session, names, self.sessions.batch)
+            except Exception as exc:  # each page asks for itself, as without the group
+                log.warning("could not prepare a group of %d pages at once: %s", len(records), exc)
+        return out
+
     def handle(self, sid: int, page: Page | Prepared) -> Outcome:
         """One page through the stages, in order. Never raises: what goes wrong is recorded on the
         source's run, and the answer says what happened."""
@@ -152,12 +199,52 @@ class Ingest:
             return Outcome.DROPPED
         if not self._batch:
             self._batch_started = time.monotonic()
-        try:
+        if not isinstance(self.sessions, BatchedSessions):
             return self._stages(source, page)
+        self._mark(source.run)
+        try:
+            outcome = self._stages(source, page)
+        except ReplayBatch as replay:
+            self._batch.append((source, page))
+            return self._replay(replay)
+        # Known to the batch only now: if this page's own unit failed, `Store` recorded why.
+        self._batch.append((source, page))
+        return outcome
+
+    def _mark(self, run: SourceRunRecorder) -> None:
+        """What the run counted before this batch (a replay starts it again from there)."""
+        if id(run) not in self._marks:
+            self._marks[id(run)] = (run, run.fetched, len(run.fatal_reasons), len(run.unsaved_problems))
+
+    def _replay(self, replay: ReplayBatch) -> Outcome:
+        """A page's optimistic unit failed and the batch's transaction is rolled back
+        (`db.BatchedSessions`): every page of the batch again, each unit in its SAVEPOINT, so the
+        failing page fails alone and is recorded, as without optimistic units. The runs count from
+        where the batch started, and the near-duplicate index forgets what the batch added (it is
+        built again from the stored signatures, as after a lost batch). The answer is the failing
+        page's (the last of the batch)."""
+        assert isinstance(self.sessions, BatchedSessions)
+        log.warning(
+            "a unit of a batch of %d pages failed (%s): storing them again one by one", len(self._batch), replay
+        )
+        pages, self._batch = self._batch, []
+        for run, fetched, fatal, unsaved in self._marks.values():
+            run.fetched = fetched
+            del run.fatal_reasons[fatal:]
+            del run.unsaved_problems[unsaved:]
+        self._marks.clear()
+        self.deduplicator.forget()
+        self.sessions.careful = True  # until the commit after the replay
+        self._replaying = True
+        outcome = Outcome.FAILED
+        try:
+            for source, page in pages:
+                self._mark(source.run)
+                outcome = self._stages(source, page)
+                self._batch.append((source, page))
         finally:
-            if isinstance(self.sessions, BatchedSessions):
-                # Known to the batch only now: if this page's own unit failed, `Store` recorded why.
-                self._batch.append((source.run, page))
+            self._replaying = False
+        return outcome
 
     def _stages(self, source: _OpenSource, page: Page | Prepared) -> Outcome:
         current: Page | Prepared = page
@@ -177,7 +264,7 @@ class Ingest:
                 )
                 return Outcome.DROPPED
             self.tagger.tag(record, source.ref)
-            self.store.write(record, source.run, source.row)
+            self.deduplicator.stored(record, self.store.write(record, source.run, source.row))
         except Rejected as exc:
             log.warning("not stored: %s", exc)
             source.run.problem(exc.problem)
@@ -207,6 +294,12 @@ class Ingest:
         """Pages handled since the last commit."""
         return len(self._batch)
 
+    @property
+    def room(self) -> int:
+        """Pages the batch takes before it is full (at least one): a group `prepare`d together
+        should fit, or the commit in its middle releases what the group holds."""
+        return max(1, MAX_BATCH - len(self._batch))
+
     def commit_due(self) -> bool:
         """Whether the batching policy wants a commit now (a full batch, or its first page waited long)."""
         return bool(self._batch) and (
@@ -220,14 +313,18 @@ class Ingest:
                 self.sessions.commit()
             except DatabaseError as exc:
                 log.error("a batch of pages was not stored: %s", exc)
+            if not self._replaying:
+                self.sessions.careful = False
         self._batch.clear()
+        self._marks.clear()
 
     def _lost(self, reason: str) -> None:
         # Called by BatchedSessions after rolling back: every page of the batch is recorded as not
         # stored (its run becomes incomplete), and the near-duplicate index forgets what it loaded.
         lost, self._batch = self._batch, []
-        for run, page in lost:
-            run.lost(page.item if isinstance(page, Record) else page, reason)
+        self._marks.clear()
+        for source, page in lost:
+            source.run.lost(page.item if isinstance(page, Record) else page, reason)
         if lost:
             log.error("%d pages rolled back: %s", len(lost), reason)
         self.deduplicator.forget()

@@ -29,6 +29,14 @@ pass, and no row locks (it has written nothing yet): a cycle of waits would need
 itself. Waits for row locks (two writers touching the same appearance) are PostgreSQL's as before,
 and its deadlock detector resolves them by failing one batch, which the run records as lost.
 
+Fewer round trips (the pipeline worker): the crawl process sends pages in groups, and the ingest
+tries the locks of a whole group in one statement (`try_all`, without waiting) before deciding its
+pages. The keys held are remembered for the transaction (`batch.Batch.locks`, emptied when it ends),
+and a page whose keys are all held takes none again. This changes neither argument: the keys are
+taken before the decisions that read them, in the transaction that stores the pages, and the group
+never waits; when one of its keys is busy, each page tries its own as before. A batch committed in
+the middle of a group releases everything, and the rest of the group takes its locks page by page.
+
 SQLite has one writer: the ingest's transactions begin IMMEDIATE (`db.make_engine`), so a batch
 holds the database's write lock from its first statement to its commit, and no other writer can
 store anything between a decision and the rows it means. No locks are taken there.
@@ -36,8 +44,9 @@ store anything between a decision and the rows it means. No locks are taken ther
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, BIGINT
@@ -45,6 +54,8 @@ from sqlalchemy.dialects.postgresql import ARRAY, BIGINT
 from pipeline.similarity import band_keys, signature_halves
 
 if TYPE_CHECKING:
+    from collections.abc import Hashable, Iterable
+
     from sqlalchemy.orm import Session
 
     from pipeline.record import Record
@@ -70,21 +81,33 @@ def _key(*parts: bytes) -> int:
 
 def lock_keys(record: Record) -> list[int]:
     """The sorted advisory lock keys of every path the decision of `record` reads (module docstring)."""
-    keys = {_key(b"key", record.item.canonical_key.encode())}
-    if record.content_hash:
-        keys.add(_key(b"hash", record.content_hash.encode()))
-    if record.minhash is not None:
-        for part in signature_halves(record.minhash):
+    return list(_lock_keys(record.item.canonical_key, record.content_hash, record.minhash))
+
+
+# A page's keys are asked for twice (by its group, then by its decision): about a hundred hashes each.
+@functools.lru_cache(maxsize=256)
+def _lock_keys(canonical_key: str, content_hash: str | None, minhash: bytes | None) -> tuple[int, ...]:
+    keys = {_key(b"key", canonical_key.encode())}
+    if content_hash:
+        keys.add(_key(b"hash", content_hash.encode()))
+    if minhash is not None:
+        for part in signature_halves(minhash):
             for band, value in enumerate(band_keys(part).tolist()):
                 keys.add(_key(b"band", band.to_bytes(2, "big"), int(value).to_bytes(8, "big")))
-    return sorted(keys)
+    return tuple(sorted(keys))
 
 
 class DedupLocks:
-    """Takes a page's dedup locks in the current transaction (PostgreSQL only; see the module docstring)."""
+    """Takes a page's dedup locks in the current transaction (PostgreSQL only; see the module docstring).
 
-    def __init__(self, dialect: str) -> None:
+    `held`: the keys the current transaction holds, and `reads`: what it read under them for pages
+    still to be decided; both kept by the transaction's owner, who empties them when the transaction
+    ends (the ingest's `batch.Batch.locks` and `.reads`). Without them every page asks for itself."""
+
+    def __init__(self, dialect: str, held: set[int] | None = None, reads: dict[Hashable, Any] | None = None) -> None:
         self.enabled = dialect == "postgresql"
+        self.held = held
+        self.reads = reads if held is not None else None
 
     def take(self, session: Session, record: Record, *, wait: bool) -> None:
         """Hold the page's locks until the transaction ends. Without `wait`, raises `LockBusy` when
@@ -92,8 +115,33 @@ class DedupLocks:
         if not self.enabled:
             return
         keys = lock_keys(record)
+        if self.held is not None and self.held.issuperset(keys):
+            return
         connection = session.connection()
         if wait:
             connection.execute(_TAKE, {"keys": keys}).scalar_one()
         elif not connection.execute(_TRY, {"keys": keys}).scalar_one():
             raise LockBusy(record.item.canonical_key)
+        if self.held is not None:
+            self.held.update(keys)
+
+    def try_all(self, session: Session, records: Iterable[Record]) -> bool:
+        """Try the locks of several pages in one statement, without waiting; whether all are held
+        now (remembered in `held`). When one is busy, nothing is remembered: each page then tries
+        its own (the ones got here stay held until the transaction ends, as with `take`)."""
+        if not self.enabled or self.held is None:
+            return False
+        keys = sorted({key for record in records for key in lock_keys(record)} - self.held)
+        if not keys:
+            return True
+        if not session.connection().execute(_TRY, {"keys": keys}).scalar_one():
+            return False
+        self.held.update(keys)
+        return True
+
+    def forget_held(self) -> None:
+        """The transaction may have ended behind the owner's back: ask again for every key."""
+        if self.held is not None:
+            self.held.clear()
+        if self.reads is not None:
+            self.reads.clear()

@@ -419,13 +419,23 @@ def write_state_change(session: Session, record: Record, appearance_id: int | No
 # --- the stage -----------------------------------------------------------------------------------
 
 
-def _write(session: Session, record: Record, source: SourceRow, now: datetime, batch: Batch | None) -> dict[str, int]:
-    """The rows of one decided record; the counts it adds to its source's run."""
+def _write(
+    session: Session, record: Record, source: SourceRow, now: datetime, batch: Batch | None
+) -> tuple[dict[str, int], int | None]:
+    """The rows of one decided record; the counts it adds to its source's run, and the id of the
+    story it made (a new story only)."""
     decision = record.decision
     assert decision is not None
     if decision.kind == NEW_STORY:
-        write_new_story(session, record, source, now, batch)
-        return {"new_stories": 1, "new_appearances": 1}
+        return {"new_stories": 1, "new_appearances": 1}, write_new_story(session, record, source, now, batch)
+    return _write_to_known(session, record, source, now, batch), None
+
+
+def _write_to_known(
+    session: Session, record: Record, source: SourceRow, now: datetime, batch: Batch | None
+) -> dict[str, int]:
+    decision = record.decision
+    assert decision is not None
     if decision.kind == NEW_APPEARANCE:
         if decision.article_id is None:
             raise StaleDecisionError("a new appearance decision without an article")
@@ -450,20 +460,25 @@ class Store:
         self.sessions = sessions
         self.clock = clock
 
-    def write(self, record: Record, run: SourceRunRecorder, source: SourceRow) -> None:
-        """Store one decided record as one unit of work and count it on its source's run. A failure
-        is recorded on the run (fatal when the database failed: the next crawl pages fully)."""
+    def write(self, record: Record, run: SourceRunRecorder, source: SourceRow) -> int | None:
+        """Store one decided record as one unit of work and count it on its source's run; the id of
+        the story it made when it was a new one and is stored. A failure is recorded on the run
+        (fatal when the database failed: the next crawl pages fully)."""
         run.fetched += 1
         batch = batch_of(self.sessions)
         key = record.item.canonical_key
         failure = ""
         database_failed = False
+        # A new story is one statement (`story_rows`) whose conflicts the dedup locks rule out: on
+        # PostgreSQL its unit has no SAVEPOINT (`db.BatchedSessions`), and a failure replays the batch.
+        optimistic = record.decision is not None and record.decision.kind == NEW_STORY
         for attempt in range(2):
             now = self.clock()
             try:
-                with transaction(self.sessions) as session:
-                    count(session, run.source_run_id, _write(session, record, source, now, batch), batch)
-                return
+                with transaction(self.sessions, optimistic=optimistic) as session:
+                    counts, story_id = _write(session, record, source, now, batch)
+                    count(session, run.source_run_id, counts, batch)
+                return story_id
             except IntegrityError as exc:
                 failure = str(exc.orig)
             except StaleDecisionError as exc:
@@ -481,7 +496,7 @@ class Store:
                         # Another crawl stored this page between our decision and our insert.
                         log.info("%s was stored concurrently; counted as unchanged", key)
                         count(session, run.source_run_id, {"unchanged": 1}, batch)
-                        return
+                        return None
             except DatabaseError as exc:
                 failure, database_failed = str(exc), True
                 break
@@ -497,6 +512,7 @@ class Store:
                 fatal=database_failed,
             )
         )
+        return None
 
     def list_page(self, item: ListPageItem, run: SourceRunRecorder) -> None:
         """Keep a list page's validators for the next cycle's conditional request."""

@@ -54,6 +54,12 @@ class Batch:
         # Set when a unit of this transaction was rolled back: ids of rows found from then on may be
         # this transaction's own earlier inserts, so they wait for the commit too.
         self.tainted = False
+        # Dedup lock keys this transaction holds (`pipeline.locks`): taken outside any unit, so a
+        # unit's rollback keeps them; emptied in place when the transaction ends, which releases them.
+        self.locks: set[int] = set()
+        # What the transaction read under those locks, for decisions still to come (by the reader's
+        # key): valid only while the locks are held, so emptied with them.
+        self.reads: dict[Hashable, Any] = {}
 
     # -- deferred writes
 
@@ -118,3 +124,5 @@ class Batch:
         self.deferred.clear()
         self.pending = Ids()
         self.tainted = False
+        self.locks.clear()
+        self.reads.clear()

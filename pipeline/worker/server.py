@@ -96,13 +96,17 @@ def serve(conn: Connection, ingest: Ingest) -> None:
         if isinstance(message, Stop):
             return
         if isinstance(message, Pages):
-            for sid, page in message.pages:
-                ingest.handle(sid, page)
-                handled += 1
-                if ingest.commit_due():
-                    ingest.commit()
-                if not ingest.pending:
-                    settled = handled
+            pages = list(message.pages)
+            while pages:
+                room = ingest.room  # a group prepared together goes into one batch
+                for sid, page in ingest.prepare(pages[:room]):
+                    ingest.handle(sid, page)
+                    handled += 1
+                    if ingest.commit_due():
+                        ingest.commit()
+                    if not ingest.pending:
+                        settled = handled
+                pages = pages[room:]
         elif isinstance(message, Open):
             try:
                 ingest.open_source(message.sid, message.source)
