@@ -36,6 +36,7 @@ from pipeline.corpus.db import (
     session_factory,
 )
 from pipeline.corpus.runs import SourceRow, SourceRunRecorder
+from pipeline.corpus.search_index import BackgroundMerge
 from pipeline.corpus.tagstore import tag_ids, wanted_tags
 from pipeline.dedup import Deduplicator
 from pipeline.locks import DedupLocks, LockBusy
@@ -100,8 +101,14 @@ class Ingest:
         self.clock = clock
         # Dedup locks need the decision and the rows in one transaction: batched sessions only.
         locking = engine.dialect.name if batched else "none"
+        self.merge: BackgroundMerge | None = None
         if isinstance(self.sessions, BatchedSessions):
             locks = DedupLocks(locking, self.sessions.batch.locks, self.sessions.batch.reads)
+            if engine.dialect.name == "postgresql":
+                # The search index's pending lists are merged after each commit, on a thread of
+                # their own, instead of by the batch before it (`search_index`).
+                self.merge = BackgroundMerge(engine)
+                self.sessions.batch.merges_search_index = False
         else:
             locks = DedupLocks(locking)
         self.deduplicator = Deduplicator(locks)
@@ -311,6 +318,8 @@ class Ingest:
         if isinstance(self.sessions, BatchedSessions):
             try:
                 self.sessions.commit()
+                if self.merge is not None:
+                    self.merge.request()
             except DatabaseError as exc:
                 log.error("a batch of pages was not stored: %s", exc)
             if not self._replaying:
@@ -336,5 +345,7 @@ class Ingest:
         self.sources.clear()
         if isinstance(self.sessions, BatchedSessions):
             self.sessions.close()
+        if self.merge is not None:
+            self.merge.close()
         if self.owns_engine:
             self.engine.dispose()

@@ -11,6 +11,7 @@ On SQLite the pages go through as they came (one writer, in-process savepoints).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -19,8 +20,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, event, select
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session
 
+from archive.search import Filters, search
 from crawler.items import ArticleItem
 from pipeline.corpus.db import make_engine, upgrade
 from pipeline.corpus.models import Appearance, Article, SourceRun
@@ -214,3 +217,47 @@ def test_a_page_that_cannot_be_stored_fails_alone(
         assert len(replayed) == (1 if postgresql else 0)
     finally:
         ingest.shutdown()
+
+
+def test_the_search_index_is_merged_after_commits_and_none_is_left_pending(
+    two_databases: tuple[str, str], now: datetime
+) -> None:
+    """PostgreSQL: the ingest's transactions leave the GIN merge to a thread of their own that runs
+    after each commit (the worker no longer waits for it), and nothing is left pending once the
+    ingest shuts down. On both databases every stored story is found."""
+    url, _ = two_databases
+    ingest = _ingest(url, now)
+    names = ["original", "notice_lecture", "same_unit_other", "brief_news", "notice_reading_class"]
+    threads: list[tuple[str, str]] = []
+
+    def listener(*args: Any) -> None:
+        threads.append((threading.current_thread().name, " ".join(str(args[2]).split())))
+
+    event.listen(ingest.engine, "before_cursor_execute", listener)
+    pages = [(SID, article_item(name, text(name), title=f"标题{i}", published_at=now)) for i, name in enumerate(names)]
+    for sid, page in ingest.prepare(pages):
+        assert ingest.handle(sid, page) is Outcome.STORED
+    ingest.commit()
+    ingest.close_source(SID, requests=6)
+    postgresql = ingest.engine.dialect.name == "postgresql"
+    crawling = len(threads)
+    ingest.shutdown()  # the last merge: on the caller's thread, once the merge thread has stopped
+    event.remove(ingest.engine, "before_cursor_execute", listener)
+    merges = {name for name, statement in threads[:crawling] if "gin_clean_pending_list" in statement}
+    if postgresql:
+        assert merges <= {"search-index-merge"}  # never on the ingest's own thread while it stores
+        assert any("gin_clean_pending_list" in statement for _, statement in threads[crawling:])
+        engine = make_engine(url)
+        with engine.connect() as connection:
+            left = connection.execute(sql_text("SELECT gin_clean_pending_list('ix_article_search_body'::regclass)"))
+            assert left.scalar_one() == 0
+        engine.dispose()
+    else:
+        assert merges == set()
+    engine = make_engine(url)
+    with Session(engine) as session:
+        for name in names:
+            phrase = text(name).splitlines()[1][:6]
+            found = search(session, phrase, Filters(), tz=now.tzinfo)  # type: ignore[arg-type]
+            assert found.total >= 1, (name, phrase)
+    engine.dispose()

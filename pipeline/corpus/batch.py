@@ -60,6 +60,9 @@ class Batch:
         # What the transaction read under those locks, for decisions still to come (by the reader's
         # key): valid only while the locks are held, so emptied with them.
         self.reads: dict[Hashable, Any] = {}
+        # Whether the transaction merges the search index's pending lists before its commit
+        # (`search_index`); not when its owner has them merged after the commit.
+        self.merges_search_index = True
 
     # -- deferred writes
 

@@ -6,24 +6,33 @@ PostgreSQL: `article_search(article_id, title_tsv, body_tsv)` with GIN indexes, 
 which is folded (NFKC, titles too) like the queries; nothing shown is read from the index.
 Callers run these inside the transaction that changes the article, so the index never drifts.
 
-PostgreSQL's GIN indexes keep a pending list (migration 0010): an ingest batch appends its entries
-there and merges them into the index once, just before its commit (`gin_clean_pending_list`),
-which costs less than half of writing every article's thousand bigrams into the index one by one;
-a write outside a batch merges at once. No pending list outlives the transaction that made it, so
-a query never meets one (a long one made the planner prefer a sequential scan: migration 0002).
+PostgreSQL's GIN indexes keep a pending list (migration 0010): a batch appends its entries there
+and merges them into the index once, just before its commit (`gin_clean_pending_list`), which
+costs less than half of writing every article's thousand bigrams into the index one by one; a
+write outside a batch merges at once. The ingest of a crawl merges after its commits instead, on
+a connection and thread of their own (`BackgroundMerge`): the merge is server work the pipeline
+worker would otherwise wait for, batch after batch. So a pending list holds at most the entries
+of the last batch or two, for the moment a merge takes, and none outlives the crawl (a long one
+made the planner prefer a sequential scan: migration 0002); a query that meets it still finds
+its entries.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from typing import TYPE_CHECKING
 
-from sqlalchemy import text
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from pipeline.corpus.textsplit import split_text
 
 if TYPE_CHECKING:
     from pipeline.corpus.batch import Batch
+
+log = logging.getLogger(__name__)
 
 
 def _dialect(session: Session) -> str:
@@ -85,9 +94,55 @@ def index_article(
 
 def _merge_last(batch: Batch) -> None:
     """Defer the merge of the pending lists to after every entry the batch defers (re-deferred at
-    the end, so it runs after the entries deferred before it)."""
+    the end, so it runs after the entries deferred before it); none when the batch's owner merges
+    after the commit (`Batch.merges_search_index`)."""
     batch.take(("search", "merge"))
-    batch.defer(("search", "merge"), _PG_MERGE, {})
+    if batch.merges_search_index:
+        batch.defer(("search", "merge"), _PG_MERGE, {})
+
+
+class BackgroundMerge:
+    """Merges the GIN pending lists after a batch committed, on a thread and a connection of its own
+    (PostgreSQL), while the batch's owner goes on with the next one.
+
+    `request` after each commit: a merge runs soon after (one merge answers every request made
+    before it started). A merge that fails is logged and leaves the entries pending, where queries
+    still find them, until the next merge (or autovacuum) takes them. `close` stops the thread and
+    merges once more, so no pending list outlives the ingest."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._wanted = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="search-index-merge", daemon=True)
+        self._thread.start()
+
+    def request(self) -> None:
+        self._wanted.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()  # a request made during this merge asks for another
+            if self._stopping:
+                return
+            self.merge()
+
+    def merge(self) -> None:
+        try:
+            with self._engine.connect() as connection:
+                connection.execute(_PG_MERGE)
+                connection.commit()
+        except DBAPIError as exc:
+            log.warning(
+                "search index: the pending entries wait for the next merge: %s", " ".join(str(exc.orig).split())
+            )
+
+    def close(self) -> None:
+        self._stopping = True
+        self._wanted.set()
+        self._thread.join()
+        self.merge()
 
 
 def remove_article(session: Session, article_id: int, *, batch: Batch | None = None) -> None:
