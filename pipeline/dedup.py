@@ -441,6 +441,14 @@ def decide(session: Session, record: Record, index: StoryIndex, lookups: Lookups
     )
 
 
+def _names(lookups: Lookups, story: int | None) -> bool:
+    """Whether `lookups` read anything of the story with id `story`."""
+    if story is None:
+        return False
+    owner = lookups.appearance[1] if lookups.appearance is not None else None
+    return story in (owner, lookups.by_hash) or story in lookups.holders
+
+
 def _read_key(record: Record) -> tuple[str, str]:
     """What a page's lookups answer for: the same key and hash read the same rows."""
     return (record.item.canonical_key, record.content_hash)
@@ -506,21 +514,27 @@ class Deduplicator:
 
     def stored(self, record: Record, story_id: int | None) -> None:
         """`record` was stored (`story_id`: the new story it made) in the transaction that holds its
-        group's reads: the new story joins the index (the next catch-up would have loaded it), and
-        reads it may have changed are dropped: a new story's key and hash; anything but a new or
-        unchanged page may change any (an edit moves a story's hash), so then all are dropped."""
+        group's reads: a new story joins the index (the next catch-up would have loaded it), and the
+        reads it may have changed are dropped. A stored page writes rows with its canonical key and
+        content hash, and may change the story it joined or edited (its text and hash: a fuller
+        original, an edit): reads of the same key or hash, and reads that name that story, are
+        dropped; no other read can tell the difference."""
         reads = self.locks.reads
         if not reads or record.decision is None:
             return
-        if record.decision.kind == NEW_STORY:
-            if story_id is not None and record.minhash is not None:
-                self.index.add_own(story_id, record.minhash)
-            key, content_hash = _read_key(record)
-            stale = [read for read in reads if isinstance(read, tuple) and (read[0] == key or read[1] == content_hash)]
-            for read in stale:
-                del reads[read]
-        elif record.decision.kind != UNCHANGED:
-            reads.clear()
+        if record.decision.kind == UNCHANGED:
+            return
+        if record.decision.kind == NEW_STORY and story_id is not None and record.minhash is not None:
+            self.index.add_own(story_id, record.minhash)
+        key, content_hash = _read_key(record)
+        story = record.decision.article_id
+        stale = [
+            read
+            for read, lookups in reads.items()
+            if isinstance(read, tuple) and (read[0] == key or read[1] == content_hash or _names(lookups, story))
+        ]
+        for read in stale:
+            del reads[read]
 
     def forget(self) -> None:
         """After a rolled-back batch: reload every stored signature at the next decision (before

@@ -166,6 +166,37 @@ def test_a_group_asks_the_server_once_for_what_each_page_asked(two_databases: tu
         assert len(savepoints) == len(names), said
 
 
+def test_a_repost_in_a_group_leaves_the_other_pages_reads_alone(two_databases: tuple[str, str], now: datetime) -> None:
+    """A repost stored in the middle of a group changes what reads of its key, its hash and its
+    story would see, and nothing else: the pages after it keep the lookups their group read (on
+    PostgreSQL no page asks again), and the decisions are those of pages stored one at a time."""
+    url, _ = two_databases
+    ingest = _ingest(url, now)
+    ingest.handle(SID, article_item("first", text("original"), published_at=now - timedelta(days=1)))
+    ingest.commit()
+    names = ["notice_lecture", "same_unit_other", "brief_news", "notice_reading_class"]
+    pages = [
+        (SID, article_item(name, text(name), title=f"标题{i}", published_at=now - timedelta(hours=i)))
+        for i, name in enumerate(names)
+    ]
+    pages.insert(2, (SID, article_item("copy", text("repost_header_footer"), published_at=now)))
+    said, listener = _statements(ingest.engine)
+    try:
+        for sid, page in ingest.prepare(pages):
+            assert ingest.handle(sid, page) is Outcome.STORED
+        ingest.commit()
+    finally:
+        event.remove(ingest.engine, "before_cursor_execute", listener)
+        postgresql = ingest.engine.dialect.name == "postgresql"
+        stored = _stored(ingest.engine)
+        ingest.shutdown()
+    story = {key.rsplit("/", 1)[1]: guid for key, guid, _ in stored["pages"]}
+    assert story["copy.html"] == story["first.html"]
+    assert len(set(story.values())) == len(names) + 1
+    catch_ups = [s for s in said if "AS part" in s]  # the catch-up with the lookups, of a group or a page
+    assert len(catch_ups) == (1 if postgresql else len(pages)), catch_ups
+
+
 class Unstorable(dict[str, Any]):
     """What a spider may leave in `extra`: data that cannot become JSON (here: it holds itself)."""
 

@@ -279,9 +279,14 @@ class BatchedSessions:
                     yield session
             except OperationalError as exc:
                 raise self._abandon(exc) from exc
-            except BaseException as exc:
+            except Exception as exc:
                 self._roll_back()
                 raise ReplayBatch(str(exc)) from exc
+            except BaseException:  # interrupted: the batch is lost, and recorded so, as when the database fails
+                self._roll_back()
+                if self.on_abandon is not None:
+                    self.on_abandon("interrupted while storing the batch")
+                raise
             self.units += 1
             return
         savepoint = session.begin_nested()
