@@ -62,6 +62,9 @@ LEAD = "全会精神内涵丰富、意义重大，必须学深悟透、融会贯
         ("王立新、李敏（市财政局）", "市财政局", (), ["王立新", "李敏"]),
         ("作者：刘文博 高远（市教育局）", "市教育局", (), ["刘文博", "高远"]),
         ("叶其炎 | 市科学技术局党组书记、局长", "市科学技术局", ("党组书记", "局长"), ["叶其炎"]),
+        # positions parted by a space inside the brackets, as by 、
+        ("叶其炎（市科学技术局党组书记 局长）", "市科学技术局", ("党组书记", "局长"), ["叶其炎"]),
+        ("王立新（市财政局 党组书记 局长）", "市财政局", ("党组书记", "局长"), ["王立新"]),
     ],
 )
 def test_parse_byline(line: str, org: str, positions: tuple[str, ...], names: list[str]) -> None:
@@ -112,8 +115,11 @@ def test_credit_lines() -> None:
     assert supplied is not None and supplied.labels == ["市民政局"]
     labelled = read_credit_line("（来源：市教育局）")
     assert labelled is not None and labelled.labels == ["市教育局"]
-    # a labelled byline is no credit line: it names an organisation
+    # a labelled byline is no credit line: it names an organisation (a unit and a person under one label)
     assert read_credit_line("文/市教育局 张晓燕") is None
+    assert read_credit_line("文字：市教育局 张晓燕　图片：李敏") is None
+    # 提供 is a verb of prose: only 供稿 and 供图 make a part of a credit line
+    assert read_credit_line("为群众提供服务　编辑：李晓") is None
     assert read_credit_line(LEAD) is None
 
 
@@ -137,6 +143,12 @@ def test_credit_lines() -> None:
         ("投稿单位：市财政局", [], [], ["市财政局"]),
         ("来源单位：市财政局", [], [], ["市财政局"]),
         ("撰稿：王立新　时间：2025年11月20日", ["王立新"], [], []),
+        # a unit under one author label and a person under another
+        ("文字：市财政局　图片：李敏", ["李敏"], [], ["市财政局"]),
+        ("文字：李敏　图片：市财政局", ["李敏"], [], ["市财政局"]),
+        # 「…供稿」 as one part of the line
+        ("（市财政局供稿　撰稿：王立新）", ["王立新"], [], ["市财政局"]),
+        ("市财政局供稿　编辑：李晓", [], ["李晓"], ["市财政局"]),
     ],
 )
 def test_credit_line_forms(line: str, authors: list[str], editors: list[str], labels: list[str]) -> None:

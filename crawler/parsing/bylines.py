@@ -297,7 +297,9 @@ def _drafts(text: str, is_unit: IsUnit | None) -> list[_Draft]:
     if name_first:
         names = [p for token in _tokens(name_first.group("names")) for p in _PIECE_SEP.split(token) if p]
         if names and len(names) <= 4 and all(is_person_name(name) for name in names):
-            head = _read_head([p for p in _PIECE_SEP.split(name_first.group("head")) if p], is_unit)
+            # 「王立新（市财政局党组书记 局长）」: a space parts the positions as 、 does
+            head_pieces = [p for token in _tokens(name_first.group("head")) for p in _PIECE_SEP.split(token) if p]
+            head = _read_head(head_pieces, is_unit)
             # Several people share the organisation; a position is only sure to be one person's.
             return [
                 _Draft(org=head.org, positions=head.positions if len(names) == 1 else [], name=name) for name in names
@@ -387,11 +389,13 @@ _AUTHOR_LABEL = alternation(AUTHOR_LABELS)
 _LABEL_RUN = re.compile(rf"^(?P<first>{_AUTHOR_LABEL})(?:\s*[、/&]\s*(?:{_AUTHOR_LABEL}))+(?=\s*[:|]|\s|$)")
 _FIELD = re.compile(rf"^(?:{alternation(FIELD_LABELS)})\s*[:|]")
 _SUPPLIED = re.compile(rf"^(?P<org>[{HAN}()]{{2,30}}?)\s*(?:供稿|供图|提供)$")
+# 「市财政局供稿」 as one part among labelled ones (「（市财政局供稿　撰稿：王立新）」); not 提供, a verb of prose.
+_SUPPLIED_PART = re.compile(rf"^(?P<org>[{HAN}()]{{2,30}}?)(?:供稿|供图)$")
 
 
 # Cheap tests on the line as written, before folding it.
 _LABEL_FIRST = re.compile(rf"^[\s(（【\[]*(?:{alternation((*AUTHOR_LABELS, *EDITOR_LABELS, *SOURCE_LABELS))})")
-_SUPPLIED_END = re.compile(r"(?:供稿|供图|提供)\s*[)）】\]。.]?\s*$")
+_SUPPLIED_END = re.compile(r"(?:供稿|供图|提供)\s*[)）】\]。.]?\s*$|^[\s(（【\[]*[^\s:：]{2,30}?(?:供稿|供图)[\s\u3000]")
 
 
 @dataclass
@@ -416,6 +420,8 @@ def read_credit_line(line: str) -> _CreditLine | None:
     result = _CreditLine()
     current: list[str] | None = None
     ignored: list[str] = []  # the values of other fields (时间：…)
+    credited: list[list[str]] = []  # what each author label names, label by label
+    supplied: list[str] = []  # 「市财政局供稿」 among the parts
     for segment in (s for s in _SEGMENT_SEP.split(text) if s):
         if _FIELD.match(segment):
             current = ignored
@@ -429,27 +435,37 @@ def read_credit_line(line: str) -> _CreditLine | None:
             elif label in EDITOR_LABELS:
                 current = result.editors
             else:
-                current = result.authors
+                current = []
+                credited.append(current)
             if value:
                 current.extend(p for p in _PIECE_SEP.split(value) if p)
+            continue
+        part = _SUPPLIED_PART.match(segment)
+        if part is not None:
+            supplied.append(part.group("org"))
+            current = None  # what follows needs a label of its own
             continue
         if current is None:
             return None
         current.extend(p for p in _PIECE_SEP.split(segment) if p)
-    if not (result.authors or result.editors or result.labels):
-        return None
-    # 「文/图：市财政局」, 「图文：市财政局」: the unit made the article and names no person; as a label.
-    # Each its own label: joined to a 来源 before it (「来源：临溪机关党建　作者：市财政局」) the account's
-    # name would read as a place in front of the unit's.
+    # 「文/图：市财政局」, 「图文：市财政局」: the unit made the article and names no person; as a label,
+    # also beside a person under another label (「文字：市财政局　图片：李敏」). Each its own label: joined
+    # to a 来源 before it (「来源：临溪机关党建　作者：市财政局」) the account's name would read as a place
+    # in front of the unit's. Under one label a unit with a person (「文/市财政局 张三」) is a byline.
     makers: list[str] = []
-    if result.authors and all(looks_like_unit(_strip_suffix(name)) for name in result.authors):
-        makers, result.authors = [_strip_suffix(name) for name in result.authors], []
+    for names in credited:
+        if names and all(looks_like_unit(_strip_suffix(name)) for name in names):
+            makers.extend(_strip_suffix(name) for name in names)
+        else:
+            result.authors.extend(names)
+    if not (result.authors or result.editors or result.labels or makers or supplied):
+        return None
     # Authors and editors are people: a part that is no name (an organisation after 文/ with a name
     # after it) means the line is a byline with a label, not a credit line.
     if any(not is_person_name(_strip_suffix(name)) for name in (*result.authors, *result.editors)):
         return None
     result.authors = [_strip_suffix(name) for name in result.authors]
-    result.labels = ([" ".join(result.labels)] if result.labels else []) + makers
+    result.labels = ([" ".join(result.labels)] if result.labels else []) + makers + supplied
     return result
 
 
