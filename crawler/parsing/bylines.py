@@ -395,7 +395,9 @@ _SUPPLIED_PART = re.compile(rf"^(?P<org>[{HAN}()]{{2,30}}?)(?:供稿|供图)$")
 
 # Cheap tests on the line as written, before folding it.
 _LABEL_FIRST = re.compile(rf"^[\s(（【\[]*(?:{alternation((*AUTHOR_LABELS, *EDITOR_LABELS, *SOURCE_LABELS))})")
-_SUPPLIED_END = re.compile(r"(?:供稿|供图|提供)\s*[)）】\]。.]?\s*$|^[\s(（【\[]*[^\s:：]{2,30}?(?:供稿|供图)[\s\u3000]")
+_SUPPLIED_END = re.compile(
+    r"(?:供稿|供图|提供)\s*[)）】\]。.]?\s*$|^[\s(（【\[]*[^\s:：]{2,30}?(?:供稿|供图)[\s\u3000]"
+)
 
 
 @dataclass
@@ -421,7 +423,7 @@ def read_credit_line(line: str) -> _CreditLine | None:
     current: list[str] | None = None
     ignored: list[str] = []  # the values of other fields (时间：…)
     credited: list[list[str]] = []  # what each author label names, label by label
-    supplied: list[str] = []  # 「市财政局供稿」 among the parts
+    suppliers: list[str] = []  # 「市财政局供稿」 among the parts
     for segment in (s for s in _SEGMENT_SEP.split(text) if s):
         if _FIELD.match(segment):
             current = ignored
@@ -442,7 +444,7 @@ def read_credit_line(line: str) -> _CreditLine | None:
             continue
         part = _SUPPLIED_PART.match(segment)
         if part is not None:
-            supplied.append(part.group("org"))
+            suppliers.append(part.group("org"))
             current = None  # what follows needs a label of its own
             continue
         if current is None:
@@ -458,14 +460,14 @@ def read_credit_line(line: str) -> _CreditLine | None:
             makers.extend(_strip_suffix(name) for name in names)
         else:
             result.authors.extend(names)
-    if not (result.authors or result.editors or result.labels or makers or supplied):
+    if not (result.authors or result.editors or result.labels or makers or suppliers):
         return None
     # Authors and editors are people: a part that is no name (an organisation after 文/ with a name
     # after it) means the line is a byline with a label, not a credit line.
     if any(not is_person_name(_strip_suffix(name)) for name in (*result.authors, *result.editors)):
         return None
     result.authors = [_strip_suffix(name) for name in result.authors]
-    result.labels = ([" ".join(result.labels)] if result.labels else []) + makers + supplied
+    result.labels = ([" ".join(result.labels)] if result.labels else []) + makers + suppliers
     return result
 
 
