@@ -514,3 +514,48 @@ def test_near_duplicate_notices_with_a_short_body_stay_apart(sessions: sessionma
     assert record.decision is not None and record.decision.kind == NEW_APPEARANCE
     with sessions() as s:
         assert s.get(Article, record.decision.article_id).title == NOTICE_TITLES[4]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("recent_max", [0, 16, 10_000])
+def test_the_sorted_index_finds_what_a_scan_of_every_stored_band_finds(recent_max: int) -> None:
+    """The index's sorted bands (merged whole after a bulk load, by insertion after a few adds, or
+    not yet) answer as a comparison with every stored band key would: parts that share a band key
+    with the query, whole or head, and no other."""
+    rng = np.random.default_rng(11)
+    bands, rows = pipeline.similarity.LSH_BANDS
+    stored: list[tuple[int, bytes]] = []
+    for article_id in range(1, 400):
+        values = rng.integers(0, 2**63, size=2 * NUM_PERM, dtype=np.uint64)
+        if article_id % 7 == 0:  # shares one band of rows with an earlier article: a candidate pair
+            earlier = np.frombuffer(stored[int(rng.integers(len(stored)))][1], dtype="<u8")
+            band = int(rng.integers(bands))
+            values[band * rows : (band + 1) * rows] = earlier[band * rows : (band + 1) * rows]
+        stored.append((article_id, values.astype("<u8").tobytes()))
+    index = SignatureIndex()
+    index.RECENT_MAX = recent_max
+
+    parts: list[np.ndarray] = []  # the band keys of every stored part, and their articles
+    owners: list[int] = []
+
+    def store(article_id: int, data: bytes) -> None:
+        index.add(article_id, data)
+        for part in pipeline.similarity.signature_halves(data):
+            parts.append(pipeline.similarity.band_keys(part))
+            owners.append(article_id)
+
+    hits = 0
+    for n, (article_id, data) in enumerate(stored):
+        expected: set[int] = set()
+        if parts:
+            table = np.stack(parts)
+            for part in pipeline.similarity.signature_halves(data):
+                mask = (table == pipeline.similarity.band_keys(part)).any(axis=1)
+                expected.update(np.asarray(owners)[mask].tolist())
+        assert index.candidates(data) == sorted(expected), article_id
+        hits += bool(expected)
+        store(article_id, data)
+        if n == 200:  # a bulk load: many at once before the next query
+            for extra_id in range(1000, 1300):
+                store(extra_id, rng.integers(0, 2**63, size=2 * NUM_PERM, dtype=np.uint64).astype("<u8").tobytes())
+    assert hits >= 50  # the planted pairs: the comparison is not vacuous
+    assert len(index) == 399 + 300
