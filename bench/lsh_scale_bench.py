@@ -49,12 +49,16 @@ def _one(n: int, seed: int) -> dict[str, float]:
     before = _rss_mb()
     planted: list[tuple[int, bytes]] = []
     load = 0.0
+    chunk: list[tuple[int, bytes]] = []
     for article_id, data in _stored(n, seed):
-        t0 = time.process_time()
-        index.add(article_id, data)
-        load += time.process_time() - t0
+        chunk.append((article_id, data))
         if len(planted) < QUERIES // 10 and rng.random() < QUERIES / n:
             planted.append((article_id, data))
+        if len(chunk) == 50_000 or article_id == n:  # as a crawl's first catch-up loads them (`add_many`)
+            t0 = time.process_time()
+            index.add_many(chunk)
+            load += time.process_time() - t0
+            chunk = []
     t0 = time.perf_counter()
     index.candidates(_signatures(rng, 1)[0].astype("<u8").tobytes())  # the first query sorts what was loaded
     first = time.perf_counter() - t0
@@ -116,7 +120,7 @@ def run() -> list[str]:
         f"(found by both sides); the scan on {SCANNED} of them. One process, in memory.",
         "",
         "| stored stories | candidates of a page: sorted bands, median (p95) | scan of every band key (baseline) "
-        "| speed-up | load (adding every stored signature) | first query (sorts the load) | index memory |",
+        "| speed-up | load (`add_many` of every stored signature) | first query (sorts the load) | index memory |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in results:

@@ -245,12 +245,14 @@ class StoryIndex:
             if self.gaps:
                 rows[:0] = connection.execute(_SIGNATURES_OF, {"ids": sorted(self.gaps)}).all()
         stale: list[int] = []
+        current: list[tuple[int, bytes]] = []
         for article_id, data, scheme in rows:
             self._seen(article_id)
             if data is None or scheme != SIGNATURE_SCHEME:
                 stale.append(article_id)
                 continue
-            self.signatures.add(article_id, data)
+            current.append((article_id, data))
+        self.signatures.add_many(current)
         if stale:
             self._upgrade(session, stale, store=store_upgrades)
         return len(rows)

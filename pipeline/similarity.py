@@ -32,6 +32,8 @@ import numpy as np
 from pipeline.corpus.textsplit import fold_for_matching
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from datasketch import MinHash
 
 NUM_PERM = 128
@@ -245,10 +247,16 @@ def band_keys(values: np.ndarray) -> np.ndarray:
     """One uint64 per LSH band of a signature part (128 values): two parts share a key in a band
     exactly when they agree on all of that band's values (up to a 2^-64 chance of a false key match,
     which the exact `overlap` check behind every candidate absorbs)."""
+    keys: np.ndarray = _band_keys_of_rows(values[np.newaxis, :])[0]
+    return keys
+
+
+def _band_keys_of_rows(values: np.ndarray) -> np.ndarray:
+    """`band_keys` of every row of `values` (parts × 128): parts × bands."""
     bands, rows = LSH_BANDS
-    grid = values[: bands * rows].astype(np.uint64).reshape(bands, rows)
+    grid = values[:, : bands * rows].astype(np.uint64).reshape(len(values), bands, rows)
     with np.errstate(over="ignore"):
-        folded: np.ndarray = (grid * _BAND_MULTIPLIERS[:rows]).sum(axis=1, dtype=np.uint64)
+        folded: np.ndarray = (grid * _BAND_MULTIPLIERS[:rows]).sum(axis=2, dtype=np.uint64)
         folded ^= folded >> np.uint64(29)
         folded *= np.uint64(0xBF58476D1CE4E5B9)
         folded ^= folded >> np.uint64(32)
@@ -299,6 +307,25 @@ class SignatureIndex:
             self._size += 1
         self._ids.add(article_id)
 
+    def add_many(self, signatures: Sequence[tuple[int, bytes]]) -> None:
+        """`add` for many (article id, signature) at once, their band keys computed together: a
+        crawl's first catch-up loads every stored signature (a million at a province's size)."""
+        for start in range(0, len(signatures), 20_000):
+            chunk = signatures[start : start + 20_000]
+            values = np.frombuffer(b"".join(data for _, data in chunk), dtype="<u8").reshape(len(chunk), 2 * NUM_PERM)
+            keys = np.stack(
+                [_band_keys_of_rows(values[:, :NUM_PERM]), _band_keys_of_rows(values[:, NUM_PERM:])], axis=1
+            )
+            keys = keys.reshape(2 * len(chunk), -1)  # whole, head, whole, head…: as `add` appends them
+            owners = np.repeat(np.asarray([article_id for article_id, _ in chunk], dtype=np.int32), 2)
+            while self._size + len(owners) > len(self._recent_owners):
+                self._recent = np.concatenate([self._recent, np.zeros_like(self._recent)])
+                self._recent_owners = np.concatenate([self._recent_owners, np.zeros_like(self._recent_owners)])
+            self._recent[self._size : self._size + len(owners)] = keys
+            self._recent_owners[self._size : self._size + len(owners)] = owners
+            self._size += len(owners)
+            self._ids.update(article_id for article_id, _ in chunk)
+
     def _merge(self) -> None:
         """Move the recent rows into the sorted bands: a sort of everything when they are many
         (a bulk load), else an insert of the few at their places."""
@@ -311,7 +338,7 @@ class SignatureIndex:
         if keys.shape[1] * 8 >= self._keys.shape[1]:
             all_keys = np.concatenate([self._keys, keys], axis=1)
             all_owners = np.concatenate([self._owners, np.broadcast_to(owners, keys.shape)], axis=1)
-            order = np.argsort(all_keys, axis=1, kind="stable")
+            order = np.argsort(all_keys, axis=1)  # equal keys in any order: candidates are a set
             self._keys = np.take_along_axis(all_keys, order, axis=1)
             self._owners = np.take_along_axis(all_owners, order, axis=1)
             return

@@ -559,3 +559,26 @@ def test_the_sorted_index_finds_what_a_scan_of_every_stored_band_finds(recent_ma
                 store(extra_id, rng.integers(0, 2**63, size=2 * NUM_PERM, dtype=np.uint64).astype("<u8").tobytes())
     assert hits >= 50  # the planted pairs: the comparison is not vacuous
     assert len(index) == 399 + 300
+
+
+def test_a_bulk_load_indexes_as_one_signature_at_a_time() -> None:
+    """`add_many` (a crawl's first catch-up) gives the index that `add` gives, signature by signature."""
+    rng = np.random.default_rng(12)
+    bands, rows = pipeline.similarity.LSH_BANDS
+    stored = [
+        (i, rng.integers(0, 2**63, size=2 * NUM_PERM, dtype=np.uint64).astype("<u8").tobytes()) for i in range(1, 301)
+    ]
+    one, bulk = SignatureIndex(), SignatureIndex()
+    for article_id, data in stored:
+        one.add(article_id, data)
+    bulk.add_many(stored)
+    assert len(bulk) == len(one) == 300 and 150 in bulk
+    for n in range(40):
+        probe = rng.integers(0, 2**63, size=2 * NUM_PERM, dtype=np.uint64)
+        source = np.frombuffer(stored[n * 7][1], dtype="<u8")
+        half, band = n % 2, n % bands  # share one band of the whole text or of the head
+        at = half * NUM_PERM + band * rows
+        probe[at : at + rows] = source[at : at + rows]
+        data = probe.astype("<u8").tobytes()
+        assert bulk.candidates(data) == one.candidates(data)
+        assert stored[n * 7][0] in bulk.candidates(data)
