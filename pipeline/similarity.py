@@ -284,11 +284,14 @@ class SignatureIndex:
         bands, _rows = LSH_BANDS
         self._keys = np.zeros((bands, 0), dtype=np.uint64)  # per band, sorted
         self._owners = np.zeros((bands, 0), dtype=np.int32)  # the article of each key, per band (ids are int32)
-        # Band keys of the parts added since the last merge, a row each (grown by doubling).
-        self._recent = np.zeros((1024, bands), dtype=np.uint64)
+        self._ids: set[int] = set()
+        self._empty_recent()
+
+    def _empty_recent(self) -> None:
+        """The band keys of the parts added since the last merge, a row each (grown by doubling)."""
+        self._recent = np.zeros((1024, LSH_BANDS[0]), dtype=np.uint64)
         self._recent_owners = np.zeros(1024, dtype=np.int32)
         self._size = 0
-        self._ids: set[int] = set()
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -298,14 +301,7 @@ class SignatureIndex:
 
     def add(self, article_id: int, data: bytes) -> None:
         """Index one more signature of an article (an article may keep several: original, edits, reposts)."""
-        for part in signature_halves(data):
-            if self._size == len(self._recent_owners):
-                self._recent = np.concatenate([self._recent, np.zeros_like(self._recent)])
-                self._recent_owners = np.concatenate([self._recent_owners, np.zeros_like(self._recent_owners)])
-            self._recent[self._size] = band_keys(part)
-            self._recent_owners[self._size] = article_id
-            self._size += 1
-        self._ids.add(article_id)
+        self.add_many([(article_id, data)])
 
     def add_many(self, signatures: Sequence[tuple[int, bytes]]) -> None:
         """`add` for many (article id, signature) at once, their band keys computed together: a
@@ -332,9 +328,7 @@ class SignatureIndex:
         keys = self._recent[: self._size].T.copy()  # (bands, n)
         owners = self._recent_owners[: self._size].copy()
         bands = keys.shape[0]
-        self._recent = np.zeros((1024, bands), dtype=np.uint64)
-        self._recent_owners = np.zeros(1024, dtype=np.int32)
-        self._size = 0
+        self._empty_recent()
         if keys.shape[1] * 8 >= self._keys.shape[1]:
             all_keys = np.concatenate([self._keys, keys], axis=1)
             all_owners = np.concatenate([self._owners, np.broadcast_to(owners, keys.shape)], axis=1)
