@@ -527,9 +527,11 @@ def test_the_sorted_index_finds_what_a_scan_of_every_stored_band_finds(recent_ma
     for article_id in range(1, 400):
         values = rng.integers(0, 2**63, size=2 * NUM_PERM, dtype=np.uint64)
         if article_id % 7 == 0:  # shares one band of rows with an earlier article: a candidate pair
+            # whole or head of this one with whole or head of the earlier one
             earlier = np.frombuffer(stored[int(rng.integers(len(stored)))][1], dtype="<u8")
             band = int(rng.integers(bands))
-            values[band * rows : (band + 1) * rows] = earlier[band * rows : (band + 1) * rows]
+            into, taken = (band * rows + NUM_PERM * int(rng.integers(2)) for _ in range(2))
+            values[into : into + rows] = earlier[taken : taken + rows]
         stored.append((article_id, values.astype("<u8").tobytes()))
     index = SignatureIndex()
     index.RECENT_MAX = recent_max
