@@ -4,6 +4,7 @@ PostgreSQL server named by ZHUANLAN_TEST_DATABASE_URL (each test gets its own sc
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -20,6 +21,15 @@ from pipeline.corpus.db import make_engine, session_factory, upgrade
 from tests.servers import postgresql_schema
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests that press Ctrl-C send SIGINT to a `zhuanlan` child, as a terminal does to its
+    foreground job. A suite started as a background job (`make test &`, some CI runners) inherits
+    SIGINT ignored, the children with it, and Python then leaves it ignored: those tests would
+    measure how the suite was started. Handled here, the children start with the default."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
