@@ -42,6 +42,18 @@ def _stored(n: int, seed: int) -> Iterator[tuple[int, bytes]]:
             yield start + offset + 1, values.astype("<u8").tobytes()
 
 
+def _timed_queries(index: SignatureIndex, queries: list[tuple[int | None, bytes]]) -> tuple[list[float], int]:
+    """Seconds of each query's `candidates`, and how many found the story planted in them."""
+    times = []
+    found = 0
+    for expected, data in queries:
+        t0 = time.perf_counter()
+        candidates = index.candidates(data)
+        times.append(time.perf_counter() - t0)
+        found += expected in candidates
+    return times, found
+
+
 def _one(n: int, seed: int) -> dict[str, float]:
     rng = np.random.default_rng(seed + 1)
     bands, rows = LSH_BANDS
@@ -70,23 +82,12 @@ def _one(n: int, seed: int) -> dict[str, float]:
         values = _signatures(rng, 1)[0]
         values[3 * rows : 4 * rows] = np.frombuffer(data, dtype="<u8")[3 * rows : 4 * rows]
         queries.append((article_id, values.astype("<u8").tobytes()))
-    times = []
-    found = 0
-    for expected, data in queries:
-        t0 = time.perf_counter()
-        candidates = index.candidates(data)
-        times.append(time.perf_counter() - t0)
-        found += expected in candidates
+    times, found = _timed_queries(index, queries)
     # The same queries once the stories a crawl stores since the last merge wait unsorted: at most
     # RECENT_MAX parts, two a story, added one by one as the ingest adds them.
     for offset, values in enumerate(_signatures(rng, SignatureIndex.RECENT_MAX // 2)):
         index.add(n + 1 + offset, values.astype("<u8").tobytes())
-    recent_times = []
-    for expected, data in queries:
-        t0 = time.perf_counter()
-        candidates = index.candidates(data)
-        recent_times.append(time.perf_counter() - t0)
-        found += expected in candidates
+    recent_times, found_again = _timed_queries(index, queries)
     table = np.stack([band_keys(part) for _, data in _stored(n, seed) for part in signature_halves(data)])
     owners = np.repeat(np.arange(1, n + 1), 2)
     scan_times = []
@@ -99,7 +100,7 @@ def _one(n: int, seed: int) -> dict[str, float]:
         scan_times.append(time.perf_counter() - t0)
         scan_found += expected in hits
     planted_scanned = sum(expected is not None for expected, _ in queries[-SCANNED:])
-    assert found == 2 * len(planted) and scan_found == planted_scanned, (found, scan_found)
+    assert found == found_again == len(planted) and scan_found == planted_scanned, (found, scan_found)
     assert bands == table.shape[1]
     return {
         "n": n,

@@ -326,7 +326,7 @@ class SignatureIndex:
             self._ids.update(article_id for article_id, _ in chunk)
 
     def _merge(self) -> None:
-        """Move the recent rows into the sorted bands: a sort of everything when they are many
+        """Move the recent parts into the sorted bands: a sort of everything when they are many
         (a bulk load), else an insert of the few at their places."""
         keys = self._recent[:, : self._size].copy()  # (bands, n)
         owners = self._recent_owners[: self._size].copy()
