@@ -697,6 +697,15 @@ def ensure_port_free(port: int, flag: str) -> None:
             ) from exc
 
 
+def any_free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on now (what the system hands out for port 0)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 DEMO_STATE = "demo-state.json"
 DEFAULT_SAMPLE_PORT = 8750
 
@@ -712,16 +721,18 @@ class DemoState:
 
 def demo_state(demo_dir: Path, requested_port: int | None, today: date) -> tuple[DemoState, bool]:
     """The directory's demo state (and whether it is new): kept from its first run; a first run
-    takes `requested_port` (default 8750) and today as the anchor."""
+    takes `requested_port` (default 8750; 0: any free port) and today as the anchor."""
     path = demo_dir / DEMO_STATE
     if not path.is_file():
+        if requested_port == 0:
+            return DemoState(any_free_port(), today), True
         return DemoState(requested_port or DEFAULT_SAMPLE_PORT, today), True
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         state = DemoState(int(data["sample_port"]), date.fromisoformat(data["anchor"]))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UserError(f"cannot read {path} ({exc}): remove the directory {demo_dir} to start a new demo") from exc
-    if requested_port is not None and requested_port != state.sample_port:
+    if requested_port not in (None, 0, state.sample_port):
         raise UserError(
             f"the demo in {demo_dir} serves its sample sources on port {state.sample_port}: their addresses "
             f"are part of every stored story's identity, so port {requested_port} would store them all again. "
@@ -1074,7 +1085,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sample-port",
         type=int,
-        help=f"a new demo's sample sources (default {DEFAULT_SAMPLE_PORT}); a demo directory keeps its port",
+        help=f"a new demo's sample sources (default {DEFAULT_SAMPLE_PORT}; 0: any free port); a demo directory "
+        "keeps its port",
     )
     p.add_argument("--smtp-port", type=int, default=8025)
     p.add_argument("--web-port", type=int, default=8080)

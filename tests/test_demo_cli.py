@@ -4,6 +4,7 @@ it ends by saying how to run commands against the demo; Ctrl-C stops it within 5
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -14,9 +15,13 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 
+import pytest
+
 from tests.support import free_port
+from zhuanlan_cli import DEMO_STATE, DemoState, UserError, demo_state, ensure_port_free
 
 ZHUANLAN = Path(sys.executable).parent / "zhuanlan"
 
@@ -71,6 +76,18 @@ def test_a_second_demo_into_the_same_directory_adds_and_sends_nothing(tmp_path: 
     assert moved.returncode == 1 and "Traceback" not in moved.stderr
     assert f"serves its sample sources on port {sample_port}" in moved.stderr and "--dir" in moved.stderr
     assert counts(demo_dir) == before
+
+
+def test_sample_port_zero_takes_a_free_port_that_the_directory_then_keeps(tmp_path: Path) -> None:
+    today = date(2026, 12, 4)
+    state, new = demo_state(tmp_path, 0, today)  # 0: whatever port is free, not the default 8750
+    assert new and state.sample_port > 0 and state.anchor == today
+    ensure_port_free(state.sample_port, "--sample-port")
+    (tmp_path / DEMO_STATE).write_text(json.dumps({"sample_port": 9123, "anchor": "2026-12-01"}), encoding="utf-8")
+    for requested in (None, 0, 9123):  # a kept demo: its own port, whatever 0 would pick
+        assert demo_state(tmp_path, requested, today) == (DemoState(9123, date(2026, 12, 1)), False)
+    with pytest.raises(UserError, match="serves its sample sources on port 9123"):
+        demo_state(tmp_path, 9124, today)
 
 
 def start_demo(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[bytes], Path, Path]:
