@@ -604,13 +604,15 @@ def login_lines(session: Session, tz: ZoneInfo, limit: int = 10) -> list[str]:
 
 def attribution_lines(session: Session, tz: ZoneInfo, limit: int = 10) -> list[str]:
     """What `status` says of attribution: the stories no unit could be read for (never counted for
-    any unit until the office decides), and the column candidates awaiting confirmation."""
+    any unit until the office decides), those it decided belong to no unit, and the column
+    candidates awaiting confirmation."""
+    from pipeline.corpus.corrections import awaiting_unit, confirmed_no_unit
     from pipeline.corpus.models import Article
 
-    total = session.scalar(select(func.count(Article.id)).where(Article.unit_id.is_(None))) or 0
+    total = session.scalar(select(func.count(Article.id)).where(awaiting_unit())) or 0
     shown = session.execute(
         select(Article.guid, Article.published_at, Article.title)
-        .where(Article.unit_id.is_(None))
+        .where(awaiting_unit())
         .order_by(Article.published_at.desc().nulls_last(), Article.id.desc())
         .limit(limit)
     ).all()
@@ -623,6 +625,9 @@ def attribution_lines(session: Session, tz: ZoneInfo, limit: int = 10) -> list[s
         lines.append(f"  {guid}  {day}  {title[:40]}")
     if total > len(shown):
         lines.append(f"  ……另有 {total - len(shown)} 篇（网页 /review 列出全部）")
+    settled = session.scalar(select(func.count(Article.id)).where(confirmed_no_unit())) or 0
+    if settled:
+        lines.append(f"已确认不属于任何单位的文章：{settled} 篇（不计入任何单位）")
     lines.append(f"专栏候选待确认：{candidates or 0} 篇（`zhuanlan correct GUID --in-column`）")
     return lines
 

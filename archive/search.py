@@ -156,6 +156,7 @@ class Hit:
     published_at: datetime | None
     score: float | None
     url: str | None = None  # where the story first appeared (its 首发 appearance)
+    unit_from: str | None = None  # where the unit was read; "manual" with no unit: decided to be nobody's
 
     @property
     def snippet_html(self) -> Markup:
@@ -606,8 +607,8 @@ def _order(sub: Subquery, sort: str) -> list[ColumnElement[Any]]:
 # What a hit shows: not the stored HTML (twice the text's size), nor the other columns.
 _HIT_COLUMNS = (
     load_only(
-        Article.id, Article.guid, Article.title, Article.author, Article.unit_id, Article.published_at,
-        Article.body_text, Article.first_appearance_id,
+        Article.id, Article.guid, Article.title, Article.author, Article.unit_id, Article.unit_from,
+        Article.published_at, Article.body_text, Article.first_appearance_id,
     ),
     selectinload(Article.unit),
 )  # fmt: skip
@@ -693,6 +694,7 @@ def search(
                 snippet=snippet(article.body_text, patterns, lead=partial(excerpt_text, title=article.title)),
                 url=urls.get(article.id),
                 unit=article.unit.name if article.unit else None,
+                unit_from=article.unit_from,
                 author=article.author,
                 published_at=article.published_at.astimezone(tz) if article.published_at else None,
                 score=float(row.score) if row.score is not None else None,

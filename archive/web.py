@@ -23,6 +23,7 @@ from archive.auth import SESSION_COOKIE, Sessions
 from archive.views import digest_review, feeds, images, operator, pages, reports, review, story, subscribers
 from archive.views.context import ViewContext
 from archive.views.images import fetch_image, image_src
+from pipeline.corpus.corrections import unit_text
 from zhuanlan_config import WebConf, secret_from_env
 
 if TYPE_CHECKING:
@@ -89,7 +90,9 @@ def create_app(
     def fmt_dt(value: datetime | None, pattern: str = "%Y-%m-%d %H:%M") -> str:
         return value.astimezone(tz).strftime(pattern) if value else "—"
 
-    app.jinja_env.globals.update(csrf_token=csrf_token, state_names=_STATE_NAMES, image_src=image_src)
+    app.jinja_env.globals.update(
+        csrf_token=csrf_token, state_names=_STATE_NAMES, image_src=image_src, unit_text=unit_text
+    )
     app.jinja_env.filters["dt"] = fmt_dt
     # Stored URLs are data from other sites: only http(s) ones become links (no javascript:).
     app.jinja_env.filters["http_url"] = lambda url: url if str(url).lower().startswith(("http://", "https://")) else "#"

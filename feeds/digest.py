@@ -98,6 +98,7 @@ class DigestArticle:
     link: str  # the column's WeChat post when there is one, else the unit-site page
     archive_link: str  # the story's page in our archive
     guid: str = ""  # the story's id: what the office's review pins or leaves out (feeds.review)
+    no_unit: bool = False  # no unit because the office decided it is nobody's (a correction), not unread
 
     @property
     def author(self) -> str | None:
@@ -159,6 +160,7 @@ class DigestData:
     issue: int = 1  # 第N期: weeks since the column's start week, the start week being 1
     unattributed: tuple[DigestArticle, ...] = ()  # this week's column stories of no known unit
     unattributed_total: int = 0
+    no_unit_total: int = 0  # of `unattributed_total`, those the office decided belong to no unit
     column_source_failed: bool = False  # a source of the whole column (no unit) failed this week
     intro: str | None = None  # the office's words for this issue (feeds.review), shown first
     pinned: tuple[DigestArticle, ...] = ()  # stories the office put on top (本期推荐)
@@ -235,7 +237,7 @@ class RenderedDigest:
 
 
 def _greeting(recipient: DigestRecipient, operator: bool) -> str:
-    return "运维副本（含未识别单位和采集异常详情）" if operator else f"{recipient.name}同志：您好！"
+    return "运维副本（含未计入单位的文章和采集异常详情）" if operator else f"{recipient.name}同志：您好！"
 
 
 def _md(d: date | datetime) -> str:
@@ -406,20 +408,47 @@ def _failed_line(f: FailedSource) -> str:
     return f"{f.key}{unit}：{f.failures} 次异常，最近 {f.last_at.strftime('%m-%d %H:%M')} 状态 {f.last_status}{error}"
 
 
-def _unattributed_lead(data: DigestData, base_url: str) -> str:
-    return (
-        f"本周 {len(data.unattributed)} 篇、累计 {data.unattributed_total} 篇专栏文章读不出所属单位，未计入任何单位。"
-        f"请在 {base_url}/review 指定单位。"
-    )
+UNATTRIBUTED_HEADING = "未计入任何单位（仅运维）"
+ALL_ATTRIBUTED = "所有专栏文章均已计入所属单位。"
+
+
+def _unattributed_lead(data: DigestData, base_url: str) -> list[str]:
+    """The operator's summary of the column stories counted for no unit: those nobody could
+    attribute (to decide on the review page), and those the office decided belong to no unit."""
+    waiting_week = sum(1 for a in data.unattributed if not a.no_unit)
+    settled_week = len(data.unattributed) - waiting_week
+    waiting_total = data.unattributed_total - data.no_unit_total
+    lines = []
+    if waiting_week or waiting_total:
+        lines.append(
+            f"本周 {waiting_week} 篇、累计 {waiting_total} 篇专栏文章读不出所属单位，未计入任何单位，待确认。"
+            f"请在 {base_url}/review 指定单位。"
+        )
+    if settled_week or data.no_unit_total:
+        lines.append(
+            f"本周 {settled_week} 篇、累计 {data.no_unit_total} 篇专栏文章经更正确认不属于任何单位，不计入任何单位。"
+        )
+    return lines
+
+
+def _unattributed_groups(data: DigestData) -> list[tuple[str, list[DigestArticle]]]:
+    """This week's stories of no unit, those still to decide first, each group with its label."""
+    groups = [
+        ("待确认：", [a for a in data.unattributed if not a.no_unit]),
+        ("已确认不属于任何单位：", [a for a in data.unattributed if a.no_unit]),
+    ]
+    return [(label, articles) for label, articles in groups if articles]
 
 
 def _unattributed_html(data: DigestData, base_url: str) -> str:
-    parts = [_h2("未识别单位（仅运维，待确认）")]
+    parts = [_h2(UNATTRIBUTED_HEADING)]
     if not data.unattributed_total:
-        parts.append(_p("所有文章均已识别所属单位。"))
+        parts.append(_p(ALL_ATTRIBUTED))
         return "".join(parts)
-    parts.append(_p(escape(_unattributed_lead(data, base_url))))
-    parts += [_article_html(a) for a in data.unattributed]
+    parts += [_p(escape(line)) for line in _unattributed_lead(data, base_url)]
+    for label, articles in _unattributed_groups(data):
+        parts.append(_p(escape(label)))
+        parts += [_article_html(a) for a in articles]
     return "".join(parts)
 
 
@@ -533,13 +562,15 @@ def _render_text(data: DigestData, recipient: DigestRecipient, operator: bool, b
                 lines += [u.name]
                 for a in u.site_articles:
                     lines += _article_text(a)
-        lines += ["【未识别单位（仅运维，待确认）】"]
+        lines += [f"【{UNATTRIBUTED_HEADING}】"]
         if not data.unattributed_total:
-            lines += ["所有文章均已识别所属单位。", ""]
+            lines += [ALL_ATTRIBUTED, ""]
         else:
-            lines += [_unattributed_lead(data, base_url), ""]
-            for a in data.unattributed:
-                lines += _article_text(a)
+            lines += [*_unattributed_lead(data, base_url), ""]
+            for label, articles in _unattributed_groups(data):
+                lines += [label]
+                for a in articles:
+                    lines += _article_text(a)
         lines += ["【采集异常详情（仅运维）】"]
         if not data.failed_sources:
             lines += ["本周各采集源运行正常。"]

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from pipeline.corpus.corrections import NO_UNIT, no_unit_confirmed
 from pipeline.corpus.models import Appearance, Article, Unit
 
 if TYPE_CHECKING:
@@ -77,6 +78,12 @@ class ReportArticle:
     link: str  # the WeChat appearance's URL when there is one, else the first appearance's
     original: bool | None  # the linked appearance is the 首发 (True) or a 转载 (False); None: no appearance
     body_text: str
+    no_unit: bool = False  # no unit because the office decided it is nobody's (a correction), not unread
+
+    @property
+    def unit_cell(self) -> str:
+        """The 单位 cell: the unit, or why there is none (「不属于任何单位」, or 「未识别单位」)."""
+        return self.unit or (NO_UNIT if self.no_unit else UNATTRIBUTED)
 
     @property
     def published(self) -> date:
@@ -189,9 +196,10 @@ def build_report(
 
 def detail_rows(report: Report) -> list[tuple[Any, ...]]:
     """The 明细 rows (`DETAIL_HEADER`): the attributed stories, then the unattributed ones
-    (单位 「未识别单位」), numbered on; 刊发日期 is a `date`."""
+    (单位 「未识别单位」, or 「不属于任何单位」 when the office decided so), numbered on; 刊发日期
+    is a `date`."""
     return [
-        (n, s.published, s.unit or UNATTRIBUTED, s.author_names, s.position_text, s.title, s.link, s.kind)
+        (n, s.published, s.unit_cell, s.author_names, s.position_text, s.title, s.link, s.kind)
         for n, s in enumerate(report.compiled, start=1)
     ]
 
@@ -258,6 +266,7 @@ def load_report(session: Session, config: Config, column: str, date_from: date, 
                 link=linked.url if linked is not None else "",
                 original=linked.is_original if linked is not None else None,
                 body_text=article.body_text or "",
+                no_unit=no_unit_confirmed(article.unit_id, article.unit_from),
             )
         )
     return build_report(column, date_from, date_to, [u.name for u in config.units], stories)

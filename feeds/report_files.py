@@ -16,6 +16,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 from xml.sax.saxutils import escape, quoteattr
 
 from feeds.report import DETAIL_HEADER, SUMMARY_HEADER, UNATTRIBUTED, Report, detail_rows
+from pipeline.corpus.corrections import NO_UNIT
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -73,6 +74,14 @@ def render(report: Report, fmt: Format) -> bytes:
 # --- xlsx --------------------------------------------------------------------------------------
 
 
+def _no_unit_counts(report: Report) -> str:
+    """「未识别单位文章 2 篇、不属于任何单位的文章 1 篇」: the stories of no unit, by why."""
+    decided = sum(1 for s in report.unattributed if s.no_unit)
+    unread = len(report.unattributed) - decided
+    parts = [f"{UNATTRIBUTED}文章 {unread} 篇" if unread else "", f"{NO_UNIT}的文章 {decided} 篇" if decided else ""]
+    return "、".join(part for part in parts if part)
+
+
 def write_xlsx(report: Report, out: IO[bytes]) -> None:
     """Sheet 统计 (every unit, 合计, the unattributed apart) and sheet 明细 (one row per story)."""
     from openpyxl import Workbook
@@ -109,7 +118,7 @@ def write_xlsx(report: Report, out: IO[bytes]) -> None:
         cell.font = bold
     notes = [f"专栏：{report.column}", f"统计期间：{report.period}（按首发日期）"]
     if report.unattributed:
-        notes.append(f"另有{UNATTRIBUTED}文章 {len(report.unattributed)} 篇，未计入上表，见明细表末尾。")
+        notes.append(f"另有{_no_unit_counts(report)}，未计入上表，见明细表末尾。")
     stats.append(())
     for note in notes:
         stats.append((None, note))
@@ -227,7 +236,7 @@ def write_docx(report: Report, out: IO[bytes]) -> None:
     for article in report.compiled:
         day = article.published
         paragraphs.append(_paragraph_xml(heading.style_id, article.title))
-        paragraphs.append(_paragraph_xml(byline.style_id, article.byline or UNATTRIBUTED))
+        paragraphs.append(_paragraph_xml(byline.style_id, article.byline or article.unit_cell))
         paragraphs.append(_paragraph_xml(byline.style_id, f"{day.year}年{day.month}月{day.day}日"))
         paragraphs.append(_paragraph_xml(byline.style_id, ""))
         paragraphs += [

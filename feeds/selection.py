@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import date, datetime, time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import selectinload
@@ -20,6 +20,7 @@ from feeds.build import FeedItem, FeedSpec, entry_updated, feed_key, make_summar
 from feeds.digest import DigestArticle, DigestData, FailedSource, UnitSummary, iso_week_bounds, issue_number
 from feeds.report import column_post, competition_ranks, story_authors
 from feeds.slugs import assign_slugs
+from pipeline.corpus.corrections import confirmed_no_unit, no_unit_confirmed
 from pipeline.corpus.models import Appearance, Article, ArticleTag, Source, SourceRun, Tag, Unit, UTCDateTime
 from pipeline.tagging.attribution import excerpt_text
 
@@ -252,6 +253,7 @@ def _digest_article(article: Article, config: Config) -> DigestArticle:
         link=linked.url if linked is not None else f"{base_url}/story/{article.guid}",
         archive_link=f"{base_url}/story/{article.guid}",
         guid=article.guid,
+        no_unit=no_unit_confirmed(article.unit_id, article.unit_from),
     )
 
 
@@ -299,14 +301,12 @@ def load_digest_data(
         .order_by(*order)
     ).all()
 
-    totals_stmt: Any = (
-        select(Article.unit_id, func.count())
-        .where(Article.column == column, *counted, Article.published_at < end)
-        .group_by(Article.unit_id)
-    )
+    so_far = [Article.column == column, *counted, Article.published_at < end]
     if column_start is not None:
-        totals_stmt = totals_stmt.where(Article.published_at >= datetime.combine(column_start, time(0), tzinfo=tz))
+        so_far.append(Article.published_at >= datetime.combine(column_start, time(0), tzinfo=tz))
+    totals_stmt = select(Article.unit_id, func.count()).where(*so_far).group_by(Article.unit_id)
     totals: dict[int | None, int] = {unit_id: n for unit_id, n in session.execute(totals_stmt).all()}
+    no_unit_total = int(session.scalar(select(func.count()).where(*so_far, confirmed_no_unit())) or 0)
 
     by_unit: dict[int | None, list[DigestArticle]] = defaultdict(list)
     for a in week_articles:
@@ -348,5 +348,6 @@ def load_digest_data(
         issue=issue_number(start, column_start),
         unattributed=tuple(by_unit.get(None, [])),
         unattributed_total=totals.get(None, 0),
+        no_unit_total=no_unit_total,
         column_source_failed=any(s.unit_id is None for s in concerned),
     )

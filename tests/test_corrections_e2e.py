@@ -152,5 +152,5 @@ def test_corrections_by_cli_and_browser_hold_through_retag_recrawl_feeds_and_dig
     own = by_unit.split(heading, 1)[1]
     own = own.split("（本周", 1)[0] if "（本周" in own else own  # up to the next unit's heading
     assert lost_title in own
-    pending = text.split("【未识别单位（仅运维，待确认）】", 1)[1].split("【采集异常", 1)[0]
+    pending = text.split("【未计入任何单位（仅运维）】", 1)[1].split("【采集异常", 1)[0]
     assert lost_title not in pending

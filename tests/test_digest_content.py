@@ -156,7 +156,7 @@ def test_render_digest_for_a_unit_and_for_the_operator(
         assert f"{BASE_URL}/unsubscribe/tok-kj" in part
         # Operator-only: the failure's details, unattributed stories, other units' site-only stories.
         assert "sjj-site" not in part and "HTTP 503" not in part
-        assert "未识别单位" not in part and "读不出单位的文章" not in part
+        assert "未计入任何单位" not in part and "读不出单位的文章" not in part
         assert "民政为民 兜牢底线" not in part and "已删除的文章" not in part
     text = mail.text
     assert text.index("【本周未刊发单位（1个）】\n市民政局\n") > 0
@@ -186,7 +186,8 @@ def test_render_digest_for_a_unit_and_for_the_operator(
     assert ops.unsubscribe_url is None
     for part in (ops.html, ops.text):
         assert "采集异常详情" in part and "sjj-site" in part and "HTTP 503" in part
-        assert "未识别单位" in part and "读不出单位的文章" in part and "民政为民 兜牢底线" in part
+        assert "未计入任何单位（仅运维）" in part and "读不出单位的文章" in part and "民政为民 兜牢底线" in part
+        assert "本周 1 篇、累计 1 篇专栏文章读不出所属单位" in part and "经更正确认" not in part
         assert "已删除的文章" not in part
 
 

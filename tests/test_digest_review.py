@@ -20,14 +20,16 @@ import scheduler
 from archive.web import create_app
 from feeds.digest import DigestRecipient, render_digest
 from feeds.mail import MailTransportError, digest_done, send_digest, send_owed_digests
+from feeds.report import detail_rows, load_report
 from feeds.review import APPROVED, CHANGED, DRAFT, SENT, SKIPPED, default_column
 from feeds.review_store import NotApproved, ReviewError, approve, load_issue, set_intro, set_story
 from pipeline.corpus.corrections import Change, correct_story
 from pipeline.corpus.db import transaction
 from pipeline.corpus.models import Article, DigestReview, Recipient
+from pipeline.corpus.search_index import index_article
 from tests.test_digest_flaky import KJ, NN, seed
 from tests.test_digest_send import MON, SEND_TIME, WEEK, Handler, config_for, mail_server
-from tests.test_feeds_factory import SHANGHAI, Factory
+from tests.test_feeds_factory import COLUMN, SHANGHAI, Factory
 from zhuanlan_config import ConfigError
 
 if TYPE_CHECKING:
@@ -326,3 +328,78 @@ def test_a_reminder_the_mail_server_did_not_take_is_tried_again(
         send_owed_digests(sessions, config, SEND_TIME + timedelta(minutes=10), sleep=lambda s: None)
         assert recipients_mailed(handler) == {OPS}
     assert issue_at(sessions, config, SEND_TIME).review.reminder_sent_at is not None
+
+
+def test_a_story_decided_to_be_nobodys_reads_as_decided_in_the_mail_the_pages_and_the_report(
+    sessions: sessionmaker[Session], office: tuple[Handler, Config], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the office decides that a story belongs to no unit (the 工委's own share), nothing asks it
+    to decide again: not the operator's copy, the review queue, the health count, the story page,
+    the lists, nor the report; a story nobody decided on yet still asks."""
+    _, config = office
+    waiting = add_unattributed(sessions, WEEK_DONE, "单位待查：学习体会一则")
+    settled = add_unattributed(sessions, WEEK_DONE, "工委转发：学习全会精神图文")
+    with transaction(sessions) as session:
+        correct_story(session, settled, Change(unattributed=True), actor="王干事", now=WEEK_DONE, note="工委自身转发")
+        for guid in (waiting, settled):
+            article = session.scalars(select(Article).where(Article.guid == guid)).one()
+            index_article(session, article.id, article.title, article.body_text)
+
+    def operator_section() -> tuple[str, str]:
+        data = issue_at(sessions, config, WEEK_DONE).data
+        ops = render_digest(data, DigestRecipient("运维值班", OPS), operator=True, base_url=config.web.base_url)
+        assert "含未计入单位的文章" in ops.text and "未计入任何单位（仅运维）" in ops.html
+        text = ops.text.split("【未计入任何单位（仅运维）】", 1)[1].split("【采集异常", 1)[0]
+        html = ops.html.split("未计入任何单位（仅运维）", 1)[1].split("采集异常详情", 1)[0]
+        return text, html
+
+    text, html = operator_section()
+    for part in (text, html):
+        assert "本周 1 篇、累计 1 篇专栏文章读不出所属单位，未计入任何单位，待确认" in part
+        assert "/review 指定单位" in part
+        assert "本周 1 篇、累计 1 篇专栏文章经更正确认不属于任何单位" in part
+        to_decide, decided = part.split("已确认不属于任何单位：", 1)
+        assert "单位待查：学习体会一则" in to_decide.split("待确认：", 1)[1] and "工委转发" not in to_decide
+        assert "工委转发：学习全会精神图文" in decided and "单位待查" not in decided
+
+    monkeypatch.setenv("ZHUANLAN_ADMIN_PASSWORD", "口令-review")
+    monkeypatch.setenv("ZHUANLAN_SECRET_KEY", "review-secret")
+    client = create_app(config, sessions, now=lambda: WEEK_DONE).test_client()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").get_data(as_text=True))
+    assert token
+    client.post("/login", data={"password": "口令-review", "csrf_token": token.group(1)})
+    review = client.get("/review").get_data(as_text=True)
+    queue, rest = review.split('id="no-unit"', 1)
+    decided_list = rest.split('id="candidates"', 1)[0]
+    assert "单位未识别（1）" in queue and "单位待查：学习体会一则" in queue and "工委转发" not in queue
+    assert "已确认不属于任何单位（1）" in decided_list and "工委转发：学习全会精神图文" in decided_list
+    assert '<option value="市科学技术局">' in decided_list and '<option value="__none__">' not in decided_list
+    assert '<option value="市科学技术局">' in queue and '<option value="__none__">' in queue
+    assert 'id="unattributed-count">1<' in client.get("/health").get_data(as_text=True)
+    with sessions() as session:
+        status = "\n".join(scheduler.attribution_lines(session, SHANGHAI))
+    assert "单位未识别的文章：1 篇" in status and waiting in status and settled not in status
+    assert "已确认不属于任何单位的文章：1 篇" in status
+
+    page = client.get(f"/story/{settled}").get_data(as_text=True)
+    assert '<span class="badge" id="unit-state">不属于任何单位</span>' in page
+    assert "人工更正：不属于任何单位" in page and "待人工确认" not in page
+    page = client.get(f"/story/{waiting}").get_data(as_text=True)
+    assert '<span class="badge warn" id="unit-state">单位未识别</span>' in page and "待人工确认" in page
+    for listing in (client.get("/").get_data(as_text=True), client.get("/search?q=学习").get_data(as_text=True)):
+        meta = dict(re.findall(r'href="/story/([0-9a-f]+)".*?<span class="meta">([^<·]*)', listing, re.S))
+        assert (meta[settled].strip(), meta[waiting].strip()) == ("不属于任何单位", "单位未识别")
+
+    with sessions() as session:
+        report = load_report(session, config, COLUMN, MON.date(), MON.date() + timedelta(days=6))
+    cells = {row[5]: row[2] for row in detail_rows(report)}
+    assert cells["工委转发：学习全会精神图文"] == "不属于任何单位" and cells["单位待查：学习体会一则"] == "未识别单位"
+
+    # The last undecided story settled too: the operator is no longer asked to decide anything.
+    with transaction(sessions) as session:
+        correct_story(session, waiting, Change(unattributed=True), actor="王干事", now=WEEK_DONE)
+    text, html = operator_section()
+    for part in (text, html):
+        assert "待确认" not in part and "指定单位" not in part and "读不出所属单位" not in part
+        assert "本周 2 篇、累计 2 篇专栏文章经更正确认不属于任何单位" in part
+    assert "单位未识别（0）" in client.get("/review").get_data(as_text=True)

@@ -1,7 +1,8 @@
 """The operator's attribution review in the web app: what needs a decision, and corrections.
 
 Owns the pages and forms (login required) where the office sees the stories nobody could
-attribute and the column candidates a title rule proposed, and sets a story's unit, authors or
+attribute yet (and apart, those it decided belong to no unit, to change its mind) and the column
+candidates a title rule proposed, and sets a story's unit, authors or
 column membership. Every change goes through `pipeline.corpus.corrections.correct_story`, the same path
 as `zhuanlan correct`, so it is recorded (who, when, old → new), shown on the story page and kept
 by retag and re-crawls. The app's CSRF check guards every POST.
@@ -16,7 +17,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from archive.auth import is_operator
-from pipeline.corpus.corrections import Change, CorrectionError, correct_story, parse_author
+from pipeline.corpus.corrections import (
+    Change,
+    CorrectionError,
+    awaiting_unit,
+    confirmed_no_unit,
+    correct_story,
+    parse_author,
+)
 from pipeline.corpus.db import transaction
 from pipeline.corpus.models import Appearance, Article, Unit
 
@@ -47,7 +55,8 @@ REVIEW_LIMIT = 200
 
 
 def unattributed_count(db: Session) -> int:
-    return int(db.scalar(select(func.count(Article.id)).where(Article.unit_id.is_(None))) or 0)
+    """Stories with no unit still to be decided (not those the office settled as nobody's)."""
+    return int(db.scalar(select(func.count(Article.id)).where(awaiting_unit())) or 0)
 
 
 def candidate_count(db: Session) -> int:
@@ -71,12 +80,12 @@ def blueprint(ctx: ViewContext) -> Blueprint:
             return redirect("/login")
         with ctx.session_factory() as db:
             options = (selectinload(Article.appearances).selectinload(Appearance.source),)
+            newest = (Article.published_at.desc().nulls_last(), Article.id.desc())
             unattributed = db.scalars(
-                select(Article)
-                .where(Article.unit_id.is_(None))
-                .options(*options)
-                .order_by(Article.published_at.desc().nulls_last(), Article.id.desc())
-                .limit(REVIEW_LIMIT)
+                select(Article).where(awaiting_unit()).options(*options).order_by(*newest).limit(REVIEW_LIMIT)
+            ).all()
+            settled = db.scalars(
+                select(Article).where(confirmed_no_unit()).options(*options).order_by(*newest).limit(REVIEW_LIMIT)
             ).all()
             candidates = db.scalars(
                 select(Article)
@@ -92,6 +101,8 @@ def blueprint(ctx: ViewContext) -> Blueprint:
                 candidates=candidates,
                 units=units,
                 unattributed_total=unattributed_count(db),
+                settled=settled,
+                settled_total=int(db.scalar(select(func.count(Article.id)).where(confirmed_no_unit())) or 0),
                 candidate_total=candidate_count(db),
                 reasons=COLUMN_REASON_NAMES,
             )

@@ -24,6 +24,7 @@ from archive.views.images import image_src, image_url_allowed
 from archive.views.review import COLUMN_REASON_NAMES, FIELD_NAMES, UNIT_FROM_NAMES
 from archive.views.visibility import show_deleted
 from pipeline.corpus.corrections import history as correction_history
+from pipeline.corpus.corrections import no_unit_confirmed
 from pipeline.corpus.models import Appearance, Article, ArticleTag, Snapshot, Unit
 
 if TYPE_CHECKING:
@@ -95,6 +96,7 @@ def blueprint(ctx: ViewContext) -> Blueprint:
                 units=db.scalars(select(Unit).order_by(Unit.sort_order, Unit.name)).all() if is_admin else [],
                 columns=[c.name for c in ctx.config.columns],
                 is_admin=is_admin,
+                no_unit_confirmed=no_unit_confirmed(article.unit_id, article.unit_from),
                 unit_from_names=UNIT_FROM_NAMES,
                 reason_names=COLUMN_REASON_NAMES,
                 field_names=FIELD_NAMES,

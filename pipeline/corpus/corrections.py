@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from pipeline.corpus.models import Article, Correction, Unit
 from pipeline.record import Author, Tags
@@ -22,12 +22,17 @@ from pipeline.record import Author, Tags
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from sqlalchemy import ColumnElement
     from sqlalchemy.orm import Session
 
 FIELD_UNIT = "unit"
 FIELD_AUTHORS = "authors"
 FIELD_COLUMN = "column"
 MANUAL = "manual"
+
+# How a story without a unit is named where the office reads it: decided by a correction, or not yet.
+NO_UNIT = "不属于任何单位"
+UNIT_UNKNOWN = "单位未识别"
 
 
 class CorrectionError(ValueError):
@@ -54,6 +59,31 @@ def _positions(authors: list[Author]) -> list[str]:
     for author in authors:
         seen.extend(p for p in author.positions if p not in seen)
     return seen
+
+
+def no_unit_confirmed(unit_id: int | None, unit_from: str | None) -> bool:
+    """Whether the office decided that a story belongs to no unit (a unit correction to none), as
+    against a unit nobody has read or decided yet. `overlay` marks every unit correction "manual",
+    and a correction that names a unit always gives the story that unit's id."""
+    return unit_id is None and unit_from == MANUAL
+
+
+def awaiting_unit() -> ColumnElement[bool]:
+    """SQL: the stories with no unit that nobody has decided on yet (`no_unit_confirmed` is false)."""
+    return and_(Article.unit_id.is_(None), or_(Article.unit_from.is_(None), Article.unit_from != MANUAL))
+
+
+def confirmed_no_unit() -> ColumnElement[bool]:
+    """SQL: the stories the office decided belong to no unit (`no_unit_confirmed` is true)."""
+    return and_(Article.unit_id.is_(None), Article.unit_from == MANUAL)
+
+
+def unit_text(unit: str | None, unit_from: str | None) -> str:
+    """A story's unit as the web pages show it: its name, 「不属于任何单位」 when the office decided
+    so, else 「单位未识别」 (still to be decided)."""
+    if unit:
+        return unit
+    return NO_UNIT if unit_from == MANUAL else UNIT_UNKNOWN
 
 
 def overlay(tags: Tags, corrected: dict[str, Any] | None) -> Tags:
