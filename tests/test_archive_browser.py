@@ -291,6 +291,25 @@ def test_a_feed_reader_discovers_the_feeds(site: str, page: Page) -> None:
     assert page.url == f"{site}/feeds/" and "订阅源" in page.title()
 
 
+def test_the_header_search_box_keeps_its_button_beside_it(site: str, page: Page) -> None:
+    """The quick search in the header: the box and its button on one line, on a desk and on a phone."""
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 800})
+        page.goto(f"{site}/")
+        box = page.locator("header form.quick input[type=search]").bounding_box()
+        button = page.locator("header form.quick button").bounding_box()
+        assert box is not None and button is not None
+        assert button["x"] >= box["x"] + box["width"] and abs(button["y"] - box["y"]) < box["height"], (
+            width,
+            box,
+            button,
+        )
+        assert button["x"] + button["width"] <= width and box["width"] >= 150, (width, box, button)
+        page.fill("header form.quick input[type=search]", "党建")
+        page.click("header form.quick button")
+        assert "/search" in page.url and "q=%E5%85%9A%E5%BB%BA" in page.url
+
+
 def test_search_page_screenshot_is_not_blank(site: str, page: Page, tmp_path: Path) -> None:
     _search(page, site, "党建")
     shot = tmp_path / "search.png"
