@@ -84,6 +84,12 @@ def test_the_office_reviews_previews_and_approves_before_anything_is_sent(
             assert "未识别所属单位" in error and all(title in error for title in unresolved)
             assert page.locator("#issue-state").get_attribute("data-state") == "draft"
 
+            # 确定 with no unit chosen settles nothing: the browser asks for a choice first.
+            first = page.locator("#unresolved-list tr").first
+            first.locator("button[type=submit]").click()
+            assert first.locator("select[name=unit]").evaluate("s => !s.validity.valid && s.value === ''")
+            assert page.locator("#unresolved-list tr a").all_inner_texts() == unresolved
+
             # Settle them in place through the correction flow: the 工委's own, no unit's.
             for _ in unresolved:
                 row = page.locator("#unresolved-list tr").first
