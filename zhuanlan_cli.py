@@ -507,10 +507,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     except OSError as exc:
         partial.unlink(missing_ok=True)
         raise UserError(f"cannot write {out}: {exc.strerror}") from exc
+    decided = sum(1 for s in report.unattributed if s.no_unit)
     print(
         f"report {column} {date_from}..{date_to}: {report.total} articles of "
-        f"{sum(1 for u in report.units if u.count)} units, {len(report.unattributed)} unattributed; "
-        f"{args.format} written to {out}"
+        f"{sum(1 for u in report.units if u.count)} units, {len(report.unattributed) - decided} unattributed, "
+        f"{decided} decided to belong to no unit; {args.format} written to {out}"
     )
     return 0
 
