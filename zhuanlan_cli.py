@@ -507,7 +507,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     except OSError as exc:
         partial.unlink(missing_ok=True)
         raise UserError(f"cannot write {out}: {exc.strerror}") from exc
-    decided = sum(1 for s in report.unattributed if s.no_unit)
+    decided = report.no_unit_count
     print(
         f"report {column} {date_from}..{date_to}: {report.total} articles of "
         f"{sum(1 for u in report.units if u.count)} units, {len(report.unattributed) - decided} unattributed, "
@@ -903,8 +903,7 @@ def demo_review(app: App, week: str, now: datetime) -> list[str]:
     `zhuanlan correct GUID --unattributed` would), then the issue is approved on the command-line
     path (`approve_issue`, as `zhuanlan digest approve`). Returns what it did, for the summary."""
     from feeds.review import SENT
-    from feeds.review_store import decided_guids
-    from pipeline.corpus.corrections import Change, correct_story
+    from pipeline.corpus.corrections import Change, awaiting_unit, correct_story
     from pipeline.corpus.models import Article
 
     column = digest_column(app.config, None)
@@ -913,14 +912,11 @@ def demo_review(app: App, week: str, now: datetime) -> list[str]:
         return [f"{week} 周报已发送过，不再审核"]
     in_issue = {a.guid for a in issue.unresolved}
     with app.sessions() as session:
-        unattributed = session.execute(
-            select(Article.guid, Article.title).where(Article.unit_id.is_(None)).order_by(Article.id)
+        undecided = session.execute(
+            select(Article.guid, Article.title).where(awaiting_unit()).order_by(Article.id)
         ).all()
-        decided = decided_guids(session, [guid for guid, _ in unattributed])
     done = []
-    for guid, title in unattributed:
-        if guid in decided:
-            continue
+    for guid, title in undecided:
         with transaction(app.sessions) as session:
             correct_story(session, guid, Change(unattributed=True), actor=DEMO_OPERATOR, now=now, note=DEMO_OWN_NOTE)
         where = f"本期 {week}" if guid in in_issue else "往期"

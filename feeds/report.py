@@ -144,6 +144,11 @@ class Report:
         return sum(u.head_count for u in self.units)
 
     @property
+    def no_unit_count(self) -> int:
+        """Of the unattributed, the stories the office decided belong to no unit."""
+        return sum(1 for s in self.unattributed if s.no_unit)
+
+    @property
     def compiled(self) -> tuple[ReportArticle, ...]:
         """The 汇编's articles in order: the attributed ones by date, then the unattributed ones."""
         return self.articles + self.unattributed

@@ -76,7 +76,7 @@ def render(report: Report, fmt: Format) -> bytes:
 
 def _no_unit_counts(report: Report) -> str:
     """「未识别单位文章 2 篇、不属于任何单位的文章 1 篇」: the stories of no unit, by why."""
-    decided = sum(1 for s in report.unattributed if s.no_unit)
+    decided = report.no_unit_count
     unread = len(report.unattributed) - decided
     parts = [f"{UNATTRIBUTED}文章 {unread} 篇" if unread else "", f"{NO_UNIT}的文章 {decided} 篇" if decided else ""]
     return "、".join(part for part in parts if part)

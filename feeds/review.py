@@ -108,10 +108,10 @@ def unattributed(data: DigestData) -> list[DigestArticle]:
     return [*data.unattributed, *(a for u in data.units if u.unit_id is None for a in u.articles)]
 
 
-def unresolved(data: DigestData, decided: set[str]) -> list[DigestArticle]:
-    """Unattributed stories the office has not decided yet (`decided`: guids whose unit was set
-    by a correction, including "belongs to no unit"). Approval is refused while any remain."""
-    return [a for a in unattributed(data) if a.guid not in decided]
+def unresolved(data: DigestData) -> list[DigestArticle]:
+    """Unattributed stories the office has not decided yet (a story it decided belongs to no unit
+    is `no_unit`). Approval is refused while any remain."""
+    return [a for a in unattributed(data) if not a.no_unit]
 
 
 def approval_deadline(week: str, config: Config) -> datetime:

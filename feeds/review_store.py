@@ -26,13 +26,11 @@ from feeds.review import (
     approval_deadline,
     content_mark,
     state,
-    unattributed,
     unresolved,
 )
 from feeds.selection import load_digest_data
-from pipeline.corpus.corrections import FIELD_UNIT
 from pipeline.corpus.db import transaction
-from pipeline.corpus.models import Article, DigestReview
+from pipeline.corpus.models import DigestReview
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -95,14 +93,6 @@ def load_review(session: Session, column: str, week: str) -> Review | None:
     return _as_review(row) if row is not None else None
 
 
-def decided_guids(session: Session, guids: list[str]) -> set[str]:
-    """Of `guids`, the stories whose unit the office set by a correction (to a unit or to none)."""
-    if not guids:
-        return set()
-    rows = session.execute(select(Article.guid, Article.corrected).where(Article.guid.in_(guids))).all()
-    return {guid for guid, corrected in rows if FIELD_UNIT in (corrected or {})}
-
-
 def load_issue(session: Session, config: Config, week: str, column: str, now: datetime, *, sent: bool) -> Issue:
     """The issue (column, week) as it stands: what would be mailed, and its review state.
     `sent`: whether the digest of the week went out already (`feeds.mail.digest_done`)."""
@@ -111,7 +101,7 @@ def load_issue(session: Session, config: Config, week: str, column: str, now: da
     review = _as_review(row) if row is not None else None
     data = apply_review(raw, review)
     mark = content_mark(data)
-    pending = unresolved(data, decided_guids(session, [a.guid for a in unattributed(data)]))
+    pending = unresolved(data)
     return Issue(
         column=column,
         week=week,
