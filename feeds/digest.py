@@ -426,7 +426,7 @@ def _unattributed_lead(data: DigestData, base_url: str) -> list[str]:
         )
     if settled_week or data.no_unit_total:
         lines.append(
-            f"本周 {settled_week} 篇、累计 {data.no_unit_total} 篇专栏文章经更正确认不属于任何单位，不计入任何单位。"
+            f"本周 {settled_week} 篇、累计 {data.no_unit_total} 篇专栏文章经更正确认不属于任何单位，不计入各单位的刊发数。"
         )
     return lines
 
