@@ -7,10 +7,15 @@ fails here, on texts written for this test.
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+import sys
+import textwrap
 import threading
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +31,8 @@ from pipeline.tagging.rules import (
     top_keywords,
     warm_up_keywords,
 )
+
+ROOT = Path(__file__).resolve().parent.parent
 
 COLUMN_ARTICLE = """学习贯彻党的二十届四中全会精神
 编者按：为推动市直机关党员干部把全会精神学深悟透，“张掖机关党建”公众号开设专栏，刊发市直各部门（单位）的学习体会。
@@ -193,6 +200,35 @@ def test_words_added_to_rjiebas_global_dictionary_do_not_change_keywords() -> No
     assert "丙丁戊己" in rjieba.cut(text)
     assert top_keywords(text) == before
     assert "丙丁戊己" not in top_keywords(text, 50)
+
+
+def test_the_keyword_model_loads_rjiebas_segmenter_without_its_unused_default_one() -> None:
+    """A fresh process: loading the model leaves the `rjieba` package (whose import builds a default
+    segmenter, 0.1 s of CPU) unimported, gives the same keywords as the plain import, and a later
+    `import rjieba` still works, with the same class."""
+    script = textwrap.dedent(
+        """
+        import json, sys
+        from pipeline.tagging.rules import _load_keyword_model, top_keywords
+        model = _load_keyword_model()
+        package_loaded = "rjieba" in sys.modules
+        ours = top_keywords(sys.argv[1])
+        import rjieba
+        print(json.dumps({
+            "package_loaded": package_loaded,
+            "ours": ours,
+            "same_class": type(model.segmenter) is rjieba.Jieba,
+            "cut": rjieba.Jieba().cut("学习贯彻四中全会精神") == model.segmenter.cut("学习贯彻四中全会精神"),
+        }))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, COLUMN_ARTICLE], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    result = json.loads(done.stdout)
+    assert result["package_loaded"] is False
+    assert result["ours"] == top_keywords(COLUMN_ARTICLE)
+    assert result["same_class"] is True and result["cut"] is True
 
 
 def test_keywords_from_many_threads_are_the_same() -> None:

@@ -584,3 +584,33 @@ def test_a_bulk_load_indexes_as_one_signature_at_a_time() -> None:
         data = probe.astype("<u8").tobytes()
         assert bulk.candidates(data) == one.candidates(data)
         assert stored[n * 7][0] in bulk.candidates(data)
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "1"), ("2", "2")])
+def test_signatures_run_numpy_on_one_thread_unless_the_environment_says_otherwise(
+    given: str | None, expected: str
+) -> None:
+    """A fresh process: after a signature, numpy's OpenBLAS runs no threads of its own (they spun
+    for nothing, taking CPU from the crawl), and a setting the operator gave is kept."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import json, os\n"
+        "from pipeline.similarity import signature\n"
+        "signature('学习贯彻党的二十届四中全会精神，推动机关党建高质量发展。' * 5)\n"
+        "print(json.dumps({'setting': os.environ.get('OPENBLAS_NUM_THREADS'),"
+        " 'threads': len(os.listdir('/proc/self/task'))}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if given is not None:
+        env["OPENBLAS_NUM_THREADS"] = given
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=root, env=env, check=True)
+    result = json.loads(done.stdout)
+    assert result["setting"] == expected
+    if given is None:
+        assert result["threads"] == 1
