@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import email
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -19,6 +18,7 @@ from sqlalchemy import func, select
 from feeds.digest import iso_week_bounds
 from feeds.mail import RESUMED_NOTE, MailTransportError, _get_or_create_delivery, send_digest
 from pipeline.corpus.models import Delivery, Digest, Recipient
+from tests.support import free_port
 from tests.test_feeds_factory import BASE_URL, COLUMN, SHANGHAI, Factory, make_config
 
 if TYPE_CHECKING:
@@ -30,12 +30,6 @@ WEEK = "2026-W48"
 MON = datetime(2026, 11, 23, 0, 0, tzinfo=SHANGHAI)
 SEND_TIME = datetime(2026, 11, 30, 8, 0, tzinfo=SHANGHAI)
 DOMAIN = "jgdj.example.org"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Handler:

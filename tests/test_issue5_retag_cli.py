@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from pipeline.corpus.db import make_engine, session_factory
 from pipeline.corpus.models import Appearance, Article, ArticleTag, Source
 from pipeline.corpus.retag import retag_corpus, tags_for_article
 from pipeline.tagging.rules import Vocabulary
+from tests.support import free_port
 from zhuanlan_config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,12 +47,6 @@ retag.retag_corpus = interrupted_after_three
 import zhuanlan_cli
 sys.exit(zhuanlan_cli.main(sys.argv[1:]))
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run(db_url: str, *argv: str) -> subprocess.CompletedProcess[str]:

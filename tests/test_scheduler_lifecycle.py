@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,17 +25,11 @@ from crawler.samples.server import SampleSources
 from pipeline.corpus import labels
 from pipeline.corpus.models import Appearance, Article, CrawlRun, FeedState
 from pipeline.corpus.search_index import indexed_count
-from tests.support import wait_for
+from tests.support import free_port, wait_for
 from zhuanlan_config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 ALL_SOURCES = ("wechat-album", "jgdj-site", "kjj-site", "czj-site", "jyj-site", "wjw-site")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def child_env() -> dict[str, str]:
