@@ -30,6 +30,7 @@ from pipeline.ingest import Ingest
 from pipeline.record import Record, SourceRef, Tags
 from pipeline.tag import Tagger
 from pipeline.tagging.vocabulary import Vocabulary
+from pipeline.worker.server import PROCESS_NAME
 from pipeline.worker.shell import prepare
 from tests.faults_support import (
     integrity_problems,
@@ -290,17 +291,17 @@ def test_run_counters_of_a_batch_are_written_with_it_and_a_failed_unit_takes_its
 
 
 def _workers(pid: int) -> list[int]:
-    """Pipeline worker processes of the crawl process `pid` (multiprocessing's spawn children)."""
+    """Pipeline worker processes of the crawl process `pid` (its children named `PROCESS_NAME`)."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             stat = Path(f"/proc/{entry}/stat").read_text()
+            name = Path(f"/proc/{entry}/comm").read_bytes().strip()
         except OSError:
             continue
-        cmdline = Path(f"/proc/{entry}/cmdline").read_bytes() if Path(f"/proc/{entry}").exists() else b""
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"spawn_main" in cmdline:
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and name == PROCESS_NAME:
             found.append(int(entry))
     return found
 
@@ -316,6 +317,9 @@ def test_a_crawl_whose_worker_is_killed_says_so_and_the_next_crawl_completes(tmp
         try:
             # killed as soon as it exists: the crawl has not stored anything yet, whatever the machine's speed
             assert wait_for(lambda: bool(_workers(proc.pid)), 60), "no pipeline worker process started"
+            # `zhuanlan crawl` forks its worker (one thread when it starts it): same command line
+            crawl_command = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
+            assert [Path(f"/proc/{w}/cmdline").read_bytes() for w in _workers(proc.pid)] == [crawl_command]
             for child in _workers(proc.pid):
                 os.kill(child, signal.SIGKILL)
             proc.wait(timeout=120)
@@ -543,3 +547,30 @@ def test_search_entries_of_a_batch_are_written_with_it_and_not_for_a_failed_unit
         assert found(s, "粮食") == [first]
         assert found(s, "高质量") == [second]  # the edit's entry, once
         assert found(s, "河湖") == []
+
+
+def test_the_worker_is_forked_only_while_the_process_runs_one_thread() -> None:
+    """Forking copies only the calling thread: a lock another thread held would stay held in the
+    worker. With a second thread alive the worker is spawned; alone, it is forked."""
+    import subprocess
+    import sys
+    import threading
+
+    from pipeline.worker.client import start_method
+
+    alone = subprocess.run(
+        [sys.executable, "-c", "from pipeline.worker.client import start_method; print(start_method())"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert alone.stdout.strip() == "fork"
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert start_method() == "spawn"
+    finally:
+        stop.set()
+        other.join()

@@ -41,15 +41,20 @@ LOG_FORMAT = "%(asctime)s [%(name)s] %(levelname)s: %(message)s"
 IDLE_COMMIT_SECONDS = 0.2
 
 
+PROCESS_NAME = b"zhuanlan-worker"  # what ps, top and /proc/PID/comm show for the worker (Linux)
+
+
 def _die_with_parent() -> None:
-    """Linux: SIGKILL this process when the crawl process dies (as `scheduler._spawn` does for crawls)."""
+    """Linux: SIGKILL this process when the crawl process dies (as `scheduler._spawn` does for
+    crawls), and name it `PROCESS_NAME` (a forked worker would otherwise look like its crawl)."""
     if not sys.platform.startswith("linux"):
         return
     import ctypes
 
-    pr_set_pdeathsig = 1
+    pr_set_pdeathsig, pr_set_name = 1, 15
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    libc.prctl(pr_set_name, ctypes.c_char_p(PROCESS_NAME), 0, 0, 0)
 
 
 def error_text(exc: BaseException) -> str:
@@ -126,18 +131,24 @@ def serve(conn: Connection, ingest: Ingest) -> None:
             log.error("pipeline worker: unknown message %r", message)
 
 
-def main(conn: Connection, settings: RunnerSettings) -> None:
-    """The worker process's entry point (multiprocessing target)."""
+def main(conn: Connection, settings: RunnerSettings, parents_end: Connection | None = None) -> None:
+    """The worker process's entry point (multiprocessing target); `parents_end`, the crawl
+    process's end of the pipe, when the worker was forked with it."""
     from pipeline.worker.protocol import Ready, StartFailed
 
+    if parents_end is not None:
+        parents_end.close()
     _die_with_parent()
     parent = os.getppid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # force: a forked worker inherits the crawl process's handlers; it logs through its own.
     if settings.log_file:
-        logging.basicConfig(level=settings.log_level, format=LOG_FORMAT, filename=settings.log_file, encoding="utf-8")
+        logging.basicConfig(
+            level=settings.log_level, format=LOG_FORMAT, filename=settings.log_file, encoding="utf-8", force=True
+        )
     else:
-        logging.basicConfig(level=settings.log_level, format=LOG_FORMAT, stream=sys.stderr)
+        logging.basicConfig(level=settings.log_level, format=LOG_FORMAT, stream=sys.stderr, force=True)
     if parent == 1:
         return  # the crawl process died before the death signal was armed
     try:
