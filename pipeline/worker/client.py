@@ -20,6 +20,7 @@ import itertools
 import logging
 import multiprocessing
 import queue
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -79,8 +80,9 @@ def start_method() -> str:
     `os._exit` (no finalizer touches the crawl process's connections). Forking is safe only
     while this process runs one thread (a lock another thread holds would stay held in the
     child), which `zhuanlan crawl` does when it starts the worker; a process with threads (a test
-    runner, an embedding program) spawns a fresh interpreter instead, as do systems without fork."""
-    if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1:
+    runner, an embedding program) spawns a fresh interpreter instead, as does any system but Linux
+    (macOS's system libraries are not safe to fork, which is why Python spawns there)."""
+    if sys.platform.startswith("linux") and threading.active_count() == 1:
         return "fork"
     return "spawn"
 
