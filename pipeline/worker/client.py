@@ -74,7 +74,7 @@ def start_method() -> str:
     """How the worker process is started: forked where that is safe, spawned otherwise.
 
     A forked worker starts with the modules the crawl process has loaded by now (SQLAlchemy, the
-    database driver, the pipeline's records and tagging): it imports 0.1 s of CPU more instead of
+    database driver, the pipeline's records and tagging): it then imports 0.1 s of CPU instead of
     0.9 s, on the core it shares with the database, and is ready that much sooner (measured). It
     never uses what it inherits: it opens its own connections and logging, and leaves with
     `os._exit` (no finalizer touches the crawl process's connections). Forking is safe only
