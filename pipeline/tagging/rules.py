@@ -149,12 +149,20 @@ _keyword_lock = threading.Lock()
 _keyword_model: _KeywordModel | None = None
 
 
+def _package_folder(name: str) -> Path | None:
+    """The folder of an installed package, found without importing it (None if not installed)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
 def _jieba_file(*parts: str) -> Path:
     """A data file of the installed jieba package, found without importing jieba."""
-    spec = importlib.util.find_spec("jieba")
-    if spec is None or not spec.submodule_search_locations:
+    folder = _package_folder("jieba")
+    if folder is None:
         raise RuntimeError("jieba is not installed: keywords need its IDF table")
-    return Path(next(iter(spec.submodule_search_locations)), *parts)
+    return folder.joinpath(*parts)
 
 
 def _parse_idf(content: str) -> tuple[dict[str, float], float]:
@@ -212,9 +220,8 @@ def _segmenter_class() -> type[rjieba.Jieba]:
     laid out otherwise (a future release), the plain import."""
     loaded = sys.modules.get("rjieba.rjieba")
     if loaded is None:
-        spec = importlib.util.find_spec("rjieba")
-        folders = list(spec.submodule_search_locations or ()) if spec is not None else []
-        binaries = [p for folder in folders for p in Path(folder).glob("rjieba.*") if p.suffix in (".so", ".pyd")]
+        folder = _package_folder("rjieba")
+        binaries = [p for p in folder.glob("rjieba.*") if p.suffix in (".so", ".pyd")] if folder else []
         extension = importlib.util.spec_from_file_location("rjieba.rjieba", binaries[0]) if binaries else None
         if extension is None or extension.loader is None:
             import rjieba
