@@ -330,12 +330,27 @@ class Ingest:
     def _lost(self, reason: str) -> None:
         # Called by BatchedSessions after rolling back: every page of the batch is recorded as not
         # stored (its run becomes incomplete), and the near-duplicate index forgets what it loaded.
+        # The log says which: a page is recorded on its run, a list page's validators are let go
+        # (`SourceRunRecorder.lost`), so "pages rolled back" means pages an operator will find
+        # recorded as not stored.
         lost, self._batch = self._batch, []
         self._marks.clear()
+        pages = lists = 0
         for source, page in lost:
-            source.run.lost(page.item if isinstance(page, Record) else page, reason)
-        if lost:
-            log.error("%d pages rolled back: %s", len(lost), reason)
+            item = page.item if isinstance(page, Record) else page
+            source.run.lost(item, reason)
+            if isinstance(item, ListPageItem):
+                lists += 1
+            else:
+                pages += 1
+        if pages:
+            log.error("%d pages rolled back: %s", pages, reason)
+        if lists:
+            log.warning(
+                "the validators of %d list pages were rolled back (those lists are fetched in full next time): %s",
+                lists,
+                reason,
+            )
         self.deduplicator.forget()
 
     def shutdown(self) -> None:

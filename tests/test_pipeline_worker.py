@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import signal
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from sqlalchemy import Engine, event, func, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from crawler.items import ListPageItem
 from crawler.samples.server import SampleSources
 from pipeline.corpus.db import BatchedSessions, DatabaseError, make_engine, session_factory, transaction
 from pipeline.corpus.models import Appearance, Article, ArticleTag, CrawlRun, Snapshot, SourceRun, Tag, Unit
@@ -41,7 +43,7 @@ from tests.faults_support import (
     wait_for,
     write_config,
 )
-from tests.test_pipeline_support import SOURCE, SOURCE_KEY, article_item, text
+from tests.test_pipeline_support import SOURCE, SOURCE_KEY, SOURCE_URL, article_item, text
 
 
 @pytest.fixture
@@ -198,6 +200,19 @@ def test_tag_ids_stay_right_across_a_rolled_back_savepoint(
 SOURCE_REF = SourceRef.from_definition(SOURCE_KEY, SOURCE)
 
 
+def refuse_commits(worker: Ingest) -> list[bool]:
+    """A switch: set its one element and the worker's next commit is refused ("database is locked")."""
+    refuse = [False]
+
+    def on_commit(conn: Any) -> None:
+        if refuse[0]:
+            refuse[0] = False
+            raise OperationalError("COMMIT", {}, Exception("database is locked"))
+
+    event.listen(worker.engine, "commit", on_commit)
+    return refuse
+
+
 def _ingest(db_url: str) -> Ingest:
     """The ingest as the pipeline worker runs it: batched, on its own engine."""
     ingest = Ingest.connect(db_url, Vocabulary.empty())
@@ -216,14 +231,7 @@ def test_the_worker_records_every_page_of_a_lost_batch_and_the_next_run_stores_t
     worker = _ingest(db_url)
     worker.handle(1, items[0])
     worker.commit()  # the first page is stored
-    refuse = [False]
-
-    def on_commit(conn: Any) -> None:
-        if refuse[0]:
-            refuse[0] = False
-            raise OperationalError("COMMIT", {}, Exception("database is locked"))
-
-    event.listen(worker.engine, "commit", on_commit)
+    refuse = refuse_commits(worker)
     for item in items[1:]:
         worker.handle(1, item)
     # The batch's commit is refused (not a commit made while handling: on PostgreSQL new tag
@@ -250,6 +258,42 @@ def test_the_worker_records_every_page_of_a_lost_batch_and_the_next_run_stores_t
         assert s.scalars(select(SourceRun.status).order_by(SourceRun.id)).all() == ["error", "ok"]
         assert s.scalar(select(func.count()).select_from(Article)) == len(items)
         assert integrity_problems(s) == []
+
+
+def test_a_lost_batch_logs_its_pages_apart_from_list_pages_whose_validators_are_let_go(
+    db_url: str, sessions: sessionmaker[Session], now: datetime, caplog: pytest.LogCaptureFixture
+) -> None:
+    worker = _ingest(db_url)
+    refuse = refuse_commits(worker)
+
+    def lose(*pages: Any) -> list[str]:
+        caplog.clear()
+        for page in pages:
+            worker.handle(1, page)
+        refuse[0] = True
+        with caplog.at_level(logging.WARNING, logger="pipeline.ingest"):
+            worker.commit()
+        return [record.getMessage() for record in caplog.records if record.name == "pipeline.ingest"]
+
+    def list_page(n: int) -> ListPageItem:
+        return ListPageItem(
+            source_key=SOURCE_KEY, url=f"{SOURCE_URL}?page={n}", etag=f'"e{n}"', last_modified=None, fetched_at=now
+        )
+
+    # Only list pages: nothing is recorded on the run, and the log does not say pages were lost.
+    said = lose(list_page(1), list_page(2))
+    assert not any("pages rolled back" in line for line in said), said
+    assert any("validators of 2 list pages were rolled back" in line for line in said), said
+    # An article with a list page: the article is the page rolled back, and it is recorded.
+    article = article_item("lost1", text("original"), title="标题", published_at=now - timedelta(days=1))
+    said = lose(list_page(3), article)
+    assert any(line.startswith("1 pages rolled back: ") for line in said), said
+    assert any("validators of 1 list pages were rolled back" in line for line in said), said
+    worker.close_source(1, requests=4)
+    worker.shutdown()
+    with sessions() as s:
+        run = s.scalars(select(SourceRun)).one()
+        assert [p["url"] for p in run.problems if p["kind"] == "database"] == [article.url]
 
 
 def test_run_counters_of_a_batch_are_written_with_it_and_a_failed_unit_takes_its_counts_back(
