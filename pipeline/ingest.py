@@ -330,19 +330,13 @@ class Ingest:
     def _lost(self, reason: str) -> None:
         # Called by BatchedSessions after rolling back: every page of the batch is recorded as not
         # stored (its run becomes incomplete), and the near-duplicate index forgets what it loaded.
-        # The log says which: a page is recorded on its run, a list page's validators are let go
-        # (`SourceRunRecorder.lost`), so "pages rolled back" means pages an operator will find
-        # recorded as not stored.
+        # The log says which: "pages rolled back" counts the pages an operator will find recorded as
+        # not stored; the run lets a list page's validators go (`SourceRunRecorder.lost`).
         lost, self._batch = self._batch, []
         self._marks.clear()
-        pages = lists = 0
-        for source, page in lost:
-            item = page.item if isinstance(page, Record) else page
-            source.run.lost(item, reason)
-            if isinstance(item, ListPageItem):
-                lists += 1
-            else:
-                pages += 1
+        recorded = [source.run.lost(page.item if isinstance(page, Record) else page, reason) for source, page in lost]
+        pages = sum(recorded)
+        lists = len(recorded) - pages
         if pages:
             log.error("%d pages rolled back: %s", pages, reason)
         if lists:

@@ -655,11 +655,12 @@ class SourceRunRecorder:
             )
         )
 
-    def lost(self, page: object, reason: str) -> None:
+    def lost(self, page: object, reason: str) -> bool:
         """A page handled but rolled back with its batch: recorded at the close, the run incomplete.
-        A list page's validators are not worth one: without them the next crawl only lists again."""
+        A list page's validators are not worth one: without them the next crawl only lists again.
+        Whether the page is recorded."""
         if isinstance(page, ListPageItem):
-            return
+            return False
         if isinstance(page, ProblemItem):
             entry = {"url": page.url, "kind": page.kind, "reason": page.reason, "http_status": page.http_status}
         else:
@@ -671,6 +672,7 @@ class SourceRunRecorder:
             }
         self.fatal_reasons.append(f"could not store the page: {reason}")
         self.unsaved_problems.append(entry)
+        return True
 
     def close(self, requests: int, now: datetime) -> None:
         """Judge the run and the source's health (and finish the crawl run it started, if any)."""
