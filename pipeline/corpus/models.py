@@ -384,6 +384,23 @@ class FeedState(Base):
     item_count: Mapped[int] = mapped_column(Integer, default=0)
 
 
+PUBLISHED_PATH_LENGTH = 400  # the longest path a published file may have
+
+
+class PublishedFile(Base):
+    """A file `zhuanlan feeds` published under `<public_dir>/feeds/` (a feed, or the directory's
+    index.html, index.opml, index.json), kept in the database as well, so that a web app on any
+    machine serves the same bytes under the same validators (`archive.views.feeds`), not only the
+    one beside the scheduler's disk."""
+
+    __tablename__ = "published_files"
+
+    path: Mapped[str] = mapped_column(String(PUBLISHED_PATH_LENGTH), primary_key=True)  # under feeds/: unit/<slug>.rss
+    sha256: Mapped[str] = mapped_column(String(64))  # of `content`: the ETag every web app gives
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime)  # when `content` last changed: Last-Modified
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class OperatorSession(Base):
     """An operator's login to the web app, kept server-side so that it can be revoked.
 
