@@ -25,15 +25,18 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from filelock import FileLock
-from sqlalchemy import select
+from sqlalchemy import Table, select
 
 from feeds.build import FEED_EXTENSIONS, build_feed_documents, feed_hash
 from feeds.opml import build_index_html, build_opml
 from feeds.selection import load_feed_items, plan_feeds
+from pipeline.corpus.db import insert_or_replace
 from pipeline.corpus.models import FeedState, PublishedFile
+
+PUBLISHED_FILES = cast(Table, PublishedFile.__table__)
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -81,11 +84,10 @@ def store_copy(session: Session, stored: dict[str, str], path: str, data: bytes,
     digest = hashlib.sha256(data).hexdigest()
     if stored.get(path) == digest:
         return False
-    row = session.get(PublishedFile, path)
-    if row is None:
-        session.add(PublishedFile(path=path, sha256=digest, published_at=now, content=data))
-    else:
-        row.sha256, row.published_at, row.content = digest, now, data
+    # An upsert: a publisher on another machine (a manual run beside the scheduler's) may store the
+    # same new path at the same moment, and neither may fail for it (the file lock is per machine).
+    upsert = insert_or_replace(session.get_bind().dialect.name, PUBLISHED_FILES, "path")
+    session.execute(upsert, {"path": path, "sha256": digest, "published_at": now, "content": data})
     stored[path] = digest
     return True
 

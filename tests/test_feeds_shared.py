@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import urllib.error
 import urllib.request
 from datetime import datetime, timedelta
@@ -23,7 +24,7 @@ import pytest
 from sqlalchemy import delete, select
 
 from archive.web import create_app
-from feeds.publish import publish_feeds
+from feeds.publish import publish_feeds, store_copy
 from pipeline.corpus.models import PublishedFile, Unit
 from tests.support import free_port, run_cli, serving
 from tests.test_feeds_factory import BASE_URL, SHANGHAI, Factory, make_config
@@ -236,3 +237,36 @@ def test_a_directory_copy_that_does_not_parse_gives_pages_without_feed_links(
     home = client.get("/")
     assert home.status_code == 200 and "/feeds/all.atom" not in home.get_data(as_text=True)
     assert client.get("/feeds/all.atom").data == (_published(scheduler) / "all.atom").read_bytes()
+
+
+def test_two_publishers_storing_the_same_new_copy_at_once_both_succeed(
+    sessions: sessionmaker[Session], now: datetime
+) -> None:
+    # The scheduler's publish and a manual `zhuanlan feeds` on another machine (the file lock is
+    # per machine): both read "no copy of all.atom" and store one; the later commit wins, neither fails.
+    first, second = sessions(), sessions()
+    try:
+        assert store_copy(first, {}, "all.atom", b"<feed>one</feed>", now)
+        outcome: list[BaseException | None] = []
+
+        def other_machine() -> None:
+            try:
+                store_copy(second, {}, "all.atom", b"<feed>two</feed>", now + timedelta(minutes=1))
+                second.commit()
+                outcome.append(None)
+            except BaseException as exc:  # reported below, in the test's thread
+                outcome.append(exc)
+
+        thread = threading.Thread(target=other_machine)
+        thread.start()
+        thread.join(0.3)  # the other insert now waits for this transaction (or has not started yet)
+        first.commit()
+        thread.join(30)
+        assert outcome == [None]
+    finally:
+        first.close()
+        second.close()
+    with sessions() as session:
+        row = session.get(PublishedFile, "all.atom")
+        assert row is not None and row.content == b"<feed>two</feed>"
+        assert row.sha256 == hashlib.sha256(b"<feed>two</feed>").hexdigest()

@@ -166,6 +166,18 @@ def insert_or_ignore(dialect: str, table: Table) -> Any:
     return make(table).on_conflict_do_nothing()
 
 
+@functools.cache
+def insert_or_replace(dialect: str, table: Table, key: str) -> Any:
+    """INSERT … ON CONFLICT (`key`) DO UPDATE, every other column taking the new row's value, for
+    the named dialect, built once per table: two writers of the same row at once both succeed."""
+    make = _DIALECT_INSERTS.get(dialect)
+    if make is None:
+        raise NotImplementedError(f"zhuanlan stores into SQLite and PostgreSQL, not {dialect}")
+    statement = make(table)
+    others = {c.name: statement.excluded[c.name] for c in table.columns if c.name != key}
+    return statement.on_conflict_do_update(index_elements=[key], set_=others)
+
+
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
