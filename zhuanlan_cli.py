@@ -24,7 +24,16 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.corpus.db import DatabaseError, is_initialised, make_engine, session_factory, transaction, upgrade
+from pipeline.corpus.db import (
+    SCHEMA_REVISION,
+    DatabaseError,
+    make_engine,
+    schema_gap,
+    schema_revision,
+    session_factory,
+    transaction,
+    upgrade,
+)
 from zhuanlan_config import Config, ConfigError, ConfigErrors, SourceConf, load_config
 
 if TYPE_CHECKING:
@@ -65,11 +74,34 @@ def open_app(args: argparse.Namespace, *, initialise: bool = False) -> App:
     engine = make_engine(config.database_url)
     if initialise:
         upgrade(engine, first_column=config.columns[0].name if config.columns else None)
-    elif not is_initialised(engine):
-        raise UserError(
-            f"the database at {engine.url.render_as_string(hide_password=True)} is not initialised: run `zhuanlan init` first"
-        )
+    else:
+        check_schema(engine)
     return App(config=config, config_path=path.resolve(), engine=engine, sessions=session_factory(engine))
+
+
+def check_schema(engine: Engine) -> None:
+    """Refuse a database this release cannot use yet; warn about one a newer release migrated.
+
+    After an upgrade every machine runs the new code, but the database moves only with one
+    `zhuanlan init`: until then a command would fail on the first table or column it lacks, far
+    from the cause. A database a newer release migrated is used (migrations add to the schema), with
+    a warning, so machines can be upgraded one at a time."""
+    where = engine.url.render_as_string(hide_password=True)
+    found = schema_revision(engine)
+    if found is None:
+        raise UserError(f"the database at {where} is not initialised: run `zhuanlan init` first")
+    gap = schema_gap(found)
+    if gap < 0:
+        raise UserError(
+            f"the database at {where} is at migration {found}, and this release of zhuanlan needs "
+            f"{SCHEMA_REVISION}: run `zhuanlan init` once, from any machine, to upgrade it"
+        )
+    if gap > 0:
+        print(
+            f"zhuanlan: warning: the database at {where} is at migration {found}, newer than this release "
+            f"knows ({SCHEMA_REVISION}): upgrade zhuanlan on this machine",
+            file=sys.stderr,
+        )
 
 
 def source_dict(source: SourceConf) -> dict[str, Any]:

@@ -40,6 +40,9 @@ if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# The newest migration, the one this release's code reads and writes (a test holds it equal to the
+# head of MIGRATIONS_DIR). A constant, so a command checks the database without loading Alembic.
+SCHEMA_REVISION = "0015"
 BUSY_TIMEOUT_ENV = "ZHUANLAN_SQLITE_BUSY_TIMEOUT"
 MAX_PAGE_COUNT_ENV = "ZHUANLAN_SQLITE_MAX_PAGE_COUNT"
 DEFAULT_BUSY_TIMEOUT = 30.0
@@ -404,6 +407,26 @@ def upgrade(engine: Engine, *, first_column: str | None = None) -> None:
 def one_line(error: object) -> str:
     """Driver messages span lines; the CLI promises one."""
     return " ".join(str(error).split())
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The migration the database is at (None before `zhuanlan init`)."""
+    from sqlalchemy import text
+
+    if not is_initialised(engine):
+        return None
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def schema_gap(found: str | None, needed: str = SCHEMA_REVISION) -> int:
+    """Negative when the database is behind `needed` (or not initialised), positive when a newer
+    release migrated it, 0 when they match. Revisions are numbered 0001, 0002, …"""
+    if found is None:
+        return -1
+    if found.isdigit() and needed.isdigit():
+        return (int(found) > int(needed)) - (int(found) < int(needed))
+    return 0 if found == needed else 1
 
 
 def is_initialised(engine: Engine) -> bool:
