@@ -34,7 +34,7 @@ from pipeline.corpus.db import (
     transaction,
     upgrade,
 )
-from zhuanlan_config import Config, ConfigError, ConfigErrors, SourceConf, load_config
+from zhuanlan_config import Config, ConfigError, ConfigErrors, SourceConf, load_config, secret_from_env
 
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
@@ -587,6 +587,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     web = create_app(app.config, app.sessions, now=utcnow)
     host = args.host or app.config.web.host
     port = args.port or app.config.web.port
+    if secret_from_env("ZHUANLAN_SECRET_KEY") is None:
+        print(
+            "zhuanlan serve: warning: ZHUANLAN_SECRET_KEY is not set, so this process signs with a key of "
+            "its own: operator logins and open forms (login, unsubscribe, review) end when it restarts, "
+            "and fail on any other web machine behind the same proxy. Set the same key on every web machine.",
+            file=sys.stderr,
+            flush=True,
+        )
     if host in {"127.0.0.1", "localhost"}:
         ensure_port_free(port, "--port")
     print(f"serving on http://{host}:{port}/ (Ctrl-C to stop)", flush=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.cookiejar
 import os
 import re
+import socket
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -145,3 +146,29 @@ def test_an_ipv6_proxy_address_is_written_as_the_server_sees_it(tmp_path: Path) 
         {"data_dir": "data", "public_dir": "public", "web": {"trusted_proxy": " 0:0:0:0:0:0:0:1 "}}, base_dir=tmp_path
     )
     assert config.web.trusted_proxy == "::1" and config.web.trusted_proxy_count == 1
+
+
+@pytest.mark.parametrize("key", [None, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"])
+def test_serve_says_when_its_logins_cannot_outlive_a_restart_or_reach_another_web_machine(
+    tmp_path: Path, db_url: str, key: str | None
+) -> None:
+    # Behind nginx with several web machines, each must sign with the same ZHUANLAN_SECRET_KEY: a
+    # form (login, unsubscribe) shown by one and posted to another fails otherwise, and so does
+    # the operator's session. Without a key each process draws its own, and `serve` says so.
+    cfg = tmp_path / "zhuanlan.toml"
+    cfg.write_text('data_dir = "data"\npublic_dir = "public"\n', encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZHUANLAN_SECRET_KEY")}
+    env["ZHUANLAN_DATABASE_URL"] = db_url
+    if key is not None:
+        env["ZHUANLAN_SECRET_KEY"] = key
+    assert run_zhuanlan("--config", str(cfg), "init", env=env).returncode == 0
+    with socket.socket() as taken:  # the server then stops at its port check, after its warnings
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_zhuanlan("--config", str(cfg), "serve", "--host", "127.0.0.1", "--port", str(port), env=env)
+    assert result.returncode == 1 and f"port {port} on 127.0.0.1 is in use" in result.stderr
+    warned = "ZHUANLAN_SECRET_KEY is not set" in result.stderr
+    assert warned == (key is None), result.stderr
+    if warned:
+        assert "Set the same key on every web machine" in result.stderr
