@@ -112,7 +112,7 @@ def publish_feeds(
     with FileLock(str(out_dir / ".publish.lock"), timeout=LOCK_TIMEOUT_SECONDS), session_factory() as session:
         specs = plan_feeds(session, config)
         states = {s.key: s for s in session.scalars(select(FeedState))}
-        stored = {path: digest for path, digest in session.execute(select(PublishedFile.path, PublishedFile.sha256))}
+        stored = dict(session.execute(select(PUBLISHED_FILES.c.path, PUBLISHED_FILES.c.sha256)).tuples())
         for spec in specs:
             items = load_feed_items(session, spec, config)
             content_hash = feed_hash(spec, items, base)

@@ -28,7 +28,7 @@ from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import Engine, Table, create_engine, event, inspect
+from sqlalchemy import Engine, Table, create_engine, event, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -411,8 +411,6 @@ def one_line(error: object) -> str:
 
 def schema_revision(engine: Engine) -> str | None:
     """The migration the database is at (None before `zhuanlan init`)."""
-    from sqlalchemy import text
-
     if not is_initialised(engine):
         return None
     with engine.connect() as conn:
