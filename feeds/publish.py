@@ -112,7 +112,9 @@ def publish_feeds(
     with FileLock(str(out_dir / ".publish.lock"), timeout=LOCK_TIMEOUT_SECONDS), session_factory() as session:
         specs = plan_feeds(session, config)
         states = {s.key: s for s in session.scalars(select(FeedState))}
-        stored = dict(session.execute(select(PUBLISHED_FILES.c.path, PUBLISHED_FILES.c.sha256)).tuples())
+        stored = {
+            path: digest for path, digest in session.execute(select(PUBLISHED_FILES.c.path, PUBLISHED_FILES.c.sha256))
+        }
         for spec in specs:
             items = load_feed_items(session, spec, config)
             content_hash = feed_hash(spec, items, base)
