@@ -43,6 +43,22 @@ def require_redis() -> str:
 
 
 @contextmanager
+def redis_prefix() -> Iterator[tuple[str, str]]:
+    """The test Redis's URL and a key prefix of the caller's own; its keys are deleted afterwards."""
+    import redis
+
+    url = require_redis()
+    prefix = f"zh-test-{uuid.uuid4().hex[:10]}"
+    try:
+        yield url, prefix
+    finally:
+        client = redis.Redis.from_url(url)
+        for key in client.scan_iter(f"{prefix}:*"):
+            client.delete(key)
+        client.close()
+
+
+@contextmanager
 def postgresql_schema(server: str) -> Iterator[str]:
     """URL of a private, empty schema on the PostgreSQL `server` (dropped afterwards)."""
     schema = f"t_{uuid.uuid4().hex[:12]}"

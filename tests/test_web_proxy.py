@@ -28,6 +28,7 @@ from sqlalchemy import select
 from archive import auth
 from pipeline.corpus.db import make_engine, session_factory
 from pipeline.corpus.models import LoginEvent, OperatorSession
+from tests.servers import redis_prefix
 from tests.support import free_port, run_zhuanlan, serving
 from zhuanlan_config import ConfigError, parse_config
 
@@ -74,11 +75,13 @@ class Visitor:
 
 
 @contextmanager
-def served(tmp_path: Path, db_url: str, web: str) -> Iterator[str]:
+def served(tmp_path: Path, db_url: str, web: str, tables: str = "") -> Iterator[str]:
+    """`zhuanlan serve` with `web` in its [web] table and the TOML `tables` after it."""
     port = free_port()
     cfg = tmp_path / "zhuanlan.toml"
     cfg.write_text(
-        f'data_dir = "data"\npublic_dir = "public"\n\n[web]\nport = {port}\nbase_url = "http://127.0.0.1:{port}"\n{web}',
+        f'data_dir = "data"\npublic_dir = "public"\n\n[web]\nport = {port}\nbase_url = "http://127.0.0.1:{port}"\n{web}'
+        f"\n{tables}",
         encoding="utf-8",
     )
     env = {**os.environ, "ZHUANLAN_DATABASE_URL": db_url, "ZHUANLAN_ADMIN_PASSWORD": PASSWORD}
@@ -122,6 +125,19 @@ def test_without_a_trusted_proxy_forwarded_addresses_are_ignored(tmp_path: Path,
         assert Visitor(base, OPERATOR).login(PASSWORD) == 429
     assert {client for kind, client in login_clients(db_url)} == {"127.0.0.1"}
     assert not [kind for kind, _ in login_clients(db_url) if kind == "session"]
+
+
+def test_two_web_machines_sharing_redis_refuse_the_11th_login_attempt_together(tmp_path: Path, db_url: str) -> None:
+    # docs/scaling.md's pool: two `zhuanlan serve` processes, one database, one Redis.
+    with redis_prefix() as (url, prefix):
+        shared = f'[distributed]\nredis_url = "{url}"\nkey_prefix = "{prefix}"\n'
+        (tmp_path / "web1").mkdir()
+        (tmp_path / "web2").mkdir()
+        with served(tmp_path / "web1", db_url, "", shared) as one, served(tmp_path / "web2", db_url, "", shared) as two:
+            # The right password: a success clears the lockout's counts, so only the rate limit refuses.
+            assert [Visitor(base, None).login(PASSWORD) for base in [one, two] * 5] == [302] * 10
+            assert Visitor(two, None).login(PASSWORD) == 429
+            assert Visitor(one, None).login(PASSWORD) == 429
 
 
 @pytest.mark.parametrize(

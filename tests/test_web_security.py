@@ -1,8 +1,9 @@
-"""The web app's defences (issue 21, points 1-5): the login's rate limits and lockout, server-side
-sessions that logout, idleness, age and a password change end, RFC 8058 one-click unsubscribe,
-the image proxy's bounded cache and fetches, and redirects, policies, 405s and error pages that
-give nothing away. Through Flask's test client on a real database, under waitress for timing,
-and in headless Chromium for the login throttle and logout."""
+"""The web app's defences (issue 21, points 1-5): the login's rate limits (shared by the web apps
+through Redis when there is one) and lockout, server-side sessions that logout, idleness, age and
+a password change end, RFC 8058 one-click unsubscribe, the image proxy's bounded cache and
+fetches, and redirects, policies, 405s and error pages that give nothing away. Through Flask's
+test client on a real database, under waitress for timing, and in headless Chromium for the
+login throttle and logout."""
 
 from __future__ import annotations
 
@@ -21,15 +22,18 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 import pytest
+import redis
 from sqlalchemy import func, select
 from waitress import wasyncore
 from waitress.server import create_server
 
 from archive import auth
+from archive.login_limits import shown_url
 from archive.views import images
 from archive.views.images import ImageFetchError, ImageRefused
 from archive.web import create_app
 from pipeline.corpus.models import LoginEvent, LoginLock, OperatorSession, Recipient, Snapshot, Unit
+from tests.servers import redis_prefix
 from tests.support import browser_page
 from tests.test_archive_corpus import SHANGHAI, build_corpus
 from zhuanlan_config import ConfigError, parse_config
@@ -87,8 +91,10 @@ def build_app(
     clock: Callable[[], datetime],
     fetcher: Callable[[str], tuple[bytes, str]] | None = None,
     web: dict[str, Any] | None = None,
+    distributed: dict[str, Any] | None = None,
 ) -> Flask:
-    config = parse_config({"data_dir": "data", "public_dir": "public", "web": web or {}}, base_dir=tmp_path)
+    tables = {"web": web or {}, "distributed": distributed or {}}
+    config = parse_config({"data_dir": "data", "public_dir": "public", **tables}, base_dir=tmp_path)
     (config.public_dir / "feeds").mkdir(parents=True, exist_ok=True)
     (config.public_dir / "feeds" / "index.html").write_text("<html><body>订阅源</body></html>", encoding="utf-8")
     app = create_app(config, sessions, now=clock, image_fetcher=fetcher or (lambda url: (PNG, "image/png")))
@@ -200,6 +206,106 @@ def test_login_posts_are_rate_limited_for_the_account(app: Flask) -> None:
             client.environ_base["REMOTE_ADDR"] = f"10.2.0.{i}"
             statuses.append(try_login(client, PASSWORD).status_code)
     assert statuses == [302] * 30 + [429] * 6
+
+
+@pytest.fixture
+def shared_redis() -> Iterator[dict[str, str]]:
+    """`[distributed]` on the test Redis, under a key prefix of this test's own (cleaned up after)."""
+    with redis_prefix() as (url, prefix):
+        yield {"redis_url": url, "key_prefix": prefix}
+
+
+def guesses_in_turn(machines: list[Flask], count: int) -> list[Any]:
+    """`count` wrong passwords from one address, posted to each web app in turn: the answers."""
+    clients = [machine.test_client() for machine in machines]
+    return [try_login(clients[i % len(clients)], "guess") for i in range(count)]
+
+
+def two_web_machines(
+    tmp_path: Path, sessions: sessionmaker[Session], clock: Clock, env: pytest.MonkeyPatch, distributed: Any
+) -> list[Flask]:
+    """Two web apps as on two machines behind nginx: one database, one secret key, one config."""
+    env.setattr(auth, "ADDRESS_FAILURES", 100)  # the lockout out of reach: only the rate limit refuses
+    return [build_app(tmp_path, sessions, clock, distributed=distributed) for _ in range(2)]
+
+
+def refused_by_the_rate_limit(response: Any) -> bool:
+    """A 429 of flask-limiter's (its error page, its window's headers), not one of the lockout's."""
+    page = response.get_data(as_text=True)
+    return (
+        response.status_code == 429
+        and "请求过于频繁" in page
+        and "已暂时锁定" not in page
+        and response.headers.get("X-RateLimit-Limit") == "10"
+        and response.headers.get("X-RateLimit-Remaining") == "0"
+    )
+
+
+def test_web_apps_sharing_redis_count_login_attempts_once_between_them(
+    tmp_path: Path,
+    seeded: sessionmaker[Session],
+    clock: Clock,
+    env: pytest.MonkeyPatch,
+    caplog: Any,
+    shared_redis: dict[str, str],
+) -> None:
+    caplog.set_level(logging.WARNING, logger="zhuanlan.web.auth")
+    machines = two_web_machines(tmp_path, seeded, clock, env, shared_redis)
+    answers = guesses_in_turn(machines, 10)
+    assert [a.status_code for a in answers] == [403] * 10  # each password was compared, and wrong
+    # One window: each machine's answer counts the other's guesses too (the headers show the
+    # account's window, 30 a minute, until the address's 10 are used up).
+    assert [a.headers["X-RateLimit-Remaining"] for a in answers] == [str(n) for n in range(29, 19, -1)]
+    for machine in machines:  # the 11th is refused, whichever machine nginx sends it to
+        assert refused_by_the_rate_limit(try_login(machine.test_client(), "guess"))
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("login rate limit hit (10 per 1 minute) from 127.0.0.1" in m for m in messages) == 2
+    assert not [m for m in messages if "does not answer" in m]
+    prefix = shared_redis["key_prefix"]
+    client = redis.Redis.from_url(shared_redis["redis_url"])
+    keys = {k.decode() for k in client.scan_iter(f"{prefix}:*")}
+    client.close()
+    assert keys and all(k.startswith(f"{prefix}:login-limits:") for k in keys), keys
+
+
+def test_web_apps_without_redis_each_count_login_attempts_alone(
+    tmp_path: Path, seeded: sessionmaker[Session], clock: Clock, env: pytest.MonkeyPatch
+) -> None:
+    machines = two_web_machines(tmp_path, seeded, clock, env, None)
+    answers = guesses_in_turn(machines, 12)
+    # Two windows: between them the machines let 20 guesses a minute through, not 10.
+    assert [a.status_code for a in answers] == [403] * 12
+    assert [a.headers["X-RateLimit-Remaining"] for a in answers] == [str(29 - i // 2) for i in range(12)]
+
+
+def test_with_redis_unreachable_logins_work_and_each_process_still_limits_them(
+    tmp_path: Path, seeded: sessionmaker[Session], clock: Clock, env: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    caplog.set_level(logging.WARNING, logger="zhuanlan.web.auth")
+    unreachable = {"redis_url": "redis://:s3cret-pw@127.0.0.1:1/0"}  # nothing listens on port 1
+    client = build_app(tmp_path, seeded, clock, distributed=unreachable).test_client()
+    login(client)  # 302 to /health
+    assert opens_health(client)
+    for _ in range(9):
+        login(client)
+    assert refused_by_the_rate_limit(try_login(client, PASSWORD))  # counted in this process's memory
+    warnings = [r.getMessage() for r in caplog.records if "does not answer" in r.getMessage()]
+    assert len(warnings) == 1, warnings  # once, not at every login
+    assert "Redis at redis://:***@127.0.0.1:1/0 does not answer" in warnings[0]
+    assert "s3cret-pw" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("redis://:pw@10.0.0.5:6379/0", "redis://:***@10.0.0.5:6379/0"),
+        ("rediss://zhuanlan:p%40ss@redis.internal:6380", "rediss://zhuanlan:***@redis.internal:6380"),
+        ("unix:///run/redis.sock?db=2&password=pw", "unix:///run/redis.sock?db=2&password=***"),
+    ],
+)
+def test_a_redis_url_is_logged_without_its_password(url: str, shown: str) -> None:
+    assert shown_url(url) == shown
 
 
 def test_a_browser_that_logged_in_before_is_not_locked_out_by_guesses_on_the_account(

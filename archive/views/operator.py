@@ -1,9 +1,10 @@
 """The operator's pages: login, logout, and the health view of the scheduler, sources, crawl runs and logins.
 
 Owns the admin login (a password from `ZHUANLAN_ADMIN_PASSWORD`, read by `create_app`; without
-one, login is disabled): its rate limits (flask-limiter: per client address and for the account),
-its lockout and its server-side session (`archive.auth`). Must not change rows other than those
-of the login: corrections are `archive.views.review`'s.
+one, login is disabled): its rate limits (flask-limiter: per client address and for the account,
+counted where `archive.login_limits` says), its lockout and its server-side session
+(`archive.auth`). Must not change rows other than those of the login: corrections are
+`archive.views.review`'s.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from archive.auth import (
     record_failure,
     record_success,
 )
+from archive.login_limits import FallbackWatch, storage_options
 from archive.views.review import candidate_count, unattributed_count
 from pipeline.corpus import labels
 from pipeline.corpus.heartbeat import next_runs, scheduler_state
@@ -67,10 +69,14 @@ def _log_breach(limit: RequestLimit) -> None:
 
 def blueprint(ctx: ViewContext) -> Blueprint:
     operator = Blueprint("operator", __name__)
-    # Counts live in memory: one window per process is enough for a rate limit (the lockout,
-    # which must outlive a restart, is in the database); the memory store is thread-safe.
-    limiter = Limiter(get_remote_address, storage_uri="memory://", headers_enabled=True, on_breach=_log_breach)
+    # Counts live in the installation's Redis when it has one, so that all web apps share them;
+    # else in this process's memory (`archive.login_limits`). A window forgotten at a restart is
+    # fine for a rate limit: the lockout, which must outlive one, is in the database.
+    dist = ctx.config.distributed
+    limiter = Limiter(get_remote_address, headers_enabled=True, on_breach=_log_breach, **storage_options(dist))
     operator.record_once(lambda state: limiter.init_app(cast("Flask", state.app)))
+    if dist.redis_url:
+        operator.after_request(FallbackWatch(limiter, dist.redis_url))
 
     def refused(until: datetime, now: datetime) -> tuple[str, int, dict[str, str]]:
         wait = max(1, math.ceil((until - now).total_seconds()))
