@@ -114,6 +114,24 @@ def crawl_settings(
     return settings
 
 
+# The young generation's size for a crawl's processes (this one and its pipeline worker; 700 by
+# default). Each page allocates tens of thousands of objects that live only until the next one:
+# with 700 the collector ran about 700 times per 2,000 pages in the crawl process and spent 0.3 s
+# there, with 20,000 it runs a few dozen times for about 0.1 s (measured with gc.callbacks; peak
+# RSS the same). The older generations keep their defaults, so cyclic garbage still goes.
+YOUNG_THRESHOLD = 20_000
+
+
+def settle_collector() -> None:
+    """What start-up loaded (Scrapy, the parsers, the pipeline's modules) lives as long as the crawl:
+    collected once, then frozen out of the collector's way (the crawl's collections cost about a
+    third less, 0.2 s per 2,000 pages measured), and the young generation enlarged."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_THRESHOLD, middle, old)
+
+
 def run_jobs(jobs: Sequence[SourceJob], settings: Settings, crawl: Mapping[str, Any]) -> None:
     """Crawl every job's source concurrently; returns when all spiders have closed."""
     process = CrawlerProcess(settings)
@@ -129,9 +147,5 @@ def run_jobs(jobs: Sequence[SourceJob], settings: Settings, crawl: Mapping[str, 
         if job.recheck_urls:
             kwargs["recheck_urls"] = list(job.recheck_urls)
         process.crawl(spider_class(str(job.source["kind"])), **kwargs)
-    # What is loaded by now (Scrapy, the parsers, the pipeline's modules) lives as long as the crawl:
-    # out of the collector's way, the crawl's collections cost about a third less (0.2 s per
-    # 2,000 pages measured).
-    gc.collect()
-    gc.freeze()
+    settle_collector()
     process.start()

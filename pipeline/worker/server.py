@@ -16,7 +16,6 @@ it does not finish is not lost: the source's run stays incomplete and the next c
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import signal
@@ -157,9 +156,11 @@ def main(conn: Connection, settings: RunnerSettings, parents_end: Connection | N
         conn.send(StartFailed(error_text(exc)))
         conn.close()
         return
-    # The worker's modules and state live as long as it does: keep them out of the collector's way.
-    gc.collect()
-    gc.freeze()
+    # The worker's modules and state live as long as it does: out of the collector's way, as in
+    # the crawl process.
+    from crawler.process import settle_collector
+
+    settle_collector()
     conn.send(Ready())
     try:
         serve(conn, ingest)
