@@ -595,6 +595,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
+    redis_url = app.config.distributed.redis_url
+    if redis_url:
+        from archive.login_limits import redis_problem, shown_url
+
+        problem = redis_problem(redis_url)
+        if problem is not None:
+            print(
+                f"zhuanlan serve: warning: Redis at {shown_url(redis_url)} does not answer ({problem}): until it "
+                "does, this process counts login attempts on its own, so each web app allows the full rate.",
+                file=sys.stderr,
+                flush=True,
+            )
     if host in {"127.0.0.1", "localhost"}:
         ensure_port_free(port, "--port")
     print(f"serving on http://{host}:{port}/ (Ctrl-C to stop)", flush=True)

@@ -59,6 +59,24 @@ def storage_options(dist: DistributedConf) -> dict[str, Any]:
     }
 
 
+def redis_problem(url: str) -> str | None:
+    """Why the Redis at `url` does not answer a PING within `REDIS_TIMEOUT_SECONDS`, or None if it does:
+    `zhuanlan serve` asks at its start, so an operator learns it then, not at the first login."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=REDIS_TIMEOUT_SECONDS, socket_timeout=REDIS_TIMEOUT_SECONDS
+        )
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except (redis.RedisError, OSError, ValueError) as exc:
+        return " ".join(str(exc).split()) or type(exc).__name__
+    return None
+
+
 class FallbackWatch:
     """An after-request hook that logs when `limiter` moves its counts from Redis into this
     process's memory (Redis did not answer), and when they are back in Redis: once each time,

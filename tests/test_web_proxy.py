@@ -13,6 +13,7 @@ import http.cookiejar
 import os
 import re
 import socket
+import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -164,6 +165,17 @@ def test_an_ipv6_proxy_address_is_written_as_the_server_sees_it(tmp_path: Path) 
     assert config.web.trusted_proxy == "::1" and config.web.trusted_proxy_count == 1
 
 
+def _serve_to_its_port_check(cfg: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`zhuanlan serve` on a port that is taken: it stops at its port check, after its warnings."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_zhuanlan("--config", str(cfg), "serve", "--host", "127.0.0.1", "--port", str(port), env=env)
+    assert result.returncode == 1 and f"port {port} on 127.0.0.1 is in use" in result.stderr
+    return result
+
+
 @pytest.mark.parametrize("key", [None, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"])
 def test_serve_says_when_its_logins_cannot_outlive_a_restart_or_reach_another_web_machine(
     tmp_path: Path, db_url: str, key: str | None
@@ -178,13 +190,32 @@ def test_serve_says_when_its_logins_cannot_outlive_a_restart_or_reach_another_we
     if key is not None:
         env["ZHUANLAN_SECRET_KEY"] = key
     assert run_zhuanlan("--config", str(cfg), "init", env=env).returncode == 0
-    with socket.socket() as taken:  # the server then stops at its port check, after its warnings
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        result = run_zhuanlan("--config", str(cfg), "serve", "--host", "127.0.0.1", "--port", str(port), env=env)
-    assert result.returncode == 1 and f"port {port} on 127.0.0.1 is in use" in result.stderr
+    result = _serve_to_its_port_check(cfg, env)
     warned = "ZHUANLAN_SECRET_KEY is not set" in result.stderr
     assert warned == (key is None), result.stderr
     if warned:
         assert "Set the same key on every web machine" in result.stderr
+
+
+@pytest.mark.parametrize("answers", [True, False])
+def test_serve_says_at_its_start_when_the_redis_of_the_login_limits_does_not_answer(
+    tmp_path: Path, db_url: str, answers: bool
+) -> None:
+    # Learned at the start, not at the first login: with Redis down each web app counts alone.
+    with redis_prefix() as (url, prefix):
+        redis_url = url if answers else "redis://:s3cret-pw@127.0.0.1:1/0"
+        cfg = tmp_path / "zhuanlan.toml"
+        cfg.write_text(
+            f'data_dir = "data"\npublic_dir = "public"\n[distributed]\nredis_url = "{redis_url}"\n'
+            f'key_prefix = "{prefix}"\n',
+            encoding="utf-8",
+        )
+        env = dict(os.environ, ZHUANLAN_DATABASE_URL=db_url, ZHUANLAN_SECRET_KEY="k" * 64)
+        assert run_zhuanlan("--config", str(cfg), "init", env=env).returncode == 0
+        result = _serve_to_its_port_check(cfg, env)
+    warned = "does not answer" in result.stderr
+    assert warned == (not answers), result.stderr
+    if warned:
+        assert "Redis at redis://:***@127.0.0.1:1/0 does not answer (" in result.stderr
+        assert "counts login attempts on its own" in result.stderr
+    assert "s3cret-pw" not in result.stderr + result.stdout
