@@ -5,7 +5,6 @@ name of the worker that lost it, and a worker that lost its lease can neither re
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -13,16 +12,15 @@ import redis
 
 from crawler.frontier import FrontierKeys, frontier_keys
 from crawler.queue import Job, SourceQueue
-from tests.servers import require_redis
+from tests.servers import redis_prefix
 
 
 @pytest.fixture
 def queue() -> Iterator[SourceQueue]:
-    client = redis.Redis.from_url(require_redis(), decode_responses=True)
-    prefix = f"zh-test-{uuid.uuid4().hex[:10]}"
-    yield SourceQueue(client, prefix, lease_seconds=1)
-    for key in client.scan_iter(f"{prefix}:*"):
-        client.delete(key)
+    with redis_prefix() as (url, prefix):
+        client = redis.Redis.from_url(url, decode_responses=True)
+        yield SourceQueue(client, prefix, lease_seconds=1)
+        client.close()
 
 
 def test_each_source_goes_to_one_worker_and_the_last_done_says_so(queue: SourceQueue) -> None:

@@ -4,7 +4,6 @@ finished. On SQLite, and on PostgreSQL in its leg; migration 0009 goes down and 
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from pipeline.corpus.runs import (
     start_distributed_run,
 )
 from pipeline.record import SourceRef
-from tests.servers import require_redis
+from tests.servers import redis_prefix
 from tests.support import free_port
 from tests.test_pipeline_support import SOURCE, SOURCE_KEY
 from zhuanlan_config import load_config
@@ -120,20 +119,16 @@ def test_the_scheduler_queues_no_new_run_while_the_workers_are_busy(
 ) -> None:
     import scheduler
 
-    redis_url = require_redis()
-    prefix = f"zh-test-{uuid.uuid4().hex[:10]}"
-    cfg = tmp_path / "zhuanlan.toml"
-    text = sample_config_toml("http://127.0.0.1:9", smtp_port=free_port(), web_port=free_port())
-    cfg.write_text(f'{text}\n[distributed]\nredis_url = "{redis_url}"\nkey_prefix = "{prefix}"\n', encoding="utf-8")
-    monkeypatch.setenv("ZHUANLAN_DATABASE_URL", db_url)
-    config = load_config(cfg)
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    try:
+    with redis_prefix() as (redis_url, prefix):
+        cfg = tmp_path / "zhuanlan.toml"
+        text = sample_config_toml("http://127.0.0.1:9", smtp_port=free_port(), web_port=free_port())
+        cfg.write_text(f'{text}\n[distributed]\nredis_url = "{redis_url}"\nkey_prefix = "{prefix}"\n', encoding="utf-8")
+        monkeypatch.setenv("ZHUANLAN_DATABASE_URL", db_url)
+        config = load_config(cfg)
+        client = redis.Redis.from_url(redis_url, decode_responses=True)
         scheduler._enqueue_crawl(config, "schedule")
         scheduler._enqueue_crawl(config, "schedule")  # nothing crawled the first run's sources yet
         with session_factory(engine)() as session:
             assert session.scalar(select(func.count()).select_from(CrawlRun)) == 1
         assert client.llen(f"{prefix}:queue") == len([s for s in config.sources if s.enabled])
-    finally:
-        for key in client.scan_iter(f"{prefix}:*"):
-            client.delete(key)
+        client.close()
