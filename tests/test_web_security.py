@@ -206,6 +206,10 @@ def test_login_posts_are_rate_limited_for_the_account(app: Flask) -> None:
             client.environ_base["REMOTE_ADDR"] = f"10.2.0.{i}"
             statuses.append(try_login(client, PASSWORD).status_code)
     assert statuses == [302] * 30 + [429] * 6
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = "10.2.0.9"
+    page = try_login(client, PASSWORD).get_data(as_text=True)
+    assert "管理员账号每分钟最多登录 30 次" in page and "per 1 minute" not in page
 
 
 @pytest.fixture
@@ -235,6 +239,8 @@ def refused_by_the_rate_limit(response: Any) -> bool:
     return (
         response.status_code == 429
         and "请求过于频繁" in page
+        and "同一地址每分钟最多登录 10 次，请一分钟后再试" in page
+        and "per 1 minute" not in page
         and "已暂时锁定" not in page
         and response.headers.get("X-RateLimit-Limit") == "10"
         and response.headers.get("X-RateLimit-Remaining") == "0"

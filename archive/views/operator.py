@@ -53,9 +53,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("zhuanlan.web.auth")
 
-# Login attempts (POSTs) a client address, and the account from all addresses, may make.
-ADDRESS_RATE = "10 per minute"
-ACCOUNT_RATE = "30 per minute"
+# Login attempts (POSTs) a client address, and the account from all addresses, may make a minute;
+# what the refusal page says (flask-limiter's own text is its English limit, "10 per 1 minute").
+ADDRESS_PER_MINUTE = 10
+ACCOUNT_PER_MINUTE = 30
+ADDRESS_RATE = f"{ADDRESS_PER_MINUTE} per minute"
+ACCOUNT_RATE = f"{ACCOUNT_PER_MINUTE} per minute"
+ADDRESS_REFUSAL = f"登录尝试过于频繁：同一地址每分钟最多登录 {ADDRESS_PER_MINUTE} 次，请一分钟后再试。"
+ACCOUNT_REFUSAL = f"登录尝试过于频繁：管理员账号每分钟最多登录 {ACCOUNT_PER_MINUTE} 次，请一分钟后再试。"
 
 
 def operator_sessions() -> Sessions:
@@ -88,9 +93,15 @@ def blueprint(ctx: ViewContext) -> Blueprint:
         return known_device(request.cookies.get(DEVICE_COOKIE), str(current_app.secret_key))
 
     @operator.route("/login", methods=["GET", "POST"])
-    @limiter.limit(ADDRESS_RATE, methods=["POST"])
+    @limiter.limit(ADDRESS_RATE, methods=["POST"], error_message=ADDRESS_REFUSAL)
     # The account's window is for guesses spread over addresses: a known browser is not held up by them.
-    @limiter.limit(ACCOUNT_RATE, key_func=lambda: ACCOUNT, methods=["POST"], exempt_when=lambda: device() is not None)
+    @limiter.limit(
+        ACCOUNT_RATE,
+        key_func=lambda: ACCOUNT,
+        methods=["POST"],
+        exempt_when=lambda: device() is not None,
+        error_message=ACCOUNT_REFUSAL,
+    )
     def login() -> BaseResponse | tuple[str, int] | tuple[str, int, dict[str, str]]:
         if ctx.admin_password is None:
             return render_template("login.html", disabled=True, error=None), 200
