@@ -124,9 +124,11 @@ YOUNG_THRESHOLD = 20_000
 
 def settle_collector() -> None:
     """What start-up loaded (Scrapy, the parsers, the pipeline's modules) lives as long as the crawl:
-    collected once, then frozen out of the collector's way (the crawl's collections cost about a
-    third less, 0.2 s per 2,000 pages measured), and the young generation enlarged."""
-    gc.collect()
+    frozen out of the collector's way (the crawl's collections cost about a third less, 0.2 s per
+    2,000 pages measured), and the young generation enlarged.
+
+    Not collected first: a full collection at that point found 0 to 20 unreachable objects in either
+    process and cost 60 ms, on the crawl's critical path before its first request (measured)."""
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(YOUNG_THRESHOLD, middle, old)
