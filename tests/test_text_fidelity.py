@@ -23,7 +23,7 @@ from archive.search import Filters, search, snippet_html
 from archive.search_syntax import highlight_pattern, parse_query
 from feeds.publish import publish_feeds
 from pipeline.corpus.models import Article
-from pipeline.corpus.textsplit import fold_for_matching, fold_with_offsets, split_text
+from pipeline.corpus.textsplit import fold_for_matching, fold_with_offsets, split_runs, split_text
 from pipeline.normalize import content_hash, normalize_item, normalize_line, normalize_text, restore_original_characters
 from pipeline.similarity import compact, signature
 from tests.test_feeds_factory import make_config
@@ -108,6 +108,15 @@ def test_fold_with_offsets_maps_every_folded_character_to_its_original() -> None
         folded, starts, ends = fold_with_offsets(text)
         assert len(starts) == len(ends) == len(folded)
         assert all(0 <= s < e <= len(text) for s, e in zip(starts, ends, strict=True))
+
+
+def test_the_index_form_is_the_query_splitters_runs_flattened() -> None:
+    # Documents are split by `split_text`, queries by `split_runs`: a query finds a document only
+    # while the two agree token for token.
+    fixed = ["", "党", "党建", "学习贯彻四中全会精神", "第㈠条①ＡＢ，党", "AI赋能 2025年 ai", "中a文b", "é́党"]
+    for text in fixed + list(random_texts(500)):
+        assert split_text(text) == " ".join(token for run in split_runs(text) for token in run), text
+    assert split_text("学习贯彻，AI赋能") == "学习 习贯 贯彻 ai 赋能"
 
 
 def test_index_and_shingles_fold_and_ignore_width() -> None:
