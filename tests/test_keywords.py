@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import marshal
 import subprocess
 import sys
 import textwrap
@@ -24,8 +25,10 @@ import rjieba
 from pipeline.tagging.rules import (
     _good_keyword,
     _jieba_cut,
+    _load_idf,
     _load_keyword_model,
     _tfidf_ranking,
+    default_cache_dir,
     keyword_text,
     pick_keywords,
     top_keywords,
@@ -142,6 +145,53 @@ def test_idf_table_and_stop_words_are_jiebas(jieba_extractor: Any) -> None:
     assert model.median_idf == jieba_extractor.median_idf
     assert model.stop_words == jieba_extractor.stop_words
     assert len(model.idf) > 200_000 and "the" in model.stop_words
+
+
+def test_the_idf_table_is_parsed_once_then_read_from_the_cache(tmp_path: Path) -> None:
+    source = tmp_path / "idf.txt"
+    source.write_text("学习 7.5\n贯彻 8.25\n精神 6.0\n", encoding="utf-8")
+    cache = tmp_path / "cache"
+    parsed = ({"学习": 7.5, "贯彻": 8.25, "精神": 6.0}, 7.5)
+    assert _load_idf(source, cache) == parsed
+    (written,) = cache.iterdir()
+    assert marshal.loads(written.read_bytes()) == parsed
+    # The next load takes what the cache holds (planted here to tell the two apart).
+    written.write_bytes(marshal.dumps(({"学习": 1.0}, 1.0)))
+    assert _load_idf(source, cache) == ({"学习": 1.0}, 1.0)
+    # A changed idf.txt is another cache file: parsed again.
+    source.write_text("学习 7.5\n贯彻 8.25\n", encoding="utf-8")
+    assert _load_idf(source, cache) == ({"学习": 7.5, "贯彻": 8.25}, 8.25)
+    assert len(list(cache.iterdir())) == 2
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00garbage", marshal.dumps([1, 2]), marshal.dumps(({}, 1.0))])
+def test_an_unreadable_idf_cache_is_parsed_again_and_rewritten(tmp_path: Path, content: bytes) -> None:
+    source = tmp_path / "idf.txt"
+    source.write_text("学习 7.5\n贯彻 8.25\n", encoding="utf-8")
+    cache = tmp_path / "cache"
+    _load_idf(source, cache)
+    (written,) = cache.iterdir()
+    written.write_bytes(content)
+    assert _load_idf(source, cache) == ({"学习": 7.5, "贯彻": 8.25}, 8.25)
+    assert marshal.loads(written.read_bytes()) == ({"学习": 7.5, "贯彻": 8.25}, 8.25)
+    assert [p.name for p in cache.iterdir()] == [written.name]  # no temporary file left behind
+
+
+def test_an_idf_cache_that_cannot_be_written_changes_nothing(tmp_path: Path) -> None:
+    source = tmp_path / "idf.txt"
+    source.write_text("学习 7.5\n", encoding="utf-8")
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder would go")
+    assert _load_idf(source, blocked) == ({"学习": 7.5}, 7.5)
+    assert _load_idf(source, None) == ({"学习": 7.5}, 7.5)
+
+
+def test_the_cache_folder_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert default_cache_dir() == tmp_path / "zhuanlan"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")  # not absolute: ignored, as the spec says
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_cache_dir() == tmp_path / "home" / ".cache" / "zhuanlan"
 
 
 @pytest.mark.parametrize("text", TEXTS)
