@@ -21,23 +21,15 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session, sessionmaker
-
-from pipeline.corpus.db import (
-    SCHEMA_REVISION,
-    DatabaseError,
-    make_engine,
-    schema_gap,
-    schema_revision,
-    session_factory,
-    transaction,
-    upgrade,
-)
+# The database layer (SQLAlchemy, the driver, the models) is imported where a command uses it:
+# `zhuanlan crawl` leaves it to its pipeline worker and starts crawling that much sooner.
 from zhuanlan_config import Config, ConfigError, ConfigErrors, SourceConf, load_config, secret_from_env
 
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
+
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session, sessionmaker
 
     from feeds.review_store import Issue
 
@@ -68,6 +60,13 @@ def open_app(args: argparse.Namespace, *, initialise: bool = False) -> App:
     """Load the config and open the database; with `initialise`, create or upgrade it."""
     path = config_path(args)
     config = load_config(path)
+    return open_database(config, path, initialise=initialise)
+
+
+def open_database(config: Config, path: Path, *, initialise: bool = False) -> App:
+    """The app over `config`'s database; with `initialise`, create or upgrade it."""
+    from pipeline.corpus.db import make_engine, session_factory, upgrade
+
     if initialise:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         config.public_dir.mkdir(parents=True, exist_ok=True)
@@ -86,6 +85,8 @@ def check_schema(engine: Engine) -> None:
     `zhuanlan init`: until then a command would fail on the first table or column it lacks, far
     from the cause. A database a newer release migrated is used (migrations add to the schema), with
     a warning, so machines can be upgraded one at a time."""
+    from pipeline.corpus.db import SCHEMA_REVISION, schema_gap, schema_revision
+
     where = engine.url.render_as_string(hide_password=True)
     found = schema_revision(engine)
     if found is None:
@@ -112,10 +113,21 @@ def source_dict(source: SourceConf) -> dict[str, Any]:
 
 def selected_sources(app: App, keys: list[str] | None) -> list[SourceConf]:
     """The enabled sources named by `--source` (all enabled ones without it); an unknown key is an error."""
-    unknown = sorted(set(keys or ()) - {s.key for s in app.config.sources})
+    return configured_sources(app.config, app.config_path, keys)
+
+
+def configured_sources(config: Config, path: Path, keys: Sequence[str] | None) -> list[SourceConf]:
+    """`selected_sources` from the configuration alone."""
+    unknown = sorted(set(keys or ()) - {s.key for s in config.sources})
     if unknown:
-        raise UserError(f"no source named {', '.join(unknown)} in {app.config_path}")
-    return [s for s in app.config.sources if s.enabled and (not keys or s.key in keys)]
+        raise UserError(f"no source named {', '.join(unknown)} in {path}")
+    return [s for s in config.sources if s.enabled and (not keys or s.key in keys)]
+
+
+def _is_database_error(exc: BaseException) -> bool:
+    """A `pipeline.corpus.db.DatabaseError` (raised only once that module is loaded: not imported to ask)."""
+    db = sys.modules.get("pipeline.corpus.db")
+    return db is not None and isinstance(exc, db.DatabaseError)
 
 
 # --- commands ---------------------------------------------------------------------
@@ -124,6 +136,7 @@ def selected_sources(app: App, keys: list[str] | None) -> list[SourceConf]:
 def cmd_init(args: argparse.Namespace) -> int:
     app = open_app(args, initialise=True)
     from pipeline.corpus.config_sync import sync_config
+    from pipeline.corpus.db import transaction
 
     with transaction(app.sessions) as session:
         sync_config(session, app.config, utcnow())
@@ -144,86 +157,192 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_crawl(args: argparse.Namespace) -> int:
-    from crawler.process import SourceJob, crawl_settings, log_to_file, run_jobs
-    from pipeline.corpus.config_sync import sync_config
-    from pipeline.corpus.runs import finish_crawl_run, plan_crawl
+@dataclass(frozen=True)
+class CrawlPlanned:
+    """What the crawl process needs of a planned run: its id, the spiders' jobs, the sources skipped."""
 
-    app = open_app(args)
-    log_file = log_to_file(app.config.data_dir, args.log_level)
+    run_id: int
+    jobs: tuple[Any, ...]  # crawler.launch.SourceJob
+    skipped: tuple[str, ...]
+
+
+class CrawlSetup:
+    """`zhuanlan crawl`'s database work (`pipeline.worker.protocol.RunSetup`), done in its pipeline
+    worker: before the pages, the configuration synced and the run planned; after them, the run
+    closed. The crawl process meanwhile imports Scrapy and never loads the database layer (0.3 s of
+    CPU before its first request, measured). Picklable, for a worker that is spawned."""
+
+    def __init__(
+        self,
+        config: Config,
+        path: Path,
+        source_keys: tuple[str, ...],
+        *,
+        trigger: str,
+        now: datetime,
+        backfill: bool,
+        force: bool,
+        refresh: bool,
+        recheck_since: datetime | None,
+        run_id: int | None,
+    ) -> None:
+        self.config = config
+        self.path = path
+        self.source_keys = source_keys
+        self.trigger = trigger
+        self.now = now
+        self.backfill = backfill
+        self.force = force
+        self.refresh = refresh
+        self.recheck_since = recheck_since
+        self.run_id = run_id
+        self._app: App | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_app": None}  # a process opens its own database
+
+    def app(self) -> App:
+        if self._app is None:
+            self._app = open_database(self.config, self.path)
+        return self._app
+
+    def prepare(self) -> tuple[int, CrawlPlanned, bool]:
+        from crawler.launch import SourceJob
+        from pipeline.corpus.config_sync import sync_config
+        from pipeline.corpus.db import DatabaseError, transaction
+        from pipeline.corpus.runs import plan_crawl
+        from pipeline.worker.protocol import SetupRefused
+
+        try:
+            app = self.app()
+            selected = [s for s in app.config.sources if s.key in self.source_keys]
+            with transaction(app.sessions) as session:
+                if self.run_id is None:
+                    sync_config(session, app.config, self.now)
+                plan = plan_crawl(
+                    session,
+                    selected,
+                    trigger=self.trigger,
+                    now=self.now,
+                    tz=app.config.tz,
+                    stale_after=timedelta(seconds=app.config.crawl.subprocess_timeout_seconds),
+                    backfill=self.backfill,
+                    force=self.force,
+                    recheck_since=self.recheck_since,
+                    run_id=self.run_id,
+                )
+            redis_url = app.config.distributed.redis_url
+            if redis_url and self.run_id is None:
+                # Frontiers that crawls killed outright left in Redis, now that their runs are marked ended.
+                import redis
+
+                from pipeline.distributed import sweep_frontiers
+
+                client = redis.Redis.from_url(redis_url)
+                try:
+                    sweep_frontiers(app.sessions, client, app.config.distributed.key_prefix)
+                finally:
+                    client.close()
+        except (UserError, DatabaseError) as exc:
+            raise SetupRefused(str(exc)) from exc
+        jobs = tuple(
+            SourceJob(
+                source=source_dict(p.source),
+                known_keys=p.known_keys,
+                validators=p.validators,
+                backfill=p.backfill,
+                refresh=self.refresh,
+                recheck_urls=p.recheck_urls,
+            )
+            for p in plan.sources
+        )
+        return plan.run_id, CrawlPlanned(plan.run_id, jobs, tuple(plan.skipped)), bool(jobs)
+
+    def finish(self, run_id: int | None, failures: tuple[str, ...]) -> dict[str, Any]:
+        from pipeline.corpus.db import transaction
+        from pipeline.corpus.runs import finish_crawl_run
+
+        if run_id is None:
+            raise ValueError("a crawl run is finished by its id")
+        app = self.app()
+        with transaction(app.sessions) as session:
+            return finish_crawl_run(session, run_id, utcnow(), app.config.tz, failures=failures)
+
+
+def cmd_crawl(args: argparse.Namespace) -> int:
+    from crawler.launch import log_to_file
+    from pipeline.worker.client import WorkerClient
+    from pipeline.worker.protocol import SetupRefused
+    from pipeline.worker.runner import RunnerError, RunnerSettings
+
+    path = config_path(args)
+    config = load_config(path)
+    log_file = log_to_file(config.data_dir, args.log_level)
     now = utcnow()
-    selected = selected_sources(app, args.source)
+    selected = configured_sources(config, path, args.source)
     if args.recheck:
         selected = [s for s in selected if s.kind == "wechat_album"]
-    with transaction(app.sessions) as session:
-        if args.run_id is None:
-            sync_config(session, app.config, now)
-        plan = plan_crawl(
-            session,
-            selected,
-            trigger=args.trigger,
-            now=now,
-            tz=app.config.tz,
-            stale_after=timedelta(seconds=app.config.crawl.subprocess_timeout_seconds),
-            backfill=args.backfill,
-            force=args.force,
-            recheck_since=now - timedelta(days=args.recheck_days) if args.recheck else None,
-            run_id=args.run_id,
-        )
-    redis_url = app.config.distributed.redis_url
-    if redis_url and args.run_id is None:
-        # Frontiers that crawls killed outright left in Redis, now that their runs are marked ended.
-        import redis
+    setup = CrawlSetup(
+        config,
+        path.resolve(),
+        tuple(s.key for s in selected),
+        trigger=args.trigger,
+        now=now,
+        backfill=args.backfill,
+        force=args.force,
+        refresh=args.refresh,
+        recheck_since=now - timedelta(days=args.recheck_days) if args.recheck else None,
+        run_id=args.run_id,
+    )
+    # The pipeline worker starts first, forked while this process has loaded little: it opens the
+    # database and plans the run while this process imports Scrapy and sets it up.
+    runner = WorkerClient(
+        RunnerSettings(config.database_url, str(path.resolve()), None, args.log_level, str(log_file)), setup
+    )
+    runner.attach(lambda error: None)  # this command's own hold: the worker outlives every spider
+    try:
+        # Meanwhile: Scrapy, its components, the spiders and the pipeline's shell (0.7 s of imports).
+        from crawler.process import crawl_settings, preload, run_jobs, spider_class
+        from pipeline.worker.shell import RUNNER_SETTING
 
-        from pipeline.distributed import sweep_frontiers
-
-        client = redis.Redis.from_url(redis_url)
-        try:
-            sweep_frontiers(app.sessions, client, app.config.distributed.key_prefix)
-        finally:
-            client.close()
-    jobs = [
-        SourceJob(
-            source=source_dict(p.source),
-            known_keys=p.known_keys,
-            validators=p.validators,
-            backfill=p.backfill,
-            refresh=args.refresh,
-            recheck_urls=p.recheck_urls,
-        )
-        for p in plan.sources
-    ]
-    crawl = asdict(app.config.crawl)
-    failures: list[str] = []
-    if jobs:
-        from pipeline.worker.shell import RUNNER_SETTING, make_runner, runner_settings
-
+        crawl = asdict(config.crawl)
         settings = crawl_settings(
-            database_url=app.config.database_url,
-            config_path=str(app.config_path),
-            run_id=plan.run_id,
+            database_url=config.database_url,
+            config_path=str(path.resolve()),
+            run_id=None,  # the plan's
             crawl=crawl,
             log_level=args.log_level,
             log_file=log_file,
-            redis=(app.config.distributed.redis_url, app.config.distributed.key_prefix),
+            redis=(config.distributed.redis_url, config.distributed.key_prefix),
             keep_frontier=args.run_id is not None,  # a crawl worker's part: resumable until the job is done
         )
-        runner = make_runner(runner_settings(settings))  # the pipeline worker starts while Scrapy sets up
-        runner.attach(lambda error: None)  # this command's own hold: the worker outlives every spider
-        settings.set(RUNNER_SETTING, runner, priority="cmdline")
+        preload(settings)
+        for kind in {s.kind for s in selected}:
+            spider_class(kind)
         try:
-            run_jobs(jobs, settings, crawl)
-        finally:
-            runner.release()
-            failures = runner.failures
-    if args.run_id is not None:
-        # A crawl worker's part of a distributed run: the worker that ends the run judges it.
-        return 1 if failures else 0
-    with transaction(app.sessions) as session:
-        summary = finish_crawl_run(session, plan.run_id, utcnow(), app.config.tz, failures=failures)
-    summary.setdefault("run_id", plan.run_id)
-    if plan.skipped:
-        summary["skipped"] = list(plan.skipped)
+            planned = runner.plan()
+        except (SetupRefused, RunnerError) as exc:
+            raise UserError(str(exc)) from exc
+        assert isinstance(planned, CrawlPlanned)
+        if planned.jobs:
+            settings.set("ZHUANLAN_RUN_ID", planned.run_id, priority="cmdline")
+            settings.set(RUNNER_SETTING, runner, priority="cmdline")
+            run_jobs(list(planned.jobs), settings, crawl)
+        failures = tuple(runner.failures)
+        if args.run_id is not None:
+            # A crawl worker's part of a distributed run: the worker that ends the run judges it.
+            return 1 if failures else 0
+        try:
+            summary = runner.close_run(failures)
+        except RunnerError as exc:
+            # The worker died (which `failures` says) or could not close the run (which they do not): closed here.
+            summary = setup.finish(planned.run_id, failures or (str(exc),))
+    finally:
+        runner.release()
+    assert isinstance(summary, dict)
+    summary.setdefault("run_id", planned.run_id)
+    if planned.skipped:
+        summary["skipped"] = list(planned.skipped)
     summary["log_file"] = str(log_file)
     if args.json:
         print(json.dumps(summary, ensure_ascii=False, default=str))
@@ -402,6 +521,8 @@ def cmd_correct(args: argparse.Namespace) -> int:
             column=args.column,
         )
         actor = args.by or f"{os.environ.get('USER') or 'operator'} (命令行)"
+        from pipeline.corpus.db import transaction
+
         with transaction(app.sessions) as session:
             rows = correct_story(session, args.guid, change, actor=actor, now=utcnow(), note=args.note)
     except CorrectionError as exc:
@@ -954,8 +1075,11 @@ def demo_review(app: App, week: str, now: datetime) -> list[str]:
     image and text shares) are decided as belonging to no unit through the correction flow (as
     `zhuanlan correct GUID --unattributed` would), then the issue is approved on the command-line
     path (`approve_issue`, as `zhuanlan digest approve`). Returns what it did, for the summary."""
+    from sqlalchemy import select
+
     from feeds.review import SENT
     from pipeline.corpus.corrections import Change, awaiting_unit, correct_story
+    from pipeline.corpus.db import transaction
     from pipeline.corpus.models import Article
 
     column = digest_column(app.config, None)
@@ -1160,7 +1284,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for error in exc.errors if isinstance(exc, ConfigErrors) else (exc,):
             print(f"zhuanlan: configuration error: {error}", file=sys.stderr)
         return 2
-    except (UserError, DatabaseError) as exc:
+    except Exception as exc:
+        if not isinstance(exc, UserError) and not _is_database_error(exc):
+            raise
         print(f"zhuanlan: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

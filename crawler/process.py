@@ -6,29 +6,40 @@ This module knows only spiders and Scrapy settings; it never touches the databas
 
 from __future__ import annotations
 
-import gc
-import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
 
 from scrapy.crawler import CrawlerProcess
 from scrapy.settings import Settings
+from scrapy.utils.misc import load_object
 from scrapy.utils.project import get_project_settings
 
+# What a crawl process sets up before Scrapy is imported lives in crawler.launch; named here too.
+from crawler.launch import (
+    CRAWL_LOG,
+    CRAWL_LOG_BACKUPS,
+    CRAWL_LOG_MAX_BYTES,
+    LOG_FORMAT,
+    YOUNG_THRESHOLD,
+    SourceJob,
+    log_to_file,
+    settle_collector,
+)
 
-@dataclass(frozen=True)
-class SourceJob:
-    """One source to crawl and what the corpus already knows of it."""
-
-    source: Mapping[str, Any]  # key, kind, url, unit, column, options
-    known_keys: frozenset[str] = frozenset()
-    validators: Mapping[str, tuple[str | None, str | None]] = field(default_factory=dict)
-    backfill: bool = False
-    refresh: bool = False
-    recheck_urls: tuple[str, ...] = ()
+__all__ = [
+    "CRAWL_LOG",
+    "CRAWL_LOG_BACKUPS",
+    "CRAWL_LOG_MAX_BYTES",
+    "LOG_FORMAT",
+    "YOUNG_THRESHOLD",
+    "SourceJob",
+    "crawl_settings",
+    "log_to_file",
+    "run_jobs",
+    "settle_collector",
+    "spider_class",
+]
 
 
 def spider_class(kind: str) -> type[Any]:
@@ -44,40 +55,11 @@ def spider_class(kind: str) -> type[Any]:
     raise ValueError(f"no spider for source kind {kind!r}")
 
 
-# The crawl's log: data_dir/logs/crawl.log, rotated at the start of a crawl once it passes the size.
-CRAWL_LOG = Path("logs") / "crawl.log"
-CRAWL_LOG_MAX_BYTES = 5 * 1024 * 1024
-CRAWL_LOG_BACKUPS = 5
-LOG_FORMAT = "%(asctime)s %(process)d [%(name)s] %(levelname)s: %(message)s"
-
-
-def log_to_file(data_dir: Path, level: str) -> Path:
-    """Send this process's log (Scrapy's, Twisted's, warnings, tracebacks) to the crawl log, and
-    nothing to the terminal; returns the file's path.
-
-    The file is rotated here, before the crawl starts, when it is over CRAWL_LOG_MAX_BYTES (five
-    older files kept): the pipeline worker appends to it too, and two processes must not rotate."""
-    path = data_dir / CRAWL_LOG
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = RotatingFileHandler(
-        path, maxBytes=CRAWL_LOG_MAX_BYTES, backupCount=CRAWL_LOG_BACKUPS, encoding="utf-8", delay=True
-    )
-    if path.is_file() and path.stat().st_size >= CRAWL_LOG_MAX_BYTES:
-        handler.doRollover()
-    handler.maxBytes = 0  # no rollover during the run
-    handler.setLevel(level)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    logging.root.addHandler(handler)
-    logging.root.setLevel(logging.NOTSET)
-    logging.captureWarnings(True)
-    return path
-
-
 def crawl_settings(
     *,
     database_url: str,
     config_path: str,
-    run_id: int,
+    run_id: int | None,
     crawl: Mapping[str, Any],
     log_level: str = "WARNING",
     log_file: Path | None = None,
@@ -114,24 +96,26 @@ def crawl_settings(
     return settings
 
 
-# The young generation's size for a crawl's processes (this one and its pipeline worker; 700 by
-# default). Each page allocates tens of thousands of objects that live only until the next one:
-# with 700 the collector ran about 700 times per 2,000 pages in the crawl process and spent 0.3 s
-# there, with 20,000 it runs 12-16 times for 0.11-0.15 s (measured with gc.callbacks; peak
-# RSS the same). The older generations keep their defaults, so cyclic garbage still goes.
-YOUNG_THRESHOLD = 20_000
+# Components Scrapy loads by name for a crawl besides the ones in priority dictionaries.
+_NAMED_COMPONENTS = ("SCHEDULER", "DUPEFILTER_CLASS", "STATS_CLASS", "SCHEDULER_PRIORITY_QUEUE", "LOG_FORMATTER")
 
 
-def settle_collector() -> None:
-    """What start-up loaded (Scrapy, the parsers, the pipeline's modules) lives as long as the crawl:
-    frozen out of the collector's way (the crawl's collections cost about a third less, 0.2 s per
-    2,000 pages measured), and the young generation enlarged.
-
-    Not collected first: a full collection at that point found 0 to 20 unreachable objects in either
-    process and cost 60 ms, on the crawl's critical path before its first request (measured)."""
-    gc.freeze()
-    _, middle, old = gc.get_threshold()
-    gc.set_threshold(YOUNG_THRESHOLD, middle, old)
+def preload(settings: Settings) -> None:
+    """Import every component Scrapy will load for a crawl with `settings` (middlewares, extensions,
+    item pipelines, download handlers, scheduler…) without making any: 0.2 s of imports that
+    `zhuanlan crawl` does while its pipeline worker plans the run rather than after. A component
+    that cannot be imported is left for Scrapy to report, as it would anyway."""
+    names: list[object] = []
+    for setting in ("DOWNLOADER_MIDDLEWARES", "SPIDER_MIDDLEWARES", "EXTENSIONS", "ITEM_PIPELINES"):
+        names += settings.get_component_priority_dict_with_base(setting)
+    names += settings.getwithbase("DOWNLOAD_HANDLERS").values()
+    names += [settings.get(name) for name in _NAMED_COMPONENTS]
+    for name in names:
+        if isinstance(name, str):
+            try:
+                load_object(name)
+            except Exception:
+                continue
 
 
 def run_jobs(jobs: Sequence[SourceJob], settings: Settings, crawl: Mapping[str, Any]) -> None:

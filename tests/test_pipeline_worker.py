@@ -12,13 +12,17 @@ import json
 import logging
 import os
 import signal
-from collections.abc import Iterator
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, func, insert, select
+from sqlalchemy import Engine, event, func, insert, select, update
+from sqlalchemy import text as sql_text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -350,26 +354,51 @@ def _workers(pid: int) -> list[int]:
     return found
 
 
-@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the worker process through /proc (Linux)")
-def test_a_crawl_whose_worker_is_killed_says_so_and_the_next_crawl_completes(tmp_path: Path, db_url: str) -> None:
+@contextmanager
+def _initialised_samples(tmp_path: Path, db_url: str) -> Iterator[tuple[SampleSources, Path, sessionmaker[Session]]]:
+    """The sample sources served, their config written and its database initialised."""
     with SampleSources(port=0) as samples:
         cfg = write_config(tmp_path / "zhuanlan.toml", samples)
         assert run_cli(cfg, db_url, "init").returncode == 0
         engine = make_engine(db_url)
-        sessions = session_factory(engine)
-        proc = start_cli(cfg, db_url, "crawl", "--json")
         try:
-            # killed as soon as it exists: the crawl has not stored anything yet, whatever the machine's speed
-            assert wait_for(lambda: bool(_workers(proc.pid)), 60), "no pipeline worker process started"
-            # `zhuanlan crawl` forks its worker (one thread when it starts it): same command line
-            crawl_command = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
-            assert [Path(f"/proc/{w}/cmdline").read_bytes() for w in _workers(proc.pid)] == [crawl_command]
-            for child in _workers(proc.pid):
-                os.kill(child, signal.SIGKILL)
-            proc.wait(timeout=120)
+            yield samples, cfg, session_factory(engine)
         finally:
-            if proc.poll() is None:
-                proc.kill()
+            engine.dispose()
+
+
+def _crawl_killing_its_worker(cfg: Path, db_url: str, when: Callable[[int], None]) -> subprocess.Popen[bytes]:
+    """`zhuanlan crawl --json` whose pipeline worker is SIGKILLed once `when(crawl pid)` returns; finished."""
+    proc = start_cli(cfg, db_url, "crawl", "--json")
+    try:
+        assert wait_for(lambda: bool(_workers(proc.pid)), 60), "no pipeline worker process started"
+        when(proc.pid)
+        for child in _workers(proc.pid):
+            os.kill(child, signal.SIGKILL)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc
+
+
+def _run_count(sessions: sessionmaker[Session]) -> int:
+    with sessions() as s:
+        return int(s.scalar(select(func.count()).select_from(CrawlRun)) or 0)
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the worker process through /proc (Linux)")
+def test_a_crawl_whose_worker_is_killed_says_so_and_the_next_crawl_completes(tmp_path: Path, db_url: str) -> None:
+    def planned(pid: int) -> None:
+        # killed as soon as it has planned the run (the worker plans it: the run's row is there),
+        # before it stores anything, whatever the machine's speed
+        assert wait_for(lambda: _run_count(sessions) == 1, 60), "the worker did not plan the run"
+        # `zhuanlan crawl` forks its worker (one thread when it starts it): same command line
+        crawl_command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        assert [Path(f"/proc/{w}/cmdline").read_bytes() for w in _workers(pid)] == [crawl_command]
+
+    with _initialised_samples(tmp_path, db_url) as (samples, cfg, sessions):
+        proc = _crawl_killing_its_worker(cfg, db_url, planned)
         said = log_tail(proc, 100_000)
         assert "the pipeline worker stopped unexpectedly" in said, said[-3000:]
         assert proc.returncode == 1
@@ -387,7 +416,33 @@ def test_a_crawl_whose_worker_is_killed_says_so_and_the_next_crawl_completes(tmp
         with sessions() as s:
             assert len(read_corpus(s).keys) == samples.truth()["appearance_count"]
             assert integrity_problems(s) == []
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the worker process through /proc (Linux)")
+def test_a_worker_killed_before_it_planned_the_run_is_one_plain_error(tmp_path: Path, db_url: str) -> None:
+    with _initialised_samples(tmp_path, db_url) as (samples, cfg, sessions):
+        # The worker plans the run in one transaction that writes the run's row: held up by a
+        # transaction that locked the table (PostgreSQL) or the database (SQLite), it cannot have
+        # planned when it is killed.
+        engine = make_engine(db_url)
+        with engine.connect() as holder:
+            if engine.dialect.name == "postgresql":
+                holder.execute(sql_text("LOCK TABLE crawl_runs IN EXCLUSIVE MODE"))
+            else:
+                holder.execute(update(Unit).values(sort_order=Unit.sort_order))
+            # by half a second after it started, it waits for the lock (as long as the lock is held)
+            proc = _crawl_killing_its_worker(cfg, db_url, lambda pid: time.sleep(0.5))
+            holder.rollback()
         engine.dispose()
+        said = log_tail(proc, 100_000)
+        assert proc.returncode == 1, said[-3000:]
+        assert "zhuanlan: the pipeline worker stopped before it planned the crawl" in said, said[-3000:]
+        assert "Traceback" not in said, said[-3000:]
+        assert _run_count(sessions) == 0  # nothing was planned, so nothing is left half done
+        again = run_cli(cfg, db_url, "crawl", "--json")
+        assert again.returncode == 0, again.stderr[-3000:]
+        with sessions() as s:
+            assert len(read_corpus(s).keys) == samples.truth()["appearance_count"]
 
 
 # --- the crawl process's share: prepare ---------------------------------------------------------

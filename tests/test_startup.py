@@ -4,6 +4,7 @@ tagged), Scrapy's remote-control server is not started, and the `zhuanlan` comma
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,10 @@ from pathlib import Path
 from scrapy.crawler import Crawler
 from scrapy.settings import Settings
 
+from crawler.samples.server import SampleSources
 from crawler.spiders.site_column import SiteColumnSpider
+from pipeline.corpus.db import make_engine, session_factory
+from tests.faults_support import cli_env, read_corpus, run_cli, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,6 +76,34 @@ def test_crawl_process_loads_the_keyword_model_only_for_a_page_to_tag(tmp_path: 
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["False", "True", "True"]
+
+
+def test_the_crawl_process_leaves_the_database_to_its_pipeline_worker(tmp_path: Path, db_url: str) -> None:
+    # `zhuanlan crawl` forks its worker first: the worker syncs the configuration, plans the run,
+    # stores the pages and closes the run, while the crawl process imports Scrapy and crawls. The
+    # crawl process never imports SQLAlchemy, the driver or the corpus modules (0.3 s of start-up).
+    with SampleSources(port=0) as samples:
+        cfg = write_config(tmp_path / "zhuanlan.toml", samples)
+        assert run_cli(cfg, db_url, "init").returncode == 0
+        probe = (
+            "import json, sys, zhuanlan_cli\n"
+            f"code = zhuanlan_cli.main(['--config', {str(cfg)!r}, 'crawl', '--json'])\n"
+            "database = ('sqlalchemy', 'psycopg', 'pipeline.corpus.db', 'pipeline.corpus.models')\n"
+            "loaded = sorted(m for m in sys.modules if m.startswith(database))\n"
+            "print(json.dumps({'code': code, 'loaded': loaded}))\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, env=cli_env(db_url), timeout=300
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        *_, summary_line, probe_line = done.stdout.strip().splitlines()
+        summary = json.loads(summary_line)
+        assert json.loads(probe_line) == {"code": 0, "loaded": []}
+        assert summary["status"] == "ok" and summary["failed"] == 0, summary
+        engine = make_engine(db_url)
+        with session_factory(engine)() as session:
+            assert len(read_corpus(session).keys) == samples.truth()["appearance_count"]
+        engine.dispose()
 
 
 def test_worker_stages_load_no_datasketch() -> None:

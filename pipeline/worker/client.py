@@ -16,6 +16,7 @@ the users are told (their spiders close), and the crawl run fails with the reaso
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import multiprocessing
@@ -28,12 +29,17 @@ from typing import TYPE_CHECKING
 from pipeline.worker.protocol import (
     Close,
     Closed,
+    Finished,
     FromWorker,
     Open,
     Opened,
     Pages,
     Ready,
+    RunSetup,
     Settled,
+    SetupDone,
+    SetupFailed,
+    SetupRefused,
     StartFailed,
     Stop,
     ToWorker,
@@ -90,8 +96,9 @@ def start_method() -> str:
 class WorkerClient(SharedBySettings):
     """A `Runner` whose ingest runs in the pipeline worker process."""
 
-    def __init__(self, settings: RunnerSettings) -> None:
+    def __init__(self, settings: RunnerSettings, setup: RunSetup | None = None) -> None:
         self.settings = settings
+        self.setup = setup
         self.start_method = start_method()
         context = (
             multiprocessing.get_context("fork") if self.start_method == "fork" else multiprocessing.get_context("spawn")
@@ -101,7 +108,7 @@ class WorkerClient(SharedBySettings):
         # of input when this process dies.
         inherited = self._conn if self.start_method == "fork" else None
         self._process: BaseProcess = context.Process(
-            target=main, args=(child, settings, inherited), name="zhuanlan-pipeline-worker", daemon=True
+            target=main, args=(child, settings, inherited, setup), name="zhuanlan-pipeline-worker", daemon=True
         )
         self._process.start()
         child.close()
@@ -124,6 +131,7 @@ class WorkerClient(SharedBySettings):
         self.users = 0
         self._stopping = False
         self._watchdog = False
+        self._finished: queue.SimpleQueue[Finished | None] = queue.SimpleQueue()  # None: the worker is gone
 
     # -- threads
 
@@ -159,9 +167,18 @@ class WorkerClient(SharedBySettings):
             try:
                 message: FromWorker = self._conn.recv()
             except (EOFError, OSError):
-                loop.call_soon_threadsafe(self._lost)
+                self._finished.put(None)
+                self._call_on_loop(loop, self._lost)
                 return
-            loop.call_soon_threadsafe(self._dispatch, message)
+            if isinstance(message, Finished):
+                self._finished.put(message)  # awaited by `close_run`, after the event loop has ended
+            else:
+                self._call_on_loop(loop, self._dispatch, message)
+
+    @staticmethod
+    def _call_on_loop(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: object) -> None:
+        with contextlib.suppress(RuntimeError):  # the crawl is over, its loop closed: nobody waits any more
+            loop.call_soon_threadsafe(callback, *args)
 
     def _attach_loop(self) -> asyncio.AbstractEventLoop:
         """Start receiving on the running event loop (Scrapy's reactor loop); once."""
@@ -272,6 +289,55 @@ class WorkerClient(SharedBySettings):
         self._outbox.put(Close(sid, requests))
         return await future
 
+    def plan(self) -> object:
+        """What the worker's `RunSetup.prepare` planned, waited for (before the crawl starts: the
+        worker prepares while this process imports Scrapy). `SetupRefused` with the worker's
+        message when the user can act on it, `RunnerError` otherwise."""
+        if self.setup is None:
+            raise RunnerError("this pipeline worker was started without a run setup")
+        try:
+            message = self._conn.recv()
+        except (EOFError, OSError):
+            self._process.join(timeout=5)
+            raise RunnerError(
+                f"the pipeline worker stopped before it planned the crawl (exit code {self._process.exitcode})"
+            ) from None
+        if isinstance(message, SetupFailed):
+            if message.refused:
+                raise SetupRefused(message.error)
+            raise RunnerError(f"the crawl run could not be prepared: {message.error}")
+        if not isinstance(message, SetupDone):
+            raise RunnerError(f"the pipeline worker answered {type(message).__name__} before its plan")
+        return message.plan
+
+    def close_run(self, failures: tuple[str, ...]) -> object:
+        """Stop the worker once it has stored everything, having it close the run (`RunSetup.finish`)
+        with `failures`; its summary. `RunnerError` when the worker could not."""
+        if self._stopping:
+            raise RunnerError("the pipeline worker was already told to stop")
+        self._request_stop(failures)
+        try:
+            finished = self._finished.get(timeout=STOP_TIMEOUT) if self._receiver else self._recv_finished()
+        except queue.Empty:
+            finished = None
+        self._wait_stopped()
+        if finished is None:
+            raise RunnerError("the pipeline worker stopped before it closed the crawl run")
+        if finished.error is not None:
+            raise RunnerError(f"the crawl run could not be closed: {finished.error}")
+        return finished.summary
+
+    def _recv_finished(self) -> Finished | None:
+        """`Finished` read from the pipe (no receiver thread: nothing was crawled)."""
+        while self._conn.poll(STOP_TIMEOUT):
+            try:
+                message = self._conn.recv()
+            except (EOFError, OSError):
+                return None
+            if isinstance(message, Finished):
+                return message
+        return None
+
     def release(self) -> None:
         self.users -= 1
         if self.users <= 0:
@@ -281,9 +347,15 @@ class WorkerClient(SharedBySettings):
         """Ask the worker to stop after what it was sent, and wait for it."""
         if self._stopping:
             return
+        self._request_stop(None)
+        self._wait_stopped()
+
+    def _request_stop(self, failures: tuple[str, ...] | None) -> None:
         self._stopping = True
-        self._outbox.put(Stop())
+        self._outbox.put(Stop(failures))
         self._outbox.put(_End())
+
+    def _wait_stopped(self) -> None:
         self._sender.join(timeout=STOP_TIMEOUT)
         self._process.join(timeout=STOP_TIMEOUT)
         if self._process.is_alive():

@@ -21,15 +21,16 @@ import os
 import signal
 import sys
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from pipeline.corpus.db import DatabaseError, one_line
 from pipeline.worker.runner import RunnerSettings
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
     from pipeline.ingest import Ingest
+    from pipeline.worker.protocol import RunSetup, Stop
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ def _die_with_parent() -> None:
 
 
 def error_text(exc: BaseException) -> str:
+    from pipeline.corpus.db import DatabaseError, one_line
+
     return one_line(exc) if isinstance(exc, DatabaseError) else f"{type(exc).__name__}: {one_line(exc)}"
 
 
@@ -75,8 +78,8 @@ def open_ingest(settings: RunnerSettings, *, batched: bool = True) -> Ingest:
     )
 
 
-def serve(conn: Connection, ingest: Ingest) -> None:
-    """Answer messages until `Stop` or end of input."""
+def serve(conn: Connection, ingest: Ingest) -> Stop | None:
+    """Answer messages until `Stop` (returned) or end of input."""
     from pipeline.worker.protocol import Close, Closed, Open, Opened, Pages, Settled, Stop
 
     handled = settled = acked = 0  # pages handled, committed (or recorded as lost), reported
@@ -95,10 +98,10 @@ def serve(conn: Connection, ingest: Ingest) -> None:
         try:
             message = conn.recv()
         except (EOFError, OSError):
-            return
+            return None
         idle += time.monotonic() - waited
         if isinstance(message, Stop):
-            return
+            return message
         if isinstance(message, Pages):
             pages = list(message.pages)
             while pages:
@@ -130,10 +133,16 @@ def serve(conn: Connection, ingest: Ingest) -> None:
             log.error("pipeline worker: unknown message %r", message)
 
 
-def main(conn: Connection, settings: RunnerSettings, parents_end: Connection | None = None) -> None:
+def main(
+    conn: Connection,
+    settings: RunnerSettings,
+    parents_end: Connection | None = None,
+    setup: RunSetup | None = None,
+) -> None:
     """The worker process's entry point (multiprocessing target); `parents_end`, the crawl
-    process's end of the pipe, when the worker was forked with it."""
-    from pipeline.worker.protocol import Ready, StartFailed
+    process's end of the pipe, when the worker was forked with it; `setup`, the run's database
+    work before and after its pages (`protocol.RunSetup`), when the worker does it."""
+    from pipeline.worker.protocol import Ready, SetupDone, StartFailed
 
     if parents_end is not None:
         parents_end.close()
@@ -150,25 +159,80 @@ def main(conn: Connection, settings: RunnerSettings, parents_end: Connection | N
         logging.basicConfig(level=settings.log_level, format=LOG_FORMAT, stream=sys.stderr, force=True)
     if parent == 1:
         return  # the crawl process died before the death signal was armed
-    try:
-        ingest = open_ingest(settings)
-    except Exception as exc:
-        conn.send(StartFailed(error_text(exc)))
-        conn.close()
-        return
-    # The worker's modules and state live as long as it does: out of the collector's way, as in
-    # the crawl process.
-    from crawler.process import settle_collector
+    crawling = True
+    if setup is not None:
+        prepared = _prepare(conn, setup)
+        if prepared is None:
+            conn.close()
+            return
+        run_id, plan, crawling = prepared
+        settings = replace(settings, run_id=run_id)
+        conn.send(SetupDone(plan))
+    stop: Stop | None = None
+    if crawling:
+        try:
+            ingest = open_ingest(settings)
+        except Exception as exc:
+            conn.send(StartFailed(error_text(exc)))
+            conn.close()
+            return
+        # The worker's modules and state live as long as it does: out of the collector's way, as in
+        # the crawl process.
+        from crawler.launch import settle_collector
 
-    settle_collector()
-    conn.send(Ready())
-    try:
-        serve(conn, ingest)
-    finally:
-        ingest.shutdown()
-        conn.close()
+        settle_collector()
+        conn.send(Ready())
+        try:
+            stop = serve(conn, ingest)
+        finally:
+            ingest.shutdown()
+    else:
+        stop = _wait_for_stop(conn)
+    if setup is not None and stop is not None and stop.failures is not None:
+        _finish(conn, setup, settings.run_id, stop.failures)
+    conn.close()
     # Everything is committed and the database released: skip the interpreter's teardown (a few
     # tenths of a second of freeing modules) that the crawl process would wait for.
     logging.shutdown()
     sys.stderr.flush()
     os._exit(0)
+
+
+def _prepare(conn: Connection, setup: RunSetup) -> tuple[int | None, object, bool] | None:
+    """`setup.prepare()`, or None after telling the crawl process why it failed."""
+    from pipeline.worker.protocol import SetupFailed, SetupRefused
+
+    try:
+        return setup.prepare()
+    except SetupRefused as exc:
+        conn.send(SetupFailed(str(exc), refused=True))
+    except Exception as exc:
+        log.exception("the crawl run could not be prepared")
+        conn.send(SetupFailed(error_text(exc), refused=False))
+    return None
+
+
+def _wait_for_stop(conn: Connection) -> Stop | None:
+    """Nothing to crawl: wait for the crawl process's `Stop` (None at the end of input)."""
+    from pipeline.worker.protocol import Stop
+
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return None
+        if isinstance(message, Stop):
+            return message
+        log.error("pipeline worker: unexpected message %r with nothing to crawl", message)
+
+
+def _finish(conn: Connection, setup: RunSetup, run_id: int | None, failures: tuple[str, ...]) -> None:
+    from pipeline.worker.protocol import Finished
+
+    try:
+        conn.send(Finished(setup.finish(run_id, failures)))
+    except (EOFError, OSError):
+        pass  # the crawl process is gone: the run is closed by the next crawl's planning
+    except Exception as exc:
+        log.exception("the crawl run could not be closed")
+        conn.send(Finished(None, error_text(exc)))

@@ -17,10 +17,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.engine import make_url
-
 from crawler.items import STATE_OK, ArticleItem, ListPageItem, ProblemItem
-from pipeline.corpus.db import is_initialised, make_engine
 from pipeline.normalize import Rejected, normalize
 from pipeline.precompute import precompute
 from pipeline.record import Page, Prepared, Record, SourceRef
@@ -59,7 +56,12 @@ def runner_settings(settings: Any) -> RunnerSettings:
 
 
 def check_database(url: str) -> None:
-    """Fail here, in plain words, when the database is missing or has no schema."""
+    """Fail here, in plain words, when the database is missing or has no schema (a spider run on its
+    own; `zhuanlan crawl`'s crawl process leaves the database to its worker and never loads it)."""
+    from sqlalchemy.engine import make_url
+
+    from pipeline.corpus.db import is_initialised, make_engine
+
     engine = make_engine(url)
     try:
         if not is_initialised(engine):
