@@ -274,7 +274,7 @@ def run() -> list[str]:
             )
             pg_goal = (
                 f" Goal (issue 20): PostgreSQL at least half the bare Scrapy rate in the same run. Median ratio "
-                f"{statistics.median(pg_ratios):.2f}: {'met' if statistics.median(pg_ratios) >= 0.5 else 'not met'}."
+                f"{statistics.median(pg_ratios):.3f}: {'met' if statistics.median(pg_ratios) >= 0.5 else 'not met'}."
             )
         else:
             pg_line = f"| PostgreSQL | skipped: no server answers at {PG_URL} | | | | | |"
