@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -166,37 +166,24 @@ class CrawlPlanned:
     skipped: tuple[str, ...]
 
 
+@dataclass
 class CrawlSetup:
     """`zhuanlan crawl`'s database work (`pipeline.worker.protocol.RunSetup`), done in its pipeline
     worker: before the pages, the configuration synced and the run planned; after them, the run
     closed. The crawl process meanwhile imports Scrapy and never loads the database layer (0.3 s of
     CPU before its first request, measured). Picklable, for a worker that is spawned."""
 
-    def __init__(
-        self,
-        config: Config,
-        path: Path,
-        source_keys: tuple[str, ...],
-        *,
-        trigger: str,
-        now: datetime,
-        backfill: bool,
-        force: bool,
-        refresh: bool,
-        recheck_since: datetime | None,
-        run_id: int | None,
-    ) -> None:
-        self.config = config
-        self.path = path
-        self.source_keys = source_keys
-        self.trigger = trigger
-        self.now = now
-        self.backfill = backfill
-        self.force = force
-        self.refresh = refresh
-        self.recheck_since = recheck_since
-        self.run_id = run_id
-        self._app: App | None = None
+    config: Config
+    path: Path
+    source_keys: tuple[str, ...]
+    trigger: str
+    now: datetime
+    backfill: bool
+    force: bool
+    refresh: bool
+    recheck_since: datetime | None
+    run_id: int | None
+    _app: App | None = field(default=None, init=False, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_app": None}  # a process opens its own database
@@ -282,9 +269,10 @@ def cmd_crawl(args: argparse.Namespace) -> int:
     selected = configured_sources(config, path, args.source)
     if args.recheck:
         selected = [s for s in selected if s.kind == "wechat_album"]
+    resolved = path.resolve()
     setup = CrawlSetup(
         config,
-        path.resolve(),
+        resolved,
         tuple(s.key for s in selected),
         trigger=args.trigger,
         now=now,
@@ -297,7 +285,7 @@ def cmd_crawl(args: argparse.Namespace) -> int:
     # The pipeline worker starts first, forked while this process has loaded little: it opens the
     # database and plans the run while this process imports Scrapy and sets it up.
     runner = WorkerClient(
-        RunnerSettings(config.database_url, str(path.resolve()), None, args.log_level, str(log_file)), setup
+        RunnerSettings(config.database_url, str(resolved), None, args.log_level, str(log_file)), setup
     )
     runner.attach(lambda error: None)  # this command's own hold: the worker outlives every spider
     try:
@@ -308,7 +296,7 @@ def cmd_crawl(args: argparse.Namespace) -> int:
         crawl = asdict(config.crawl)
         settings = crawl_settings(
             database_url=config.database_url,
-            config_path=str(path.resolve()),
+            config_path=str(resolved),
             run_id=None,  # the plan's
             crawl=crawl,
             log_level=args.log_level,
