@@ -44,6 +44,13 @@ def commit() -> str:
     return proc.stdout.strip() or "unknown"
 
 
+def section_stamp(when: datetime, commit: str, machine: str) -> str:
+    """The first line of every section: when, at which commit and on which machine it was measured.
+    A partial rerun (`BENCH_ONLY`) keeps the file's header, which names the machine of the last full
+    run, so each section names its own."""
+    return f"Measured {when:%Y-%m-%d %H:%M} UTC at commit {commit} on {machine}."
+
+
 def discover(only: set[str] | None = None) -> list[tuple[str, Callable[[], list[str]]]]:
     """Every `bench/*_bench.py` module with a `TITLE` and a `run() -> list[str]` (markdown lines);
     with `only`, the modules of those names (`scale` for scale_bench.py)."""
@@ -96,7 +103,7 @@ def main() -> int:
     only_env = os.environ.get("BENCH_ONLY", "").strip()
     only = {name.strip() for name in only_env.split(",") if name.strip()} if only_env else None
     sections = discover(only)
-    stamp = f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC at commit {commit()}."
+    stamp = section_stamp(datetime.now(UTC), commit(), machine())
     target = ROOT / "docs" / "benchmarks.md"
     if only is not None and target.exists():
         fresh: dict[str, list[str]] = {}

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
-from bench.run import discover, merge, split_sections
+from bench.run import discover, merge, section_stamp, split_sections
 
 OLD = """# Benchmarks
 
@@ -48,3 +50,9 @@ def test_discover_selects_by_module_name_and_refuses_unknown_names() -> None:
     assert titles == ["Near-duplicates: MinHash LSH vs brute-force Jaccard"]
     with pytest.raises(SystemExit, match="nosuch"):
         discover({"nosuch"})
+
+
+def test_a_section_names_its_machine_as_well_as_its_date_and_commit() -> None:
+    """A rerun section sits under the header of the last full run, which may be another machine."""
+    stamp = section_stamp(datetime(2026, 12, 5, 2, 41, tzinfo=UTC), "19e2a72", "Intel(R) Xeon(R) Processor, 2 cores")
+    assert stamp == "Measured 2026-12-05 02:41 UTC at commit 19e2a72 on Intel(R) Xeon(R) Processor, 2 cores."
