@@ -48,10 +48,11 @@ import functools
 import hashlib
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, BIGINT
 
-from pipeline.similarity import band_keys, signature_halves
+from pipeline.similarity import LSH_BANDS, signature_band_keys
 
 if TYPE_CHECKING:
     from collections.abc import Hashable, Iterable
@@ -79,21 +80,45 @@ def _key(*parts: bytes) -> int:
     )
 
 
+# One 64-bit salt per LSH band, so that equal band keys in different bands are different locks.
+_BAND_SALTS = np.frombuffer(hashlib.shake_256(b"zhuanlan-dedup\x00band").digest(8 * LSH_BANDS[0]), dtype="<u8").copy()
+_MIX = (np.uint64(33), np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53))
+
+
+def band_lock_keys(minhash: bytes) -> list[int]:
+    """The lock keys of a signature's LSH band keys (both parts: every band a candidate can share),
+    as signed 64-bit integers: each band key with its band's salt, through the MurmurHash3 finalizer
+    (a bijection, so two band keys have one lock key only if they are equal in the same band).
+
+    Computed for all bands at once: fifty of them a page, hashed one by one with BLAKE2 as before,
+    cost more than the rest of taking the locks. Writers that run at the same time must derive
+    their keys alike, so the workers of a deployment are upgraded together (CHANGELOG)."""
+    keys = signature_band_keys(minhash)  # (2, bands)
+    shift, m1, m2 = _MIX
+    with np.errstate(over="ignore"):
+        mixed: np.ndarray = keys ^ _BAND_SALTS
+        mixed ^= mixed >> shift
+        mixed *= m1
+        mixed ^= mixed >> shift
+        mixed *= m2
+        mixed ^= mixed >> shift
+    values: list[int] = mixed.view(np.int64).ravel().tolist()
+    return values
+
+
 def lock_keys(record: Record) -> list[int]:
     """The sorted advisory lock keys of every path the decision of `record` reads (module docstring)."""
     return list(_lock_keys(record.item.canonical_key, record.content_hash, record.minhash))
 
 
-# A page's keys are asked for twice (by its group, then by its decision): about a hundred hashes each.
+# A page's keys are asked for twice (by its group, then by its decision).
 @functools.lru_cache(maxsize=256)
 def _lock_keys(canonical_key: str, content_hash: str | None, minhash: bytes | None) -> tuple[int, ...]:
     keys = {_key(b"key", canonical_key.encode())}
     if content_hash:
         keys.add(_key(b"hash", content_hash.encode()))
     if minhash is not None:
-        for part in signature_halves(minhash):
-            for band, value in enumerate(band_keys(part).tolist()):
-                keys.add(_key(b"band", band.to_bytes(2, "big"), int(value).to_bytes(8, "big")))
+        keys.update(band_lock_keys(minhash))
     return tuple(sorted(keys))
 
 

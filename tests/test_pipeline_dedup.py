@@ -195,9 +195,9 @@ def test_restart_rebuilds_index_from_stored_signatures_not_text(
 
     signed: list[str] = []
 
-    def spy(body: str) -> bytes:
+    def spy(body: str, folded: str | None = None) -> bytes:
         signed.append(body)
-        return signature(body)
+        return signature(body, folded)
 
     monkeypatch.setattr(pipeline.dedup, "signature", spy)
     monkeypatch.setattr(pipeline.similarity, "signature", spy)
@@ -614,3 +614,36 @@ def test_signatures_run_numpy_on_one_thread_unless_the_environment_says_otherwis
     assert result["setting"] == expected
     if given is None:
         assert result["threads"] == 1
+
+
+def test_band_lock_keys_meet_exactly_where_the_lsh_bands_do() -> None:
+    from pipeline.locks import band_lock_keys
+    from pipeline.similarity import LSH_BANDS, NUM_PERM
+
+    bands, rows = LSH_BANDS
+    rng = np.random.default_rng(7)
+    a = rng.integers(0, 2**63, 2 * NUM_PERM, dtype=np.uint64)
+    b = rng.integers(0, 2**63, 2 * NUM_PERM, dtype=np.uint64)
+    b[3 * rows : 4 * rows] = a[3 * rows : 4 * rows]  # the whole texts agree in band 3 only
+    keys_a = band_lock_keys(a.astype("<u8").tobytes())
+    keys_b = band_lock_keys(b.astype("<u8").tobytes())
+    assert len(keys_a) == len(set(keys_a)) == 2 * bands
+    assert set(keys_a) & set(keys_b) == {keys_a[3]} == {keys_b[3]}
+    assert all(-(2**63) <= key < 2**63 for key in keys_a)
+    # The index matches a whole text's band against a head's band of the same index: one lock. The same
+    # values in another band are another lock.
+    c = rng.integers(0, 2**63, 2 * NUM_PERM, dtype=np.uint64)
+    c[NUM_PERM + 3 * rows : NUM_PERM + 4 * rows] = a[3 * rows : 4 * rows]
+    c[4 * rows : 5 * rows] = a[3 * rows : 4 * rows]
+    keys_c = band_lock_keys(c.astype("<u8").tobytes())
+    assert set(keys_a) & set(keys_c) == {keys_a[3]} == {keys_c[bands + 3]}
+
+
+def test_dropping_marks_deletes_exactly_the_table_s_characters() -> None:
+    from pipeline.similarity import _DROP, _drop_marks
+
+    every_bmp_character = "".join(map(chr, range(0x10000)))  # lone surrogates included
+    assert _drop_marks(every_bmp_character) == every_bmp_character.translate(_DROP)
+    astral = "学习𠀀贯彻🙂，四中全会\U000e0001精神 𝟙"
+    assert _drop_marks(astral) == astral.translate(_DROP) == "学习𠀀贯彻四中全会精神𝟙"
+    assert _drop_marks("") == ""

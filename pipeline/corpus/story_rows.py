@@ -46,25 +46,33 @@ _SET_SNAPSHOT = (
 )
 
 
+@functools.cache
 def _columns(table: Table) -> tuple[str, ...]:
     return tuple(c.name for c in table.columns if c.name not in _LINKS)
+
+
+@functools.cache
+def _parameters(table: Table, prefix: str) -> tuple[frozenset[str], tuple[tuple[str, str, Any], ...]]:
+    """The table's insertable columns, and (column, parameter name, Python-side default) of each."""
+    names = _columns(table)
+    return frozenset(names), tuple((name, f"{prefix}{name}", table.c[name].default) for name in names)
 
 
 def _full(table: Table, prefix: str, values: dict[str, Any]) -> dict[str, Any]:
     """`values` with every other column at its Python-side default (a Core INSERT … SELECT does not
     apply those), keyed by the statement's parameter names."""
-    unknown = values.keys() - set(_columns(table))
+    names, columns = _parameters(table, prefix)
+    unknown = values.keys() - names
     if unknown:
         raise ValueError(f"{table.name} has no columns {sorted(unknown)} to insert")
     out: dict[str, Any] = {}
-    for name in _columns(table):
+    for name, parameter, default in columns:
         if name in values:
             value = values[name]
         else:
-            default = table.c[name].default
             arg = getattr(default, "arg", None)
             value = arg(None) if callable(arg) else arg
-        out[f"{prefix}{name}"] = value
+        out[parameter] = value
     return out
 
 
