@@ -26,7 +26,7 @@ import os
 import re
 import unicodedata
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING
 
 # numpy's OpenBLAS starts a thread per core when numpy loads, and they spin a while for work that
@@ -339,11 +339,12 @@ class SignatureIndex:
         crawl's first catch-up loads every stored signature (a million at a province's size)."""
         for start in range(0, len(signatures), 20_000):
             chunk = signatures[start : start + 20_000]
-            values = np.frombuffer(b"".join(data for _, data in chunk), dtype="<u8").reshape(len(chunk), 2 * NUM_PERM)
-            keys = np.stack(
-                [_band_keys_of_rows(values[:, :NUM_PERM]), _band_keys_of_rows(values[:, NUM_PERM:])], axis=1
-            )
-            keys = keys.reshape(2 * len(chunk), -1)  # whole, head, whole, head…: as `add` appends them
+            if len(chunk) == 1:
+                keys = signature_band_keys(chunk[0][1])  # the page's, computed already by its query
+            else:
+                # one row per part: whole, head, whole, head…, as `add` appends them
+                values = np.frombuffer(b"".join(data for _, data in chunk), dtype="<u8")
+                keys = _band_keys_of_rows(values.reshape(2 * len(chunk), NUM_PERM))
             owners = np.repeat(np.asarray([article_id for article_id, _ in chunk], dtype=np.int32), 2)
             while self._size + len(owners) > len(self._recent_owners):
                 self._recent = np.concatenate([self._recent, np.zeros_like(self._recent)], axis=1)
@@ -412,9 +413,14 @@ def _signature_values(data: bytes) -> np.ndarray:
     return values
 
 
+@lru_cache(maxsize=256)
 def signature_band_keys(data: bytes) -> np.ndarray:
-    """`band_keys` of both parts of a serialized signature at once: (2, bands), whole text first."""
-    return _band_keys_of_rows(_signature_values(data).reshape(2, NUM_PERM))
+    """`band_keys` of both parts of a serialized signature at once: (2, bands), whole text first;
+    read-only. A page's are asked for by its query, its locks and its indexing: kept for the last
+    pages."""
+    keys = _band_keys_of_rows(_signature_values(data).reshape(2, NUM_PERM))
+    keys.flags.writeable = False
+    return keys
 
 
 @dataclass(frozen=True)
