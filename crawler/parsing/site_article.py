@@ -25,6 +25,7 @@ from crawler.parsing.bylines import author_names, read_credits
 from crawler.parsing.dates import DATETIME, parse_datetime
 from crawler.parsing.encoding import EncodingError, decode_checked
 from crawler.parsing.site_list import select
+from crawler.parsing.tree import html_tree
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -135,10 +136,10 @@ def parse_html(text: str) -> Any:
     cleaned = _CLOSERS.sub("", cleaned)
     if cleaned and not cleaned.isspace():
         try:
-            return lxml.html.fromstring(cleaned)
+            return html_tree(cleaned)
         except (etree.ParserError, ValueError):
             pass
-    return lxml.html.fromstring("<html><body></body></html>")
+    return html_tree("<html><body></body></html>")
 
 
 def strip_invisible(root: Any) -> Any:

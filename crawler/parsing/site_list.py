@@ -15,10 +15,10 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
-import lxml.html  # type: ignore[import-untyped]
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 
 from crawler.keys import site_key
+from crawler.parsing.tree import html_tree
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -134,11 +134,11 @@ def _tree(text: str) -> Any:
     # lxml refuses str input that carries an XML encoding declaration.
     cleaned = re.sub(r"^\s*<\?xml[^>]*\?>", "", text)
     if not cleaned.strip():
-        return lxml.html.fromstring("<html><body></body></html>")
+        return html_tree("<html><body></body></html>")
     try:
-        return lxml.html.fromstring(cleaned)
+        return html_tree(cleaned)
     except etree.ParserError:
-        return lxml.html.fromstring("<html><body></body></html>")
+        return html_tree("<html><body></body></html>")
 
 
 def select(root: Any, selector: str) -> list[Any]:
