@@ -162,6 +162,12 @@ class Ingest:
 
     # -- pages
 
+    @property
+    def groups(self) -> bool:
+        """Whether `prepare` does a group's database work at once (PostgreSQL with batches), so that
+        larger groups save round trips."""
+        return isinstance(self.sessions, BatchedSessions) and self.deduplicator.locks.enabled
+
     def prepare(self, pages: Sequence[tuple[int, Page | Prepared]]) -> list[tuple[int, Page | Prepared]]:
         """Ahead of handling a group of pages (a message of the crawl process), on PostgreSQL with
         batches: the page-only stages of each (normalize, precompute, tag), then in one statement
@@ -171,7 +177,7 @@ class Ingest:
         most of what a stage costs there. `handle` then does what is left; a page a stage refuses
         comes back as it was, and `handle` meets and records the refusal. The group should fit in
         the batch (`room`). Elsewhere (SQLite, or not batched) the pages come back as they are."""
-        if len(pages) < 2 or not isinstance(self.sessions, BatchedSessions) or not self.deduplicator.locks.enabled:
+        if len(pages) < 2 or not self.groups or not isinstance(self.sessions, BatchedSessions):
             return list(pages)
         out: list[tuple[int, Page | Prepared]] = []
         records: list[Record] = []

@@ -640,6 +640,52 @@ def test_acknowledgements_say_how_long_the_worker_waited_for_pages(
     worker.shutdown()
 
 
+def test_pages_waiting_in_the_pipe_are_prepared_as_one_group(
+    db_url: str, sessions: sessionmaker[Session], now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import multiprocessing
+    import threading
+
+    from pipeline.worker.protocol import Close, Closed, Open, Opened, Pages, Settled, Stop
+    from pipeline.worker.server import serve
+
+    groups: list[int] = []
+    prepare_group = Ingest.prepare
+
+    def counted(self: Ingest, pages: Any) -> Any:
+        groups.append(len(pages))
+        return prepare_group(self, pages)
+
+    monkeypatch.setattr(Ingest, "prepare", counted)
+    worker = Ingest.connect(db_url, Vocabulary.empty())
+    ours, theirs = multiprocessing.Pipe()
+    ours.send(Open(1, SOURCE_REF))
+    bodies = (
+        "original",
+        "notice_lecture",
+        "notice_reading_class",
+        "same_unit_other",
+        "brief_news",
+        "repost_header_footer",
+    )
+    for n in range(3):  # three messages wait before the worker reads any
+        pair = bodies[2 * n : 2 * n + 2]
+        ours.send(Pages(tuple((1, article_item(f"g{n}-{b}", text(b), published_at=now)) for b in pair)))
+    ours.send(Close(1, 6))
+    server = threading.Thread(target=serve, args=(theirs, worker), daemon=True)
+    server.start()
+    assert ours.recv() == Opened(1, None)
+    closed, settled = ours.recv(), ours.recv()  # the Close after the pages is answered in its turn
+    assert closed == Closed(1, None)
+    assert isinstance(settled, Settled) and settled.pages == 6
+    assert groups == [6]
+    ours.send(Stop())
+    server.join(10)
+    worker.shutdown()
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Appearance)) == 6
+
+
 def test_search_entries_of_a_batch_are_written_with_it_and_not_for_a_failed_unit(
     batch_engine: Engine, sessions: sessionmaker[Session], now: datetime
 ) -> None:

@@ -22,7 +22,7 @@ import signal
 import sys
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipeline.worker.runner import RunnerSettings
 
@@ -39,6 +39,12 @@ LOG_FORMAT = "%(asctime)s [%(name)s] %(levelname)s: %(message)s"
 # full when the worker is faster than the crawl: small batches cost a commit and a full-text index
 # segment each.
 IDLE_COMMIT_SECONDS = 0.2
+# A group of pages prepared together (`serve`): up to a batch; one smaller than GROUP_PAGES waits up
+# to GATHER_SECONDS for more (in a backfill on PostgreSQL the crawl sends about 9 pages a message,
+# and 27 arrive within 10 ms). The wait counts as idle: it is time the worker had to spare.
+MAX_GROUP = 64
+GROUP_PAGES = 32
+GATHER_SECONDS = 0.01
 
 
 PROCESS_NAME = b"zhuanlan-worker"  # what ps, top and /proc/PID/comm show for the worker (Linux)
@@ -78,15 +84,52 @@ def open_ingest(settings: RunnerSettings, *, batched: bool = True) -> Ingest:
     )
 
 
+def _more_pages(conn: Connection, pages: list[Any], *, wait: bool) -> tuple[object | None, bool, float]:
+    """Add to `pages` the pages of the messages waiting in the pipe, up to `MAX_GROUP` pages, and
+    with `wait` those that come within `GATHER_SECONDS` while there are fewer than `GROUP_PAGES`:
+    they are prepared as one group. Returns the first other message met (to be answered next),
+    whether the input ended, and the seconds spent waiting."""
+    from pipeline.worker.protocol import Pages
+
+    started = time.monotonic()
+    until = started + (GATHER_SECONDS if wait else 0.0)
+    waited = 0.0
+    while len(pages) < MAX_GROUP:
+        before = time.monotonic()
+        timeout = max(0.0, until - before) if len(pages) < GROUP_PAGES else 0.0
+        ready = conn.poll(timeout)
+        waited += time.monotonic() - before
+        if not ready:
+            break
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return None, True, waited
+        if not isinstance(message, Pages):
+            return message, False, waited
+        pages.extend(message.pages)
+    return None, False, waited
+
+
 def serve(conn: Connection, ingest: Ingest) -> Stop | None:
-    """Answer messages until `Stop` (returned) or end of input."""
+    """Answer messages until `Stop` (returned) or end of input.
+
+    Pages that waited in the pipe while the worker was busy join the group of the message before
+    them (up to a batch): `Ingest.prepare` asks the database once per group for the locks, the
+    lookups and the tag ids of all its pages, so a worker that fell behind catches up with fewer
+    round trips instead of more (groups of 32 pages instead of 8 took 10-25 % less of the worker's
+    and 5-20 % less of the server's CPU a page, measured on the generated site). Where the groups save round trips
+    (`Ingest.groups`), a small group also waits a moment for the pages behind it: the crawl sends
+    pages as it fetches them, a few at a time."""
     from pipeline.worker.protocol import Close, Closed, Open, Opened, Pages, Settled, Stop
 
     handled = settled = acked = 0  # pages handled, committed (or recorded as lost), reported
     idle = 0.0  # seconds spent waiting for input since the last `Settled`
+    following: object | None = None  # a message read while gathering pages, answered next
+    ended = False  # the input ended while gathering pages
     while True:
         waited = time.monotonic()
-        if ingest.pending and not conn.poll(IDLE_COMMIT_SECONDS):
+        if following is None and not ended and ingest.pending and not conn.poll(IDLE_COMMIT_SECONDS):
             idle += time.monotonic() - waited
             ingest.commit()  # nothing came for a moment: store what was handled before waiting for more
             settled = handled
@@ -95,15 +138,22 @@ def serve(conn: Connection, ingest: Ingest) -> Stop | None:
             conn.send(Settled(settled - acked, idle))
             acked, idle = settled, 0.0
             waited = time.monotonic()
-        try:
-            message = conn.recv()
-        except (EOFError, OSError):
+        if following is not None:
+            message, following = following, None
+        elif ended:
             return None
-        idle += time.monotonic() - waited
+        else:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                return None
+            idle += time.monotonic() - waited
         if isinstance(message, Stop):
             return message
         if isinstance(message, Pages):
             pages = list(message.pages)
+            following, ended, gathering = _more_pages(conn, pages, wait=ingest.groups)
+            idle += gathering
             while pages:
                 room = ingest.room  # a group prepared together goes into one batch
                 for sid, page in ingest.prepare(pages[:room]):
