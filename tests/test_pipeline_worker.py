@@ -569,7 +569,7 @@ def test_the_work_split_moves_work_to_the_side_with_time_to_spare() -> None:
     assert [split.next_page() for _ in range(2)] == [(False, True)] * 2  # the default: tag here, nothing ahead
     split.worker_idled(WORKER_IDLE_SHARE / 2)  # a busy worker keeps what it has
     assert split.next_page() == (False, True)
-    split.worker_idled(WORKER_IDLE_SHARE)  # a worker waiting a quarter of its time tags the next pages
+    split.worker_idled(WORKER_IDLE_SHARE)  # a worker waiting that share of its time tags the next pages
     assert [split.next_page() for _ in range(4)] == [(False, False)] * 3 + [(False, True)]
     split.worker_idled(0.9)
     assert split.next_page() == (False, False)

@@ -8,8 +8,11 @@ split follows the load: whichever side is slower hands work to the other.
 
 from __future__ import annotations
 
-# Share of its time the worker spent waiting for pages, from which it also tags them.
-WORKER_IDLE_SHARE = 0.25
+# Share of its time the worker spent waiting for pages, from which it also tags them. A tenth: in
+# a PostgreSQL backfill the worker, grouping its pages (`server.serve`), waits about 13 % of its
+# time while the crawl process, which paces the fetching, tags every page; at a quarter the tags
+# never moved. Interleaved backfills, 0.10 against 0.25: 9 of 12 faster, median wall time 0.95×.
+WORKER_IDLE_SHARE = 0.10
 # Pages whose work moves per signal: about one acknowledgement's worth, so the split follows the
 # load closely (a whole window's worth overshot: measured, the work swung from side to side).
 MAX_PAGES_MOVED = 64
