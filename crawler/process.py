@@ -6,7 +6,6 @@ This module knows only spiders and Scrapy settings; it never touches the databas
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,6 @@ __all__ = [
     "CRAWL_LOG",
     "CRAWL_LOG_BACKUPS",
     "CRAWL_LOG_MAX_BYTES",
-    "CRAWL_NICENESS",
     "LOG_FORMAT",
     "YOUNG_THRESHOLD",
     "SourceJob",
@@ -41,7 +39,6 @@ __all__ = [
     "run_jobs",
     "settle_collector",
     "spider_class",
-    "yield_cpu_to_storing",
 ]
 
 
@@ -121,27 +118,6 @@ def preload(settings: Settings) -> None:
                 continue
 
 
-# The crawl process's CPU priority once it starts fetching (Unix nice; its pipeline worker, the
-# database and the web app keep theirs). On shared cores the fetching went ahead of the storing:
-# up to 256 pages (the worker's window) waited for the worker when the last one was fetched, and
-# the worker stored them alone for 0.6-0.75 s with a core half idle. Yielding to the storing keeps
-# that queue at about two batches; 2,000-page PostgreSQL backfills, interleaved rounds: ratio to
-# bare Scrapy 0.474 → 0.506 (4 rounds), 0.492 → 0.510 (5 rounds); nice 5 gave 0.495, 19 0.508.
-CRAWL_NICENESS = 10
-
-
-def yield_cpu_to_storing(niceness: int = CRAWL_NICENESS) -> None:
-    """Lower this thread's CPU priority to `niceness` (never raise it): Linux gives each thread its
-    own, and the reactor's thread, which fetches and prepares pages, is the one that calls this."""
-    if not hasattr(os, "setpriority"):
-        return  # not a Unix
-    try:
-        if os.getpriority(os.PRIO_PROCESS, 0) < niceness:
-            os.setpriority(os.PRIO_PROCESS, 0, niceness)
-    except OSError:
-        pass  # not allowed here (a sandbox): the crawl runs as it is
-
-
 def run_jobs(jobs: Sequence[SourceJob], settings: Settings, crawl: Mapping[str, Any]) -> None:
     """Crawl every job's source concurrently; returns when all spiders have closed."""
     process = CrawlerProcess(settings)
@@ -158,5 +134,4 @@ def run_jobs(jobs: Sequence[SourceJob], settings: Settings, crawl: Mapping[str, 
             kwargs["recheck_urls"] = list(job.recheck_urls)
         process.crawl(spider_class(str(job.source["kind"])), **kwargs)
     settle_collector()
-    yield_cpu_to_storing()
     process.start()

@@ -445,34 +445,6 @@ def test_a_worker_killed_before_it_planned_the_run_is_one_plain_error(tmp_path: 
             assert len(read_corpus(s).keys) == samples.truth()["appearance_count"]
 
 
-def _nice(pid: int, tid: int | None = None) -> int:
-    """The nice value of a thread (the main thread by default), from /proc."""
-    stat = Path(f"/proc/{pid}/task/{tid or pid}/stat").read_text()
-    return int(stat.rsplit(")", 1)[1].split()[16])
-
-
-@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads priorities through /proc (Linux)")
-def test_the_crawl_yields_the_cpu_to_its_worker_once_it_fetches(tmp_path: Path, db_url: str) -> None:
-    # Fetching went ahead of storing on shared cores and left hundreds of pages for the worker to
-    # store alone at the end: the fetching thread lowers its priority, the worker keeps its own.
-    from crawler.process import CRAWL_NICENESS
-
-    with SampleSources(port=0) as samples:
-        cfg = write_config(tmp_path / "zhuanlan.toml", samples, download_delay=0.2)
-        assert run_cli(cfg, db_url, "init").returncode == 0
-        own = os.getpriority(os.PRIO_PROCESS, 0)
-        proc = start_cli(cfg, db_url, "crawl", "--json")
-        try:
-            assert wait_for(lambda: bool(_workers(proc.pid)), 60), "no pipeline worker process started"
-            (worker,) = _workers(proc.pid)
-            assert wait_for(lambda: _nice(proc.pid) == max(own, CRAWL_NICENESS), 60), _nice(proc.pid)
-            assert _nice(worker) == own
-            assert proc.wait(timeout=300) == 0, log_tail(proc)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-
-
 # --- the crawl process's share: prepare ---------------------------------------------------------
 
 
