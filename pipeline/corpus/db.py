@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # The newest migration, the one this release's code reads and writes (a test holds it equal to the
 # head of MIGRATIONS_DIR). A constant, so a command checks the database without loading Alembic.
-SCHEMA_REVISION = "0016"
+SCHEMA_REVISION = "0017"
 BUSY_TIMEOUT_ENV = "ZHUANLAN_SQLITE_BUSY_TIMEOUT"
 MAX_PAGE_COUNT_ENV = "ZHUANLAN_SQLITE_MAX_PAGE_COUNT"
 DEFAULT_BUSY_TIMEOUT = 30.0

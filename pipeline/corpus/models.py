@@ -126,7 +126,8 @@ class Article(Base):
     positions: Mapped[list[str]] = mapped_column(JSON, default=list)
     # [{"name": ..., "positions": [...]}] in byline order
     authors: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
-    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), index=True)  # None: unattributed
+    # Looked up through ix_articles_unit_story_date, whose first column it is (migration 0017).
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"))  # None: unattributed
     # where the unit was read: byline | label | title | author_field | source_owner | manual
     unit_from: Mapped[str | None] = mapped_column(String(20))
     column: Mapped[str | None] = mapped_column(String(200), index=True)  # the column it is in (counts)
