@@ -24,6 +24,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
 from crawler.items import ListPageItem, ProblemItem
 from pipeline.corpus.batch import IdCache
 from pipeline.corpus.db import (
@@ -39,7 +42,14 @@ from pipeline.corpus.runs import SourceRow, SourceRunRecorder
 from pipeline.corpus.search_index import BackgroundMerge
 from pipeline.corpus.tagstore import tag_ids, wanted_tags
 from pipeline.dedup import Deduplicator
-from pipeline.locks import DedupLocks, LockBusy
+from pipeline.locks import (
+    DedupLocks,
+    LockBusy,
+    first_batch_pages,
+    pages_per_transaction,
+    writer_name,
+    writers_and_table,
+)
 from pipeline.normalize import Rejected, normalize
 from pipeline.precompute import precompute
 from pipeline.record import Decision, Outcome, Page, Prepared, Record, SourceRef
@@ -57,7 +67,9 @@ log = logging.getLogger(__name__)
 
 # When a batch is committed: at MAX_BATCH pages, or when its first page waited MAX_BATCH_SECONDS
 # (the worker also commits when no page came for a moment). 64 articles are about a quarter of a
-# second of work; a page is stored at most about a second after it was fetched.
+# second of work; a page is stored at most about a second after it was fetched. On PostgreSQL a
+# batch holds the dedup locks of its pages: fewer pages when many writers share the server
+# (`locks.pages_per_transaction`).
 MAX_BATCH = 64
 MAX_BATCH_SECONDS = 1.0
 
@@ -86,6 +98,7 @@ class Ingest:
         clock: Callable[[], datetime] = utc_now,
         owns_engine: bool = False,
         batched: bool = True,
+        writer: str | None = None,
     ) -> None:
         self.engine = engine
         self.owns_engine = owns_engine
@@ -112,6 +125,10 @@ class Ingest:
         else:
             locks = DedupLocks(locking)
         self.deduplicator = Deduplicator(locks)
+        # Pages per batch: where each holds its dedup locks until the commit, the writers share the
+        # server's lock table (`pipeline.locks`): a first batch that fits, then this writer's share.
+        self.max_batch = first_batch_pages(MAX_BATCH) if locks.enabled else MAX_BATCH
+        self._named_writer = writer is not None  # its connections bear a `locks.writer_name`
         self.tagger = Tagger(vocab)
         self.store = Store(self.sessions, clock)
         self.sources: dict[int, _OpenSource] = {}
@@ -132,12 +149,17 @@ class Ingest:
         batched: bool = True,
     ) -> Ingest:
         """An ingest on its own engine (SQLite: transactions that take the write lock at their start,
-        so SAVEPOINTs nest in them); the database must be initialised."""
-        engine = make_engine(database_url, immediate_transactions=True)
+        so SAVEPOINTs nest in them; PostgreSQL: connections named as a writer, `locks.writer_name`);
+        the database must be initialised."""
+        writer = writer_name() if make_url(database_url).get_backend_name() == "postgresql" else None
+        extra = {"connect_args": {"application_name": writer}} if writer is not None else {}
+        engine = make_engine(database_url, immediate_transactions=True, **extra)
         if not is_initialised(engine):
             engine.dispose()
             raise DatabaseError("the database has no schema yet: run `zhuanlan init` first")
-        return cls(engine, vocab, run_id=run_id, config_path=config_path, owns_engine=True, batched=batched)
+        return cls(
+            engine, vocab, run_id=run_id, config_path=config_path, owns_engine=True, batched=batched, writer=writer
+        )
 
     # -- sources
 
@@ -311,12 +333,12 @@ class Ingest:
     def room(self) -> int:
         """Pages the batch takes before it is full (at least one): a group `prepare`d together
         should fit, or the commit in its middle releases what the group holds."""
-        return max(1, MAX_BATCH - len(self._batch))
+        return max(1, self.max_batch - len(self._batch))
 
     def commit_due(self) -> bool:
         """Whether the batching policy wants a commit now (a full batch, or its first page waited long)."""
         return bool(self._batch) and (
-            len(self._batch) >= MAX_BATCH or time.monotonic() - self._batch_started >= MAX_BATCH_SECONDS
+            len(self._batch) >= self.max_batch or time.monotonic() - self._batch_started >= MAX_BATCH_SECONDS
         )
 
     def commit(self) -> None:
@@ -328,10 +350,24 @@ class Ingest:
                     self.merge.request()
             except DatabaseError as exc:
                 log.error("a batch of pages was not stored: %s", exc)
+            if self._batch and self.deduplicator.locks.enabled:
+                self._size_batches()
             if not self._replaying:
                 self.sessions.careful = False
         self._batch.clear()
         self._marks.clear()
+
+    def _size_batches(self) -> None:
+        """The next batches' size: this writer's share of the server's lock table (`pipeline.locks`).
+        Counted again after every batch, so a writer that joins or leaves is met within a batch; if
+        the server cannot say, the size stays as it was."""
+        try:
+            with self.engine.connect() as connection:
+                writers, table = writers_and_table(connection)
+        except DBAPIError as exc:
+            log.warning("could not count the writers sharing the server's lock table: %s", exc)
+            return
+        self.max_batch = pages_per_transaction(table, writers + (0 if self._named_writer else 1), MAX_BATCH)
 
     def _lost(self, reason: str) -> None:
         # Called by BatchedSessions after rolling back: every page of the batch is recorded as not

@@ -37,6 +37,22 @@ taken before the decisions that read them, in the transaction that stores the pa
 never waits; when one of its keys is busy, each page tries its own as before. A batch committed in
 the middle of a group releases everything, and the rest of the group takes its locks page by page.
 
+How many locks a transaction holds: advisory locks live in PostgreSQL's shared lock table, which
+holds `max_locks_per_transaction × (max_connections + max_prepared_transactions)` locks for the
+whole server (6,400 by default; a little more in practice). A page takes `KEYS_PER_PAGE` keys, so a
+batch of 64 pages held 3,328, and four or more writers with full batches filled the table: their
+lock statements, and any other session's next lock, failed with "out of shared memory" and the
+batches were rolled back (measured: six writers of 60 pages at once lost 147 of 360 pages). So the
+writers share the table: each ingest names its connections (`writer_name`), counts the writers
+connected after each commit, and sizes its next batch to its share of `WRITERS_SHARE` of the table
+(`pages_per_transaction`). One writer alone keeps batches of 64 pages; six on a default server
+take 15 each; a hundred take one page each rather than fail. A writer's first batch, before it
+has counted, takes `FIRST_BATCH_KEYS`: writers that start together fit, and one that joins a full
+house fits in the quarter left over until the others have counted it (within a batch, about a
+second). Raising `max_locks_per_transaction` gives every writer larger batches (docs/scaling.md,
+PostgreSQL settings). None of this changes the arguments above: a commit releases everything, as
+when a lock is busy.
+
 SQLite has one writer: the ingest's transactions begin IMMEDIATE (`db.make_engine`), so a batch
 holds the database's write lock from its first statement to its commit, and no other writer can
 store anything between a decision and the rows it means. No locks are taken there.
@@ -46,6 +62,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -57,9 +74,51 @@ from pipeline.similarity import LSH_BANDS, signature_band_keys
 if TYPE_CHECKING:
     from collections.abc import Hashable, Iterable
 
+    from sqlalchemy import Connection
     from sqlalchemy.orm import Session
 
     from pipeline.record import Record
+
+# The keys of one page (`lock_keys`): its canonical key, its content hash, and a key per LSH band of
+# both signature parts.
+KEYS_PER_PAGE = 2 + 2 * LSH_BANDS[0]
+# The share of the server's lock table the writers' batches fill together; the rest is the other
+# sessions' and a newly started writer's (module docstring).
+WRITERS_SHARE = 0.75
+# A writer's first batch, before it has counted the others: six of them fit in a default table.
+FIRST_BATCH_KEYS = 1024
+# What an ingest calls its connections on the server (with a number of its own after it).
+WRITER_NAME = "zhuanlan ingest"
+_WRITERS_AND_TABLE = text(
+    "SELECT (SELECT count(DISTINCT application_name) FROM pg_stat_activity WHERE application_name LIKE :named), "
+    "current_setting('max_locks_per_transaction')::int "
+    "* (current_setting('max_connections')::int + current_setting('max_prepared_transactions')::int)"
+)
+
+
+def writer_name() -> str:
+    """The `application_name` of one ingest's connections: its writer counted once, however many
+    connections it has."""
+    return f"{WRITER_NAME} {uuid.uuid4().hex[:12]}"
+
+
+def writers_and_table(connection: Connection) -> tuple[int, int]:
+    """(writers connected now, whose connections bear `writer_name`s; the size of the lock table)."""
+    writers, table = connection.execute(_WRITERS_AND_TABLE, {"named": f"{WRITER_NAME} %"}).one()
+    return int(writers), int(table)
+
+
+def pages_per_transaction(lock_table: int, writers: int, most: int) -> int:
+    """Pages a writer's transaction may hold: its share of `WRITERS_SHARE` of a lock table of
+    `lock_table` entries among `writers` writers, at most `most` and at least one."""
+    share = int(lock_table * WRITERS_SHARE) // max(1, writers)
+    return max(1, min(most, share // KEYS_PER_PAGE))
+
+
+def first_batch_pages(most: int) -> int:
+    """Pages of a writer's first batch (`FIRST_BATCH_KEYS`), at most `most`."""
+    return max(1, min(most, FIRST_BATCH_KEYS // KEYS_PER_PAGE))
+
 
 # unnest keeps the array's order, and the keys come sorted: the locks are taken in ascending order.
 _TAKE = text("SELECT count(*) FROM (SELECT pg_advisory_xact_lock(k) FROM unnest(:keys) AS k) AS taken").bindparams(

@@ -1,22 +1,32 @@
 """Deduplication with concurrent writers (issue 20, point 2): two ingests on two connections store
 near-duplicates (or exact copies) of a story at the same moment, many times over, against
-PostgreSQL; every round ends with one story holding both appearances."""
+PostgreSQL; every round ends with one story holding both appearances. And many writers with full
+batches at once hold no more dedup locks than the server's lock table takes."""
 
 from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Integer, func, select
+from sqlalchemy import Engine, Integer, func, select, text
 
 from crawler.items import ArticleItem
 from pipeline.corpus.db import make_engine, session_factory, upgrade
 from pipeline.corpus.models import Appearance, Article
-from pipeline.ingest import Ingest
-from pipeline.record import Outcome, SourceRef
+from pipeline.ingest import MAX_BATCH, Ingest
+from pipeline.locks import (
+    FIRST_BATCH_KEYS,
+    KEYS_PER_PAGE,
+    WRITERS_SHARE,
+    first_batch_pages,
+    pages_per_transaction,
+    writers_and_table,
+)
+from pipeline.record import Outcome, Page, Prepared, SourceRef
 from pipeline.tagging.vocabulary import Vocabulary
 from tests.servers import postgresql_schema, require_postgresql
 from tests.test_pipeline_support import SOURCE, article_item
@@ -106,3 +116,141 @@ def test_two_writers_storing_near_duplicates_at_once_end_with_one_story(pg_url: 
     finally:
         for ingest in ingests:
             ingest.shutdown()
+
+
+WRITERS = 6
+FULL_BATCHES = 3
+
+
+def distinct_story(seed: int) -> str:
+    """About 1,000 characters drawn from the common Han block: no two seeds share a shingle, so two
+    writers' pages never share a dedup lock and none waits for another's."""
+    rng = random.Random(seed)
+    return "\n".join("".join(chr(rng.randint(0x4E00, 0x9FA5)) for _ in range(60)) + "。" for _ in range(16))
+
+
+def _lock_table(engine: Engine) -> tuple[int, int]:
+    with engine.connect() as connection:
+        return writers_and_table(connection)
+
+
+def _ingests(pg_url: str, n: int, first: int = 0) -> list[Ingest]:
+    ingests = [Ingest.connect(pg_url, Vocabulary.empty()) for _ in range(n)]
+    for k, ingest in enumerate(ingests, first):
+        definition = {**SOURCE, "key": f"site-{k}", "url": f"https://site{k}.example.gov.cn/xxgk/"}
+        ingest.open_source(1, SourceRef.from_definition(f"site-{k}", definition))
+    return ingests
+
+
+def _page(n: int, seed: int) -> ArticleItem:
+    published = datetime(2025, 11, 3, 9, 0, tzinfo=UTC)
+    return article_item(f"w{n}-{seed}", distinct_story(seed), published_at=published, source_key=f"site-{n}")
+
+
+def test_writers_holding_full_batches_at_once_stay_within_the_servers_lock_table(pg_url: str) -> None:
+    """Six writers, each with a full batch open at the same moment, three times: every page is stored,
+    and the advisory locks held at those moments fit in the server's lock table.
+
+    With batches of 64 pages (52 dedup locks each) they held about 20,000 advisory locks at once, more
+    than a default server's lock table (64 × (100 + 0) = 6,400 entries, about 12,000 in practice):
+    lock statements failed with "out of shared memory" and whole batches were rolled back."""
+    ingests = _ingests(pg_url, WRITERS)
+    watcher = make_engine(pg_url)
+    _, table = _lock_table(watcher)
+    held: list[int] = []
+
+    def count_held() -> None:  # runs once every writer waits at the barrier, its batch open
+        with watcher.connect() as connection:
+            held.append(int(connection.scalar(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")) or 0))
+
+    full = threading.Barrier(WRITERS, action=count_held, timeout=120)
+    outcomes: list[list[Outcome]] = [[] for _ in range(WRITERS)]
+    batches: list[list[int]] = [[] for _ in range(WRITERS)]
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        ingest = ingests[n]
+        seed = n * 1000
+        try:
+            for _ in range(FULL_BATCHES):
+                group: list[tuple[int, Page | Prepared]] = []
+                for _ in range(ingest.room):  # what the pipeline worker hands it: a batch's worth
+                    seed += 1
+                    group.append((1, _page(n, seed)))
+                batches[n].append(len(group))
+                for sid, page in ingest.prepare(group):
+                    outcomes[n].append(ingest.handle(sid, page))
+                full.wait()
+                ingest.commit()
+        except BaseException as exc:  # reported by the test thread
+            errors.append(exc)
+            full.abort()
+
+    try:
+        threads = [threading.Thread(target=write, args=(n,)) for n in range(WRITERS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+        assert not errors, errors
+        # The first batch before the writers counted each other, then each one's share of the table.
+        share = pages_per_transaction(table, WRITERS, MAX_BATCH)
+        assert batches == [[first_batch_pages(MAX_BATCH), share, share]] * WRITERS
+        assert all(o == [Outcome.STORED] * len(o) for o in outcomes)
+        assert len(held) == FULL_BATCHES
+        assert all(WRITERS * share <= h <= table for h in held), (held, table)
+        with session_factory(watcher)() as session:
+            assert session.scalar(select(func.count(Article.id))) == sum(map(sum, batches))
+    finally:
+        for ingest in ingests:
+            ingest.shutdown()
+        watcher.dispose()
+
+
+def test_a_writer_takes_its_share_of_the_lock_table_as_writers_come_and_go(pg_url: str) -> None:
+    watcher = make_engine(pg_url)
+    writer = _ingests(pg_url, 1)[0]
+    others: list[Ingest] = []
+    seeds = iter(range(1, 100))
+
+    def store_one() -> int:  # a page and a commit: the writer counts the others afterwards
+        writer.handle(1, _page(0, next(seeds)))
+        writer.commit()
+        return writer.max_batch
+
+    try:
+        assert writer.max_batch == first_batch_pages(MAX_BATCH) == FIRST_BATCH_KEYS // KEYS_PER_PAGE
+        alone = store_one()
+        writers, table = _lock_table(watcher)
+        assert writers == 1  # the watcher's connections are not a writer's
+        assert alone == pages_per_transaction(table, 1, MAX_BATCH)
+        if table * WRITERS_SHARE >= MAX_BATCH * KEYS_PER_PAGE:  # a default server: 4,800 of 6,400
+            assert alone == MAX_BATCH
+        others = _ingests(pg_url, 5, first=1)
+        crowded = store_one()
+        assert _lock_table(watcher)[0] == 6
+        assert crowded == pages_per_transaction(table, 6, MAX_BATCH) < alone
+        for other in others:
+            other.shutdown()
+        others = []
+        deadline = time.monotonic() + 10
+        while _lock_table(watcher)[0] > 1 and time.monotonic() < deadline:  # their backends exit
+            time.sleep(0.05)
+        assert store_one() == alone
+    finally:
+        for other in others:
+            other.shutdown()
+        writer.shutdown()
+        watcher.dispose()
+
+
+def test_a_batch_is_sized_to_its_share_of_the_lock_table() -> None:
+    default = 64 * (100 + 0)  # max_locks_per_transaction × (max_connections + max_prepared_transactions)
+    assert pages_per_transaction(default, 1, 64) == 64
+    assert pages_per_transaction(default, 6, 64) == 15  # 800 keys each: 4,800 of the 6,400 in all
+    assert pages_per_transaction(default, 100, 64) == 1  # never none: a crowd stores page by page
+    assert pages_per_transaction(256 * 100, 20, 64) == 18
+    for writers in (1, 2, 3, 6, 12, 24):
+        pages = pages_per_transaction(default, writers, 64)
+        assert pages == 64 or writers * pages * KEYS_PER_PAGE <= default * WRITERS_SHARE
+    assert first_batch_pages(64) * KEYS_PER_PAGE * 6 <= default  # six writers starting at once fit
