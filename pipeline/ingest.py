@@ -128,7 +128,7 @@ class Ingest:
         # Pages per batch: where each holds its dedup locks until the commit, the writers share the
         # server's lock table (`pipeline.locks`): a first batch that fits, then this writer's share.
         self.max_batch = first_batch_pages(MAX_BATCH) if locks.enabled else MAX_BATCH
-        self._named_writer = writer is not None  # its connections bear a `locks.writer_name`
+        self._writer = writer  # the `locks.writer_name` its connections bear, unless the URL names them
         self.tagger = Tagger(vocab)
         self.store = Store(self.sessions, clock)
         self.sources: dict[int, _OpenSource] = {}
@@ -149,10 +149,10 @@ class Ingest:
         batched: bool = True,
     ) -> Ingest:
         """An ingest on its own engine (SQLite: transactions that take the write lock at their start,
-        so SAVEPOINTs nest in them; PostgreSQL: connections named as a writer, `locks.writer_name`);
-        the database must be initialised."""
+        so SAVEPOINTs nest in them; PostgreSQL: connections named as a writer, `locks.writer_name`,
+        where the URL and PGAPPNAME give them no name of their own); the database must be initialised."""
         writer = writer_name() if make_url(database_url).get_backend_name() == "postgresql" else None
-        extra = {"connect_args": {"application_name": writer}} if writer is not None else {}
+        extra = {"connect_args": {"fallback_application_name": writer}} if writer is not None else {}
         engine = make_engine(database_url, immediate_transactions=True, **extra)
         if not is_initialised(engine):
             engine.dispose()
@@ -363,11 +363,12 @@ class Ingest:
         the server cannot say, the size stays as it was."""
         try:
             with self.engine.connect() as connection:
-                writers, table = writers_and_table(connection)
+                writers, table, name = writers_and_table(connection)
         except DBAPIError as exc:
             log.warning("could not count the writers sharing the server's lock table: %s", exc)
             return
-        self.max_batch = pages_per_transaction(table, writers + (0 if self._named_writer else 1), MAX_BATCH)
+        counted = self._writer is not None and name == self._writer  # else it counts itself
+        self.max_batch = pages_per_transaction(table, writers + (0 if counted else 1), MAX_BATCH)
 
     def _lost(self, reason: str) -> None:
         # Called by BatchedSessions after rolling back: every page of the batch is recorded as not

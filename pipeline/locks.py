@@ -43,8 +43,9 @@ whole server (6,400 by default; a little more in practice). A page takes `KEYS_P
 batch of 64 pages held 3,328, and four or more writers with full batches filled the table: their
 lock statements, and any other session's next lock, failed with "out of shared memory" and the
 batches were rolled back (measured: six writers of 60 pages at once lost 147 of 360 pages). So the
-writers share the table: each ingest names its connections (`writer_name`), counts the writers
-connected after each commit, and sizes its next batch to its share of `WRITERS_SHARE` of the table
+writers share the table: each ingest names its connections (`writer_name`, as libpq's fallback
+application name, so a name the operator set is kept), counts the writers connected after each
+commit, and sizes its next batch to its share of `WRITERS_SHARE` of the table
 (`pages_per_transaction`). One writer alone keeps batches of 64 pages; six on a default server
 take 15 each; a hundred take one page each rather than fail. A writer's first batch, before it
 has counted, takes `FIRST_BATCH_KEYS`: writers that start together fit, and one that joins a full
@@ -92,7 +93,8 @@ WRITER_NAME = "zhuanlan ingest"
 _WRITERS_AND_TABLE = text(
     "SELECT (SELECT count(DISTINCT application_name) FROM pg_stat_activity WHERE application_name LIKE :named), "
     "current_setting('max_locks_per_transaction')::int "
-    "* (current_setting('max_connections')::int + current_setting('max_prepared_transactions')::int)"
+    "* (current_setting('max_connections')::int + current_setting('max_prepared_transactions')::int), "
+    "current_setting('application_name')"
 )
 
 
@@ -102,10 +104,12 @@ def writer_name() -> str:
     return f"{WRITER_NAME} {uuid.uuid4().hex[:12]}"
 
 
-def writers_and_table(connection: Connection) -> tuple[int, int]:
-    """(writers connected now, whose connections bear `writer_name`s; the size of the lock table)."""
-    writers, table = connection.execute(_WRITERS_AND_TABLE, {"named": f"{WRITER_NAME} %"}).one()
-    return int(writers), int(table)
+def writers_and_table(connection: Connection) -> tuple[int, int, str]:
+    """(writers connected now, whose connections bear `writer_name`s; the size of the lock table;
+    this connection's own name). A writer's name is only a fallback: a database URL (or PGAPPNAME)
+    that names the connections wins, and that writer is then not counted by the others."""
+    writers, table, name = connection.execute(_WRITERS_AND_TABLE, {"named": f"{WRITER_NAME} %"}).one()
+    return int(writers), int(table), str(name)
 
 
 def pages_per_transaction(lock_table: int, writers: int, most: int) -> int:

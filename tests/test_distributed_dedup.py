@@ -131,7 +131,8 @@ def distinct_story(seed: int) -> str:
 
 def _lock_table(engine: Engine) -> tuple[int, int]:
     with engine.connect() as connection:
-        return writers_and_table(connection)
+        writers, table, _ = writers_and_table(connection)
+        return writers, table
 
 
 def _settled_writers(engine: Engine, expected: int = 0) -> int:
@@ -251,6 +252,30 @@ def test_a_writer_takes_its_share_of_the_lock_table_as_writers_come_and_go(pg_ur
     finally:
         for other in others:
             other.shutdown()
+        writer.shutdown()
+        watcher.dispose()
+
+
+def test_a_name_the_database_url_gives_is_kept_and_that_writer_counts_itself(pg_url: str) -> None:
+    watcher = make_engine(pg_url)
+    before = _settled_writers(watcher)
+    name = f"zl_named_{random.randrange(10**9)}"
+    url = f"{pg_url}&application_name={name}" if "?" in pg_url else f"{pg_url}?application_name={name}"
+    writer = Ingest.connect(url, Vocabulary.empty())
+    definition = {**SOURCE, "key": "site-0", "url": "https://site0.example.gov.cn/xxgk/"}
+    writer.open_source(1, SourceRef.from_definition("site-0", definition))
+    try:
+        writer.handle(1, _page(0, 1))
+        writer.commit()
+        with watcher.connect() as connection:
+            names = connection.scalars(
+                text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :n"), {"n": name}
+            ).one()
+        writers, table = _lock_table(watcher)
+        assert names >= 1  # the operator's name, not a writer's
+        assert writers == before
+        assert writer.max_batch == pages_per_transaction(table, before + 1, MAX_BATCH)
+    finally:
         writer.shutdown()
         watcher.dispose()
 
